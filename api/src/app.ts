@@ -1,0 +1,205 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Koa from 'koa';
+import Router from '@koa/router';
+import serveStatic from 'koa-static';
+import websockify from 'koa-websocket';
+import type { Registry } from 'prom-client';
+import type { WebSocket } from 'ws';
+import {
+  MAX_SIGNALING_MESSAGE_BYTES,
+  createChannelBodySchema,
+  type Channel,
+  type CreateChannelBody,
+  type Participant,
+} from '@hearth/protocol';
+import { AppError, type Identity, type Logger } from '@hearth/server-common';
+import type { VoiceNode } from '@hearth/voice-sfu';
+import { requireGrant, type Authenticator } from './auth';
+import type { ChannelDirectory, ChannelRecord } from './channel-directory';
+import type { ApiConfig } from './config';
+import {
+  errorHandler,
+  rateLimit,
+  requestContext,
+  validateBody,
+  type ApiContext,
+  type ApiState,
+} from './middleware';
+
+/** Everything the api needs, built by `main.ts` or by a test. */
+export interface AppDeps {
+  /** Api settings. */
+  config: ApiConfig;
+  /** Root logger. */
+  logger: Logger;
+  /** The voice-sfu node this api fronts (in process in the embedded profile). */
+  voice: VoiceNode;
+  /** Channel records. */
+  channels: ChannelDirectory;
+  /** Resolves callers to identities. */
+  authenticator: Authenticator;
+  /** Prometheus registry served at `/metrics`. */
+  registry: Registry;
+}
+
+/** The Koa application with its WebSocket server attached at `listen()`. */
+export type ApiApp = ReturnType<typeof websockify<ApiState>>;
+
+// Frames above this are cut by the WebSocket layer itself; smaller messages that are still too
+// large get a clear error response from the session instead.
+const WS_MAX_PAYLOAD_BYTES = 16 * MAX_SIGNALING_MESSAGE_BYTES;
+
+/** Builds the api: REST routes, signaling WebSocket and the web app. It never listens. */
+export function createApp(deps: AppDeps): ApiApp {
+  const app = websockify<ApiState>(new Koa(), { maxPayload: WS_MAX_PAYLOAD_BYTES });
+  app.proxy = false;
+  app.use(requestContext(deps.logger));
+  app.use(errorHandler());
+  app.use(apiRoutes(deps));
+  app.use(webApp(deps.config.webDistDir));
+  app.ws.use(voiceSignaling(deps));
+  return app;
+}
+
+function apiRoutes(deps: AppDeps): Koa.Middleware {
+  const router = new Router<ApiState>();
+  const limit = rateLimit(deps.config.restRatePerSecond);
+  const authenticate = async (ctx: ApiContext, next: Koa.Next) => {
+    ctx.state.identity = deps.authenticator.authenticate({
+      authorization: ctx.get('authorization') || undefined,
+    });
+    await next();
+  };
+  const identityOf = (ctx: ApiContext): Identity => ctx.state.identity as Identity;
+
+  router.get('/api/health', (ctx) => {
+    ctx.body = { status: 'ok', checks: { process: true } };
+  });
+
+  router.get('/api/ready', (ctx) => {
+    const checks = {
+      workers: deps.voice.pool.slots.length === deps.voice.config.numWorkers,
+      webApp: fs.existsSync(path.join(deps.config.webDistDir, 'index.html')),
+    };
+    const ready = Object.values(checks).every(Boolean);
+    ctx.status = ready ? 200 : 503;
+    ctx.body = { status: ready ? 'ok' : 'unavailable', checks };
+  });
+
+  router.get('/api/channels', limit, async (ctx) => {
+    const records = await deps.channels.list();
+    ctx.body = { channels: records.map((record) => describeChannel(record, deps.voice)) };
+  });
+
+  router.get('/api/channels/:name', limit, async (ctx) => {
+    const record = await deps.channels.get(ctx.params.name ?? '');
+    if (!record) throw new AppError('not_found', `no channel ${ctx.params.name}`);
+    ctx.body = describeChannel(record, deps.voice);
+  });
+
+  router.post(
+    '/api/channels',
+    limit,
+    authenticate,
+    async (ctx, next) => {
+      requireGrant(identityOf(ctx), 'moderate');
+      await next();
+    },
+    validateBody(createChannelBodySchema),
+    async (ctx) => {
+      const { name } = ctx.state.body as CreateChannelBody;
+      const record = await deps.channels.create(name);
+      ctx.status = 201;
+      ctx.body = describeChannel(record, deps.voice);
+    },
+  );
+
+  router.delete('/api/channels/:name', limit, authenticate, async (ctx) => {
+    requireGrant(identityOf(ctx), 'moderate');
+    const name = ctx.params.name ?? '';
+    await deps.channels.delete(name);
+    deps.voice.channels.close(name);
+    ctx.status = 204;
+  });
+
+  router.get('/metrics', async (ctx) => {
+    ctx.type = deps.registry.contentType;
+    ctx.body = await deps.registry.metrics();
+  });
+
+  router.all('/api/{*rest}', () => {
+    throw new AppError('not_found', 'no such endpoint');
+  });
+
+  return router.routes() as Koa.Middleware;
+}
+
+function describeChannel(record: ChannelRecord, voice: VoiceNode): Channel {
+  const participants: Participant[] = voice.channels.get(record.name)?.participants() ?? [];
+  return { name: record.name, createdAt: record.createdAt.toISOString(), participants };
+}
+
+// The app is a single-page app: known files are served as they are, and every other GET that
+// asks for HTML gets index.html so client-side routes such as /voice/<channel> load.
+function webApp(distDir: string): Koa.Middleware {
+  const files = serveStatic(distDir, { index: 'index.html', maxage: 0 });
+  return async (ctx, next) => {
+    await files(ctx, next);
+    if (ctx.body != null || ctx.method !== 'GET' || !ctx.accepts('html')) return;
+    const index = path.join(distDir, 'index.html');
+    if (!fs.existsSync(index)) {
+      throw new AppError('unavailable', 'the web app is not built; run `npm run setup`');
+    }
+    ctx.type = 'html';
+    ctx.body = fs.createReadStream(index);
+  };
+}
+
+function voiceSignaling(deps: AppDeps): Koa.Middleware {
+  const authorizeJoin = async (channel: string, identity: Identity): Promise<Identity> => {
+    const record = await deps.channels.get(channel);
+    if (!record) {
+      // Guests may open a channel by joining it, which is how the autojoin link works.
+      if (!identity.guest) throw new AppError('not_found', `no channel ${channel}`);
+      await deps.channels.ensure(channel);
+    }
+    return identity;
+  };
+  return (ctx) => {
+    const socket = (ctx as unknown as { websocket: WebSocket }).websocket;
+    if (ctx.path !== '/ws/voice') {
+      socket.close(4404, 'unknown endpoint');
+      return;
+    }
+    if (!originAllowed(ctx.get('origin'), ctx.get('host'), deps.config.allowedOrigins)) {
+      socket.close(4403, 'origin not allowed');
+      return;
+    }
+    let identity: Identity;
+    try {
+      const name = ctx.query.name;
+      identity = deps.authenticator.authenticate({
+        guestName: typeof name === 'string' ? name : undefined,
+        authorization: ctx.get('authorization') || undefined,
+      });
+    } catch (error) {
+      const code = error instanceof AppError && error.code === 'bad_request' ? 4400 : 4401;
+      socket.close(code, error instanceof AppError ? error.message : 'unauthorized');
+      return;
+    }
+    deps.voice.accept(socket, identity, authorizeJoin);
+  };
+}
+
+// Browsers always send Origin on WebSocket upgrades; refusing foreign origins stops other sites
+// from opening signaling sessions with a visitor's credentials. Non-browser clients send none.
+function originAllowed(origin: string, host: string, allowed: readonly string[]): boolean {
+  if (!origin) return true;
+  if (allowed.includes(origin)) return true;
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,4 @@
+export * from './app';
+export * from './auth';
+export * from './channel-directory';
+export * from './config';

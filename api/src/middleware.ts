@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import type { Context, Middleware, ParameterizedContext } from 'koa';
+import type { z } from 'zod';
+import { describeZodError } from '@hearth/protocol';
+import { AppError, TokenBucket, type Identity, type Logger } from '@hearth/server-common';
+
+/** Request state every handler can rely on. */
+export interface ApiState {
+  /** Request id, echoed in the `x-request-id` response header. */
+  requestId: string;
+  /** Logger carrying the request id. */
+  logger: Logger;
+  /** Parsed, validated request body (set by `validateBody`). */
+  body: unknown;
+  /** The authenticated caller (set by the route's authentication step). */
+  identity?: Identity;
+}
+
+/** Koa context of an api request. */
+export type ApiContext = Context & { state: ApiState };
+
+const MAX_JSON_BODY_BYTES = 64 * 1024;
+
+/** Gives each request an id and a child logger, and logs it once it is answered. */
+export function requestContext(logger: Logger): Middleware {
+  return async (ctx, next) => {
+    const started = performance.now();
+    const header = ctx.get('x-request-id');
+    const requestId = /^[\w-]{1,64}$/.test(header) ? header : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.state.logger = logger.child({ requestId });
+    ctx.set('x-request-id', requestId);
+    await next();
+    if (ctx.path.startsWith('/api/')) {
+      ctx.state.logger.info(
+        {
+          method: ctx.method,
+          path: ctx.path,
+          status: ctx.status,
+          ms: Math.round((performance.now() - started) * 10) / 10,
+        },
+        'request',
+      );
+    }
+  };
+}
+
+/**
+ * Turns errors into `{"error":{"code","message"}}`. AppErrors keep their code and message;
+ * anything else becomes a generic 500 and is logged, without sending a stack to the client.
+ */
+export function errorHandler(): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } catch (error) {
+      if (error instanceof AppError) {
+        ctx.status = error.status;
+        ctx.body = { error: { code: error.code, message: error.message } };
+        return;
+      }
+      (ctx.state.logger as Logger).error({ err: error }, 'unhandled request error');
+      ctx.status = 500;
+      ctx.body = { error: { code: 'internal', message: 'internal server error' } };
+    }
+  };
+}
+
+/** Refuses clients that exceed `ratePerSecond` requests per second (burst of twice that). */
+export function rateLimit(ratePerSecond: number): Middleware {
+  const buckets = new Map<string, TokenBucket>();
+  return async (ctx, next) => {
+    // Bounded memory: forgetting every bucket now and then only ever grants a fresh burst.
+    if (buckets.size > 10_000) buckets.clear();
+    let bucket = buckets.get(ctx.ip);
+    if (!bucket) {
+      bucket = new TokenBucket(ratePerSecond, ratePerSecond * 2);
+      buckets.set(ctx.ip, bucket);
+    }
+    if (!bucket.take()) throw new AppError('rate_limited', 'too many requests; slow down');
+    await next();
+  };
+}
+
+/** Reads a JSON body (64 KiB at most), checks it against a schema, and stores it typed. */
+export function validateBody(schema: z.ZodType): Middleware {
+  return async (ctx, next) => {
+    if (!ctx.is('application/json')) {
+      throw new AppError('bad_request', 'the body must be JSON (Content-Type: application/json)');
+    }
+    const text = await readBody(ctx);
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new AppError('bad_request', 'the body is not valid JSON');
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      throw new AppError('bad_request', `invalid body: ${describeZodError(parsed.error)}`);
+    }
+    ctx.state.body = parsed.data;
+    await next();
+  };
+}
+
+async function readBody(ctx: ParameterizedContext): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_JSON_BODY_BYTES) throw new AppError('bad_request', 'the body is too large');
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

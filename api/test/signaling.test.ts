@@ -1,0 +1,231 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { startTestApi, TestSignalingClient, type TestApi } from './support/server';
+
+let api: TestApi | undefined;
+const clients: TestSignalingClient[] = [];
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.close();
+  await api?.close();
+  api = undefined;
+});
+
+async function start(options: Parameters<typeof startTestApi>[0] = {}): Promise<TestApi> {
+  api = await startTestApi(options);
+  return api;
+}
+
+async function connect(
+  name: string,
+  headers: Record<string, string> = {},
+): Promise<TestSignalingClient> {
+  const client = await TestSignalingClient.connect(api!.baseUrl, name, headers);
+  clients.push(client);
+  return client;
+}
+
+async function joinAs(
+  name: string,
+  channel = 'lobby',
+): Promise<TestSignalingClient & { peerId: string }> {
+  const client = await connect(name);
+  const caps = (await client.request('getRouterRtpCapabilities')) as {
+    data: { rtpCapabilities: unknown };
+  };
+  const joined = await client.request('join', {
+    channel,
+    rtpCapabilities: caps.data.rtpCapabilities,
+  });
+  expect(joined).toMatchObject({ ok: true });
+  return Object.assign(client, { peerId: (joined as { data: { peerId: string } }).data.peerId });
+}
+
+function errorOf(message: unknown): { code: string; message: string } {
+  expect(message).toMatchObject({ kind: 'response', ok: false });
+  return (message as { error: { code: string; message: string } }).error;
+}
+
+describe('signaling validation', () => {
+  it('a message that is not JSON gets bad_request with a null id, and the connection survives', async () => {
+    await start();
+    const client = await connect('Alice');
+    client.sendRaw('{nope');
+    const reply = await client.waitFor((m) => m.kind === 'response' && m.id === null);
+    expect(errorOf(reply)).toEqual({ code: 'bad_request', message: 'message is not valid JSON' });
+    expect(await client.request('getRouterRtpCapabilities')).toMatchObject({ ok: true });
+  });
+
+  it('an envelope with a bad shape gets bad_request naming the field, echoing a usable id', async () => {
+    await start();
+    const client = await connect('Alice');
+    client.sendRaw(JSON.stringify({ kind: 'request', id: 7, method: 42 }));
+    const reply = await client.waitFor((m) => m.kind === 'response' && m.id === 7);
+    const error = errorOf(reply);
+    expect(error.code).toBe('bad_request');
+    expect(error.message).toContain('method:');
+  });
+
+  it('an unknown method gets unknown_method', async () => {
+    await start();
+    const client = await connect('Alice');
+    const error = errorOf(await client.request('fly', {}));
+    expect(error).toEqual({ code: 'unknown_method', message: 'unknown method "fly"' });
+  });
+
+  it('invalid data gets bad_request naming the method and field', async () => {
+    await start();
+    const client = await connect('Alice');
+    const error = errorOf(await client.request('join', { channel: '../x', rtpCapabilities: {} }));
+    expect(error.code).toBe('bad_request');
+    expect(error.message).toMatch(/^invalid join data: channel:/);
+  });
+
+  it('a request that needs a channel before join gets not_joined', async () => {
+    await start();
+    const client = await connect('Alice');
+    expect(errorOf(await client.request('createTransport', { direction: 'send' })).code).toBe(
+      'not_joined',
+    );
+  });
+
+  it('a second join on one connection gets already_joined', async () => {
+    await start();
+    const client = await joinAs('Alice');
+    const caps = (await client.request('getRouterRtpCapabilities')) as {
+      data: { rtpCapabilities: unknown };
+    };
+    const again = await client.request('join', {
+      channel: 'other',
+      rtpCapabilities: caps.data.rtpCapabilities,
+    });
+    expect(errorOf(again).code).toBe('already_joined');
+  });
+
+  it('rtpParameters that mediasoup rejects get bad_request, not a crash', async () => {
+    await start();
+    const client = await joinAs('Alice');
+    const transport = (await client.request('createTransport', { direction: 'send' })) as {
+      data: { id: string };
+    };
+    const reply = await client.request('produce', {
+      transportId: transport.data.id,
+      kind: 'audio',
+      rtpParameters: { codecs: [{ mimeType: 'audio/none', payloadType: 100, clockRate: 8000 }] },
+    });
+    expect(errorOf(reply).code).toBe('bad_request');
+    expect(await client.request('getRouterRtpCapabilities')).toMatchObject({ ok: true });
+  });
+
+  it("one client's malformed messages never reach another client", async () => {
+    await start();
+    const alice = await joinAs('Alice');
+    const bob = await joinAs('Bob');
+    const aliceBefore = alice.messages.length;
+    for (let i = 0; i < 20; i++) bob.sendRaw(i % 2 ? '[]' : '\u0000garbage');
+    await bob.waitFor((m) => m.kind === 'response' && m.ok === false);
+    expect(await alice.request('getRouterRtpCapabilities')).toMatchObject({ ok: true });
+    // Alice saw only her own response since Bob's noise started.
+    expect(alice.messages.slice(aliceBefore).filter((m) => m.kind === 'notification')).toEqual([]);
+    expect(bob.socket.readyState).toBe(bob.socket.OPEN);
+  });
+
+  it('a client over the rate limit gets rate_limited while others are served', async () => {
+    await start({ voice: { signalingRatePerSecond: 10, signalingBurst: 20 } });
+    const flooder = await connect('Flood');
+    const calm = await connect('Calm');
+    for (let i = 0; i < 60; i++) {
+      flooder.sendRaw(
+        JSON.stringify({ kind: 'request', id: 1000 + i, method: 'getRouterRtpCapabilities' }),
+      );
+    }
+    await flooder.waitFor(
+      (m) => m.kind === 'response' && m.ok === false && m.error.code === 'rate_limited',
+    );
+    const limited = flooder.messages.filter((m) => m.kind === 'response' && m.ok === false);
+    expect(limited.length).toBeGreaterThanOrEqual(30);
+    // Each refusal answers its own request, so the client can fail that call at once.
+    for (const message of limited) expect(message.id).toBeGreaterThanOrEqual(1000);
+    expect(await calm.request('getRouterRtpCapabilities')).toMatchObject({ ok: true });
+  });
+
+  it('a WebSocket from a foreign origin is refused', async () => {
+    await start();
+    const client = await connect('Alice', { origin: 'https://evil.example' });
+    expect(await client.closed()).toBe(4403);
+  });
+
+  it('a bad display name is refused with 4400', async () => {
+    await start();
+    const client = await connect(' ');
+    expect(await client.closed()).toBe(4400);
+  });
+});
+
+describe('signaling lifecycle', () => {
+  it('a dropped connection removes the peer and tells the others', async () => {
+    const { voice } = await start();
+    const alice = await joinAs('Alice');
+    const bob = await joinAs('Bob');
+    bob.socket.terminate();
+    const left = await alice.waitFor(
+      (m) => m.kind === 'notification' && m.method === 'participantLeft',
+    );
+    expect(left).toMatchObject({ data: { peerId: bob.peerId } });
+    expect(
+      voice.channels
+        .get('lobby')!
+        .participants()
+        .map((p) => p.displayName),
+    ).toEqual(['Alice']);
+  });
+
+  it('leave keeps the connection open for another join; the empty channel closes', async () => {
+    const { voice } = await start();
+    const alice = await joinAs('Alice');
+    expect(await alice.request('leave')).toMatchObject({ ok: true });
+    expect(voice.channels.list()).toEqual([]);
+    const caps = (await alice.request('getRouterRtpCapabilities')) as {
+      data: { rtpCapabilities: unknown };
+    };
+    expect(
+      await alice.request('join', { channel: 'again', rtpCapabilities: caps.data.rtpCapabilities }),
+    ).toMatchObject({
+      ok: true,
+    });
+  });
+
+  it('a consumer reaches the listener paused with a newConsumer notification', async () => {
+    await start();
+    const listener = await joinAs('Listener');
+    await listener.request('createTransport', { direction: 'recv' });
+    const speaker = await joinAs('Speaker');
+    const send = (await speaker.request('createTransport', { direction: 'send' })) as {
+      data: { id: string };
+    };
+    const produced = await speaker.request('produce', {
+      transportId: send.data.id,
+      kind: 'audio',
+      rtpParameters: {
+        codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }],
+        encodings: [{ ssrc: 1111 }],
+      },
+    });
+    expect(produced).toMatchObject({ ok: true });
+    const notice = await listener.waitFor(
+      (m) => m.kind === 'notification' && m.method === 'newConsumer',
+    );
+    expect(notice).toMatchObject({
+      data: {
+        peerId: speaker.peerId,
+        producerId: (produced as { data: { producerId: string } }).data.producerId,
+        kind: 'audio',
+        rtpParameters: { codecs: [expect.objectContaining({ mimeType: 'audio/opus' })] },
+      },
+    });
+    const { consumerId } = (notice as { data: { consumerId: string } }).data;
+    expect(await listener.request('resumeConsumer', { consumerId })).toMatchObject({ ok: true });
+    expect(errorOf(await listener.request('resumeConsumer', { consumerId: 'nope' })).code).toBe(
+      'not_found',
+    );
+  });
+});

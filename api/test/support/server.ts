@@ -1,0 +1,137 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { Registry } from 'prom-client';
+import { WebSocket } from 'ws';
+import { serverMessageSchema, type ServerMessage } from '@hearth/protocol';
+import { createLogger } from '@hearth/server-common';
+import { VoiceNode, voiceConfig, type VoiceConfig } from '@hearth/voice-sfu';
+import { createApp } from '../../src/app';
+import { Authenticator } from '../../src/auth';
+import { InMemoryChannelDirectory } from '../../src/channel-directory';
+import { apiConfig } from '../../src/config';
+
+/** A running api on an ephemeral loopback port. */
+export interface TestApi {
+  /** `http://127.0.0.1:<port>`. */
+  baseUrl: string;
+  /** The in-process voice node behind it. */
+  voice: VoiceNode;
+  /** Folder served as the web app. */
+  webDistDir: string;
+  /** Stops the server and the voice node. */
+  close(): Promise<void>;
+}
+
+/** Starts the api with an in-process voice node; the web app folder is a temporary one unless given. */
+export async function startTestApi(
+  options: { api?: Parameters<typeof apiConfig>[0]; voice?: Partial<VoiceConfig> } = {},
+): Promise<TestApi> {
+  const tempDistDir = options.api?.webDistDir
+    ? undefined
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-web-'));
+  const config = apiConfig({ webDistDir: tempDistDir, logLevel: 'error', ...options.api });
+  const logger = createLogger('api-test', { level: 'error' });
+  const registry = new Registry();
+  const voice = await VoiceNode.start(
+    voiceConfig({ numWorkers: 1, rtcBasePort: 0, ...options.voice }),
+    logger,
+    registry,
+  );
+  const app = createApp({
+    config,
+    logger,
+    voice,
+    registry,
+    channels: new InMemoryChannelDirectory(),
+    authenticator: new Authenticator({
+      guestAccess: config.guestAccess,
+      guestGrants: config.guestGrants,
+    }),
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    voice,
+    webDistDir: config.webDistDir,
+    async close() {
+      voice.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (tempDistDir) fs.rmSync(tempDistDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A signaling client speaking the protocol over a real WebSocket, recording what arrives. */
+export class TestSignalingClient {
+  /** The socket. */
+  readonly socket: WebSocket;
+  /** Every parsed server message, in order. */
+  readonly messages: ServerMessage[] = [];
+  readonly #closeCode: Promise<number>;
+  #nextId = 1;
+
+  private constructor(socket: WebSocket) {
+    this.socket = socket;
+    this.#closeCode = new Promise((resolve) => socket.once('close', (code) => resolve(code)));
+    socket.on('message', (raw) =>
+      this.messages.push(serverMessageSchema.parse(JSON.parse(String(raw)))),
+    );
+  }
+
+  /** Opens a connection to `/ws/voice` as a named guest. */
+  static async connect(
+    baseUrl: string,
+    name: string,
+    headers: Record<string, string> = {},
+  ): Promise<TestSignalingClient> {
+    const url = `${baseUrl.replace('http', 'ws')}/ws/voice?name=${encodeURIComponent(name)}`;
+    const socket = new WebSocket(url, { headers });
+    const client = new TestSignalingClient(socket);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+    });
+    return client;
+  }
+
+  /** Sends a raw frame. */
+  sendRaw(text: string): void {
+    this.socket.send(text);
+  }
+
+  /** Sends a request and resolves with its response message. */
+  async request(method: string, data: unknown = {}): Promise<ServerMessage> {
+    const id = this.#nextId++;
+    this.socket.send(JSON.stringify({ kind: 'request', id, method, data }));
+    return this.waitFor((message) => message.kind === 'response' && message.id === id);
+  }
+
+  /** Resolves with the first recorded message matching, waiting up to `timeoutMs`. */
+  async waitFor(
+    match: (message: ServerMessage) => boolean,
+    timeoutMs = 5000,
+  ): Promise<ServerMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.messages.find(match);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error('timed out waiting for a signaling message');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /** Resolves with the close code once the server closes the socket. */
+  closed(): Promise<number> {
+    return this.#closeCode;
+  }
+
+  /** Closes the socket. */
+  close(): void {
+    this.socket.close();
+  }
+}

@@ -1,0 +1,5 @@
+export * from './common';
+export * from './errors';
+export * from './rest';
+export * from './rtp';
+export * from './signaling';

@@ -1,0 +1,199 @@
+import { z } from 'zod';
+import { channelNameSchema, participantSchema } from './common';
+import { errorInfoSchema } from './errors';
+import {
+  dtlsParametersSchema,
+  iceCandidateSchema,
+  iceParametersSchema,
+  mediaKindSchema,
+  rtpCapabilitiesSchema,
+  rtpParametersSchema,
+} from './rtp';
+
+/** Largest signaling message, in bytes, that either side accepts. */
+export const MAX_SIGNALING_MESSAGE_BYTES = 64 * 1024;
+
+const objectId = z.string().min(1).max(64);
+const empty = z.object({}).strict();
+
+/** Client to server requests: each method's request data and response data. */
+export const voiceRequestSchemas = {
+  /** Router RTP capabilities, needed to load the mediasoup-client Device before joining. */
+  getRouterRtpCapabilities: {
+    request: empty,
+    response: z.object({ rtpCapabilities: rtpCapabilitiesSchema }),
+  },
+  /** Joins a channel, creating it when it is not open yet. */
+  join: {
+    request: z
+      .object({ channel: channelNameSchema, rtpCapabilities: rtpCapabilitiesSchema })
+      .strict(),
+    response: z.object({
+      peerId: z.string(),
+      participants: z.array(participantSchema),
+      activeSpeakerId: z.string().nullable(),
+    }),
+  },
+  /** Creates a WebRTC transport for sending (on the core) or receiving (on an edge). */
+  createTransport: {
+    request: z.object({ direction: z.enum(['send', 'recv']) }).strict(),
+    response: z.object({
+      id: z.string(),
+      iceParameters: iceParametersSchema,
+      iceCandidates: z.array(iceCandidateSchema),
+      dtlsParameters: dtlsParametersSchema,
+    }),
+  },
+  /** Completes the DTLS handshake parameters of a transport. */
+  connectTransport: {
+    request: z.object({ transportId: objectId, dtlsParameters: dtlsParametersSchema }).strict(),
+    response: empty,
+  },
+  /** Asks for fresh ICE credentials after an ICE failure. */
+  restartIce: {
+    request: z.object({ transportId: objectId }).strict(),
+    response: z.object({ iceParameters: iceParametersSchema }),
+  },
+  /** Starts sending a track; this issue accepts audio only. */
+  produce: {
+    request: z
+      .object({
+        transportId: objectId,
+        kind: mediaKindSchema,
+        rtpParameters: rtpParametersSchema,
+        paused: z.boolean().optional(),
+      })
+      .strict(),
+    response: z.object({ producerId: z.string() }),
+  },
+  /** Stops sending a track. */
+  closeProducer: {
+    request: z.object({ producerId: objectId }).strict(),
+    response: empty,
+  },
+  /** Mutes (pauses) or unmutes (resumes) the caller's own producer. */
+  setProducerPaused: {
+    request: z.object({ producerId: objectId, paused: z.boolean() }).strict(),
+    response: empty,
+  },
+  /** Resumes a consumer that the server created paused, once the client has set it up. */
+  resumeConsumer: {
+    request: z.object({ consumerId: objectId }).strict(),
+    response: empty,
+  },
+  /** Deafens (pauses every consumer of the caller) or undeafens. */
+  setDeafened: {
+    request: z.object({ deafened: z.boolean() }).strict(),
+    response: empty,
+  },
+  /** Moderator action: mutes or releases another participant on the server. */
+  setServerMuted: {
+    request: z.object({ peerId: objectId, muted: z.boolean() }).strict(),
+    response: empty,
+  },
+  /** Leaves the channel; the connection stays open for another join. */
+  leave: {
+    request: empty,
+    response: empty,
+  },
+} as const;
+
+/** Server to client notifications and their data. */
+export const voiceNotificationSchemas = {
+  /** Someone joined the caller's channel. */
+  participantJoined: z.object({ participant: participantSchema }),
+  /** Someone left the caller's channel. */
+  participantLeft: z.object({ peerId: z.string() }),
+  /** Someone's mute, deafen or server-mute state changed. */
+  participantUpdated: z.object({ participant: participantSchema }),
+  /** A paused consumer was created for the caller; set it up, then send `resumeConsumer`. */
+  newConsumer: z.object({
+    consumerId: z.string(),
+    producerId: z.string(),
+    peerId: z.string(),
+    kind: mediaKindSchema,
+    rtpParameters: rtpParametersSchema,
+  }),
+  /** A consumer of the caller was closed by the server. */
+  consumerClosed: z.object({ consumerId: z.string() }),
+  /** The dominant speaker changed. */
+  activeSpeaker: z.object({ peerId: z.string().nullable() }),
+  /** Audio levels of the loudest producers, in dBov (-127 silent to 0 loudest). */
+  audioLevels: z.object({
+    levels: z.array(z.object({ peerId: z.string(), volume: z.number() })),
+  }),
+  /** The server lost the caller's media path (for example a worker died): join again. */
+  reconnect: z.object({ reason: z.string() }),
+  /** The channel was deleted or the server is shutting down: do not rejoin. */
+  channelClosed: z.object({ reason: z.enum(['deleted', 'shutdown']) }),
+} as const;
+
+/** Names of client to server request methods. */
+export type VoiceMethod = keyof typeof voiceRequestSchemas;
+/** Request data of one method. */
+export type VoiceRequestData<M extends VoiceMethod> = z.infer<
+  (typeof voiceRequestSchemas)[M]['request']
+>;
+/** Response data of one method. */
+export type VoiceResponseData<M extends VoiceMethod> = z.infer<
+  (typeof voiceRequestSchemas)[M]['response']
+>;
+/** Names of server to client notifications. */
+export type VoiceNotificationMethod = keyof typeof voiceNotificationSchemas;
+/** Data of one notification. */
+export type VoiceNotificationData<M extends VoiceNotificationMethod> = z.infer<
+  (typeof voiceNotificationSchemas)[M]
+>;
+
+/** Envelope of a client request; `data` is checked against the method's own schema after. */
+export const requestEnvelopeSchema = z.object({
+  kind: z.literal('request'),
+  id: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  method: z.string().max(64),
+  data: z.unknown().optional(),
+});
+
+/** Envelope of a server response; `id` is null when the request could not be read at all. */
+export const responseEnvelopeSchema = z.discriminatedUnion('ok', [
+  z.object({
+    kind: z.literal('response'),
+    id: z.number().int().nonnegative(),
+    ok: z.literal(true),
+    data: z.unknown(),
+  }),
+  z.object({
+    kind: z.literal('response'),
+    id: z.number().int().nonnegative().nullable(),
+    ok: z.literal(false),
+    error: errorInfoSchema,
+  }),
+]);
+
+/** Envelope of a server notification. */
+export const notificationEnvelopeSchema = z.object({
+  kind: z.literal('notification'),
+  method: z.string(),
+  data: z.unknown(),
+});
+
+/** Any message the server sends. */
+export const serverMessageSchema = z.union([responseEnvelopeSchema, notificationEnvelopeSchema]);
+
+/** A client request envelope. */
+export type RequestEnvelope = z.infer<typeof requestEnvelopeSchema>;
+/** A server response envelope. */
+export type ResponseEnvelope = z.infer<typeof responseEnvelopeSchema>;
+/** A server notification envelope. */
+export type NotificationEnvelope = z.infer<typeof notificationEnvelopeSchema>;
+/** Any message the server sends. */
+export type ServerMessage = z.infer<typeof serverMessageSchema>;
+
+/** Tells whether a string names a known request method. */
+export function isVoiceMethod(method: string): method is VoiceMethod {
+  return Object.hasOwn(voiceRequestSchemas, method);
+}
+
+/** Tells whether a string names a known notification. */
+export function isVoiceNotification(method: string): method is VoiceNotificationMethod {
+  return Object.hasOwn(voiceNotificationSchemas, method);
+}

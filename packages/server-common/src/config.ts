@@ -1,0 +1,34 @@
+import type { z } from 'zod';
+import { describeZodError } from '@hearth/protocol';
+
+/** Thrown at start-up when settings are unknown or invalid; lists every problem at once. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Parses the environment variables with `prefix` against a schema, refusing unknown ones.
+ * `keys` maps each variable name to the config field it sets.
+ */
+export function parseEnvConfig<S extends z.ZodType>(
+  schema: S,
+  env: Record<string, string | undefined>,
+  prefix: string,
+  keys: Record<string, string>,
+): z.infer<S> {
+  const problems: string[] = [];
+  const raw: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(prefix) || value === undefined) continue;
+    const field = keys[name];
+    if (field === undefined) problems.push(`${name}: unknown setting`);
+    else raw[field] = value;
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) problems.push(describeZodError(parsed.error));
+  if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  return parsed.data as z.infer<S>;
+}

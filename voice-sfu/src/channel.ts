@@ -1,0 +1,643 @@
+import { randomUUID } from 'node:crypto';
+import type { types } from 'mediasoup';
+import type {
+  Participant,
+  RtpParameters,
+  VoiceNotificationData,
+  VoiceNotificationMethod,
+} from '@hearth/protocol';
+import {
+  AppError,
+  SerialQueue,
+  TypedEmitter,
+  type Identity,
+  type Logger,
+} from '@hearth/server-common';
+import type { VoiceConfig } from './config';
+import { Edge } from './edge';
+import { routerMediaCodecs } from './media-codecs';
+import { Peer, type PeerSink } from './peer';
+import type { WorkerPool } from './worker-pool';
+
+/** Events of a Channel. */
+export type ChannelEvents = {
+  /** The channel closed: its last peer left, it was deleted, or its worker died. */
+  closed: [];
+};
+
+/** Why a channel closes, which decides what its remaining peers are told. */
+export type ChannelCloseReason = 'empty' | 'deleted' | 'worker-died' | 'shutdown';
+
+/** What a newly created WebRTC transport tells the client. */
+export interface WebRtcTransportInfo {
+  /** Transport id. */
+  id: string;
+  /** ICE parameters. */
+  iceParameters: types.IceParameters;
+  /** ICE candidates of the worker's WebRtcServer. */
+  iceCandidates: types.IceCandidate[];
+  /** DTLS parameters. */
+  dtlsParameters: types.DtlsParameters;
+}
+
+/** Where a channel's routers are, for placement checks, metrics and tests. */
+export interface ChannelLayout {
+  /** The core router holding the producers. */
+  core: { routerId: string; workerIndex: number };
+  /** The edge routers holding the consumers. */
+  edges: { routerId: string; workerIndex: number; peerIds: string[]; consumers: number }[];
+}
+
+/**
+ * A live voice channel. Producers live on one core router; listeners receive from edge routers
+ * on other workers, fed on demand with `pipeToRouter`. An edge admits listeners while their
+ * consumers fit in `maxConsumersPerEdge`; then the next edge opens on the least-loaded worker.
+ */
+export class Channel {
+  /** Channel name. */
+  readonly name: string;
+  /** Lifecycle events; the manager uses them to forget closed channels. */
+  readonly events: TypedEmitter<ChannelEvents>;
+  readonly #pool: WorkerPool;
+  readonly #config: VoiceConfig;
+  readonly #logger: Logger;
+  readonly #core: types.Router;
+  readonly #coreWorkerIndex: number;
+  readonly #activeSpeakerObserver: types.ActiveSpeakerObserver;
+  readonly #audioLevelObserver: types.AudioLevelObserver;
+  readonly #peers = new Map<string, Peer>();
+  readonly #edges = new Map<string, Edge>();
+  readonly #edgeQueue = new SerialQueue();
+  #activeSpeakerId: string | null = null;
+  #closed = false;
+
+  private constructor(options: {
+    name: string;
+    pool: WorkerPool;
+    config: VoiceConfig;
+    logger: Logger;
+    core: types.Router;
+    coreWorkerIndex: number;
+    activeSpeakerObserver: types.ActiveSpeakerObserver;
+    audioLevelObserver: types.AudioLevelObserver;
+  }) {
+    this.name = options.name;
+    this.#pool = options.pool;
+    this.#config = options.config;
+    this.#logger = options.logger;
+    this.#core = options.core;
+    this.#coreWorkerIndex = options.coreWorkerIndex;
+    this.#activeSpeakerObserver = options.activeSpeakerObserver;
+    this.#audioLevelObserver = options.audioLevelObserver;
+    this.events = new TypedEmitter((error, event) =>
+      this.#logger.error({ err: error, event }, 'channel listener failed'),
+    );
+    this.#watchObservers();
+  }
+
+  /** Opens a channel: a core router on the least-loaded worker, with its speaker observers. */
+  static async open(options: {
+    name: string;
+    pool: WorkerPool;
+    config: VoiceConfig;
+    logger: Logger;
+  }): Promise<Channel> {
+    const slot = options.pool.leastLoaded();
+    if (!slot) throw new AppError('unavailable', 'no media worker is running');
+    const core = await slot.worker.createRouter({ mediaCodecs: routerMediaCodecs });
+    try {
+      const activeSpeakerObserver = await core.createActiveSpeakerObserver({ interval: 300 });
+      const audioLevelObserver = await core.createAudioLevelObserver({
+        maxEntries: 16,
+        threshold: -70,
+        interval: options.config.audioLevelIntervalMs,
+      });
+      return new Channel({
+        ...options,
+        logger: options.logger.child({ channel: options.name }),
+        core,
+        coreWorkerIndex: slot.index,
+        activeSpeakerObserver,
+        audioLevelObserver,
+      });
+    } catch (error) {
+      core.close();
+      throw error;
+    }
+  }
+
+  /** True once the channel closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** RTP capabilities every device must load before joining. */
+  get rtpCapabilities(): types.RtpCapabilities {
+    return this.#core.rtpCapabilities;
+  }
+
+  /** Number of peers in the channel. */
+  get peerCount(): number {
+    return this.#peers.size;
+  }
+
+  /** Peer id of the current dominant speaker, if any. */
+  get activeSpeakerId(): string | null {
+    return this.#activeSpeakerId;
+  }
+
+  /** Public views of every participant. */
+  participants(): Participant[] {
+    return [...this.#peers.values()].map((peer) => peer.toParticipant());
+  }
+
+  /** Where the channel's routers are and how loaded its edges are. */
+  layout(): ChannelLayout {
+    return {
+      core: { routerId: this.#core.id, workerIndex: this.#coreWorkerIndex },
+      edges: [...this.#edges.values()].map((edge) => ({
+        routerId: edge.router.id,
+        workerIndex: edge.workerIndex,
+        peerIds: [...edge.peers].map((peer) => peer.id),
+        consumers: [...edge.peers].reduce((sum, peer) => sum + peer.consumers.size, 0),
+      })),
+    };
+  }
+
+  /** Tells whether any router of the channel lives on a worker. */
+  usesWorker(index: number): boolean {
+    if (this.#coreWorkerIndex === index) return true;
+    return [...this.#edges.values()].some((edge) => edge.workerIndex === index);
+  }
+
+  /** Adds a peer and tells the others. Media starts once it creates transports. */
+  join(
+    identity: Identity,
+    rtpCapabilities: types.RtpCapabilities,
+    sink: PeerSink,
+    options: { autoResume?: boolean } = {},
+  ): Peer {
+    this.#assertOpen();
+    if (!identity.grants.has('join')) {
+      throw new AppError('forbidden', 'missing the "join" grant for this channel');
+    }
+    const peer = new Peer({
+      id: randomUUID(),
+      identity,
+      rtpCapabilities,
+      autoResume: options.autoResume ?? false,
+      sink,
+    });
+    this.#peers.set(peer.id, peer);
+    this.#broadcast('participantJoined', { participant: peer.toParticipant() }, peer);
+    this.#logger.info({ peer: peer.id, name: identity.displayName }, 'peer joined');
+    return peer;
+  }
+
+  /** Creates a peer's WebRTC transport: sending on the core, receiving on an edge. */
+  async createWebRtcTransport(
+    peerId: string,
+    direction: 'send' | 'recv',
+  ): Promise<WebRtcTransportInfo> {
+    const transport = (await this.#createTransport(peerId, direction, (router, workerIndex) =>
+      router.createWebRtcTransport({
+        webRtcServer: this.#pool.slot(workerIndex).webRtcServer,
+        enableUdp: true,
+        enableTcp: true,
+        preferUdp: true,
+        appData: { peerId, direction },
+      }),
+    )) as types.WebRtcTransport;
+    transport.on('icestatechange', (state) =>
+      this.#logger.debug({ peer: peerId, transport: transport.id, state }, 'ice state'),
+    );
+    transport.on('dtlsstatechange', (state) => {
+      if (state === 'failed' || state === 'closed') {
+        this.#logger.warn({ peer: peerId, transport: transport.id, state }, 'dtls state');
+      }
+    });
+    return {
+      id: transport.id,
+      iceParameters: transport.iceParameters,
+      iceCandidates: transport.iceCandidates,
+      dtlsParameters: transport.dtlsParameters,
+    };
+  }
+
+  /**
+   * Creates a PlainTransport for an in-process RTP client (bots, benchmarks). `srtp` picks the
+   * cipher suite, or none for clear RTP.
+   */
+  async createPlainTransport(
+    peerId: string,
+    direction: 'send' | 'recv',
+    srtp?: types.SrtpCryptoSuite,
+  ): Promise<types.PlainTransport> {
+    return (await this.#createTransport(peerId, direction, (router) =>
+      router.createPlainTransport({
+        listenIp: this.#config.listenIp,
+        rtcpMux: true,
+        comedia: direction === 'send',
+        enableSrtp: srtp !== undefined,
+        srtpCryptoSuite: srtp,
+        appData: { peerId, direction },
+      }),
+    )) as types.PlainTransport;
+  }
+
+  /** Connects a WebRTC transport of the peer with the client's DTLS parameters. */
+  async connectTransport(
+    peerId: string,
+    transportId: string,
+    dtlsParameters: types.DtlsParameters,
+  ): Promise<void> {
+    const transport = this.#transportOf(this.#peer(peerId), transportId);
+    await (transport as types.WebRtcTransport).connect({ dtlsParameters });
+  }
+
+  /** Gives a WebRTC transport of the peer new ICE credentials after an ICE failure. */
+  async restartIce(peerId: string, transportId: string): Promise<types.IceParameters> {
+    const transport = this.#transportOf(this.#peer(peerId), transportId);
+    return (transport as types.WebRtcTransport).restartIce();
+  }
+
+  /** Starts a producer on the peer's send transport and has every listener consume it. */
+  async produce(
+    peerId: string,
+    options: {
+      transportId: string;
+      kind: types.MediaKind;
+      rtpParameters: RtpParameters;
+      paused?: boolean;
+    },
+  ): Promise<types.Producer> {
+    const peer = this.#peer(peerId);
+    if (!peer.identity.grants.has('speak')) {
+      throw new AppError('forbidden', 'missing the "speak" grant for this channel');
+    }
+    if (options.kind !== 'audio') {
+      throw new AppError('bad_request', 'only audio producers are accepted in voice channels');
+    }
+    const transport = this.#transportOf(peer, options.transportId);
+    if (transport !== peer.sendTransport) {
+      throw new AppError('bad_request', 'producers go on the send transport');
+    }
+    const producer = await transport.produce({
+      kind: options.kind,
+      rtpParameters: options.rtpParameters as types.RtpParameters,
+      paused: (options.paused ?? false) || peer.serverMuted,
+      appData: { peerId },
+    });
+    if (peer.closed) {
+      producer.close();
+      throw new AppError('not_joined', 'the peer left while producing');
+    }
+    peer.producers.set(producer.id, producer);
+    producer.observer.once('close', () => peer.producers.delete(producer.id));
+    // Listeners are served in the same synchronous step that registers the producer, so a
+    // receive transport created meanwhile sees it exactly once: here or in its own catch-up.
+    for (const listener of this.#peers.values()) {
+      if (listener !== peer) void this.#consume(listener, producer);
+    }
+    await Promise.all([
+      this.#activeSpeakerObserver.addProducer({ producerId: producer.id }),
+      this.#audioLevelObserver.addProducer({ producerId: producer.id }),
+    ]);
+    this.#setMuted(peer, producer.paused);
+    return producer;
+  }
+
+  /** Closes one producer of the peer. */
+  closeProducer(peerId: string, producerId: string): void {
+    const peer = this.#peer(peerId);
+    this.#producerOf(peer, producerId).close();
+    peer.producers.delete(producerId);
+  }
+
+  /** Mutes (pauses) or unmutes (resumes) the peer's own producer. */
+  async setProducerPaused(peerId: string, producerId: string, paused: boolean): Promise<void> {
+    const peer = this.#peer(peerId);
+    const producer = this.#producerOf(peer, producerId);
+    if (!paused && peer.serverMuted) {
+      throw new AppError('server_muted', 'a moderator muted you; you cannot unmute yourself');
+    }
+    if (paused) await producer.pause();
+    else await producer.resume();
+    this.#setMuted(peer, paused);
+  }
+
+  /** Resumes a consumer once its client is ready, unless the peer is deafened. */
+  async resumeConsumer(peerId: string, consumerId: string): Promise<void> {
+    const peer = this.#peer(peerId);
+    const entry = peer.consumers.get(consumerId);
+    if (!entry) throw new AppError('not_found', `no consumer ${consumerId}`);
+    entry.clientReady = true;
+    if (!peer.deafened) await entry.consumer.resume();
+  }
+
+  /** Deafens the peer (pauses all its consumers) or undeafens it. */
+  async setDeafened(peerId: string, deafened: boolean): Promise<void> {
+    const peer = this.#peer(peerId);
+    peer.deafened = deafened;
+    await Promise.all(
+      [...peer.consumers.values()].map(({ consumer, clientReady }) => {
+        if (deafened) return consumer.pause();
+        return clientReady ? consumer.resume() : undefined;
+      }),
+    );
+    this.#broadcast('participantUpdated', { participant: peer.toParticipant() });
+  }
+
+  /** Moderator action: mutes another peer on the server, or lets it unmute again. */
+  async setServerMuted(actorId: string, targetId: string, muted: boolean): Promise<void> {
+    const actor = this.#peer(actorId);
+    if (!actor.identity.grants.has('moderate')) {
+      throw new AppError('forbidden', 'missing the "moderate" grant for this channel');
+    }
+    const target = this.#peer(targetId);
+    target.serverMuted = muted;
+    if (muted) {
+      await Promise.all([...target.producers.values()].map((producer) => producer.pause()));
+      target.muted = true;
+    }
+    this.#broadcast('participantUpdated', { participant: target.toParticipant() });
+    this.#logger.info({ peer: targetId, by: actorId, muted }, 'server mute');
+  }
+
+  /** Removes a peer and every mediasoup object it owns; an empty channel closes. */
+  leave(peerId: string): void {
+    const peer = this.#peers.get(peerId);
+    if (!peer) return;
+    this.#removePeer(peer);
+    this.#broadcast('participantLeft', { peerId });
+    this.#logger.info({ peer: peerId }, 'peer left');
+    if (this.#peers.size === 0) this.close('empty');
+  }
+
+  /** Closes the channel and every object in it, telling remaining peers why. */
+  close(reason: ChannelCloseReason): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const peer of [...this.#peers.values()]) {
+      this.#removePeer(peer);
+      if (reason === 'worker-died') {
+        peer.sink.notify('reconnect', { reason: 'media server restarted' });
+      } else if (reason === 'deleted' || reason === 'shutdown') {
+        peer.sink.notify('channelClosed', { reason });
+      }
+    }
+    for (const edge of this.#edges.values()) {
+      if (edge.router !== this.#core) edge.router.close();
+    }
+    this.#edges.clear();
+    this.#core.close();
+    this.#logger.info({ reason }, 'channel closed');
+    this.events.safeEmit('closed');
+  }
+
+  async #createTransport(
+    peerId: string,
+    direction: 'send' | 'recv',
+    create: (router: types.Router, workerIndex: number) => Promise<types.Transport>,
+  ): Promise<types.Transport> {
+    const peer = this.#peer(peerId);
+    if ((direction === 'send' ? peer.sendTransport : peer.recvTransport) !== undefined) {
+      throw new AppError('conflict', `the peer already has a ${direction} transport`);
+    }
+    if (direction === 'send') {
+      const transport = await create(this.#core, this.#coreWorkerIndex);
+      if (peer.closed || peer.sendTransport) {
+        transport.close();
+        throw new AppError('conflict', 'the peer left or already has a send transport');
+      }
+      peer.sendTransport = transport;
+      return transport;
+    }
+    const edge = await this.#admitToEdge(peer);
+    try {
+      const transport = await create(edge.router, edge.workerIndex);
+      if (peer.closed || peer.recvTransport) {
+        transport.close();
+        throw new AppError('conflict', 'the peer left or already has a recv transport');
+      }
+      peer.recvTransport = transport;
+    } catch (error) {
+      this.#releaseEdge(peer);
+      throw error;
+    }
+    for (const other of this.#peers.values()) {
+      if (other === peer) continue;
+      for (const producer of other.producers.values()) void this.#consume(peer, producer);
+    }
+    return peer.recvTransport;
+  }
+
+  // Edges fill in order, so a channel uses as few pipes as it can; a peer is admitted only where
+  // the consumers it will open now still fit. Admissions run one at a time so two joins never
+  // both see the same free room or both open a new edge.
+  #admitToEdge(peer: Peer): Promise<Edge> {
+    return this.#edgeQueue.push(async () => {
+      this.#assertOpen();
+      let producers = 0;
+      for (const other of this.#peers.values())
+        if (other !== peer) producers += other.producers.size;
+      const reserve = Math.max(1, producers);
+      let edge = [...this.#edges.values()].find(
+        (candidate) => candidate.load + reserve <= this.#config.maxConsumersPerEdge,
+      );
+      if (!edge) edge = await this.#openEdge();
+      if (peer.closed) throw new AppError('not_joined', 'the peer left while joining');
+      peer.reservedConsumers = reserve;
+      peer.edge = edge;
+      edge.peers.add(peer);
+      return edge;
+    });
+  }
+
+  // mediasoup 3.12 keys producers by id within a worker and pipeToRouter keeps the id, so a
+  // producer can be piped into only one router per worker. A channel therefore has at most one
+  // edge per worker, and on the core's worker the core router itself serves as the edge.
+  async #openEdge(): Promise<Edge> {
+    const edgeWorkers = new Set([...this.#edges.values()].map((edge) => edge.workerIndex));
+    const slot = this.#pool.leastLoaded(
+      (candidate) => candidate.index !== this.#coreWorkerIndex && !edgeWorkers.has(candidate.index),
+    );
+    if (!slot) {
+      if (!edgeWorkers.has(this.#coreWorkerIndex))
+        return this.#addEdge(this.#core, this.#coreWorkerIndex);
+      const fallback = [...this.#edges.values()].reduce((best, edge) =>
+        edge.load < best.load ? edge : best,
+      );
+      this.#logger.warn(
+        { edge: fallback.router.id, load: fallback.load, max: this.#config.maxConsumersPerEdge },
+        'every worker has a full edge of this channel; overfilling the least-loaded one',
+      );
+      return fallback;
+    }
+    const router = await slot.worker.createRouter({ mediaCodecs: routerMediaCodecs });
+    if (this.#closed) {
+      router.close();
+      throw new AppError('unavailable', 'the channel closed');
+    }
+    return this.#addEdge(router, slot.index);
+  }
+
+  #addEdge(router: types.Router, workerIndex: number): Edge {
+    const edge = new Edge(router, workerIndex);
+    this.#edges.set(router.id, edge);
+    this.#logger.info({ edge: router.id, worker: workerIndex }, 'edge opened');
+    return edge;
+  }
+
+  #releaseEdge(peer: Peer): void {
+    const edge = peer.edge;
+    if (!edge) return;
+    edge.peers.delete(peer);
+    peer.edge = undefined;
+    if (edge.peers.size === 0) {
+      if (edge.router !== this.#core) edge.router.close();
+      this.#edges.delete(edge.router.id);
+      this.#logger.info({ edge: edge.router.id }, 'edge closed');
+    }
+  }
+
+  async #consume(listener: Peer, producer: types.Producer): Promise<void> {
+    const edge = listener.edge;
+    const transport = listener.recvTransport;
+    if (!edge || !transport || listener.consumedProducerIds.has(producer.id)) return;
+    listener.consumedProducerIds.add(producer.id);
+    try {
+      await this.#pipeToEdge(producer, edge);
+      if (listener.closed || producer.closed || transport.closed) return;
+      if (
+        !edge.router.canConsume({
+          producerId: producer.id,
+          rtpCapabilities: listener.rtpCapabilities,
+        })
+      ) {
+        this.#logger.warn({ peer: listener.id, producer: producer.id }, 'peer cannot consume');
+        return;
+      }
+      const consumer = await transport.consume({
+        producerId: producer.id,
+        rtpCapabilities: listener.rtpCapabilities,
+        paused: true,
+        appData: { peerId: producer.appData.peerId },
+      });
+      if (listener.closed || transport.closed) {
+        consumer.close();
+        return;
+      }
+      const entry = { consumer, clientReady: listener.autoResume };
+      listener.consumers.set(consumer.id, entry);
+      consumer.observer.once('close', () => {
+        listener.consumers.delete(consumer.id);
+        listener.consumedProducerIds.delete(producer.id);
+      });
+      consumer.on('producerclose', () => {
+        listener.consumers.delete(consumer.id);
+        listener.sink.notify('consumerClosed', { consumerId: consumer.id });
+      });
+      if (listener.autoResume && !listener.deafened) await consumer.resume();
+      listener.sink.notify('newConsumer', {
+        consumerId: consumer.id,
+        producerId: producer.id,
+        peerId: String(producer.appData.peerId),
+        kind: consumer.kind,
+        rtpParameters: consumer.rtpParameters,
+      });
+    } catch (error) {
+      listener.consumedProducerIds.delete(producer.id);
+      // The listener, the producer or a router may have gone while this was in flight; that is
+      // a normal race and not worth more than a debug line.
+      const level = listener.closed || producer.closed || this.#closed ? 'debug' : 'error';
+      this.#logger[level](
+        { err: error, peer: listener.id, producer: producer.id },
+        'consume failed',
+      );
+    }
+  }
+
+  // Concurrent consumers of one producer on one edge share a single pipe.
+  async #pipeToEdge(producer: types.Producer, edge: Edge): Promise<void> {
+    if (edge.router === this.#core) return;
+    let piped = edge.piped.get(producer.id);
+    if (!piped) {
+      piped = this.#core
+        .pipeToRouter({ producerId: producer.id, router: edge.router })
+        .then(({ pipeProducer }) => {
+          pipeProducer?.observer.once('close', () => edge.piped.delete(producer.id));
+        });
+      piped.catch(() => edge.piped.delete(producer.id));
+      edge.piped.set(producer.id, piped);
+    }
+    await piped;
+  }
+
+  #removePeer(peer: Peer): void {
+    peer.closed = true;
+    peer.closeMedia();
+    this.#releaseEdge(peer);
+    this.#peers.delete(peer.id);
+    if (this.#activeSpeakerId === peer.id) {
+      this.#activeSpeakerId = null;
+      this.#broadcast('activeSpeaker', { peerId: null });
+    }
+  }
+
+  #watchObservers(): void {
+    this.#activeSpeakerObserver.on('dominantspeaker', ({ producer }) => {
+      const peerId = String(producer.appData.peerId);
+      if (peerId === this.#activeSpeakerId) return;
+      this.#activeSpeakerId = peerId;
+      this.#broadcast('activeSpeaker', { peerId });
+    });
+    this.#audioLevelObserver.on('volumes', (volumes) => {
+      this.#broadcast('audioLevels', {
+        levels: volumes.map(({ producer, volume }) => ({
+          peerId: String(producer.appData.peerId),
+          volume,
+        })),
+      });
+    });
+    this.#audioLevelObserver.on('silence', () => this.#broadcast('audioLevels', { levels: [] }));
+  }
+
+  #setMuted(peer: Peer, muted: boolean): void {
+    if (peer.muted === muted) return;
+    peer.muted = muted;
+    this.#broadcast('participantUpdated', { participant: peer.toParticipant() });
+  }
+
+  #broadcast<M extends VoiceNotificationMethod>(
+    method: M,
+    data: VoiceNotificationData<M>,
+    except?: Peer,
+  ): void {
+    for (const peer of this.#peers.values()) {
+      if (peer !== except) peer.sink.notify(method, data);
+    }
+  }
+
+  #peer(peerId: string): Peer {
+    const peer = this.#peers.get(peerId);
+    if (!peer) throw new AppError('not_joined', 'not in this channel');
+    return peer;
+  }
+
+  #transportOf(peer: Peer, transportId: string): types.Transport {
+    const transport = [peer.sendTransport, peer.recvTransport].find((t) => t?.id === transportId);
+    if (!transport) throw new AppError('not_found', `no transport ${transportId}`);
+    return transport;
+  }
+
+  #producerOf(peer: Peer, producerId: string): types.Producer {
+    const producer = peer.producers.get(producerId);
+    if (!producer) throw new AppError('not_found', `no producer ${producerId}`);
+    return producer;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new AppError('unavailable', 'the channel closed');
+  }
+}

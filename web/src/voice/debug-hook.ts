@@ -1,0 +1,66 @@
+// `window.__hearth` exists for automated browser tests and benchmarks: they drive real pages and
+// read the client's state, received audio counters and join timings through it, and simulate a
+// network drop. The app itself never reads it.
+import type { Participant } from '@hearth/protocol';
+import type { InboundAudioStats } from './media-session';
+import type { ConnectionState, JoinTimings, VoiceClient } from './voice-client';
+
+/** What `window.__hearth.state()` reports. */
+export interface HearthDebugState {
+  /** Connection state of the voice client. */
+  connection: ConnectionState;
+  /** The caller's peer id while joined. */
+  peerId: string | null;
+  /** The channel being joined or in, or null once the client is idle or closed. */
+  channel: string | null;
+  /** Everyone in the channel, the caller included. */
+  participants: Participant[];
+  /** The dominant speaker, if any. */
+  activeSpeakerId: string | null;
+  /** Successful joins, rejoins included. */
+  joinCount: number;
+}
+
+/** The test and benchmark hook installed as `window.__hearth` by the channel view. */
+export interface HearthDebugHook {
+  /** A snapshot of the client's state. */
+  state(): HearthDebugState;
+  /** Byte and packet counters of every remote audio stream, from `inbound-rtp` stats. */
+  inboundAudio(): Promise<InboundAudioStats[]>;
+  /** `performance.now()` timestamps of the latest join. */
+  timings(): JoinTimings;
+  /** Closes the signaling socket as a network drop would; the client must recover by itself. */
+  dropSignaling(): void;
+}
+
+declare global {
+  interface Window {
+    /** Test and benchmark hook of the open voice channel view; see `HearthDebugHook`. */
+    __hearth?: HearthDebugHook;
+  }
+}
+
+/** Exposes a voice client as `window.__hearth`; returns the function that removes it again. */
+export function installDebugHook(client: VoiceClient): () => void {
+  const hook: HearthDebugHook = {
+    state() {
+      const state = client.state;
+      const active = state.connection !== 'idle' && state.connection !== 'closed';
+      return {
+        connection: state.connection,
+        peerId: state.peerId,
+        channel: active ? state.channel : null,
+        participants: state.participants.map((participant) => ({ ...participant })),
+        activeSpeakerId: state.activeSpeakerId,
+        joinCount: state.joinCount,
+      };
+    },
+    inboundAudio: () => client.inboundAudio(),
+    timings: () => client.timings,
+    dropSignaling: () => client.dropSignaling(),
+  };
+  window.__hearth = hook;
+  return () => {
+    if (window.__hearth === hook) delete window.__hearth;
+  };
+}

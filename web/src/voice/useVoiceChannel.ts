@@ -1,0 +1,76 @@
+import { onScopeDispose, shallowRef, type Ref } from 'vue';
+import { installDebugHook } from './debug-hook';
+import { VoiceClient, type VoiceState } from './voice-client';
+
+/** Settings of `useVoiceChannel`. */
+export interface UseVoiceChannelOptions {
+  /** Exposes the client as `window.__hearth` for automated tests and benchmarks. */
+  debugHook?: boolean;
+}
+
+/** What `useVoiceChannel` returns: the client's state and the actions on it. */
+export interface VoiceChannel {
+  /** State of the current client, or null before the first join. */
+  state: Readonly<Ref<VoiceState | null>>;
+  /** Joins a channel, replacing any earlier client. */
+  join(channel: string, displayName: string, microphoneId?: string | null): void;
+  /** Leaves; the closed state stays visible until the next join. */
+  leave(): void;
+  /** Mutes or unmutes the microphone. */
+  setMuted(muted: boolean): void;
+  /** Turns incoming audio off or on. */
+  setDeafened(deafened: boolean): void;
+  /** Turns push-to-talk mode on or off. */
+  setPushToTalk(enabled: boolean): void;
+  /** Switches microphones. */
+  selectMicrophone(deviceId: string): void;
+  /** Moderator action: mutes or releases another participant for everyone. */
+  setServerMuted(peerId: string, muted: boolean): void;
+  /** Starts audio blocked by the autoplay policy; call it from a click. */
+  enableAudio(): void;
+}
+
+/**
+ * A voice channel client with Vue state. It owns the client it creates and leaves the channel,
+ * stops the microphone and removes the debug hook when the calling scope is disposed.
+ */
+export function useVoiceChannel(options: UseVoiceChannelOptions = {}): VoiceChannel {
+  const state = shallowRef<VoiceState | null>(null);
+  let client: VoiceClient | null = null;
+  let release: (() => void) | null = null;
+
+  function join(channel: string, displayName: string, microphoneId: string | null = null): void {
+    release?.();
+    const next = new VoiceClient({ channel, displayName, microphoneId });
+    const stopState = next.events.on('state', (value) => {
+      state.value = value;
+    });
+    const removeHook = options.debugHook ? installDebugHook(next) : null;
+    client = next;
+    release = () => {
+      next.leave();
+      stopState();
+      removeHook?.();
+    };
+    state.value = next.state;
+    next.join();
+  }
+
+  onScopeDispose(() => {
+    release?.();
+    release = null;
+    client = null;
+  });
+
+  return {
+    state,
+    join,
+    leave: () => client?.leave(),
+    setMuted: (muted) => client?.setMuted(muted),
+    setDeafened: (deafened) => void client?.setDeafened(deafened),
+    setPushToTalk: (enabled) => client?.setPushToTalk(enabled),
+    selectMicrophone: (deviceId) => void client?.selectMicrophone(deviceId),
+    setServerMuted: (peerId, muted) => void client?.setServerMuted(peerId, muted),
+    enableAudio: () => void client?.enableAudio(),
+  };
+}

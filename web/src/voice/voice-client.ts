@@ -1,0 +1,729 @@
+import type {
+  Participant,
+  RtpCapabilities as WireRtpCapabilities,
+  VoiceNotificationData,
+} from '@hearth/protocol';
+import { Device } from 'mediasoup-client';
+import { TypedEmitter } from './emitter';
+import { MediaSession, type InboundAudioStats } from './media-session';
+import {
+  SignalingClient,
+  SignalingError,
+  voiceSignalingUrl,
+  type SignalingCloseInfo,
+  type SignalingErrorCode,
+} from './signaling';
+import { toClientRtpCapabilities, toWireRtpCapabilities } from './wire';
+
+/** Where a voice client is in its life. */
+export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
+
+/** One microphone the browser offers. */
+export interface Microphone {
+  /** Id to pass to `selectMicrophone`. */
+  deviceId: string;
+  /** Name shown to the user. */
+  label: string;
+}
+
+/** Everything there is to show about a voice client. Each change produces a new object. */
+export interface VoiceState {
+  /** Connection state. */
+  connection: ConnectionState;
+  /** The channel this client joins. */
+  channel: string;
+  /** The caller's display name. */
+  displayName: string;
+  /** The caller's peer id while joined. */
+  peerId: string | null;
+  /** Everyone in the channel, the caller included, in the order they joined. */
+  participants: readonly Participant[];
+  /** The dominant speaker, if any. */
+  activeSpeakerId: string | null;
+  /** Peers heard within the last half second. */
+  speaking: ReadonlySet<string>;
+  /** The caller muted the microphone (or a moderator did). */
+  muted: boolean;
+  /** The caller turned off all incoming audio. */
+  deafened: boolean;
+  /** A moderator muted the caller; unmuting is refused until they lift it. */
+  serverMuted: boolean;
+  /** Push-to-talk mode: the microphone opens only while the push-to-talk key is held. */
+  pushToTalk: boolean;
+  /** The microphone is open and sending right now. */
+  transmitting: boolean;
+  /** Microphones the browser offers. */
+  microphones: readonly Microphone[];
+  /** Device id of the microphone in use. */
+  microphoneId: string | null;
+  /** Why the microphone is unavailable, while it is. */
+  microphoneError: string | null;
+  /** The browser blocked playback until the user interacts; call `enableAudio()` from a click. */
+  audioBlocked: boolean;
+  /** Successful joins of this client, rejoins included. */
+  joinCount: number;
+  /** The last error worth showing to the user. */
+  error: string | null;
+  /** Why the client closed, when it was not the user's choice. */
+  closeReason: string | null;
+}
+
+/** Events of a voice client. */
+export type VoiceClientEvents = {
+  /** The state changed; the argument is the new state. */
+  state: [VoiceState];
+};
+
+/** Timestamps (`performance.now()`) of the latest join attempt. */
+export interface JoinTimings {
+  /** When the join flow started, before the signaling connection was opened if one was needed. */
+  joinStartedAt: number | null;
+  /** When the first packet of remote audio arrived after that. */
+  firstRemoteAudioAt: number | null;
+}
+
+/** Settings of a voice client. */
+export interface VoiceClientOptions {
+  /** Channel to join. */
+  channel: string;
+  /** Display name to join as. */
+  displayName: string;
+  /** Microphone to prefer, if the browser still offers it. */
+  microphoneId?: string | null;
+  /** `KeyboardEvent.code` of the push-to-talk key. */
+  pushToTalkKey?: string;
+  /** Signaling URL; defaults to this origin's voice endpoint. */
+  signalingUrl?: string;
+}
+
+// Delays before reconnect attempts: doubling from the first value up to the cap.
+const RETRY_BASE_MS = 250;
+const RETRY_MAX_MS = 5_000;
+// A peer counts as speaking while its last audio level report is this recent.
+const SPEAKING_WINDOW_MS = 500;
+// Failures that can pass by themselves: the connection dropped, the server was busy, or a join
+// overlapped the previous one. Anything else (a bad name, no access, an unsupported browser) is
+// final and retrying would only repeat it.
+const RETRYABLE_CODES = new Set<SignalingErrorCode>([
+  'timeout',
+  'disconnected',
+  'unavailable',
+  'internal',
+  'rate_limited',
+  'conflict',
+  'already_joined',
+  'not_joined',
+]);
+
+class StaleAttemptError extends Error {}
+
+/**
+ * A voice channel client: signaling, the mediasoup-client Device, the media of the current join,
+ * the microphone and push-to-talk. It recovers by itself from dropped connections and lost media
+ * paths, and reports everything through `state`. One client serves one visit to one channel:
+ * after `leave()` it is done, and joining again takes a new client.
+ */
+export class VoiceClient {
+  /** State changes. */
+  readonly events = new TypedEmitter<VoiceClientEvents>();
+  readonly #url: string;
+  readonly #pushToTalkKey: string;
+  readonly #participants = new Map<string, Participant>();
+  readonly #lastHeard = new Map<string, number>();
+  readonly #cleanup: (() => void)[] = [];
+  #state: VoiceState;
+  #signaling: SignalingClient | null = null;
+  #session: MediaSession | null = null;
+  #device: Device | null = null;
+  #deviceCapabilities: string | null = null;
+  #attempt = 0;
+  #retries = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  #speakingTimer: ReturnType<typeof setTimeout> | null = null;
+  #track: MediaStreamTrack | null = null;
+  #trackRequest: Promise<MediaStreamTrack | null> | null = null;
+  #preferredMicrophoneId: string | null;
+  #pushToTalkHeld = false;
+  #timings: JoinTimings = { joinStartedAt: null, firstRemoteAudioAt: null };
+
+  constructor(options: VoiceClientOptions) {
+    this.#url = options.signalingUrl ?? voiceSignalingUrl(options.displayName);
+    this.#pushToTalkKey = options.pushToTalkKey ?? 'Space';
+    this.#preferredMicrophoneId = options.microphoneId ?? null;
+    this.#state = {
+      connection: 'idle',
+      channel: options.channel,
+      displayName: options.displayName,
+      peerId: null,
+      participants: [],
+      activeSpeakerId: null,
+      speaking: new Set(),
+      muted: false,
+      deafened: false,
+      serverMuted: false,
+      pushToTalk: false,
+      transmitting: false,
+      microphones: [],
+      microphoneId: null,
+      microphoneError: null,
+      audioBlocked: false,
+      joinCount: 0,
+      error: null,
+      closeReason: null,
+    };
+  }
+
+  /** The current state. */
+  get state(): VoiceState {
+    return this.#state;
+  }
+
+  /** Timestamps of the latest join attempt, for join-latency measurements. */
+  get timings(): JoinTimings {
+    return { ...this.#timings };
+  }
+
+  /** Connects and joins the channel; progress and failures are reported through `state`. */
+  join(): void {
+    if (this.#state.connection !== 'idle') return;
+    this.#update({ connection: 'connecting' });
+    this.#listen(window, 'keydown', (event) => this.#onKey(event as KeyboardEvent, true));
+    this.#listen(window, 'keyup', (event) => this.#onKey(event as KeyboardEvent, false));
+    this.#listen(window, 'blur', () => this.#setPushToTalkHeld(false));
+    if (navigator.mediaDevices) {
+      this.#listen(navigator.mediaDevices, 'devicechange', () => void this.#refreshMicrophones());
+    }
+    void this.#attemptJoin();
+  }
+
+  /** Leaves the channel and releases everything: media, microphone, connection. Idempotent. */
+  leave(): void {
+    this.#finish(null);
+  }
+
+  /** Mutes or unmutes the microphone. Unmuting is refused while a moderator holds a mute. */
+  setMuted(muted: boolean): void {
+    if (this.#isClosed()) return;
+    this.#update({ muted, error: null });
+    this.#applyMicrophone();
+  }
+
+  /** Turns all incoming audio off or on, locally at once and on the server. */
+  async setDeafened(deafened: boolean): Promise<void> {
+    if (this.#isClosed()) return;
+    this.#update({ deafened, error: null });
+    this.#session?.setDeafened(deafened);
+    const signaling = this.#signaling;
+    // Until the join completes there is nothing to tell the server: the join flow applies the
+    // current setting itself.
+    if (!signaling || this.#state.peerId === null) return;
+    try {
+      await signaling.request('setDeafened', { deafened });
+    } catch (error) {
+      if (signaling === this.#signaling) this.#reportActionError(error);
+    }
+  }
+
+  /** Turns push-to-talk mode on or off. */
+  setPushToTalk(enabled: boolean): void {
+    if (this.#isClosed()) return;
+    this.#pushToTalkHeld = false;
+    this.#update({ pushToTalk: enabled });
+    this.#applyMicrophone();
+  }
+
+  /** Switches to another microphone without interrupting the stream. */
+  async selectMicrophone(deviceId: string): Promise<void> {
+    if (this.#isClosed()) return;
+    this.#preferredMicrophoneId = deviceId;
+    let track: MediaStreamTrack;
+    try {
+      track = await openMicrophone({ exact: deviceId });
+    } catch (error) {
+      this.#update({ error: `Could not switch microphones: ${describeError(error)}` });
+      return;
+    }
+    const session = this.#session;
+    let replaced = false;
+    try {
+      replaced = session ? await session.replaceTrack(track) : false;
+    } catch (error) {
+      // The producer still sends the previous microphone, which therefore keeps running.
+      track.stop();
+      this.#update({ error: `Could not switch microphones: ${describeError(error)}` });
+      return;
+    }
+    if (this.#isClosed()) {
+      track.stop();
+      return;
+    }
+    const previous = this.#track;
+    this.#useTrack(track);
+    previous?.stop();
+    if (
+      !replaced &&
+      session &&
+      session === this.#session &&
+      this.#state.connection === 'connected'
+    ) {
+      void this.#startMicrophone(session, Promise.resolve(track));
+    }
+  }
+
+  /** Moderator action: mutes another participant for everyone, or lifts that mute. */
+  async setServerMuted(peerId: string, muted: boolean): Promise<void> {
+    const signaling = this.#signaling;
+    if (!signaling || this.#state.peerId === null) return;
+    try {
+      await signaling.request('setServerMuted', { peerId, muted });
+    } catch (error) {
+      if (signaling === this.#signaling) this.#reportActionError(error);
+    }
+  }
+
+  /** Starts audio that the browser's autoplay policy blocked; call it from a user gesture. */
+  async enableAudio(): Promise<void> {
+    const session = this.#session;
+    if (!session) {
+      this.#update({ audioBlocked: false });
+      return;
+    }
+    if (await session.resumePlayback()) this.#update({ audioBlocked: false });
+  }
+
+  /** Byte and packet counters of every remote audio stream of the current join. */
+  async inboundAudio(): Promise<InboundAudioStats[]> {
+    return (await this.#session?.inboundAudio()) ?? [];
+  }
+
+  /**
+   * Closes the signaling socket the way a network failure would. The client sees an unexpected
+   * loss and recovers by itself; this exists for tests of that recovery.
+   */
+  dropSignaling(): void {
+    this.#signaling?.drop();
+  }
+
+  // Runs the whole join flow once. Every await is followed by a check that this attempt is still
+  // the current one: a leave, a lost connection or a newer attempt makes it stale, and whoever
+  // made it stale has already released what it built.
+  async #attemptJoin(): Promise<void> {
+    const attempt = ++this.#attempt;
+    this.#timings = { joinStartedAt: performance.now(), firstRemoteAudioAt: null };
+    const microphone = this.#acquireMicrophone();
+    try {
+      const signaling = await this.#openSignaling(attempt);
+      const { rtpCapabilities } = await signaling.request('getRouterRtpCapabilities', {});
+      this.#assertCurrent(attempt);
+      const device = await this.#loadDevice(rtpCapabilities);
+      this.#assertCurrent(attempt);
+      const joined = await signaling.request('join', {
+        channel: this.#state.channel,
+        rtpCapabilities: toWireRtpCapabilities(device.rtpCapabilities),
+      });
+      this.#assertCurrent(attempt);
+      this.#participants.clear();
+      for (const participant of joined.participants) {
+        this.#participants.set(participant.id, participant);
+      }
+      this.#update({
+        peerId: joined.peerId,
+        activeSpeakerId: joined.activeSpeakerId,
+        participants: [...this.#participants.values()],
+      });
+      // A deafened caller's consumers must start paused, so the server learns it before the
+      // receive transport exists.
+      if (this.#state.deafened) {
+        await signaling.request('setDeafened', { deafened: true });
+        this.#assertCurrent(attempt);
+      }
+      const session = new MediaSession({ signaling, device, deafened: this.#state.deafened });
+      this.#session = session;
+      session.events.on('firstRemoteAudio', (at) => {
+        if (this.#session === session) this.#timings.firstRemoteAudioAt = at;
+      });
+      session.events.on('autoplayBlocked', () => this.#update({ audioBlocked: true }));
+      session.events.on('failed', () => {
+        if (this.#session === session) this.#lose();
+      });
+      await session.open();
+      this.#assertCurrent(attempt);
+      this.#retries = 0;
+      this.#update({ connection: 'connected', joinCount: this.#state.joinCount + 1, error: null });
+      // Listening works from here on; the microphone may still wait for the user's permission.
+      void this.#startMicrophone(session, microphone);
+    } catch (error) {
+      if (error instanceof StaleAttemptError || attempt !== this.#attempt) return;
+      this.#resetMedia();
+      this.#closeSignaling();
+      if (!isRetryable(error)) {
+        this.#finish(null, describeError(error));
+        return;
+      }
+      this.#update({ error: `Connection problem: ${describeError(error)}. Retrying…` });
+      this.#scheduleRetry();
+    }
+  }
+
+  #assertCurrent(attempt: number): void {
+    if (attempt !== this.#attempt) throw new StaleAttemptError();
+  }
+
+  async #openSignaling(attempt: number): Promise<SignalingClient> {
+    if (this.#signaling?.isOpen) return this.#signaling;
+    this.#closeSignaling();
+    const signaling = new SignalingClient(this.#url);
+    this.#signaling = signaling;
+    this.#watchSignaling(signaling);
+    await signaling.waitUntilOpen();
+    this.#assertCurrent(attempt);
+    return signaling;
+  }
+
+  // The router capabilities are the same for every join on a node, so one loaded Device serves
+  // every rejoin; a server restarted with other codecs gets a fresh Device.
+  async #loadDevice(capabilities: WireRtpCapabilities): Promise<Device> {
+    const key = JSON.stringify(capabilities);
+    if (this.#device && this.#deviceCapabilities === key) return this.#device;
+    const device = await Device.factory();
+    await device.load({ routerRtpCapabilities: toClientRtpCapabilities(capabilities) });
+    this.#device = device;
+    this.#deviceCapabilities = key;
+    return device;
+  }
+
+  #watchSignaling(signaling: SignalingClient): void {
+    const current = () => signaling === this.#signaling && this.#state.peerId !== null;
+    signaling.events.on('close', (info) => this.#onSignalingClosed(signaling, info));
+    signaling.onNotification('participantJoined', ({ participant }) => {
+      if (current()) this.#putParticipant(participant);
+    });
+    signaling.onNotification('participantUpdated', ({ participant }) => {
+      if (current()) this.#putParticipant(participant);
+    });
+    signaling.onNotification('participantLeft', ({ peerId }) => {
+      if (!current()) return;
+      this.#participants.delete(peerId);
+      this.#lastHeard.delete(peerId);
+      this.#update({ participants: [...this.#participants.values()] });
+      this.#refreshSpeaking();
+    });
+    signaling.onNotification('activeSpeaker', ({ peerId }) => {
+      if (current()) this.#update({ activeSpeakerId: peerId });
+    });
+    signaling.onNotification('audioLevels', (data) => {
+      if (current()) this.#onAudioLevels(data);
+    });
+    signaling.onNotification('reconnect', () => {
+      if (signaling !== this.#signaling || this.#isClosed()) return;
+      // The server lost this peer's media path but the signaling connection is fine, so the
+      // join runs again on it right away.
+      this.#resetMedia();
+      this.#update({ connection: 'reconnecting' });
+      void this.#attemptJoin();
+    });
+    signaling.onNotification('channelClosed', ({ reason }) => {
+      if (signaling !== this.#signaling) return;
+      this.#finish(
+        reason === 'deleted' ? 'The channel was deleted.' : 'The server is shutting down.',
+      );
+    });
+  }
+
+  #onSignalingClosed(signaling: SignalingClient, info: SignalingCloseInfo): void {
+    if (signaling !== this.#signaling) return;
+    this.#signaling = null;
+    if (!isRetryable(info.error)) {
+      this.#finish(null, describeError(info.error));
+      return;
+    }
+    // While a join attempt runs, its pending request fails with this close and the attempt
+    // schedules the retry itself.
+    if (this.#state.connection === 'connected') this.#lose();
+  }
+
+  // The media path or the connection of a joined client is gone: start over from a fresh
+  // connection after the first backoff delay.
+  #lose(): void {
+    this.#resetMedia();
+    this.#closeSignaling();
+    this.#update({ connection: 'reconnecting' });
+    this.#scheduleRetry();
+  }
+
+  #scheduleRetry(): void {
+    const delay = Math.min(RETRY_BASE_MS * 2 ** this.#retries, RETRY_MAX_MS);
+    this.#retries++;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      void this.#attemptJoin();
+    }, delay);
+  }
+
+  // Drops everything that belongs to one join and makes any join attempt in flight stale.
+  #resetMedia(): void {
+    this.#attempt++;
+    this.#session?.close();
+    this.#session = null;
+    this.#participants.clear();
+    this.#lastHeard.clear();
+    if (this.#speakingTimer) clearTimeout(this.#speakingTimer);
+    this.#speakingTimer = null;
+    this.#update({
+      peerId: null,
+      participants: [],
+      activeSpeakerId: null,
+      speaking: new Set(),
+      serverMuted: false,
+      audioBlocked: false,
+    });
+  }
+
+  #closeSignaling(): void {
+    const signaling = this.#signaling;
+    this.#signaling = null;
+    signaling?.close();
+  }
+
+  #finish(closeReason: string | null, error: string | null = null): void {
+    if (this.#isClosed()) return;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#resetMedia();
+    this.#closeSignaling();
+    for (const remove of this.#cleanup.splice(0)) remove();
+    this.#track?.stop();
+    this.#track = null;
+    this.#pushToTalkHeld = false;
+    this.#update({ connection: 'closed', transmitting: false, closeReason, error });
+  }
+
+  #putParticipant(participant: Participant): void {
+    this.#participants.set(participant.id, participant);
+    this.#update({ participants: [...this.#participants.values()] });
+    if (participant.id !== this.#state.peerId) return;
+    const newlyServerMuted = participant.serverMuted && !this.#state.serverMuted;
+    this.#update({ serverMuted: participant.serverMuted });
+    // The server paused the producer when the moderator acted. The client mutes as well, so the
+    // microphone stays closed once the mute is lifted until the user unmutes.
+    if (newlyServerMuted) this.setMuted(true);
+  }
+
+  #onAudioLevels({ levels }: VoiceNotificationData<'audioLevels'>): void {
+    const now = performance.now();
+    for (const { peerId } of levels) this.#lastHeard.set(peerId, now);
+    this.#refreshSpeaking();
+  }
+
+  // Recomputes who is speaking and wakes up again when the next of them falls silent, so an
+  // indicator clears on time even when no more level reports arrive.
+  #refreshSpeaking(): void {
+    const now = performance.now();
+    const speaking = new Set<string>();
+    let nextExpiry = Infinity;
+    for (const [peerId, heardAt] of this.#lastHeard) {
+      const age = now - heardAt;
+      if (age < SPEAKING_WINDOW_MS) {
+        speaking.add(peerId);
+        nextExpiry = Math.min(nextExpiry, SPEAKING_WINDOW_MS - age);
+      } else {
+        this.#lastHeard.delete(peerId);
+      }
+    }
+    if (this.#speakingTimer) clearTimeout(this.#speakingTimer);
+    this.#speakingTimer = Number.isFinite(nextExpiry)
+      ? setTimeout(() => this.#refreshSpeaking(), Math.ceil(nextExpiry))
+      : null;
+    if (!sameMembers(speaking, this.#state.speaking)) this.#update({ speaking });
+  }
+
+  #acquireMicrophone(): Promise<MediaStreamTrack | null> {
+    if (this.#track?.readyState === 'live') return Promise.resolve(this.#track);
+    this.#trackRequest ??= this.#openPreferredMicrophone().finally(() => {
+      this.#trackRequest = null;
+    });
+    return this.#trackRequest;
+  }
+
+  async #openPreferredMicrophone(): Promise<MediaStreamTrack | null> {
+    try {
+      const preferred = this.#preferredMicrophoneId;
+      const track = await openMicrophone(preferred ? { ideal: preferred } : undefined);
+      if (this.#isClosed()) {
+        track.stop();
+        return null;
+      }
+      this.#useTrack(track);
+      return track;
+    } catch (error) {
+      if (!this.#isClosed()) {
+        this.#update({ microphoneError: `Microphone unavailable: ${describeError(error)}.` });
+      }
+      return null;
+    }
+  }
+
+  #useTrack(track: MediaStreamTrack): void {
+    this.#track = track;
+    track.addEventListener('ended', () => void this.#onTrackEnded(track), { once: true });
+    this.#update({ microphoneId: track.getSettings().deviceId ?? null, microphoneError: null });
+    this.#applyMicrophone();
+    void this.#refreshMicrophones();
+  }
+
+  // An unplugged microphone ends its track; the client falls back to whatever the browser
+  // offers now and keeps the producer, so the others hear the new device without a rejoin.
+  async #onTrackEnded(track: MediaStreamTrack): Promise<void> {
+    if (track !== this.#track || this.#isClosed()) return;
+    this.#track = null;
+    this.#update({ microphoneError: 'The microphone was disconnected.', transmitting: false });
+    const next = await this.#acquireMicrophone();
+    const session = this.#session;
+    if (!next || !session) return;
+    try {
+      if (!(await session.replaceTrack(next)) && this.#state.connection === 'connected') {
+        void this.#startMicrophone(session, Promise.resolve(next));
+      }
+    } catch (error) {
+      this.#update({ microphoneError: `Microphone unavailable: ${describeError(error)}.` });
+    }
+  }
+
+  async #startMicrophone(
+    session: MediaSession,
+    microphone: Promise<MediaStreamTrack | null>,
+  ): Promise<void> {
+    const track = await microphone;
+    if (!track || session !== this.#session) return;
+    try {
+      await session.produce(track, this.#microphonePaused());
+      // The user may have picked another microphone while the producer was being created.
+      if (this.#track && this.#track !== track && session === this.#session) {
+        await session.replaceTrack(this.#track);
+      }
+    } catch (error) {
+      if (session === this.#session) this.#reportActionError(error);
+    }
+  }
+
+  async #refreshMicrophones(): Promise<void> {
+    if (!navigator.mediaDevices) return;
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    if (this.#isClosed()) return;
+    const inputs = devices.filter((device) => device.kind === 'audioinput');
+    this.#update({
+      microphones: inputs.map((device, index) => ({
+        deviceId: device.deviceId,
+        // Labels stay empty until the user grants microphone access.
+        label: device.label || `Microphone ${index + 1}`,
+      })),
+    });
+  }
+
+  #microphonePaused(): boolean {
+    return this.#state.muted || (this.#state.pushToTalk && !this.#pushToTalkHeld);
+  }
+
+  // Brings the producer in line with mute and push-to-talk. A refusal from the server (a
+  // moderator's mute) is shown, and the session has already put the producer back as it was.
+  #applyMicrophone(): void {
+    const paused = this.#microphonePaused();
+    this.#update({ transmitting: !paused && this.#track !== null });
+    const session = this.#session;
+    if (!session) return;
+    session.setMicPaused(paused).catch((error: unknown) => {
+      if (session !== this.#session) return;
+      if (error instanceof SignalingError && error.code === 'server_muted') {
+        this.#update({ muted: true, serverMuted: true, error: error.message });
+        this.#applyMicrophone();
+        return;
+      }
+      this.#reportActionError(error);
+    });
+  }
+
+  #onKey(event: KeyboardEvent, down: boolean): void {
+    if (!this.#state.pushToTalk || event.code !== this.#pushToTalkKey) return;
+    if (isTextEntry(event.target)) return;
+    // Without this the key would also press whatever button has focus, such as the
+    // push-to-talk toggle itself, or scroll the page.
+    event.preventDefault();
+    if (down && event.repeat) return;
+    this.#setPushToTalkHeld(down);
+  }
+
+  #setPushToTalkHeld(held: boolean): void {
+    if (this.#pushToTalkHeld === held) return;
+    this.#pushToTalkHeld = held;
+    this.#applyMicrophone();
+  }
+
+  // Failures of user actions are shown, except those caused by a lost connection: the
+  // reconnecting state already tells that story.
+  #reportActionError(error: unknown): void {
+    if (error instanceof SignalingError && error.code === 'disconnected') return;
+    this.#update({ error: describeError(error) });
+  }
+
+  #listen(target: EventTarget, type: string, listener: (event: Event) => void): void {
+    target.addEventListener(type, listener);
+    this.#cleanup.push(() => target.removeEventListener(type, listener));
+  }
+
+  // A method rather than a comparison at each use: TypeScript keeps a narrowed property type
+  // across `await`, and the state can close while an await is pending.
+  #isClosed(): boolean {
+    return this.#state.connection === 'closed';
+  }
+
+  #update(patch: Partial<VoiceState>): void {
+    this.#state = { ...this.#state, ...patch };
+    this.events.safeEmit('state', this.#state);
+  }
+}
+
+function openMicrophone(deviceId?: ConstrainDOMString): Promise<MediaStreamTrack> {
+  if (!navigator.mediaDevices) {
+    return Promise.reject(new Error('this page is not a secure context (use HTTPS)'));
+  }
+  return navigator.mediaDevices
+    .getUserMedia({
+      audio: { deviceId, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    })
+    .then((stream) => {
+      const [track] = stream.getAudioTracks();
+      if (!track) throw new Error('the browser returned no audio track');
+      return track;
+    });
+}
+
+function isRetryable(error: unknown): boolean {
+  return error instanceof SignalingError && RETRYABLE_CODES.has(error.code);
+}
+
+function isTextEntry(target: EventTarget | null): boolean {
+  if (!(target instanceof HTMLElement)) return false;
+  if (target.isContentEditable) return true;
+  if (target instanceof HTMLTextAreaElement || target instanceof HTMLSelectElement) return true;
+  if (!(target instanceof HTMLInputElement)) return false;
+  const nonText = ['button', 'checkbox', 'radio', 'range', 'submit', 'reset', 'color', 'file'];
+  return !nonText.includes(target.type);
+}
+
+function sameMembers(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const item of a) if (!b.has(item)) return false;
+  return true;
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof DOMException) {
+    if (error.name === 'NotAllowedError') return 'permission denied';
+    if (error.name === 'NotFoundError') return 'no microphone found';
+    if (error.name === 'NotReadableError') return 'the device is in use or failed';
+    if (error.name === 'OverconstrainedError') return 'that microphone is no longer available';
+  }
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
