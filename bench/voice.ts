@@ -13,13 +13,13 @@ const seconds = quick ? 3 : 10;
 
 const scenarios: CapacityScenario[] = [
   // One worker alone: how many Opus consumers one worker-core carries.
-  {
-    name: '1 worker, 5 speakers, 200 listening',
+  ...[200, 400].map((listeners) => ({
+    name: `1 worker, 5 speakers, ${listeners} listening`,
     workers: 1,
-    participants: 205,
+    participants: listeners + 5,
     speakers: 5,
     seconds,
-  },
+  })),
   ...[50, 100, 200, 500].map((participants) => ({
     name: `2 workers, ${participants} participants, 5 speakers`,
     workers: 2,
@@ -55,6 +55,8 @@ function joinTable(join: JoinResult): string {
     '|---|---|---|---|',
     `| 10 sequential | ${join.sequential.p50} | ${join.sequential.p95} | ${join.sequential.max} |`,
     `| 10 concurrent | ${join.concurrent.p50} | ${join.concurrent.p95} | ${join.concurrent.max} |`,
+    `| server share, 10 sequential | ${join.serverSequential.p50} | ${join.serverSequential.p95} | ${join.serverSequential.max} |`,
+    `| server share, 10 concurrent | ${join.serverConcurrent.p50} | ${join.serverConcurrent.p95} | ${join.serverConcurrent.max} |`,
   ].join('\n');
 }
 
@@ -73,7 +75,7 @@ const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.r
 const markdown = [
   `Measured ${new Date().toISOString()} on ${machine}; ${seconds} s per capacity run.`,
   '',
-  '**Join time** (Chromium, from the start of a join to the first remote audio packet, loopback):',
+  '**Join time** (Chromium, from clicking Join on a settled page to the first remote audio packet, with a speaker talking without pause; loopback). The "server share" rows run the same signaling steps from a WebSocket client without a browser, up to the resumed consumer (no ICE/DTLS):',
   '',
   joinTable(join),
   '',

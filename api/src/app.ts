@@ -87,6 +87,12 @@ function apiRoutes(deps: AppDeps): Koa.Middleware {
     ctx.body = { status: ready ? 'ok' : 'unavailable', checks };
   });
 
+  // Public and the same for every channel of a node: clients load their Device from it while
+  // the user is still on the join form, so joining skips that step.
+  router.get('/api/voice/capabilities', limit, (ctx) => {
+    ctx.body = { rtpCapabilities: deps.voice.routerRtpCapabilities };
+  });
+
   router.get('/api/channels', limit, async (ctx) => {
     const records = await deps.channels.list();
     ctx.body = { channels: records.map((record) => describeChannel(record, deps.voice)) };

@@ -1,10 +1,8 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { ConfigError, createLogger } from '@hearth/server-common';
-import { VoiceNode, loadVoiceConfig } from '@hearth/voice-sfu';
-import { createApp } from './app';
-import { Authenticator } from './auth';
-import { InMemoryChannelDirectory } from './channel-directory';
+import { loadVoiceConfig } from '@hearth/voice-sfu';
 import { loadApiConfig } from './config';
+import { startPlatform } from './platform';
 
 async function main(): Promise<void> {
   const config = loadApiConfig(process.env);
@@ -12,22 +10,7 @@ async function main(): Promise<void> {
   const logger = createLogger('api', { level: config.logLevel });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const voice = await VoiceNode.start(
-    voiceConfig,
-    logger.child({ component: 'voice-sfu' }),
-    registry,
-  );
-  const app = createApp({
-    config,
-    logger,
-    voice,
-    registry,
-    channels: new InMemoryChannelDirectory(),
-    authenticator: new Authenticator({
-      guestAccess: config.guestAccess,
-      guestGrants: config.guestGrants,
-    }),
-  });
+  const { app, voice } = await startPlatform({ config, voiceConfig, logger, registry });
   const server = app.listen(config.port, config.host);
   server.once('listening', () => {
     const base = `http://${config.host}:${config.port}`;

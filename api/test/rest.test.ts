@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { channelListSchema, errorBodySchema } from '@hearth/protocol';
+import { channelListSchema, errorBodySchema, voiceCapabilitiesSchema } from '@hearth/protocol';
 import { startTestApi, TestSignalingClient, type TestApi } from './support/server';
 
 let api: TestApi | undefined;
@@ -183,6 +183,21 @@ describe('channels', () => {
     );
     expect(statuses.filter((status) => status === 429).length).toBeGreaterThan(0);
     expect(statuses.filter((status) => status === 200).length).toBeGreaterThanOrEqual(10);
+  });
+});
+
+describe('voice capabilities', () => {
+  it('GET /api/voice/capabilities offers Opus with in-band FEC and DTX', async () => {
+    const { baseUrl } = await start();
+    const response = await fetch(`${baseUrl}/api/voice/capabilities`);
+    expect(response.status).toBe(200);
+    const body = voiceCapabilitiesSchema.parse(await response.json());
+    const opus = body.rtpCapabilities.codecs?.find((codec) => codec.mimeType === 'audio/opus');
+    expect(opus).toMatchObject({
+      clockRate: 48000,
+      channels: 2,
+      parameters: { useinbandfec: 1, usedtx: 1 },
+    });
   });
 });
 

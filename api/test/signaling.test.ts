@@ -194,6 +194,24 @@ describe('signaling lifecycle', () => {
     });
   });
 
+  it('restartIce gives a transport fresh ICE credentials; an unknown transport is not_found', async () => {
+    await start();
+    const client = await joinAs('Alice');
+    const created = (await client.request('createTransport', { direction: 'recv' })) as {
+      data: { id: string; iceParameters: { usernameFragment: string; password: string } };
+    };
+    const restarted = (await client.request('restartIce', { transportId: created.data.id })) as {
+      data: { iceParameters: { usernameFragment: string; password: string } };
+    };
+    expect(restarted.data.iceParameters.usernameFragment).not.toBe(
+      created.data.iceParameters.usernameFragment,
+    );
+    expect(restarted.data.iceParameters.password).not.toBe(created.data.iceParameters.password);
+    expect(errorOf(await client.request('restartIce', { transportId: 'nope' })).code).toBe(
+      'not_found',
+    );
+  });
+
   it('a consumer reaches the listener paused with a newConsumer notification', async () => {
     await start();
     const listener = await joinAs('Listener');

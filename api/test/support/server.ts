@@ -6,11 +6,9 @@ import { Registry } from 'prom-client';
 import { WebSocket } from 'ws';
 import { serverMessageSchema, type ServerMessage } from '@hearth/protocol';
 import { createLogger } from '@hearth/server-common';
-import { VoiceNode, voiceConfig, type VoiceConfig } from '@hearth/voice-sfu';
-import { createApp } from '../../src/app';
-import { Authenticator } from '../../src/auth';
-import { InMemoryChannelDirectory } from '../../src/channel-directory';
+import { voiceConfig, type VoiceConfig, type VoiceNode } from '@hearth/voice-sfu';
 import { apiConfig } from '../../src/config';
+import { startPlatform } from '../../src/platform';
 
 /** A running api on an ephemeral loopback port. */
 export interface TestApi {
@@ -34,21 +32,11 @@ export async function startTestApi(
   const config = apiConfig({ webDistDir: tempDistDir, logLevel: 'error', ...options.api });
   const logger = createLogger('api-test', { level: 'error' });
   const registry = new Registry();
-  const voice = await VoiceNode.start(
-    voiceConfig({ numWorkers: 1, rtcBasePort: 0, ...options.voice }),
-    logger,
-    registry,
-  );
-  const app = createApp({
+  const { app, voice } = await startPlatform({
     config,
+    voiceConfig: voiceConfig({ numWorkers: 1, rtcBasePort: 0, ...options.voice }),
     logger,
-    voice,
     registry,
-    channels: new InMemoryChannelDirectory(),
-    authenticator: new Authenticator({
-      guestAccess: config.guestAccess,
-      guestGrants: config.guestGrants,
-    }),
   });
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { channelNameSchema, participantSchema } from './common';
+import { rtpCapabilitiesSchema } from './rtp';
 
 /** A channel as listed by the REST API. */
 export const channelSchema = z.object({
@@ -31,3 +32,9 @@ export const healthSchema = z.object({
 
 /** Response of `GET /api/health` and `GET /api/ready`. */
 export type Health = z.infer<typeof healthSchema>;
+
+/** Response of `GET /api/voice/capabilities`: what a device loads before it joins. */
+export const voiceCapabilitiesSchema = z.object({ rtpCapabilities: rtpCapabilitiesSchema });
+
+/** Response of `GET /api/voice/capabilities`. */
+export type VoiceCapabilities = z.infer<typeof voiceCapabilitiesSchema>;

@@ -3,8 +3,10 @@ import {
   channelSchema,
   describeZodError,
   errorBodySchema,
+  voiceCapabilitiesSchema,
   type Channel,
   type CreateChannelBody,
+  type RtpCapabilities,
 } from '@hearth/protocol';
 
 /** A REST call that failed, with the server's error code when it sent one. */
@@ -49,6 +51,14 @@ export async function deleteChannel(name: string, displayName: string): Promise<
     method: 'DELETE',
     headers: guestAuthorization(displayName),
   });
+}
+
+/** Fetches the RTP capabilities every voice device loads before joining. */
+export async function fetchVoiceCapabilities(): Promise<RtpCapabilities> {
+  const response = await send('/api/voice/capabilities', {});
+  const body = voiceCapabilitiesSchema.safeParse(await readJson(response));
+  if (!body.success) throw invalidResponse(response, describeZodError(body.error));
+  return body.data.rtpCapabilities;
 }
 
 // Guests have no account yet: they authenticate REST calls with their display name.

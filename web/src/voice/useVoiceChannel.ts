@@ -1,5 +1,6 @@
 import { onScopeDispose, shallowRef, type Ref } from 'vue';
 import { installDebugHook } from './debug-hook';
+import { DeviceLoader } from './device-loader';
 import { VoiceClient, type VoiceState } from './voice-client';
 
 /** Settings of `useVoiceChannel`. */
@@ -28,6 +29,8 @@ export interface VoiceChannel {
   setServerMuted(peerId: string, muted: boolean): void;
   /** Starts audio blocked by the autoplay policy; call it from a click. */
   enableAudio(): void;
+  /** Loads the media device ahead of the first join, so joining is faster. */
+  prepare(): void;
 }
 
 /**
@@ -38,10 +41,11 @@ export function useVoiceChannel(options: UseVoiceChannelOptions = {}): VoiceChan
   const state = shallowRef<VoiceState | null>(null);
   let client: VoiceClient | null = null;
   let release: (() => void) | null = null;
+  const devices = new DeviceLoader();
 
   function join(channel: string, displayName: string, microphoneId: string | null = null): void {
     release?.();
-    const next = new VoiceClient({ channel, displayName, microphoneId });
+    const next = new VoiceClient({ channel, displayName, microphoneId, devices });
     const stopState = next.events.on('state', (value) => {
       state.value = value;
     });
@@ -72,5 +76,6 @@ export function useVoiceChannel(options: UseVoiceChannelOptions = {}): VoiceChan
     selectMicrophone: (deviceId) => void client?.selectMicrophone(deviceId),
     setServerMuted: (peerId, muted) => void client?.setServerMuted(peerId, muted),
     enableAudio: () => void client?.enableAudio(),
+    prepare: () => devices.preload(),
   };
 }

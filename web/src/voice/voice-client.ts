@@ -1,9 +1,6 @@
-import type {
-  Participant,
-  RtpCapabilities as WireRtpCapabilities,
-  VoiceNotificationData,
-} from '@hearth/protocol';
-import { Device } from 'mediasoup-client';
+import type { Participant, VoiceNotificationData } from '@hearth/protocol';
+import type { Device } from 'mediasoup-client';
+import { DeviceLoader } from './device-loader';
 import { TypedEmitter } from './emitter';
 import { MediaSession, type InboundAudioStats } from './media-session';
 import {
@@ -13,7 +10,7 @@ import {
   type SignalingCloseInfo,
   type SignalingErrorCode,
 } from './signaling';
-import { toClientRtpCapabilities, toWireRtpCapabilities } from './wire';
+import { toWireRtpCapabilities } from './wire';
 
 /** Where a voice client is in its life. */
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
@@ -94,6 +91,8 @@ export interface VoiceClientOptions {
   pushToTalkKey?: string;
   /** Signaling URL; defaults to this origin's voice endpoint. */
   signalingUrl?: string;
+  /** Shared Device loader; a preloaded Device makes joining faster. */
+  devices?: DeviceLoader;
 }
 
 // Delays before reconnect attempts: doubling from the first value up to the cap.
@@ -134,8 +133,7 @@ export class VoiceClient {
   #state: VoiceState;
   #signaling: SignalingClient | null = null;
   #session: MediaSession | null = null;
-  #device: Device | null = null;
-  #deviceCapabilities: string | null = null;
+  readonly #devices: DeviceLoader;
   #attempt = 0;
   #retries = 0;
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -150,6 +148,7 @@ export class VoiceClient {
     this.#url = options.signalingUrl ?? voiceSignalingUrl(options.displayName);
     this.#pushToTalkKey = options.pushToTalkKey ?? 'Space';
     this.#preferredMicrophoneId = options.microphoneId ?? null;
+    this.#devices = options.devices ?? new DeviceLoader();
     this.#state = {
       connection: 'idle',
       channel: options.channel,
@@ -313,9 +312,7 @@ export class VoiceClient {
     const microphone = this.#acquireMicrophone();
     try {
       const signaling = await this.#openSignaling(attempt);
-      const { rtpCapabilities } = await signaling.request('getRouterRtpCapabilities', {});
-      this.#assertCurrent(attempt);
-      const device = await this.#loadDevice(rtpCapabilities);
+      const device = await this.#loadDevice(signaling);
       this.#assertCurrent(attempt);
       const joined = await signaling.request('join', {
         channel: this.#state.channel,
@@ -380,16 +377,17 @@ export class VoiceClient {
     return signaling;
   }
 
-  // The router capabilities are the same for every join on a node, so one loaded Device serves
-  // every rejoin; a server restarted with other codecs gets a fresh Device.
-  async #loadDevice(capabilities: WireRtpCapabilities): Promise<Device> {
-    const key = JSON.stringify(capabilities);
-    if (this.#device && this.#deviceCapabilities === key) return this.#device;
-    const device = await Device.factory();
-    await device.load({ routerRtpCapabilities: toClientRtpCapabilities(capabilities) });
-    this.#device = device;
-    this.#deviceCapabilities = key;
-    return device;
+  // The router capabilities are the same for every join on a node, so a Device loaded before
+  // (preloaded by the view, or by an earlier join) serves this one; otherwise the capabilities
+  // come over signaling. A preloaded Device that failed to load is replaced the same way.
+  async #loadDevice(signaling: SignalingClient): Promise<Device> {
+    const loaded = this.#devices.loaded();
+    if (loaded) {
+      const device = await loaded.catch(() => null);
+      if (device) return device;
+    }
+    const { rtpCapabilities } = await signaling.request('getRouterRtpCapabilities', {});
+    return this.#devices.load(rtpCapabilities);
   }
 
   #watchSignaling(signaling: SignalingClient): void {
