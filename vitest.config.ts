@@ -5,6 +5,8 @@ export default defineConfig({
     include: [
       'packages/*/test/**/*.test.ts',
       'voice-sfu/test/**/*.test.ts',
+      'stream-ingest/test/**/*.test.ts',
+      'cdn-config/test/**/*.test.ts',
       'api/test/**/*.test.ts',
       'e2e/**/*.test.ts',
     ],

@@ -11,8 +11,11 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const forTests = process.argv.includes('--test');
 
 // Build tools and libraries for the mediasoup worker (ENVIRONMENT.md lists why each is needed),
-// plus what the test suite drives for real.
+// ffmpeg for the transcoding ladder and nginx for the CDN edge; then what the test suite and
+// benchmarks drive for real (nginx-rtmp is the comparison in bench:stream).
 const runtimePackages = [
+  'ffmpeg',
+  'nginx',
   'meson',
   'ninja-build',
   'pkg-config',
@@ -24,7 +27,7 @@ const runtimePackages = [
   'libabsl-dev',
   'nlohmann-json3-dev',
 ];
-const testPackages = ['chromium'];
+const testPackages = ['chromium', 'libnginx-mod-rtmp'];
 
 function log(message) {
   console.log(`[setup] ${message}`);

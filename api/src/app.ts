@@ -15,17 +15,22 @@ import {
 } from '@hearth/protocol';
 import { AppError, type Identity, type Logger } from '@hearth/server-common';
 import type { VoiceNode } from '@hearth/voice-sfu';
-import { requireGrant, type Authenticator } from './auth';
+import type { Authenticator } from './auth';
 import type { ChannelDirectory, ChannelRecord } from './channel-directory';
 import type { ApiConfig } from './config';
 import {
+  authenticate,
   errorHandler,
   rateLimit,
   requestContext,
+  requireGrant,
   validateBody,
-  type ApiContext,
   type ApiState,
 } from './middleware';
+import { registerStreamRoutes } from './routes/streams';
+import { originAllowed } from './ws/origin';
+import type { StreamService } from './streams/stream-service';
+import { streamEvents } from './ws/events';
 
 /** Everything the api needs, built by `main.ts` or by a test. */
 export interface AppDeps {
@@ -39,6 +44,8 @@ export interface AppDeps {
   channels: ChannelDirectory;
   /** Resolves callers to identities. */
   authenticator: Authenticator;
+  /** Stream keys and live streams. */
+  streams: StreamService;
   /** Prometheus registry served at `/metrics`. */
   registry: Registry;
 }
@@ -58,6 +65,7 @@ export function createApp(deps: AppDeps): ApiApp {
   app.use(errorHandler());
   app.use(apiRoutes(deps));
   app.use(webApp(deps.config.webDistDir));
+  app.ws.use(streamEvents(deps.streams, deps.config.allowedOrigins));
   app.ws.use(voiceSignaling(deps));
   return app;
 }
@@ -65,13 +73,7 @@ export function createApp(deps: AppDeps): ApiApp {
 function apiRoutes(deps: AppDeps): Koa.Middleware {
   const router = new Router<ApiState>();
   const limit = rateLimit(deps.config.restRatePerSecond);
-  const authenticate = async (ctx: ApiContext, next: Koa.Next) => {
-    ctx.state.identity = deps.authenticator.authenticate({
-      authorization: ctx.get('authorization') || undefined,
-    });
-    await next();
-  };
-  const identityOf = (ctx: ApiContext): Identity => ctx.state.identity as Identity;
+  const signedIn = authenticate(deps.authenticator);
 
   router.get('/api/health', (ctx) => {
     ctx.body = { status: 'ok', checks: { process: true } };
@@ -107,11 +109,8 @@ function apiRoutes(deps: AppDeps): Koa.Middleware {
   router.post(
     '/api/channels',
     limit,
-    authenticate,
-    async (ctx, next) => {
-      requireGrant(identityOf(ctx), 'moderate');
-      await next();
-    },
+    signedIn,
+    requireGrant('moderate'),
     validateBody(createChannelBodySchema),
     async (ctx) => {
       const { name } = ctx.state.body as CreateChannelBody;
@@ -121,13 +120,14 @@ function apiRoutes(deps: AppDeps): Koa.Middleware {
     },
   );
 
-  router.delete('/api/channels/:name', limit, authenticate, async (ctx) => {
-    requireGrant(identityOf(ctx), 'moderate');
+  router.delete('/api/channels/:name', limit, signedIn, requireGrant('moderate'), async (ctx) => {
     const name = ctx.params.name ?? '';
     await deps.channels.delete(name);
     deps.voice.channels.close(name);
     ctx.status = 204;
   });
+
+  registerStreamRoutes(router, deps, { limit, signedIn });
 
   router.get('/metrics', async (ctx) => {
     ctx.type = deps.registry.contentType;
@@ -196,16 +196,4 @@ function voiceSignaling(deps: AppDeps): Koa.Middleware {
     }
     deps.voice.accept(socket, identity, authorizeJoin);
   };
-}
-
-// Browsers always send Origin on WebSocket upgrades; refusing foreign origins stops other sites
-// from opening signaling sessions with a visitor's credentials. Non-browser clients send none.
-function originAllowed(origin: string, host: string, allowed: readonly string[]): boolean {
-  if (!origin) return true;
-  if (allowed.includes(origin)) return true;
-  try {
-    return new URL(origin).host === host;
-  } catch {
-    return false;
-  }
 }

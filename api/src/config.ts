@@ -23,7 +23,7 @@ export const apiConfigSchema = z
     /** Grants a guest holds in every channel. */
     guestGrants: z
       .string()
-      .default('join,speak,moderate')
+      .default('join,speak,moderate,stream')
       .transform((value) => value.split(',').map((grant) => grant.trim()))
       .pipe(z.array(grantSchema).min(1)),
     /** Folder of the built web app served at `/`. */
@@ -32,6 +32,16 @@ export const apiConfigSchema = z
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
     /** REST requests per second allowed to one client address, sustained. */
     restRatePerSecond: z.coerce.number().int().min(1).default(50),
+    /** Folder for the embedded profile's data: admin token, S3 objects. */
+    dataDir: z.string().default(path.join(repoRoot, '.data')),
+    /** Operator token for the admin CLI; the embedded profile generates one into dataDir. */
+    adminToken: z.string().min(32).optional(),
+    /** Port of the embedded profile's S3-compatible server (s3rver) when no S3_ENDPOINT is set. */
+    embeddedS3Port: z.coerce.number().int().min(0).max(65535).default(9000),
+    /** Port of the embedded profile's nginx CDN edge. */
+    edgePort: z.coerce.number().int().min(0).max(65535).default(8081),
+    /** Base URL viewers fetch HLS from (the CDN edge); the embedded profile fills it in. */
+    cdnBaseUrl: z.url().optional(),
     /** Extra origins allowed to open the signaling WebSocket (comma-separated). */
     allowedOrigins: z
       .string()
@@ -61,6 +71,11 @@ const envKeys: Record<string, string> = {
   API_LOG_LEVEL: 'logLevel',
   API_REST_RATE: 'restRatePerSecond',
   API_ALLOWED_ORIGINS: 'allowedOrigins',
+  API_CDN_BASE_URL: 'cdnBaseUrl',
+  API_DATA_DIR: 'dataDir',
+  API_EMBEDDED_S3_PORT: 'embeddedS3Port',
+  API_EDGE_PORT: 'edgePort',
+  API_ADMIN_TOKEN: 'adminToken',
 };
 
 /** Reads the api settings from `API_*` environment variables. */

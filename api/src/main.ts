@@ -1,17 +1,40 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { ConfigError, createLogger } from '@hearth/server-common';
+import { loadIngestConfig, loadS3Config } from '@hearth/stream-ingest';
 import { loadVoiceConfig } from '@hearth/voice-sfu';
+import { writeAdminToken } from './admin-token';
 import { loadApiConfig } from './config';
+import { startMediaBackends } from './media-backends';
 import { startPlatform } from './platform';
 
 async function main(): Promise<void> {
-  const config = loadApiConfig(process.env);
+  const loaded = loadApiConfig(process.env);
   const voiceConfig = loadVoiceConfig(process.env);
+  const ingestConfig = loadIngestConfig(process.env);
+  const s3Config = loadS3Config(process.env);
+  // The embedded profile hands the operator token to the admin CLI through the data folder.
+  const config =
+    loaded.profile === 'embedded' && loaded.adminToken === undefined
+      ? { ...loaded, adminToken: writeAdminToken(loaded.dataDir) }
+      : loaded;
   const logger = createLogger('api', { level: config.logLevel });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const { app, voice } = await startPlatform({ config, voiceConfig, logger, registry });
-  const server = app.listen(config.port, config.host);
+
+  const media = await startMediaBackends({ config, ingest: ingestConfig, s3: s3Config, logger });
+  const rtmpUrl = `rtmp://${ingestConfig.rtmpHost}:${ingestConfig.rtmpPort}/${ingestConfig.app}`;
+  const platform = await startPlatform({
+    config,
+    voiceConfig,
+    logger,
+    registry,
+    streamUrls: { rtmpUrl, playbackBaseUrl: media.playbackBaseUrl },
+    ingest: { config: ingestConfig, storage: media.storage },
+  }).catch(async (error: unknown) => {
+    await media.close();
+    throw error;
+  });
+  const server = platform.app.listen(config.port, config.host);
   server.once('listening', () => {
     const base = `http://${config.host}:${config.port}`;
     logger.info({ url: base, profile: config.profile }, 'listening');
@@ -19,23 +42,30 @@ async function main(): Promise<void> {
       `\nHearth is running (${config.profile} profile).\n` +
         `  Web app:        ${base}/\n` +
         `  Join by link:   ${base}/voice/lobby?name=Alice&autojoin=1\n` +
+        `  RTMP ingest:    ${rtmpUrl}   (stream key: npm run cli -- stream-key create <channel>)\n` +
+        `  HLS playback:   ${media.playbackBaseUrl}/live/<channel>/master.m3u8\n` +
+        `  Media:          ${media.description}\n` +
         `  REST API:       ${base}/api/channels\n` +
         `  Metrics:        ${base}/metrics\n\n`,
     );
   });
+  let stopping = false;
+  const shutdown = async (signal: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    setTimeout(() => process.exit(code), 10_000).unref();
+    server.close();
+    await platform.close().catch((error: unknown) => logger.error({ err: error }, 'close failed'));
+    await media.close();
+    process.exit(code);
+  };
   server.once('error', (error) => {
     logger.fatal({ err: error }, 'http server failed');
-    voice.close();
-    process.exit(1);
+    void shutdown('error', 1);
   });
-  const shutdown = (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    voice.close();
-    server.close(() => process.exit(0));
-    setTimeout(() => process.exit(0), 3000).unref();
-  };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM', 0));
+  process.once('SIGINT', () => void shutdown('SIGINT', 0));
 }
 
 main().catch((error: unknown) => {

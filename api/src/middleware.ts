@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Context, Middleware, ParameterizedContext } from 'koa';
 import type { z } from 'zod';
-import { describeZodError } from '@hearth/protocol';
+import { channelNameSchema, describeZodError } from '@hearth/protocol';
+import type { Grant } from '@hearth/protocol';
 import { AppError, TokenBucket, type Identity, type Logger } from '@hearth/server-common';
+import type { Authenticator } from './auth';
 
 /** Request state every handler can rely on. */
 export interface ApiState {
@@ -113,4 +115,39 @@ async function readBody(ctx: ParameterizedContext): Promise<string> {
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Resolves the caller from the Authorization header; 401 without valid credentials. */
+export function authenticate(authenticator: Authenticator): Middleware {
+  return async (ctx, next) => {
+    ctx.state.identity = authenticator.authenticate({
+      authorization: ctx.get('authorization') || undefined,
+    });
+    await next();
+  };
+}
+
+/** Refuses callers without the grant with 403; runs after `authenticate`. */
+export function requireGrant(grant: Grant): Middleware {
+  return async (ctx, next) => {
+    const identity = ctx.state.identity as Identity | undefined;
+    if (!identity) throw new AppError('unauthorized', 'credentials required');
+    if (!identity.grants.has(grant)) {
+      throw new AppError('forbidden', `missing the "${grant}" grant`);
+    }
+    await next();
+  };
+}
+
+/** Checks a route's `:name` parameter as a channel name; 400 otherwise. */
+export function channelParam(): Middleware {
+  return async (ctx, next) => {
+    const parsed = channelNameSchema.safeParse(
+      (ctx as unknown as { params: { name?: string } }).params.name,
+    );
+    if (!parsed.success) {
+      throw new AppError('bad_request', `invalid channel name: ${describeZodError(parsed.error)}`);
+    }
+    await next();
+  };
 }

@@ -9,6 +9,8 @@ import { createLogger } from '@hearth/server-common';
 import { voiceConfig, type VoiceConfig, type VoiceNode } from '@hearth/voice-sfu';
 import { apiConfig } from '../../src/config';
 import { startPlatform } from '../../src/platform';
+import type { StreamService, StreamUrls } from '../../src/streams/stream-service';
+import type { IngestConfig, IngestNode, ObjectStorage } from '@hearth/stream-ingest';
 
 /** A running api on an ephemeral loopback port. */
 export interface TestApi {
@@ -16,6 +18,10 @@ export interface TestApi {
   baseUrl: string;
   /** The in-process voice node behind it. */
   voice: VoiceNode;
+  /** Stream keys and live streams. */
+  streams: StreamService;
+  /** The ingest node, when the test asked for one. */
+  ingest: IngestNode | undefined;
   /** Folder served as the web app. */
   webDistDir: string;
   /** Stops the server and the voice node. */
@@ -24,7 +30,12 @@ export interface TestApi {
 
 /** Starts the api with an in-process voice node; the web app folder is a temporary one unless given. */
 export async function startTestApi(
-  options: { api?: Parameters<typeof apiConfig>[0]; voice?: Partial<VoiceConfig> } = {},
+  options: {
+    api?: Parameters<typeof apiConfig>[0];
+    voice?: Partial<VoiceConfig>;
+    ingest?: { config: IngestConfig; storage: ObjectStorage };
+    streamUrls?: StreamUrls;
+  } = {},
 ): Promise<TestApi> {
   const tempDistDir = options.api?.webDistDir
     ? undefined
@@ -32,21 +43,29 @@ export async function startTestApi(
   const config = apiConfig({ webDistDir: tempDistDir, logLevel: 'error', ...options.api });
   const logger = createLogger('api-test', { level: 'error' });
   const registry = new Registry();
-  const { app, voice } = await startPlatform({
+  const platform = await startPlatform({
     config,
     voiceConfig: voiceConfig({ numWorkers: 1, rtcBasePort: 0, ...options.voice }),
     logger,
     registry,
+    streamUrls: options.streamUrls ?? {
+      rtmpUrl: 'rtmp://127.0.0.1:1935/live',
+      playbackBaseUrl: 'http://127.0.0.1:8081',
+    },
+    ingest: options.ingest,
   });
+  const { app, voice, streams, ingest } = platform;
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     baseUrl: `http://127.0.0.1:${port}`,
     voice,
+    streams,
+    ingest,
     webDistDir: config.webDistDir,
     async close() {
-      voice.close();
+      await platform.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (tempDistDir) fs.rmSync(tempDistDir, { recursive: true, force: true });

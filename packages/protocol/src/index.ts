@@ -3,3 +3,4 @@ export * from './errors';
 export * from './rest';
 export * from './rtp';
 export * from './signaling';
+export * from './streams';

@@ -1,0 +1,266 @@
+import { randomUUID } from 'node:crypto';
+import type { ChannelStream, IssuedStreamKey, LiveStream, StreamKeyInfo } from '@hearth/protocol';
+import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
+import type {
+  IngestControlPlane,
+  PublishGrant,
+  Rendition,
+  StreamReport,
+} from '@hearth/stream-ingest';
+import type { ChannelDirectory } from '../channel-directory';
+import {
+  generateStreamKey,
+  parseStreamKey,
+  secretMatches,
+  type StreamKeyRecord,
+  type StreamKeyStore,
+} from './stream-keys';
+
+/** Events of the stream service, forwarded to web clients by the events socket. */
+export type StreamServiceEvents = {
+  /** A publisher was accepted and its stream is starting. */
+  streamStarted: [LiveStream];
+  /** The stream's first segments are playable. */
+  streamLive: [LiveStream];
+  /** The stream ended. */
+  streamEnded: [LiveStream];
+  /** A channel's viewer count changed. */
+  viewerCount: [channel: string, viewers: number];
+  /** A key was rotated or revoked; streams using it must end. */
+  keyRevoked: [keyId: string];
+};
+
+/** Public addresses the service hands out. */
+export interface StreamUrls {
+  /** RTMP server URL for OBS, e.g. `rtmp://127.0.0.1:1935/live`. */
+  rtmpUrl: string;
+  /** Base URL of HLS playback through the CDN edge, without a trailing slash. */
+  playbackBaseUrl: string;
+}
+
+interface StreamEntry {
+  stream: LiveStream;
+  keyId: string;
+}
+
+// How long an ended stream stays listed, so players that poll see "ended" rather than "offline".
+const ENDED_STREAM_RETENTION_MS = 60_000;
+
+/**
+ * Stream keys, publish authorization, and the registry of live streams with their viewers. It is
+ * the control plane the ingest nodes talk to.
+ */
+export class StreamService implements IngestControlPlane {
+  /** Stream lifecycle and viewer events. */
+  readonly events: TypedEmitter<StreamServiceEvents>;
+  readonly #keys: StreamKeyStore;
+  readonly #channels: ChannelDirectory;
+  readonly #urls: StreamUrls;
+  readonly #logger: Logger;
+  readonly #streams = new Map<string, StreamEntry>();
+  readonly #viewers = new Map<string, number>();
+
+  constructor(options: {
+    keys: StreamKeyStore;
+    channels: ChannelDirectory;
+    urls: StreamUrls;
+    logger: Logger;
+  }) {
+    this.#keys = options.keys;
+    this.#channels = options.channels;
+    this.#urls = options.urls;
+    this.#logger = options.logger.child({ component: 'streams' });
+    this.events = new TypedEmitter((error, event) =>
+      this.#logger.error({ err: error, event }, 'stream event listener failed'),
+    );
+  }
+
+  /** The master playlist URL of a channel; it stays the same across its streams. */
+  playbackUrl(channel: string): string {
+    return `${this.#urls.playbackBaseUrl}/live/${channel}/master.m3u8`;
+  }
+
+  /** Issues the channel's first key; `conflict` if it has one (rotate it instead). */
+  async createKey(channel: string): Promise<IssuedStreamKey> {
+    await this.#channels.ensure(channel);
+    if (await this.#keys.byChannel(channel)) {
+      throw new AppError('conflict', `channel ${channel} already has a stream key; rotate it`);
+    }
+    return this.#issue(channel);
+  }
+
+  /** Replaces the channel's key; a live stream that used the old key ends. */
+  async rotateKey(channel: string): Promise<IssuedStreamKey> {
+    const old = await this.#requireKey(channel);
+    const issued = await this.#issue(channel);
+    this.events.safeEmit('keyRevoked', old.id);
+    this.#logger.info({ channel, oldKey: old.id, newKey: issued.key.id }, 'stream key rotated');
+    return issued;
+  }
+
+  /** Removes the channel's key; a live stream that used it ends. */
+  async revokeKey(channel: string): Promise<void> {
+    const old = await this.#requireKey(channel);
+    await this.#keys.delete(channel);
+    this.events.safeEmit('keyRevoked', old.id);
+    this.#logger.info({ channel, key: old.id }, 'stream key revoked');
+  }
+
+  /** The channel's key, without its secret. */
+  async keyInfo(channel: string): Promise<StreamKeyInfo> {
+    return describeKey(await this.#requireKey(channel));
+  }
+
+  /** Every key, without secrets. */
+  async listKeys(): Promise<StreamKeyInfo[]> {
+    return (await this.#keys.list()).map(describeKey);
+  }
+
+  /** Accepts a publisher whose key is current and whose channel is not live already. */
+  async authorizePublish(streamKey: string, publisher: { ip: string }): Promise<PublishGrant> {
+    const parsed = parseStreamKey(streamKey);
+    const record = parsed ? await this.#keys.byId(parsed.id) : undefined;
+    if (!parsed || !record || !secretMatches(parsed.secret, record.secretHash)) {
+      this.#logger.warn({ ip: publisher.ip }, 'publish refused: unknown or revoked stream key');
+      throw new AppError('forbidden', 'unknown or revoked stream key');
+    }
+    const current = this.#liveEntry(record.channel);
+    if (current) {
+      throw new AppError('conflict', `channel ${record.channel} is already live`);
+    }
+    record.lastUsedAt = new Date();
+    await this.#keys.put(record);
+    const streamId = randomUUID();
+    const stream: LiveStream = {
+      id: streamId,
+      channel: record.channel,
+      state: 'starting',
+      startedAt: new Date().toISOString(),
+      endedAt: null,
+      playbackUrl: this.playbackUrl(record.channel),
+      viewers: this.#viewers.get(record.channel) ?? 0,
+      renditions: [],
+    };
+    this.#streams.set(streamId, { stream, keyId: record.id });
+    return {
+      streamId,
+      channel: record.channel,
+      keyId: record.id,
+      storagePrefix: `live/${record.channel}`,
+    };
+  }
+
+  /** Applies a report from an ingest node. */
+  report(report: StreamReport): void {
+    const entry = this.#streams.get(report.streamId);
+    if (!entry || entry.stream.state === 'ended') return;
+    if (report.kind === 'started') {
+      entry.stream = { ...entry.stream, renditions: report.renditions.map(describeRendition) };
+      this.events.safeEmit('streamStarted', this.#withViewers(entry.stream));
+    } else if (report.kind === 'live') {
+      entry.stream = { ...entry.stream, state: 'live' };
+      this.events.safeEmit('streamLive', this.#withViewers(entry.stream));
+    } else {
+      entry.stream = { ...entry.stream, state: 'ended', endedAt: new Date().toISOString() };
+      this.events.safeEmit('streamEnded', this.#withViewers(entry.stream));
+      this.#logger.info({ stream: report.streamId, reason: report.reason }, 'stream ended');
+      setTimeout(() => {
+        if (this.#streams.get(report.streamId) === entry) this.#streams.delete(report.streamId);
+      }, ENDED_STREAM_RETENTION_MS).unref();
+    }
+  }
+
+  /** Subscribes to key rotations and revocations. */
+  onKeyRevoked(listener: (keyId: string) => void): () => void {
+    this.events.on('keyRevoked', listener);
+    return () => this.events.off('keyRevoked', listener);
+  }
+
+  /** Streams that are starting or live. */
+  liveStreams(): LiveStream[] {
+    return [...this.#streams.values()]
+      .filter(({ stream }) => stream.state !== 'ended')
+      .map(({ stream }) => this.#withViewers(stream));
+  }
+
+  /** A channel's current (or just ended) stream, or offline. */
+  channelStream(channel: string): ChannelStream {
+    const entries = [...this.#streams.values()].filter(({ stream }) => stream.channel === channel);
+    const latest = entries.find(({ stream }) => stream.state !== 'ended') ?? entries.at(-1);
+    return {
+      channel,
+      playbackUrl: this.playbackUrl(channel),
+      stream: latest ? this.#withViewers(latest.stream) : null,
+    };
+  }
+
+  /** Counts one viewer of a channel until the returned function is called. */
+  addViewer(channel: string): () => void {
+    this.#setViewers(channel, (this.#viewers.get(channel) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#setViewers(channel, (this.#viewers.get(channel) ?? 1) - 1);
+    };
+  }
+
+  async #issue(channel: string): Promise<IssuedStreamKey> {
+    const generated = generateStreamKey();
+    const record: StreamKeyRecord = {
+      id: generated.id,
+      channel,
+      secretHash: generated.secretHash,
+      createdAt: new Date(),
+      lastUsedAt: null,
+    };
+    await this.#keys.put(record);
+    return {
+      key: describeKey(record),
+      streamKey: generated.text,
+      rtmpUrl: this.#urls.rtmpUrl,
+      playbackUrl: this.playbackUrl(channel),
+    };
+  }
+
+  async #requireKey(channel: string): Promise<StreamKeyRecord> {
+    const record = await this.#keys.byChannel(channel);
+    if (!record) throw new AppError('not_found', `channel ${channel} has no stream key`);
+    return record;
+  }
+
+  #liveEntry(channel: string): StreamEntry | undefined {
+    return [...this.#streams.values()].find(
+      ({ stream }) => stream.channel === channel && stream.state !== 'ended',
+    );
+  }
+
+  #setViewers(channel: string, viewers: number): void {
+    if (viewers <= 0) this.#viewers.delete(channel);
+    else this.#viewers.set(channel, viewers);
+    this.events.safeEmit('viewerCount', channel, Math.max(0, viewers));
+  }
+
+  #withViewers(stream: LiveStream): LiveStream {
+    return { ...stream, viewers: this.#viewers.get(stream.channel) ?? 0 };
+  }
+}
+
+function describeKey(record: StreamKeyRecord): StreamKeyInfo {
+  return {
+    id: record.id,
+    channel: record.channel,
+    createdAt: record.createdAt.toISOString(),
+    lastUsedAt: record.lastUsedAt?.toISOString() ?? null,
+  };
+}
+
+function describeRendition(rendition: Rendition) {
+  return {
+    name: rendition.name,
+    width: rendition.width,
+    height: rendition.height,
+    fps: rendition.fps,
+    bitrateKbps: rendition.videoBitrateKbps + rendition.audioBitrateKbps,
+  };
+}

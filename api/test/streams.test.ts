@@ -1,0 +1,232 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import {
+  channelStreamSchema,
+  errorBodySchema,
+  eventNotificationSchemas,
+  issuedStreamKeySchema,
+  liveStreamListSchema,
+  streamKeyInfoSchema,
+  streamKeyListSchema,
+} from '@hearth/protocol';
+import { generateStreamKey, parseStreamKey, secretMatches } from '../src/streams/stream-keys';
+import { startTestApi, type TestApi } from './support/server';
+
+let api: TestApi | undefined;
+
+afterEach(async () => {
+  await api?.close();
+  api = undefined;
+});
+
+async function start(options: Parameters<typeof startTestApi>[0] = {}): Promise<TestApi> {
+  api = await startTestApi(options);
+  return api;
+}
+
+const guest = { authorization: `Guest ${encodeURIComponent('Streamer')}` };
+
+async function post(path: string, headers: Record<string, string> = guest): Promise<Response> {
+  return fetch(`${api!.baseUrl}${path}`, { method: 'POST', headers });
+}
+
+async function errorCode(response: Response): Promise<string> {
+  return errorBodySchema.parse(await response.json()).error.code;
+}
+
+describe('stream key format and hashing', () => {
+  it('generateStreamKey() makes RTMP-safe keys whose secret only matches its own hash', () => {
+    const first = generateStreamKey();
+    const second = generateStreamKey();
+    expect(first.text).toMatch(/^[a-zA-Z0-9_-]+$/);
+    expect(first.text).not.toBe(second.text);
+    const parsed = parseStreamKey(first.text)!;
+    expect(parsed.id).toBe(first.id);
+    expect(secretMatches(parsed.secret, first.secretHash)).toBe(true);
+    expect(secretMatches(parsed.secret, second.secretHash)).toBe(false);
+    expect(first.secretHash.toString('hex')).not.toContain(parsed.secret);
+  });
+
+  it.each(['', 'sk_', 'sk_abc_def', `sk_${'g'.repeat(16)}_${'0'.repeat(64)}`, 'x'.repeat(84)])(
+    'parseStreamKey(%j) refuses a malformed key',
+    (text) => {
+      expect(parseStreamKey(text)).toBeUndefined();
+    },
+  );
+});
+
+describe('stream key routes', () => {
+  it('POST creates a key shown once; GET shows its id but never the secret; a second POST is 409', async () => {
+    await start();
+    const created = await post('/api/channels/show/stream-key');
+    expect(created.status).toBe(201);
+    const issued = issuedStreamKeySchema.parse(await created.json());
+    expect(issued.rtmpUrl).toBe('rtmp://127.0.0.1:1935/live');
+    expect(issued.playbackUrl).toBe('http://127.0.0.1:8081/live/show/master.m3u8');
+
+    const info = await fetch(`${api!.baseUrl}/api/channels/show/stream-key`, { headers: guest });
+    const text = await info.text();
+    expect(streamKeyInfoSchema.parse(JSON.parse(text)).id).toBe(issued.key.id);
+    expect(text).not.toContain(parseStreamKey(issued.streamKey)!.secret);
+
+    const again = await post('/api/channels/show/stream-key');
+    expect(again.status).toBe(409);
+  });
+
+  it('rotate issues a new key, refuses the old one and ends its live stream', async () => {
+    const { streams } = await start();
+    const first = issuedStreamKeySchema.parse(
+      await (await post('/api/channels/rot/stream-key')).json(),
+    );
+    const grant = await streams.authorizePublish(first.streamKey, { ip: '127.0.0.1' });
+    const revoked: string[] = [];
+    streams.onKeyRevoked((keyId) => revoked.push(keyId));
+
+    const rotated = await post('/api/channels/rot/stream-key/rotate');
+    expect(rotated.status).toBe(200);
+    const second = issuedStreamKeySchema.parse(await rotated.json());
+    expect(second.streamKey).not.toBe(first.streamKey);
+    expect(revoked).toEqual([grant.keyId]);
+    await expect(
+      streams.authorizePublish(first.streamKey, { ip: '127.0.0.1' }),
+    ).rejects.toMatchObject({
+      code: 'forbidden',
+    });
+  });
+
+  it('revoke removes the key: publishing with it is refused and GET is 404', async () => {
+    const { streams } = await start();
+    const issued = issuedStreamKeySchema.parse(
+      await (await post('/api/channels/rev/stream-key')).json(),
+    );
+    const deleted = await fetch(`${api!.baseUrl}/api/channels/rev/stream-key`, {
+      method: 'DELETE',
+      headers: guest,
+    });
+    expect(deleted.status).toBe(204);
+    await expect(
+      streams.authorizePublish(issued.streamKey, { ip: '127.0.0.1' }),
+    ).rejects.toMatchObject({
+      code: 'forbidden',
+    });
+    const info = await fetch(`${api!.baseUrl}/api/channels/rev/stream-key`, { headers: guest });
+    expect(info.status).toBe(404);
+  });
+
+  it('stream-key routes need credentials (401), the stream grant (403) and a valid channel (400)', async () => {
+    await start({ api: { guestGrants: 'join,speak' } });
+    expect(await errorCode(await post('/api/channels/x/stream-key', {}))).toBe('unauthorized');
+    expect(await errorCode(await post('/api/channels/x/stream-key'))).toBe('forbidden');
+    await api!.close();
+    await start();
+    expect(await errorCode(await post('/api/channels/bad%20name/stream-key'))).toBe('bad_request');
+  });
+
+  it('the operator token holds every grant; a wrong token is 401', async () => {
+    const token = 'a'.repeat(64);
+    await start({ api: { adminToken: token, profile: 'production' } });
+    const ok = await post('/api/channels/ops/stream-key', { authorization: `Bearer ${token}` });
+    expect(ok.status).toBe(201);
+    const list = await fetch(`${api!.baseUrl}/api/stream-keys`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(streamKeyListSchema.parse(await list.json()).keys).toHaveLength(1);
+    const wrong = await post('/api/channels/ops/stream-key/rotate', {
+      authorization: `Bearer ${'b'.repeat(64)}`,
+    });
+    expect(await errorCode(wrong)).toBe('unauthorized');
+  });
+});
+
+describe('publish authorization and live streams', () => {
+  it('authorizePublish() refuses unknown and malformed keys, and a second stream on a live channel', async () => {
+    const { streams } = await start();
+    const issued = await streams.createKey('live1');
+    await expect(streams.authorizePublish('nope', { ip: '1.2.3.4' })).rejects.toMatchObject({
+      code: 'forbidden',
+    });
+    const forged = `sk_${issued.key.id}_${'0'.repeat(64)}`;
+    await expect(streams.authorizePublish(forged, { ip: '1.2.3.4' })).rejects.toMatchObject({
+      code: 'forbidden',
+    });
+
+    const grant = await streams.authorizePublish(issued.streamKey, { ip: '1.2.3.4' });
+    expect(grant).toMatchObject({
+      channel: 'live1',
+      keyId: issued.key.id,
+      storagePrefix: 'live/live1',
+    });
+    await expect(
+      streams.authorizePublish(issued.streamKey, { ip: '1.2.3.4' }),
+    ).rejects.toMatchObject({
+      code: 'conflict',
+    });
+    streams.report({ kind: 'ended', streamId: grant.streamId, reason: 'test' });
+    await expect(
+      streams.authorizePublish(issued.streamKey, { ip: '1.2.3.4' }),
+    ).resolves.toMatchObject({
+      channel: 'live1',
+    });
+  });
+
+  it('GET /api/channels/:name/stream goes offline -> starting -> live -> ended, with the viewer count', async () => {
+    const { streams, baseUrl } = await start();
+    const read = async () =>
+      channelStreamSchema.parse(await (await fetch(`${baseUrl}/api/channels/tv/stream`)).json());
+    expect((await read()).stream).toBeNull();
+
+    const events = new WebSocket(`${baseUrl.replace('http', 'ws')}/ws/events?channel=tv&watch=1`);
+    const received: { method: string; data: unknown }[] = [];
+    events.on('message', (raw) => received.push(JSON.parse(String(raw))));
+    await new Promise((resolve) => events.once('open', resolve));
+
+    const issued = await streams.createKey('tv');
+    const grant = await streams.authorizePublish(issued.streamKey, { ip: '127.0.0.1' });
+    expect((await read()).stream).toMatchObject({ state: 'starting', viewers: 1 });
+    streams.report({
+      kind: 'started',
+      streamId: grant.streamId,
+      renditions: [
+        {
+          name: '720p30',
+          width: 1280,
+          height: 720,
+          fps: 30,
+          videoBitrateKbps: 2000,
+          audioBitrateKbps: 128,
+          codecs: 'avc1.64001f,mp4a.40.2',
+          passthrough: false,
+        },
+      ],
+    });
+    streams.report({ kind: 'live', streamId: grant.streamId });
+    expect((await read()).stream).toMatchObject({
+      state: 'live',
+      renditions: [{ name: '720p30', width: 1280, height: 720, fps: 30, bitrateKbps: 2128 }],
+    });
+    const live = await fetch(`${baseUrl}/api/streams`);
+    expect(liveStreamListSchema.parse(await live.json()).streams).toHaveLength(1);
+    streams.report({ kind: 'ended', streamId: grant.streamId, reason: 'publisher left' });
+    expect((await read()).stream).toMatchObject({ state: 'ended', endedAt: expect.any(String) });
+
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const methods = received.map((message) => message.method);
+    expect(methods).toEqual(['viewerCount', 'streamStarted', 'streamLive', 'streamEnded']);
+    for (const message of received) {
+      const schema =
+        eventNotificationSchemas[message.method as keyof typeof eventNotificationSchemas];
+      expect(schema.safeParse(message.data).success).toBe(true);
+    }
+    events.close();
+    await new Promise((resolve) => events.once('close', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await read()).stream).toMatchObject({ viewers: 0 });
+  });
+
+  it('the events socket refuses an invalid channel with 4400', async () => {
+    const { baseUrl } = await start();
+    const socket = new WebSocket(`${baseUrl.replace('http', 'ws')}/ws/events?channel=../x`);
+    const code = await new Promise<number>((resolve) => socket.once('close', resolve));
+    expect(code).toBe(4400);
+  });
+});

@@ -1,0 +1,35 @@
+import fs from 'node:fs';
+import { renderNginxEdgeConfig } from './nginx';
+import { NGINX_BIN, NginxProcess } from './nginx-process';
+
+/** Whether Debian's nginx is installed, so an edge can run on this machine. */
+export function nginxAvailable(): boolean {
+  return fs.existsSync(NGINX_BIN);
+}
+
+/** Starts nginx as the HLS caching edge in front of an S3 origin, on loopback. */
+export function startNginxEdge(options: {
+  /** Origin endpoint, e.g. `http://127.0.0.1:9000`. */
+  originUrl: string;
+  /** Bucket the edge maps paths into. */
+  bucket: string;
+  /** Port to listen on; a free one when omitted. */
+  port?: number;
+}): Promise<NginxProcess> {
+  return NginxProcess.start(
+    (layout) =>
+      renderNginxEdgeConfig({
+        listenHost: '127.0.0.1',
+        listenPort: layout.port,
+        originUrl: options.originUrl,
+        bucket: options.bucket,
+        cacheDirectory: layout.cacheDirectory,
+        pidFile: layout.pidFile,
+        errorLogPath: layout.errorLogPath,
+        accessLogPath: layout.accessLogPath,
+        tempDirectory: layout.tempDirectory,
+        workerProcesses: 1,
+      }),
+    { port: options.port },
+  );
+}

@@ -1,0 +1,10 @@
+/** The cache-rule table, its schema, and the helpers that classify rules. */
+export * from './cache-rules';
+/** S3 response headers the edges strip. */
+export * from './s3-headers';
+/** The nginx edge config generator and its options schema. */
+export * from './nginx';
+/** The CloudFront distribution, response headers policy, and template generators. */
+export * from './cloudfront';
+export * from './nginx-process';
+export * from './edge';

@@ -1,0 +1,37 @@
+// These say how the bucket is run (request ids, encryption, versioning, lifecycle, replication)
+// and mean nothing to a player. They are ordered from the most to the least commonly sent,
+// because a CloudFront policy removes at most 10. User metadata (`x-amz-meta-*`) cannot be
+// matched by pattern in nginx without a third-party module; the uploader stores none.
+/** S3 response headers that both edges strip before answering viewers. */
+export const s3ResponseHeaders: readonly string[] = [
+  'x-amz-id-2',
+  'x-amz-request-id',
+  'x-amz-server-side-encryption',
+  'x-amz-version-id',
+  'x-amz-expiration',
+  'x-amz-storage-class',
+  'x-amz-replication-status',
+  'x-amz-server-side-encryption-aws-kms-key-id',
+  'x-amz-server-side-encryption-bucket-key-enabled',
+  'x-amz-website-redirect-location',
+  'x-amz-delete-marker',
+  'x-amz-restore',
+  'x-amz-tagging-count',
+  'x-amz-mp-parts-count',
+  'x-amz-missing-meta',
+  'x-amz-object-lock-mode',
+  'x-amz-object-lock-retain-until-date',
+  'x-amz-object-lock-legal-hold',
+  'x-amz-server-side-encryption-customer-algorithm',
+  'x-amz-server-side-encryption-customer-key-md5',
+  'x-amz-checksum-crc32',
+  'x-amz-checksum-crc32c',
+  'x-amz-checksum-crc64nvme',
+  'x-amz-checksum-sha1',
+  'x-amz-checksum-sha256',
+  'x-amz-checksum-type',
+  'x-amz-request-charged',
+  'x-amz-bucket-region',
+  'x-amz-error-code',
+  'x-amz-error-message',
+];

@@ -1,0 +1,113 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import { parseEnvConfig } from '@hearth/server-common';
+
+const flag = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((value) => value === 'true' || value === '1');
+const port = z.coerce.number().int().min(0).max(65535);
+
+/** Settings of an ingest node. */
+export const ingestConfigSchema = z
+  .object({
+    /** Address the RTMP server binds. */
+    rtmpHost: z.string().min(1).default('127.0.0.1'),
+    /** Plain RTMP port. */
+    rtmpPort: port.default(1935),
+    /** RTMPS port; RTMPS is on when a certificate and key are configured. */
+    rtmpsPort: port.default(1936),
+    /** PEM certificate for RTMPS. */
+    rtmpsCertPath: z.string().optional(),
+    /** PEM private key for RTMPS. */
+    rtmpsKeyPath: z.string().optional(),
+    /** RTMP application name in OBS's server URL. */
+    app: z
+      .string()
+      .regex(/^[a-zA-Z0-9_-]+$/)
+      .default('live'),
+    /** HLS segment length in seconds. */
+    segmentSeconds: z.coerce.number().int().min(1).max(10).default(2),
+    /** Adds a passthrough rung carrying the source video as it is. */
+    passthrough: flag.default(false),
+    /** Local folder ffmpeg writes into before upload. */
+    workDir: z.string().default(path.join(os.tmpdir(), 'hearth-ingest')),
+    /** Segments listed in a live media playlist. */
+    liveWindowSegments: z.coerce.number().int().min(3).max(60).default(6),
+    /** Segments kept in storage per rendition while live; older ones are deleted. */
+    retainSegments: z.coerce.number().int().min(6).max(100_000).default(30),
+    /** Keeps every segment and publishes a VOD playlist when the stream ends. */
+    keepVod: flag.default(false),
+    /** Where segments go: an S3-compatible bucket or a local folder. */
+    storage: z.enum(['s3', 'local']).default('s3'),
+    /** Folder of the local storage provider. */
+    localStorageDir: z.string().default(path.join(process.cwd(), '.data', 'hls')),
+  })
+  .refine(
+    (config) => (config.rtmpsCertPath === undefined) === (config.rtmpsKeyPath === undefined),
+    {
+      message: 'INGEST_RTMPS_CERT and INGEST_RTMPS_KEY go together',
+    },
+  )
+  .refine((config) => config.retainSegments >= config.liveWindowSegments, {
+    message: 'INGEST_RETAIN_SEGMENTS must be at least INGEST_LIVE_WINDOW',
+  });
+
+/** Settings of an ingest node. */
+export type IngestConfig = z.infer<typeof ingestConfigSchema>;
+
+/** Settings of the S3-compatible storage. */
+export const s3ConfigSchema = z.object({
+  /** Endpoint URL; unset means AWS itself. */
+  endpoint: z.url().optional(),
+  /** Region. */
+  region: z.string().default('us-east-1'),
+  /** Bucket that holds the playlists and segments. */
+  bucket: z.string().min(3).default('hearth'),
+  /** Access key id. */
+  accessKeyId: z.string().optional(),
+  /** Secret access key. */
+  secretAccessKey: z.string().optional(),
+  /** Path-style addressing, which most S3-compatible servers need. */
+  forcePathStyle: flag.default(true),
+});
+
+/** Settings of the S3-compatible storage. */
+export type S3Config = z.infer<typeof s3ConfigSchema>;
+
+/** Reads the ingest settings from `INGEST_*` environment variables. */
+export function loadIngestConfig(env: Record<string, string | undefined>): IngestConfig {
+  return parseEnvConfig(ingestConfigSchema, env, 'INGEST_', {
+    INGEST_RTMP_HOST: 'rtmpHost',
+    INGEST_RTMP_PORT: 'rtmpPort',
+    INGEST_RTMPS_PORT: 'rtmpsPort',
+    INGEST_RTMPS_CERT: 'rtmpsCertPath',
+    INGEST_RTMPS_KEY: 'rtmpsKeyPath',
+    INGEST_APP: 'app',
+    INGEST_SEGMENT_SECONDS: 'segmentSeconds',
+    INGEST_PASSTHROUGH: 'passthrough',
+    INGEST_WORK_DIR: 'workDir',
+    INGEST_LIVE_WINDOW: 'liveWindowSegments',
+    INGEST_RETAIN_SEGMENTS: 'retainSegments',
+    INGEST_KEEP_VOD: 'keepVod',
+    INGEST_STORAGE: 'storage',
+    INGEST_LOCAL_STORAGE_DIR: 'localStorageDir',
+  });
+}
+
+/** Reads the S3 settings from `S3_*` environment variables. */
+export function loadS3Config(env: Record<string, string | undefined>): S3Config {
+  return parseEnvConfig(s3ConfigSchema, env, 'S3_', {
+    S3_ENDPOINT: 'endpoint',
+    S3_REGION: 'region',
+    S3_BUCKET: 'bucket',
+    S3_ACCESS_KEY_ID: 'accessKeyId',
+    S3_SECRET_ACCESS_KEY: 'secretAccessKey',
+    S3_FORCE_PATH_STYLE: 'forcePathStyle',
+  });
+}
+
+/** Builds a full ingest config from defaults plus raw overrides, for embedding and tests. */
+export function ingestConfig(overrides: Record<string, string | undefined> = {}): IngestConfig {
+  return ingestConfigSchema.parse(overrides);
+}

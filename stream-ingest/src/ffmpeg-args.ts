@@ -1,0 +1,222 @@
+import path from 'node:path';
+import type { Rendition } from './hls-types';
+import { maxrateKbps, type X264Preset } from './ladder';
+
+/** Everything one ffmpeg run needs: where to read, where to write, and what to encode. */
+export interface FfmpegArgsOptions {
+  /** `rtmp://...` of the live publisher, or a local file path (read at its native rate). */
+  readonly inputUrl: string;
+  /** Folder that receives one sub-folder per rendition. */
+  readonly workDir: string;
+  /** Renditions to produce, in the order they should be mapped. */
+  readonly renditions: readonly Rendition[];
+  /** Target segment duration in seconds. */
+  readonly segmentSeconds: number;
+  /** x264 preset of every encoded rung. */
+  readonly preset: X264Preset;
+  /** Segments kept in each media playlist. */
+  readonly listSize: number;
+}
+
+/** Arguments in the three parts fluent-ffmpeg takes them. */
+export interface FfmpegArgs {
+  /** The input URL or path, given to `ffmpeg(input)`. */
+  readonly input: string;
+  /** Options placed before `-i`. */
+  readonly inputOptions: string[];
+  /** Global and output options, placed after `-i`. */
+  readonly outputOptions: string[];
+  /** Output pattern: `<workDir>/%v/index.m3u8`. */
+  readonly output: string;
+}
+
+/** Name of each media playlist inside its rendition folder. */
+export const PLAYLIST_NAME = 'index.m3u8';
+
+// Microseconds of silence on a network input before ffmpeg gives up; a publisher whose
+// connection hangs without closing then ends in an exit the transcoder can act on, instead of an
+// ffmpeg waiting forever (https://ffmpeg.org/ffmpeg-protocols.html, option rw_timeout).
+const NETWORK_RW_TIMEOUT_US = 10_000_000;
+
+// Rendition names become folder names and `-var_stream_map` tokens, where spaces, commas and
+// colons are separators.
+const NAME_PATTERN = /^[A-Za-z0-9_-]+$/;
+
+/** Builds the ffmpeg arguments of one run: decode once, encode every rung, write HLS. */
+export function buildFfmpegArgs(options: FfmpegArgsOptions): FfmpegArgs {
+  validate(options);
+  const { inputUrl, workDir, renditions, segmentSeconds, listSize } = options;
+  const encoded = renditions.filter((r) => !r.passthrough);
+
+  const outputOptions: string[] = [
+    // Prefixes every log line with its level ("[warning] ..."), so stderr can be routed to the
+    // logger by severity without guessing from the text.
+    '-loglevel',
+    'level+info',
+  ];
+  if (encoded.length > 0) outputOptions.push('-filter_complex', filterGraph(encoded));
+
+  renditions.forEach((rendition, index) => {
+    if (rendition.passthrough) {
+      outputOptions.push('-map', '0:v:0', `-c:v:${index}`, 'copy');
+    } else {
+      const label = `v${encoded.indexOf(rendition)}`;
+      outputOptions.push('-map', `[${label}]`, ...x264Options(rendition, index, options));
+    }
+    // hlsenc refuses one stream in two variants ("Same elementary stream found more than once in
+    // two different variant definitions"), so each variant gets its own AAC encode of the input
+    // audio; AAC costs little next to one video rung.
+    outputOptions.push(
+      '-map',
+      '0:a:0',
+      `-c:a:${index}`,
+      'aac',
+      `-b:a:${index}`,
+      `${rendition.audioBitrateKbps}k`,
+    );
+  });
+  outputOptions.push(
+    // 48 kHz stereo on every rung, whatever the publisher sends, so switching rungs never changes
+    // the audio format under the player.
+    '-ar',
+    '48000',
+    '-ac',
+    '2',
+    '-f',
+    'hls',
+    '-hls_time',
+    String(segmentSeconds),
+    '-hls_list_size',
+    String(listSize),
+    // independent_segments: every segment starts with a keyframe (we force them), so players may
+    // start anywhere. program_date_time: wall clock per segment for clients and the uploader.
+    // temp_file: segments and playlists are written to *.tmp and renamed, so a file that exists
+    // under its final name is complete. No delete_segments: the uploader removes local files once
+    // they are uploaded.
+    '-hls_flags',
+    'independent_segments+program_date_time+temp_file',
+    '-hls_segment_filename',
+    path.join(workDir, '%v', 'seg_%05d.ts'),
+    '-var_stream_map',
+    renditions.map((r, i) => `v:${i},a:${i},name:${r.name}`).join(' '),
+  );
+
+  return {
+    input: inputUrl,
+    inputOptions: inputOptions(inputUrl),
+    outputOptions,
+    output: path.join(workDir, '%v', PLAYLIST_NAME),
+  };
+}
+
+/** The full argv after the ffmpeg binary, exactly as fluent-ffmpeg assembles it. */
+export function toArgv(args: FfmpegArgs): string[] {
+  // fluent-ffmpeg puts each input's options before its `-i`, then `-y` because the output is a
+  // file, then the output options and the output (lib/processor.js, _getArguments).
+  return [...args.inputOptions, '-i', args.input, '-y', ...args.outputOptions, args.output];
+}
+
+/** True when the input is a network URL (a live publisher), false for a local file. */
+export function isNetworkInput(inputUrl: string): boolean {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(inputUrl)?.[1];
+  return scheme !== undefined && scheme.toLowerCase() !== 'file';
+}
+
+/** Frame rate as ffmpeg wants it: NTSC rates as exact fractions (29.97 -> `30000/1001`). */
+export function ffmpegRate(fps: number): string {
+  if (Number.isInteger(fps)) return String(fps);
+  const ntscBase = Math.round(fps * 1.001);
+  if (Math.abs(fps - ntscBase / 1.001) < 0.01) return `${ntscBase * 1000}/1001`;
+  return String(fps);
+}
+
+/** Frames between keyframes so every segment starts with one: frame rate times segment length. */
+export function gopFrames(fps: number, segmentSeconds: number): number {
+  return Math.max(1, Math.round(fps * segmentSeconds));
+}
+
+function inputOptions(inputUrl: string): string[] {
+  if (isNetworkInput(inputUrl)) return ['-rw_timeout', String(NETWORK_RW_TIMEOUT_US)];
+  // A file is read at its native frame rate, so it behaves like a live publisher: segments come
+  // out in real time and the speed figure means what it means for a live input.
+  return ['-re'];
+}
+
+// One decode, then: 4:2:0 once (High profile and every player need it), split once per rung,
+// and per rung a constant frame rate followed by the scale. The fps filter comes first so dropped
+// frames are never scaled, and it makes the frame count per segment match the GOP exactly.
+// setsar=1 keeps pixels square: scaling 16:9 to 854x480 would otherwise yield a 1280:1281 SAR.
+function filterGraph(encoded: readonly Rendition[]): string {
+  const splits = encoded.map((_, i) => `[s${i}]`).join('');
+  const chains = encoded.map(
+    (r, i) => `[s${i}]fps=${ffmpegRate(r.fps)},scale=${r.width}:${r.height},setsar=1[v${i}]`,
+  );
+  return [`[0:v:0]format=yuv420p,split=${encoded.length}${splits}`, ...chains].join(';');
+}
+
+function x264Options(rendition: Rendition, index: number, options: FfmpegArgsOptions): string[] {
+  const gop = gopFrames(rendition.fps, options.segmentSeconds);
+  const maxrate = maxrateKbps(rendition);
+  const level = levelFromCodecs(rendition.codecs);
+  return [
+    `-c:v:${index}`,
+    'libx264',
+    `-preset:v:${index}`,
+    options.preset,
+    `-profile:v:${index}`,
+    'high',
+    // The same level the master playlist's CODECS announces, so players can trust it.
+    `-level:v:${index}`,
+    level,
+    `-b:v:${index}`,
+    `${rendition.videoBitrateKbps}k`,
+    `-maxrate:v:${index}`,
+    `${maxrate}k`,
+    // One second of VBV buffer: a segment can carry at most one second's worth of maxrate on
+    // top of maxrate times its duration, which keeps the master playlist's BANDWIDTH close.
+    `-bufsize:v:${index}`,
+    `${maxrate}k`,
+    `-g:v:${index}`,
+    String(gop),
+    // Inert while scene cuts are off (x264 also caps it at keyint/2+1); it keeps the GOP fixed
+    // should scene-cut detection ever be turned back on.
+    `-keyint_min:v:${index}`,
+    String(gop),
+    // No keyframes at scene changes: they would move segment boundaries apart between rungs.
+    `-sc_threshold:v:${index}`,
+    '0',
+    // Keyframes at the same wall times on every rung whatever its frame rate, so the segments of
+    // all rungs start at the same instant and players can switch at any boundary
+    // (https://ffmpeg.org/ffmpeg.html#Advanced-Video-options, -force_key_frames expr:).
+    `-force_key_frames:v:${index}`,
+    `expr:gte(t,n_forced*${options.segmentSeconds})`,
+  ];
+}
+
+// The level is the last byte of the avc1 codecs string (avc1.64001f -> 0x1f = 31 -> "3.1").
+function levelFromCodecs(codecs: string): string {
+  const match = /^avc1\.[0-9a-f]{4}([0-9a-f]{2})/i.exec(codecs);
+  if (!match) throw new TypeError(`rendition codecs must start with avc1.PPCCLL, got ${codecs}`);
+  return (parseInt(match[1]!, 16) / 10).toFixed(1);
+}
+
+function validate(options: FfmpegArgsOptions): void {
+  const { inputUrl, workDir, renditions, segmentSeconds, listSize } = options;
+  if (inputUrl.length === 0) throw new TypeError('inputUrl must not be empty');
+  // ffmpeg expands % sequences in output paths, so a literal % would corrupt every file name.
+  if (workDir.includes('%')) throw new TypeError(`workDir must not contain "%": ${workDir}`);
+  if (!path.isAbsolute(workDir)) throw new TypeError(`workDir must be absolute: ${workDir}`);
+  if (renditions.length === 0) throw new TypeError('at least one rendition is needed');
+  const names = new Set<string>();
+  for (const r of renditions) {
+    if (!NAME_PATTERN.test(r.name)) throw new TypeError(`invalid rendition name "${r.name}"`);
+    if (names.has(r.name)) throw new TypeError(`duplicate rendition name "${r.name}"`);
+    names.add(r.name);
+  }
+  if (!Number.isFinite(segmentSeconds) || segmentSeconds <= 0) {
+    throw new RangeError(`segmentSeconds must be a positive number, got ${segmentSeconds}`);
+  }
+  if (!Number.isInteger(listSize) || listSize < 1) {
+    throw new RangeError(`listSize must be a positive integer, got ${listSize}`);
+  }
+}

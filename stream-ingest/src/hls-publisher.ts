@@ -1,0 +1,437 @@
+import { rm } from 'node:fs/promises';
+import { cacheRuleFor } from '@hearth/cdn-config';
+import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
+import type { Rendition, SegmentReady } from './hls-types';
+import { renderMediaPlaylist, targetDurationFor } from './media-playlist-writer';
+import type { ObjectMeta, ObjectStorage } from './storage/object-storage';
+import {
+  UploadQueue,
+  type FailedInfo,
+  type RetryInfo,
+  type RetryPolicy,
+  type SlowUploadInfo,
+  type UploadKind,
+} from './upload-queue';
+
+/** One object the publisher put in storage. */
+export interface PublishedObject {
+  /** Object key. */
+  readonly key: string;
+  /** What the object is. */
+  readonly kind: UploadKind;
+  /** Duration of the successful request, in ms. */
+  readonly ms: number;
+  /** Time from enqueueing to success, in ms: queueing, dependencies and retries included. */
+  readonly latencyMs: number;
+  /** Attempts it took. */
+  readonly attempts: number;
+}
+
+/** Events of an HlsPublisher. */
+export type HlsPublisherEvents = {
+  /** A segment, playlist or master playlist is in storage. */
+  uploaded: [PublishedObject];
+  /** An upload failed transiently and will be retried. */
+  retry: [RetryInfo];
+  /** A segment was not in storage within its own duration after it was ready. */
+  slowUpload: [SlowUploadInfo];
+  /** An upload or cleanup failed for good (permanent storage error). */
+  error: [FailedInfo];
+  /** The master playlist and every rendition's first playlist are up: the stream is playable. */
+  live: [];
+  /** `end()` finished: final playlists are up and nothing is left to upload. */
+  ended: [];
+};
+
+/** Settings of an HlsPublisher. */
+export interface HlsPublisherOptions {
+  /** Where the objects go. */
+  readonly storage: ObjectStorage;
+  /** Key prefix of the channel, e.g. `live/<channel>`, without leading or trailing slash. */
+  readonly prefix: string;
+  /** Id of this stream, part of every segment name so that no name is ever reused. */
+  readonly streamId: string;
+  /** The renditions segments will arrive for; the master playlist lists the same ones. */
+  readonly renditions: readonly Rendition[];
+  /** Master playlist text, rendered elsewhere, with variant URIs `<rendition>/index.m3u8`. */
+  readonly masterPlaylist: string;
+  /** Segments listed in each live playlist (default 6). */
+  readonly liveWindowSegments?: number | undefined;
+  /**
+   * Segments kept in storage per rendition while live (default 30, at least the live window).
+   * The margin beyond the window serves players still holding an older playlist.
+   */
+  readonly retainSegments?: number | undefined;
+  /** Old segments are deleted once this many are beyond `retainSegments` (default 10). */
+  readonly deleteBatchSize?: number | undefined;
+  /** Keep every segment and publish `<rendition>/vod.m3u8` at the end (default false). */
+  readonly keepVod?: boolean | undefined;
+  /** Remove each local segment file once its upload succeeded or failed for good (default true). */
+  readonly deleteLocalFiles?: boolean | undefined;
+  /** Upload concurrency (default 4). */
+  readonly concurrency?: number | undefined;
+  /** Retry delays and attempt budget of the upload queue. */
+  readonly retry?: Partial<RetryPolicy> | undefined;
+  /** Logger; the publisher adds the stream id. */
+  readonly logger: Logger;
+}
+
+/** Live playlist length by default: 6 segments, 12 s at 2 s segments. */
+export const DEFAULT_LIVE_WINDOW_SEGMENTS = 6;
+/** Segments kept in storage per rendition by default: one minute at 2 s segments. */
+export const DEFAULT_RETAIN_SEGMENTS = 30;
+/** Old segments deleted per request by default. */
+export const DEFAULT_DELETE_BATCH_SIZE = 10;
+
+// Names end up in object keys and URIs, so they are kept to characters that need no escaping.
+const NAME = /^[A-Za-z0-9_-]+$/;
+
+interface SegmentRecord {
+  readonly key: string;
+  readonly uri: string;
+  readonly jobId: number;
+  readonly durationSec: number;
+  readonly programDateTime: Date;
+  // Set after the fact only on a segment no uploaded playlist has listed yet (see #dropSegment).
+  discontinuity: boolean;
+}
+
+interface RenditionState {
+  readonly name: string;
+  readonly playlistKey: string;
+  readonly vodKey: string;
+  // Segments of the live playlist, oldest first.
+  readonly window: SegmentRecord[];
+  // Segments in storage or on their way, oldest first: every segment with keepVod.
+  readonly stored: SegmentRecord[];
+  nextSeq: number;
+  mediaSequence: number;
+  discontinuitySequence: number;
+  targetDuration: number;
+  // The next segment starts a new timeline because the one before it could not be uploaded.
+  discontinuityNext: boolean;
+  playlistJob: number | undefined;
+  playlistUploaded: boolean;
+}
+
+function metaFor(key: string): ObjectMeta {
+  const rule = cacheRuleFor(key);
+  if (!rule) throw new TypeError(`no cache rule for ${key}`);
+  return { contentType: rule.contentType, cacheControl: rule.cacheControl };
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new TypeError(`${name} must be an integer >= 1, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Publishes one stream's HLS output to storage. For each finished segment it uploads the segment,
+ * then the rendition's live playlist (a sliding window) once every segment it lists is up, and
+ * the master playlist once every rendition has a playlist up. Old segments are deleted in batches
+ * after a playlist that no longer lists them is up. Object layout under `prefix`:
+ * `master.m3u8`, `<rendition>/index.m3u8`, `<rendition>/<streamId>-<seq>.ts`, and with keepVod
+ * `<rendition>/vod.m3u8`. Segment names never repeat, which is what lets them be cached forever.
+ */
+export class HlsPublisher {
+  /** Upload, liveness and end events. */
+  readonly events: TypedEmitter<HlsPublisherEvents>;
+  readonly #queue: UploadQueue;
+  readonly #logger: Logger;
+  readonly #prefix: string;
+  readonly #streamId: string;
+  readonly #masterPlaylist: string;
+  readonly #liveWindow: number;
+  readonly #retain: number;
+  readonly #deleteBatch: number;
+  readonly #keepVod: boolean;
+  readonly #deleteLocalFiles: boolean;
+  readonly #renditions = new Map<string, RenditionState>();
+  readonly #byPlaylistKey = new Map<string, RenditionState>();
+  // Local files of segment jobs, removed once the job is finished.
+  readonly #localFiles = new Map<number, string>();
+  // Local file removals in progress; `end()` waits for them so that `ended` means all is tidy.
+  readonly #removals = new Set<Promise<void>>();
+  #masterQueued = false;
+  #live = false;
+  #ending: Promise<void> | undefined;
+  #aborted = false;
+
+  constructor(options: HlsPublisherOptions) {
+    if (options.prefix === '' || options.prefix.startsWith('/') || options.prefix.endsWith('/')) {
+      throw new TypeError(`prefix must be non-empty, without leading or trailing "/"`);
+    }
+    if (!NAME.test(options.streamId)) throw new TypeError(`invalid streamId ${options.streamId}`);
+    if (options.renditions.length === 0) throw new TypeError('at least one rendition is needed');
+    this.#prefix = options.prefix;
+    this.#streamId = options.streamId;
+    this.#masterPlaylist = options.masterPlaylist;
+    this.#liveWindow = positiveInteger(
+      'liveWindowSegments',
+      options.liveWindowSegments ?? DEFAULT_LIVE_WINDOW_SEGMENTS,
+    );
+    this.#retain = positiveInteger(
+      'retainSegments',
+      options.retainSegments ?? DEFAULT_RETAIN_SEGMENTS,
+    );
+    if (this.#retain < this.#liveWindow) {
+      throw new TypeError('retainSegments must be at least liveWindowSegments');
+    }
+    this.#deleteBatch = positiveInteger(
+      'deleteBatchSize',
+      options.deleteBatchSize ?? DEFAULT_DELETE_BATCH_SIZE,
+    );
+    this.#keepVod = options.keepVod ?? false;
+    this.#deleteLocalFiles = options.deleteLocalFiles ?? true;
+    this.#logger = options.logger.child({ stream: options.streamId, prefix: options.prefix });
+    for (const { name } of options.renditions) {
+      if (!NAME.test(name)) throw new TypeError(`invalid rendition name ${name}`);
+      if (this.#renditions.has(name)) throw new TypeError(`duplicate rendition ${name}`);
+      const state: RenditionState = {
+        name,
+        playlistKey: `${this.#prefix}/${name}/index.m3u8`,
+        vodKey: `${this.#prefix}/${name}/vod.m3u8`,
+        window: [],
+        stored: [],
+        nextSeq: 0,
+        mediaSequence: 0,
+        discontinuitySequence: 0,
+        targetDuration: 0,
+        discontinuityNext: false,
+        playlistJob: undefined,
+        playlistUploaded: false,
+      };
+      this.#renditions.set(name, state);
+      this.#byPlaylistKey.set(state.playlistKey, state);
+    }
+    this.events = new TypedEmitter((error, event) =>
+      this.#logger.error({ err: error, event }, 'hls publisher listener failed'),
+    );
+    this.#queue = new UploadQueue({
+      storage: options.storage,
+      logger: this.#logger,
+      concurrency: options.concurrency,
+      retry: options.retry,
+    });
+    this.#queue.events.on('uploaded', (info) => {
+      if (info.kind === 'cleanup') return;
+      this.#jobFinished(info.id);
+      this.events.safeEmit('uploaded', {
+        key: info.key,
+        kind: info.kind,
+        ms: info.ms,
+        latencyMs: info.latencyMs,
+        attempts: info.attempts,
+      });
+      if (info.kind === 'playlist') this.#playlistUploaded(info.key);
+      else if (info.kind === 'master' && !this.#live) {
+        this.#live = true;
+        this.#logger.info('stream is live');
+        this.events.safeEmit('live');
+      }
+    });
+    this.#queue.events.on('failed', (info) => {
+      this.#jobFinished(info.id);
+      if (info.kind === 'segment') this.#dropSegment(info.id);
+      // A dependency failure follows a segment failure that was already reported.
+      if (info.reason === 'permanent-error') this.events.safeEmit('error', info);
+    });
+    this.#queue.events.on('retry', (info) => this.events.safeEmit('retry', info));
+    this.#queue.events.on('slowUpload', (info) => this.events.safeEmit('slowUpload', info));
+  }
+
+  /** Unfinished upload and cleanup jobs, for a queue depth gauge. */
+  get queueDepth(): number {
+    return this.#queue.size;
+  }
+
+  /** True once the master playlist is up. */
+  get live(): boolean {
+    return this.#live;
+  }
+
+  /**
+   * Publishes a finished segment: queues its upload, then the rendition's new live playlist,
+   * which waits for every segment it lists. Throws once `end()` or `abort()` was called.
+   */
+  addSegment(segment: SegmentReady): void {
+    this.#assertOpen();
+    const state = this.#renditions.get(segment.rendition);
+    if (!state) throw new TypeError(`unknown rendition ${segment.rendition}`);
+    if (!Number.isFinite(segment.durationSec) || segment.durationSec <= 0) {
+      throw new TypeError(`durationSec must be > 0, got ${segment.durationSec}`);
+    }
+    if (Number.isNaN(segment.programDateTime.getTime())) {
+      throw new TypeError('programDateTime is not a valid date');
+    }
+    const uri = `${this.#streamId}-${state.nextSeq}.ts`;
+    const key = `${this.#prefix}/${state.name}/${uri}`;
+    const jobId = this.#queue.put({
+      key,
+      kind: 'segment',
+      body: { filePath: segment.localPath },
+      meta: metaFor(key),
+      expectedMs: segment.durationSec * 1000,
+    });
+    state.nextSeq += 1;
+    if (this.#deleteLocalFiles) this.#localFiles.set(jobId, segment.localPath);
+    const record: SegmentRecord = {
+      key,
+      uri,
+      jobId,
+      durationSec: segment.durationSec,
+      programDateTime: segment.programDateTime,
+      discontinuity: segment.discontinuity || state.discontinuityNext,
+    };
+    state.discontinuityNext = false;
+    state.targetDuration = targetDurationFor(state.targetDuration, [record]);
+    state.window.push(record);
+    state.stored.push(record);
+    while (state.window.length > this.#liveWindow) {
+      const left = state.window.shift()!;
+      state.mediaSequence += 1;
+      if (left.discontinuity) state.discontinuitySequence += 1;
+    }
+    this.#publishLive(state, false);
+    this.#cleanup(state, false);
+  }
+
+  /**
+   * Ends the stream: publishes final playlists with EXT-X-ENDLIST (and VOD playlists with
+   * keepVod), waits until everything is uploaded, then emits `ended`. Concurrent calls share one
+   * promise. It rejects if `abort()` is called before the uploads finished.
+   */
+  end(): Promise<void> {
+    this.#ending ??= this.#finish();
+    return this.#ending;
+  }
+
+  /** Stops at once: queued uploads are dropped and local files stay. Idempotent. */
+  abort(): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#queue.abort();
+  }
+
+  async #finish(): Promise<void> {
+    if (this.#aborted) throw new AppError('unavailable', 'the publisher was aborted');
+    for (const state of this.#renditions.values()) {
+      if (state.nextSeq === 0) {
+        this.#logger.warn({ rendition: state.name }, 'rendition ended without any segment');
+        continue;
+      }
+      this.#publishLive(state, true);
+      if (this.#keepVod) this.#publishVod(state);
+      this.#cleanup(state, true);
+    }
+    // The master playlist is queued by an upload event once the last variant playlist is up,
+    // which can happen during a drain, so drain until nothing is left.
+    while (this.#queue.size > 0) await this.#queue.drain();
+    await Promise.all(this.#removals);
+    this.#logger.info('stream ended');
+    this.events.safeEmit('ended');
+  }
+
+  #publishLive(state: RenditionState, ended: boolean): void {
+    const text = renderMediaPlaylist({
+      targetDuration: state.targetDuration,
+      mediaSequence: state.mediaSequence,
+      discontinuitySequence: state.discontinuitySequence,
+      segments: state.window,
+      ended,
+    });
+    state.playlistJob = this.#queue.put({
+      key: state.playlistKey,
+      kind: 'playlist',
+      body: text,
+      meta: metaFor(state.playlistKey),
+      dependsOn: state.window.map((record) => record.jobId),
+    });
+  }
+
+  #publishVod(state: RenditionState): void {
+    this.#queue.put({
+      key: state.vodKey,
+      kind: 'playlist',
+      body: renderMediaPlaylist({
+        targetDuration: state.targetDuration,
+        mediaSequence: 0,
+        discontinuitySequence: 0,
+        segments: state.stored,
+        ended: true,
+        playlistType: 'VOD',
+      }),
+      meta: metaFor(state.vodKey),
+      dependsOn: state.stored.map((record) => record.jobId),
+    });
+  }
+
+  // Deletes the oldest segments beyond `retainSegments`, in batches, after the live playlist
+  // that no longer lists them is up; `flush` deletes a last partial batch at the end.
+  #cleanup(state: RenditionState, flush: boolean): void {
+    if (this.#keepVod || state.playlistJob === undefined) return;
+    const excess = state.stored.length - this.#retain;
+    if (excess <= 0 || (!flush && excess < this.#deleteBatch)) return;
+    const doomed = state.stored.splice(0, excess);
+    this.#queue.delete({
+      keys: doomed.map((record) => record.key),
+      dependsOn: [state.playlistJob, ...doomed.map((record) => record.jobId)],
+    });
+  }
+
+  #playlistUploaded(key: string): void {
+    const state = this.#byPlaylistKey.get(key);
+    if (!state || state.playlistUploaded) return;
+    state.playlistUploaded = true;
+    // A player reading the master playlist must find every variant it lists.
+    if (this.#masterQueued || this.#aborted) return;
+    if (![...this.#renditions.values()].every((other) => other.playlistUploaded)) return;
+    this.#masterQueued = true;
+    const masterKey = `${this.#prefix}/master.m3u8`;
+    this.#queue.put({
+      key: masterKey,
+      kind: 'master',
+      body: this.#masterPlaylist,
+      meta: metaFor(masterKey),
+    });
+  }
+
+  // A segment that failed for good leaves the playlists. If the live playlist still listed it,
+  // no uploaded playlist has listed it or anything after it (they all waited for it), so the
+  // segment after it can still be marked as a discontinuity for the gap in the timeline.
+  #dropSegment(jobId: number): void {
+    for (const state of this.#renditions.values()) {
+      const stored = state.stored.findIndex((record) => record.jobId === jobId);
+      if (stored >= 0) state.stored.splice(stored, 1);
+      const listed = state.window.findIndex((record) => record.jobId === jobId);
+      if (listed >= 0) {
+        state.window.splice(listed, 1);
+        const next = state.window[listed];
+        if (next) next.discontinuity = true;
+        else state.discontinuityNext = true;
+        this.#publishLive(state, this.#ending !== undefined);
+      }
+      if (stored >= 0 && this.#keepVod && this.#ending !== undefined) this.#publishVod(state);
+      if (stored >= 0 || listed >= 0) return;
+    }
+  }
+
+  #jobFinished(jobId: number): void {
+    const file = this.#localFiles.get(jobId);
+    if (file === undefined) return;
+    this.#localFiles.delete(jobId);
+    const removal = rm(file, { force: true })
+      .catch((error: unknown) =>
+        this.#logger.warn({ err: error, file }, 'could not remove local segment file'),
+      )
+      .finally(() => this.#removals.delete(removal));
+    this.#removals.add(removal);
+  }
+
+  #assertOpen(): void {
+    if (this.#aborted) throw new AppError('unavailable', 'the publisher was aborted');
+    if (this.#ending) throw new AppError('unavailable', 'the publisher has ended');
+  }
+}

@@ -1,0 +1,325 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
+import type { IngestConfig } from './config';
+import type { IngestControlPlane, PublishGrant } from './control-plane';
+import { HlsPublisher } from './hls-publisher';
+import { renderMasterPlaylist } from './master-playlist';
+import { RtmpServer, type PublishRequest } from './rtmp-server';
+import type { ObjectStorage } from './storage/object-storage';
+import { Transcoder } from './transcoder';
+
+/** Prometheus metrics of an ingest node. */
+interface IngestMetrics {
+  liveStreams: Gauge;
+  refusedPublishes: Counter<'reason'>;
+  transcodeSpeed: Gauge<'channel'>;
+  uploadSeconds: Histogram<'kind'>;
+  transcoderRestarts: Counter;
+}
+
+// A publisher's metadata (size, frame rate) arrives just after it starts publishing; without it
+// within this time, the ladder is chosen from a conservative guess.
+const VIDEO_INFO_WAIT_MS = 3000;
+const FALLBACK_SOURCE = { width: 1280, height: 720, fps: 30 };
+
+/** One publish being transcoded and uploaded. */
+class LiveRun {
+  readonly grant: PublishGrant;
+  readonly request: PublishRequest;
+  readonly transcoder: Transcoder;
+  readonly publisher: HlsPublisher;
+  #ending: Promise<void> | undefined;
+
+  constructor(options: {
+    grant: PublishGrant;
+    request: PublishRequest;
+    transcoder: Transcoder;
+    publisher: HlsPublisher;
+  }) {
+    this.grant = options.grant;
+    this.request = options.request;
+    this.transcoder = options.transcoder;
+    this.publisher = options.publisher;
+  }
+
+  /** Stops the transcoder, publishes the final playlists, and resolves when all is uploaded. */
+  end(): Promise<void> {
+    this.#ending ??= (async () => {
+      await this.transcoder.stop();
+      await this.publisher.end();
+    })();
+    return this.#ending;
+  }
+}
+
+/** Events of an ingest node, for dashboards and benchmarks. */
+export type IngestNodeEvents = {
+  /** One object reached storage. */
+  uploaded: [{ channel: string; kind: 'segment' | 'playlist' | 'master'; ms: number }];
+  /** ffmpeg reported its speed (1 = real time). */
+  speed: [{ channel: string; speed: number }];
+  /** ffmpeg fell behind and was restarted with cheaper settings. */
+  adapted: [{ channel: string; reason: string }];
+};
+
+/**
+ * An ingest node: RTMP in, one ffmpeg ladder per stream, segments and playlists out to object
+ * storage. The control plane decides who may publish; this node reports what runs.
+ */
+export class IngestNode {
+  /** The RTMP server. */
+  readonly rtmp: RtmpServer;
+  /** Upload and speed events. */
+  readonly events: TypedEmitter<IngestNodeEvents>;
+  readonly #config: IngestConfig;
+  readonly #controlPlane: IngestControlPlane;
+  readonly #storage: ObjectStorage;
+  readonly #logger: Logger;
+  readonly #metrics: IngestMetrics;
+  readonly #runs = new Map<string, LiveRun>();
+  readonly #stopRevocations: () => void;
+  #stopping = false;
+
+  private constructor(options: {
+    config: IngestConfig;
+    controlPlane: IngestControlPlane;
+    storage: ObjectStorage;
+    logger: Logger;
+    registry: Registry;
+    rtmp: RtmpServer;
+  }) {
+    this.#config = options.config;
+    this.#controlPlane = options.controlPlane;
+    this.#storage = options.storage;
+    this.#logger = options.logger;
+    this.rtmp = options.rtmp;
+    this.events = new TypedEmitter((error, event) =>
+      this.#logger.error({ err: error, event }, 'ingest listener failed'),
+    );
+    this.#metrics = registerIngestMetrics(options.registry, () => this.#runs.size);
+    this.rtmp.events.on('publish', (request) => void this.#onPublish(request));
+    this.rtmp.events.on('duplicatePublish', () =>
+      this.#metrics.refusedPublishes.inc({ reason: 'duplicate' }),
+    );
+    this.#stopRevocations = this.#controlPlane.onKeyRevoked((keyId) => this.#onKeyRevoked(keyId));
+  }
+
+  /** Starts the RTMP server and returns a node ready for publishers. */
+  static async start(options: {
+    config: IngestConfig;
+    controlPlane: IngestControlPlane;
+    storage: ObjectStorage;
+    logger: Logger;
+    registry: Registry;
+  }): Promise<IngestNode> {
+    const { config } = options;
+    const logger = options.logger.child({ component: 'ingest' });
+    const rtmp = await RtmpServer.start({
+      host: config.rtmpHost,
+      port: config.rtmpPort,
+      rtmps:
+        config.rtmpsCertPath && config.rtmpsKeyPath
+          ? { port: config.rtmpsPort, certPath: config.rtmpsCertPath, keyPath: config.rtmpsKeyPath }
+          : undefined,
+      logger,
+    });
+    return new IngestNode({ ...options, logger, rtmp });
+  }
+
+  /** Streams being ingested, by stream id. */
+  get liveStreamIds(): string[] {
+    return [...this.#runs.keys()];
+  }
+
+  /** Ends every stream cleanly, then stops the RTMP server. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#stopRevocations();
+    await Promise.all([...this.#runs.values()].map((run) => this.#end(run, 'node shutting down')));
+    await this.rtmp.stop();
+  }
+
+  async #onPublish(request: PublishRequest): Promise<void> {
+    const log = this.#logger.child({ session: request.id, ip: request.ip });
+    if (this.#stopping) {
+      request.close();
+      return;
+    }
+    if (request.app !== this.#config.app) {
+      log.warn({ app: request.app }, 'publish refused: unknown application');
+      this.#metrics.refusedPublishes.inc({ reason: 'app' });
+      request.close();
+      return;
+    }
+    let grant: PublishGrant;
+    try {
+      grant = await this.#controlPlane.authorizePublish(request.streamKey, { ip: request.ip });
+    } catch (error) {
+      const reason = error instanceof AppError ? error.code : 'internal';
+      if (!(error instanceof AppError)) log.error({ err: error }, 'publish authorization failed');
+      else log.warn({ reason }, 'publish refused');
+      this.#metrics.refusedPublishes.inc({ reason });
+      request.close();
+      return;
+    }
+    const streamLog = log.child({ stream: grant.streamId, channel: grant.channel });
+    const source = await waitForVideoInfo(request);
+    if (!source) streamLog.warn('publisher sent no video metadata; assuming 720p30');
+    let closed = false;
+    request.onClosed(() => {
+      closed = true;
+    });
+    if (closed) {
+      this.#controlPlane.report({
+        kind: 'ended',
+        streamId: grant.streamId,
+        reason: 'publisher left',
+      });
+      return;
+    }
+    const run = this.#startRun(grant, request, source ?? FALLBACK_SOURCE, streamLog);
+    request.onClosed(() => void this.#end(run, 'publisher disconnected'));
+  }
+
+  #startRun(
+    grant: PublishGrant,
+    request: PublishRequest,
+    source: { width: number; height: number; fps: number },
+    log: Logger,
+  ): LiveRun {
+    const workDir = path.join(this.#config.workDir, grant.streamId);
+    fs.mkdirSync(workDir, { recursive: true });
+    const transcoder = new Transcoder({
+      inputUrl: this.rtmp.internalPlayUrl(request.app, request.streamKey),
+      workDir,
+      source,
+      segmentSeconds: this.#config.segmentSeconds,
+      passthrough: this.#config.passthrough,
+      listSize: this.#config.liveWindowSegments,
+      logger: log,
+    });
+    const renditions = transcoder.renditions;
+    const publisher = new HlsPublisher({
+      storage: this.#storage,
+      prefix: grant.storagePrefix,
+      streamId: grant.streamId,
+      renditions,
+      masterPlaylist: renderMasterPlaylist(renditions),
+      liveWindowSegments: this.#config.liveWindowSegments,
+      retainSegments: this.#config.retainSegments,
+      keepVod: this.#config.keepVod,
+      deleteLocalFiles: true,
+      logger: log,
+    });
+    const run = new LiveRun({ grant, request, transcoder, publisher });
+    this.#runs.set(grant.streamId, run);
+    transcoder.events.on('segment', (segment) => publisher.addSegment(segment));
+    transcoder.events.on('speed', (speed) => {
+      this.#metrics.transcodeSpeed.set({ channel: grant.channel }, speed);
+      this.events.safeEmit('speed', { channel: grant.channel, speed });
+    });
+    transcoder.events.on('restarted', () => this.#metrics.transcoderRestarts.inc());
+    transcoder.events.on('adapted', ({ reason }) =>
+      this.events.safeEmit('adapted', { channel: grant.channel, reason }),
+    );
+    transcoder.events.on('failed', (error) => {
+      log.error({ err: error }, 'transcoder gave up; ending the stream');
+      request.close();
+      void this.#end(run, 'transcoder failed');
+    });
+    publisher.events.on('uploaded', ({ kind, ms }) => {
+      this.#metrics.uploadSeconds.observe({ kind }, ms / 1000);
+      this.events.safeEmit('uploaded', { channel: grant.channel, kind, ms });
+    });
+    publisher.events.on('live', () =>
+      this.#controlPlane.report({ kind: 'live', streamId: grant.streamId }),
+    );
+    this.#controlPlane.report({ kind: 'started', streamId: grant.streamId, renditions });
+    transcoder.start().catch((error: unknown) => {
+      log.error({ err: error }, 'ffmpeg could not start; ending the stream');
+      request.close();
+      void this.#end(run, 'transcoder could not start');
+    });
+    log.info({ renditions: renditions.map((rendition) => rendition.name) }, 'stream started');
+    return run;
+  }
+
+  async #end(run: LiveRun, reason: string): Promise<void> {
+    if (!this.#runs.has(run.grant.streamId)) return;
+    try {
+      await run.end();
+    } catch (error) {
+      this.#logger.error({ err: error, stream: run.grant.streamId }, 'stream did not end cleanly');
+    } finally {
+      if (this.#runs.delete(run.grant.streamId)) {
+        this.#metrics.transcodeSpeed.remove({ channel: run.grant.channel });
+        fs.rmSync(path.join(this.#config.workDir, run.grant.streamId), {
+          recursive: true,
+          force: true,
+        });
+        this.#controlPlane.report({ kind: 'ended', streamId: run.grant.streamId, reason });
+      }
+    }
+  }
+
+  #onKeyRevoked(keyId: string): void {
+    for (const run of this.#runs.values()) {
+      if (run.grant.keyId !== keyId) continue;
+      this.#logger.info({ stream: run.grant.streamId }, 'stream key revoked; ending its stream');
+      run.request.close();
+      void this.#end(run, 'stream key revoked');
+    }
+  }
+}
+
+async function waitForVideoInfo(
+  request: PublishRequest,
+): Promise<{ width: number; height: number; fps: number } | undefined> {
+  const deadline = Date.now() + VIDEO_INFO_WAIT_MS;
+  for (;;) {
+    const info = request.videoInfo();
+    if (info.width > 0 && info.height > 0 && info.fps > 0) return info;
+    if (Date.now() > deadline) return undefined;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function registerIngestMetrics(registry: Registry, liveStreams: () => number): IngestMetrics {
+  const registers = [registry];
+  return {
+    liveStreams: new Gauge({
+      name: 'ingest_live_streams',
+      help: 'Streams being transcoded on this node',
+      registers,
+      collect() {
+        this.set(liveStreams());
+      },
+    }),
+    refusedPublishes: new Counter({
+      name: 'ingest_refused_publishes_total',
+      help: 'Publish attempts refused, by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    transcodeSpeed: new Gauge({
+      name: 'ingest_transcode_speed_ratio',
+      help: 'ffmpeg speed (1 = real time) of each live stream',
+      labelNames: ['channel'],
+      registers,
+    }),
+    uploadSeconds: new Histogram({
+      name: 'ingest_upload_seconds',
+      help: 'Time to upload one object to storage',
+      labelNames: ['kind'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+      registers,
+    }),
+    transcoderRestarts: new Counter({
+      name: 'ingest_transcoder_restarts_total',
+      help: 'ffmpeg processes restarted after dying mid-stream',
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,573 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import ffmpeg, { type FfmpegCommand } from 'fluent-ffmpeg';
+import { TypedEmitter, type Logger } from '@hearth/server-common';
+import type { Rendition, SegmentReady } from './hls-types';
+import {
+  choosePreset,
+  nextAdaptation,
+  selectLadder,
+  type EncodingPlan,
+  type SourceInfo,
+  type X264Preset,
+} from './ladder';
+import { buildFfmpegArgs, PLAYLIST_NAME, toArgv, type FfmpegArgs } from './ffmpeg-args';
+import {
+  DEFAULT_SPEED_POLICY,
+  parseProgressLine,
+  SpeedWindow,
+  stderrSeverity,
+  type SpeedPolicy,
+} from './ffmpeg-progress';
+import { parseMediaPlaylist } from './media-playlist-parser';
+
+/** How restarts after ffmpeg deaths are paced and bounded. */
+export interface RestartPolicy {
+  /** Restarts in a row after which the transcoder gives up and emits `failed`. */
+  readonly maxAttempts: number;
+  /** Delay before the first restart; it doubles with each further attempt. */
+  readonly baseDelayMs: number;
+  /** Upper bound of the delay between restarts. */
+  readonly maxDelayMs: number;
+  /** A run that lived this long counts as healthy: the next death starts again at attempt 1. */
+  readonly stableMs: number;
+}
+
+/** Five restarts in a row, 0.5 s doubling up to 10 s, reset after a minute of healthy running. */
+export const DEFAULT_RESTART_POLICY: RestartPolicy = {
+  maxAttempts: 5,
+  baseDelayMs: 500,
+  maxDelayMs: 10_000,
+  stableMs: 60_000,
+};
+
+/** Settings of one Transcoder. */
+export interface TranscoderOptions {
+  /** `rtmp://...` of the live publisher, or a local file path (read at its native rate). */
+  readonly inputUrl: string;
+  /** Folder for this stream's output; every ffmpeg run writes into its own `run-<n>` folder. */
+  readonly workDir: string;
+  /** Size and rate of the published video, which bound the ladder. */
+  readonly source: SourceInfo;
+  /** Target segment duration in seconds. */
+  readonly segmentSeconds: number;
+  /** Adds a `source` rendition with the publisher's video copied as is. */
+  readonly passthrough: boolean;
+  /** Segments kept in each media playlist ffmpeg writes. */
+  readonly listSize: number;
+  /** Receives ffmpeg's stderr and the transcoder's own decisions. */
+  readonly logger: Logger;
+  /** ffmpeg binary; Debian's `/usr/bin/ffmpeg` by default. */
+  readonly ffmpegPath?: string;
+  /** When ffmpeg counts as too slow; the issue's 0.95x over 10 s by default. */
+  readonly speedPolicy?: SpeedPolicy;
+  /** Pacing and bound of restarts after deaths. */
+  readonly restartPolicy?: RestartPolicy;
+  /** How long ffmpeg may take to finish after `q` before it is killed. */
+  readonly stopTimeoutMs?: number;
+}
+
+/** Payload of the `adapted` event: the cheaper settings ffmpeg was restarted with. */
+export interface AdaptedInfo {
+  /** Why and what changed, e.g. `speed 0.81x below 0.95x: preset veryfast -> superfast`. */
+  readonly reason: string;
+  /** x264 preset from now on. */
+  readonly preset: X264Preset;
+  /** Renditions from now on; a dropped rung gets no further segments. */
+  readonly renditions: readonly Rendition[];
+}
+
+/** Events of a Transcoder. */
+export type TranscoderEvents = {
+  /** A segment is complete on disk; emitted once per segment, in order within a rendition. */
+  segment: [SegmentReady];
+  /** Output seconds per wall second over the speed window, after the warm-up. */
+  speed: [number];
+  /** ffmpeg fell behind and was restarted with a faster preset or one rung fewer. */
+  adapted: [AdaptedInfo];
+  /** ffmpeg died and a replacement is encoding again; `attempt` counts restarts in a row. */
+  restarted: [attempt: number];
+  /** ffmpeg did not start, or kept dying and the transcoder gave up; nothing follows it. */
+  failed: [Error];
+  /** ffmpeg exited after `stop()` or the end of the input, and every segment was emitted. */
+  ended: [];
+};
+
+/** ffmpeg could not be spawned, or exited before it encoded a single frame. */
+export class FfmpegStartError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FfmpegStartError';
+  }
+}
+
+/** A method was called in a state that does not allow it, e.g. `start()` twice. */
+export class InvalidStateError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidStateError';
+  }
+}
+
+/** Lifecycle of a Transcoder. */
+export type TranscoderState = 'idle' | 'running' | 'stopping' | 'ended' | 'failed';
+
+/** Debian's ffmpeg (ENVIRONMENT.md): libx264 and the native aac encoder. */
+export const DEFAULT_FFMPEG_PATH = '/usr/bin/ffmpeg';
+
+// Long enough for ffmpeg to flush a last segment of every rung after `q`, short enough that a
+// wedged ffmpeg does not hold up a shutdown.
+const DEFAULT_STOP_TIMEOUT_MS = 5_000;
+
+// fs.watch can miss events (overlay file systems, bursts of renames); a rescan this often bounds
+// how late a segment can be noticed.
+const RESCAN_INTERVAL_MS = 1_000;
+
+// Warning and error lines kept to explain an exit.
+const KEPT_ERROR_LINES = 5;
+
+/** Builds the fluent-ffmpeg command for a set of arguments; `run()` spawns it. */
+export function createFfmpegCommand(args: FfmpegArgs, ffmpegPath: string): FfmpegCommand {
+  // Options are passed spread out: given one array, fluent-ffmpeg splits every element holding
+  // exactly one space into two arguments, which would break a two-variant -var_stream_map.
+  // setFfmpegPath writes fluent-ffmpeg's module-wide cache, so it is set again for every command.
+  return ffmpeg(args.input)
+    .setFfmpegPath(ffmpegPath)
+    .inputOptions(...args.inputOptions)
+    .outputOptions(...args.outputOptions)
+    .output(args.output);
+}
+
+interface Track {
+  readonly rendition: Rendition;
+  readonly dir: string;
+  lastSequence: number;
+  emitted: number;
+}
+
+interface Run {
+  readonly index: number;
+  readonly plan: EncodingPlan;
+  readonly startedAtMs: number;
+  readonly speed: SpeedWindow;
+  readonly tracks: Track[];
+  /** Set when this run replaces one that died. */
+  readonly restartAttempt: number | undefined;
+  readonly watchers: fs.FSWatcher[];
+  readonly errorLines: string[];
+  process: ChildProcess | undefined;
+  rescanTimer: NodeJS.Timeout | undefined;
+  killTimer: NodeJS.Timeout | undefined;
+  quitReason: 'stop' | 'adapt' | undefined;
+  up: boolean;
+  exited: boolean;
+}
+
+/**
+ * Runs one ffmpeg per live stream that decodes once and encodes the whole ladder to HLS,
+ * reports each finished segment, steps down when ffmpeg falls behind, and restarts it when it
+ * dies.
+ */
+export class Transcoder {
+  /** Transcoder events: segments, speed, adaptations, restarts and the end. */
+  readonly events: TypedEmitter<TranscoderEvents>;
+  readonly #options: TranscoderOptions;
+  readonly #logger: Logger;
+  readonly #speedPolicy: SpeedPolicy;
+  readonly #restartPolicy: RestartPolicy;
+  #plan: EncodingPlan;
+  #state: TranscoderState = 'idle';
+  #run: Run | undefined;
+  #runCount = 0;
+  #failures = 0;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #cannotAdaptLogged = false;
+  #startWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  #stopped: Promise<void> | undefined;
+  #resolveStopped: (() => void) | undefined;
+
+  constructor(options: TranscoderOptions) {
+    this.#options = options;
+    this.#logger = options.logger;
+    this.#speedPolicy = options.speedPolicy ?? DEFAULT_SPEED_POLICY;
+    this.#restartPolicy = options.restartPolicy ?? DEFAULT_RESTART_POLICY;
+    const renditions = selectLadder(options.source, { passthrough: options.passthrough });
+    this.#plan = { preset: choosePreset(renditions), renditions };
+    this.events = new TypedEmitter((error, event) =>
+      options.logger.error({ err: error, event }, 'transcoder listener failed'),
+    );
+  }
+
+  /** Where the transcoder is in its lifecycle. */
+  get state(): TranscoderState {
+    return this.#state;
+  }
+
+  /** Renditions being produced now (a copy). */
+  get renditions(): Rendition[] {
+    return [...this.#plan.renditions];
+  }
+
+  /** x264 preset in use now. */
+  get preset(): X264Preset {
+    return this.#plan.preset;
+  }
+
+  /** Process id of the running ffmpeg, if one is running. */
+  get pid(): number | undefined {
+    const run = this.#run;
+    return run && !run.exited ? run.process?.pid : undefined;
+  }
+
+  /**
+   * Spawns ffmpeg and resolves once it encodes. When ffmpeg cannot be spawned or exits first, it
+   * rejects with FfmpegStartError and emits `failed`; no restart is attempted then.
+   */
+  start(): Promise<void> {
+    if (this.#state !== 'idle') {
+      return Promise.reject(new InvalidStateError(`start() called while ${this.#state}`));
+    }
+    this.#state = 'running';
+    const started = new Promise<void>((resolve, reject) => {
+      this.#startWaiter = { resolve, reject };
+    });
+    this.#launch(undefined);
+    return started;
+  }
+
+  /**
+   * Asks ffmpeg to finish (`q`), kills it if it has not exited within the stop timeout, emits
+   * the remaining segments and then `ended`. Idempotent; resolves after `ended`.
+   */
+  stop(): Promise<void> {
+    if (this.#stopped) return this.#stopped;
+    this.#stopped = new Promise<void>((resolve) => {
+      this.#resolveStopped = resolve;
+    });
+    if (this.#state === 'running') {
+      this.#state = 'stopping';
+      clearTimeout(this.#restartTimer);
+      this.#restartTimer = undefined;
+      const run = this.#run;
+      if (run && !run.exited) this.#quit(run, 'stop');
+      else this.#end();
+    } else if (this.#state === 'idle') {
+      this.#end();
+    } else {
+      // Already ended or failed: nothing runs any more.
+      this.#resolveStopped?.();
+    }
+    return this.#stopped;
+  }
+
+  #launch(restartAttempt: number | undefined): void {
+    const index = this.#runCount++;
+    const runDir = path.join(this.#options.workDir, `run-${index}`);
+    const plan = this.#plan;
+    const run: Run = {
+      index,
+      plan,
+      startedAtMs: performance.now(),
+      speed: new SpeedWindow(this.#speedPolicy, performance.now()),
+      tracks: plan.renditions.map((rendition) => ({
+        rendition,
+        dir: path.join(runDir, rendition.name),
+        lastSequence: -1,
+        emitted: 0,
+      })),
+      restartAttempt,
+      watchers: [],
+      errorLines: [],
+      process: undefined,
+      rescanTimer: undefined,
+      killTimer: undefined,
+      quitReason: undefined,
+      up: false,
+      exited: false,
+    };
+    this.#run = run;
+    try {
+      const args = buildFfmpegArgs({
+        inputUrl: this.#options.inputUrl,
+        workDir: runDir,
+        renditions: plan.renditions,
+        segmentSeconds: this.#options.segmentSeconds,
+        preset: plan.preset,
+        listSize: this.#options.listSize,
+      });
+      // The folders exist before ffmpeg does, so they can be watched from the first segment on.
+      for (const track of run.tracks) fs.mkdirSync(track.dir, { recursive: true });
+      this.#watch(run);
+      const ffmpegPath = this.#options.ffmpegPath ?? DEFAULT_FFMPEG_PATH;
+      // fluent-ffmpeg 2.1.3 throws an uncaught TypeError from its own spawn error handler when
+      // the binary is missing (processor.js endCB reads an undefined ring buffer), which would
+      // take the whole service down; checking first turns that into an ordinary start failure.
+      fs.accessSync(ffmpegPath, fs.constants.X_OK);
+      const command = createFfmpegCommand(args, ffmpegPath);
+      command
+        .on('start', () => this.#onSpawned(run, command))
+        .on('stderr', (line: string) => this.#onStderr(run, line))
+        .on('error', (error: Error) => this.#onExit(run, error))
+        .on('end', () => this.#onExit(run, undefined));
+      this.#logger.info(
+        { run: index, preset: plan.preset, renditions: plan.renditions.map((r) => r.name) },
+        'starting ffmpeg',
+      );
+      this.#logger.debug({ run: index, argv: toArgv(args) }, 'ffmpeg arguments');
+      command.run();
+    } catch (error) {
+      // Same path as an ffmpeg that exits at once, but never re-entrantly.
+      queueMicrotask(() => this.#onExit(run, error as Error));
+    }
+  }
+
+  #onSpawned(run: Run, command: FfmpegCommand): void {
+    // fluent-ffmpeg keeps the child on an untyped field and deletes it again at exit.
+    const child = (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc;
+    if (run.exited) {
+      // The run was given up while fluent-ffmpeg was still preparing; never leave it behind.
+      child?.kill('SIGKILL');
+      return;
+    }
+    run.process = child;
+    this.#logger.info({ run: run.index, pid: child?.pid }, 'ffmpeg spawned');
+    // Writing `q` races with ffmpeg exiting by itself; the resulting EPIPE is harmless.
+    child?.stdin?.on('error', (error) =>
+      this.#logger.debug({ run: run.index, err: error }, 'ffmpeg stdin closed'),
+    );
+    // A quit requested before the process existed is delivered now.
+    if (run.quitReason) this.#signalQuit(run);
+  }
+
+  #onStderr(run: Run, line: string): void {
+    const severity = stderrSeverity(line);
+    if (severity === 'progress') {
+      this.#logger.trace({ run: run.index }, line);
+      this.#onProgress(run, line);
+    } else if (severity === 'info') {
+      this.#logger.debug({ run: run.index }, line);
+    } else {
+      this.#logger.warn({ run: run.index }, line);
+      run.errorLines.push(line);
+      if (run.errorLines.length > KEPT_ERROR_LINES) run.errorLines.shift();
+    }
+  }
+
+  #onProgress(run: Run, line: string): void {
+    const progress = parseProgressLine(line);
+    if (!progress || run.exited) return;
+    if (!run.up) this.#onUp(run);
+    if (progress.timeSec !== null) run.speed.add(progress.timeSec, performance.now());
+    const speed = run.speed.speed();
+    if (speed === undefined) return;
+    this.events.safeEmit('speed', speed);
+    if (run.quitReason === undefined && this.#state === 'running' && run.speed.isBehind()) {
+      this.#adapt(run, speed);
+    }
+  }
+
+  #onUp(run: Run): void {
+    run.up = true;
+    this.#logger.info({ run: run.index, pid: run.process?.pid }, 'ffmpeg is encoding');
+    this.#startWaiter?.resolve();
+    this.#startWaiter = undefined;
+    if (run.restartAttempt !== undefined) this.events.safeEmit('restarted', run.restartAttempt);
+  }
+
+  #adapt(run: Run, speed: number): void {
+    const next = nextAdaptation(run.plan);
+    const measured = `speed ${speed.toFixed(2)}x below ${this.#speedPolicy.minSpeed}x`;
+    if (!next) {
+      if (!this.#cannotAdaptLogged) {
+        this.#logger.warn({ run: run.index, speed }, `${measured}; no cheaper settings are left`);
+        this.#cannotAdaptLogged = true;
+      }
+      return;
+    }
+    const reason = `${measured}: ${next.change}`;
+    this.#plan = { preset: next.preset, renditions: next.renditions };
+    this.#logger.warn(
+      {
+        run: run.index,
+        speed,
+        preset: next.preset,
+        renditions: next.renditions.map((r) => r.name),
+      },
+      `ffmpeg falls behind, restarting it: ${reason}`,
+    );
+    this.events.safeEmit('adapted', { reason, preset: next.preset, renditions: next.renditions });
+    this.#quit(run, 'adapt');
+  }
+
+  #quit(run: Run, reason: 'stop' | 'adapt'): void {
+    const alreadyQuitting = run.quitReason !== undefined;
+    run.quitReason = reason;
+    if (alreadyQuitting) return;
+    run.killTimer = setTimeout(() => {
+      this.#logger.warn({ run: run.index }, 'ffmpeg did not exit in time, killing it');
+      if (run.process) run.process.kill('SIGKILL');
+      // Still not spawned: the run is given up here, and a late spawn is killed on arrival.
+      else this.#onExit(run, new Error('ffmpeg was not spawned in time'));
+    }, this.#options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
+    if (run.process) this.#signalQuit(run);
+  }
+
+  #signalQuit(run: Run): void {
+    const child = run.process;
+    if (!child) return;
+    if (run.up && child.stdin?.writable) {
+      // `q` makes ffmpeg close every output properly: last segments and ENDLIST are written.
+      child.stdin.write('q');
+    } else {
+      // Before it encodes, ffmpeg does not read stdin (it may still be opening the input) and has
+      // nothing to flush; SIGTERM interrupts a blocking open at once.
+      child.kill('SIGTERM');
+    }
+  }
+
+  #onExit(run: Run, error: Error | undefined): void {
+    if (run.exited) return;
+    run.exited = true;
+    clearTimeout(run.killTimer);
+    this.#closeRun(run);
+    const livedMs = performance.now() - run.startedAtMs;
+    // fluent-ffmpeg's own summary skips every line starting with "[", which with level tags is
+    // all of them; the kept warning and error lines say what went wrong.
+    const stderr = run.errorLines.length > 0 ? ` (${run.errorLines.join(' | ')})` : '';
+    const detail = `${error ? error.message : 'exit code 0'}${stderr}`;
+    this.#logger.info({ run: run.index, livedMs: Math.round(livedMs), detail }, 'ffmpeg exited');
+
+    if (!run.up && this.#startWaiter) {
+      const reason = this.#state === 'stopping' ? 'stopped before ffmpeg encoded' : detail;
+      const startError = new FfmpegStartError(`ffmpeg did not start: ${reason}`, { cause: error });
+      this.#startWaiter.reject(startError);
+      this.#startWaiter = undefined;
+      if (this.#state === 'running') {
+        // No restart: a binary or input that fails right away will fail again. `failed` keeps
+        // the rule that every transcoder finishes with exactly one of `ended` or `failed`.
+        this.#state = 'failed';
+        this.#logger.error({ err: startError }, 'ffmpeg did not start');
+        this.events.safeEmit('failed', startError);
+        return;
+      }
+    }
+    if (this.#state === 'stopping') {
+      this.#end();
+    } else if (run.quitReason === 'adapt' && run.up) {
+      this.#launch(undefined);
+    } else if (!run.up) {
+      this.#scheduleRestart(run, `ffmpeg did not start: ${detail}`, error);
+    } else if (!error) {
+      this.#logger.info({ run: run.index }, 'input ended');
+      this.#end();
+    } else {
+      this.#logger.error({ run: run.index, err: error, detail }, 'ffmpeg died');
+      this.#scheduleRestart(run, detail, error);
+    }
+  }
+
+  #scheduleRestart(run: Run, detail: string, cause: Error | undefined): void {
+    const livedMs = performance.now() - run.startedAtMs;
+    this.#failures = run.up && livedMs >= this.#restartPolicy.stableMs ? 1 : this.#failures + 1;
+    const attempt = this.#failures;
+    const { maxAttempts, baseDelayMs, maxDelayMs } = this.#restartPolicy;
+    if (attempt > maxAttempts) {
+      this.#state = 'failed';
+      const message = `ffmpeg failed ${maxAttempts} restarts in a row; last: ${detail}`;
+      const failure = new Error(message, { cause });
+      this.#logger.error({ err: failure }, 'giving up on ffmpeg');
+      this.events.safeEmit('failed', failure);
+      return;
+    }
+    const delayMs = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
+    this.#logger.warn({ run: run.index, attempt, delayMs }, 'restarting ffmpeg');
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      if (this.#state === 'running') this.#launch(attempt);
+    }, delayMs);
+  }
+
+  #end(): void {
+    this.#state = 'ended';
+    this.events.safeEmit('ended');
+    this.#resolveStopped?.();
+  }
+
+  #watch(run: Run): void {
+    for (const track of run.tracks) {
+      try {
+        const watcher = fs.watch(track.dir, (_event, filename) => {
+          // With temp_file ffmpeg renames index.m3u8.tmp over index.m3u8 once it is complete.
+          if (filename === PLAYLIST_NAME && !run.exited) this.#scanTrack(run, track);
+        });
+        watcher.on('error', (error) =>
+          this.#logger.warn({ run: run.index, err: error }, 'watching a rendition folder failed'),
+        );
+        run.watchers.push(watcher);
+      } catch (error) {
+        this.#logger.warn({ run: run.index, err: error }, 'cannot watch, relying on rescans');
+      }
+    }
+    run.rescanTimer = setInterval(() => {
+      for (const track of run.tracks) this.#scanTrack(run, track);
+    }, RESCAN_INTERVAL_MS);
+  }
+
+  // Emits the segments of a run that are left, then stops watching it.
+  #closeRun(run: Run): void {
+    for (const track of run.tracks) this.#scanTrack(run, track);
+    clearInterval(run.rescanTimer);
+    for (const watcher of run.watchers) watcher.close();
+  }
+
+  // Reads are synchronous on purpose: playlists are a few hundred bytes, and a scan that never
+  // yields cannot interleave with another scan and emit a segment twice or out of order.
+  #scanTrack(run: Run, track: Track): void {
+    const playlistPath = path.join(track.dir, PLAYLIST_NAME);
+    let text: string;
+    try {
+      text = fs.readFileSync(playlistPath, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.#logger.warn({ run: run.index, err: error }, 'cannot read media playlist');
+      }
+      return;
+    }
+    let playlist;
+    try {
+      playlist = parseMediaPlaylist(text);
+    } catch (error) {
+      this.#logger.warn({ run: run.index, err: error, playlistPath }, 'bad media playlist');
+      return;
+    }
+    for (const segment of playlist.segments) {
+      if (segment.sequence <= track.lastSequence) continue;
+      const localPath = path.join(track.dir, segment.uri);
+      // ffmpeg renames the segment before it rewrites the playlist; should that order ever
+      // change, the segment is picked up by a later scan instead of being reported unfinished.
+      if (!fs.existsSync(localPath)) break;
+      if (segment.sequence !== track.lastSequence + 1) {
+        this.#logger.warn(
+          { run: run.index, rendition: track.rendition.name, from: track.lastSequence + 1 },
+          `segments left the playlist before they were seen, resuming at ${segment.sequence}`,
+        );
+      }
+      track.lastSequence = segment.sequence;
+      // The first segment of every run after the first follows another ffmpeg's output:
+      // timestamps and encoder state restart there.
+      const discontinuity = segment.discontinuity || (run.index > 0 && track.emitted === 0);
+      track.emitted++;
+      this.events.safeEmit('segment', {
+        rendition: track.rendition.name,
+        localPath,
+        durationSec: segment.durationSec,
+        // ffmpeg dates every segment under program_date_time; the estimate only covers a
+        // playlist written without that flag.
+        programDateTime:
+          segment.programDateTime ?? new Date(Date.now() - segment.durationSec * 1000),
+        discontinuity,
+      });
+    }
+  }
+}

@@ -1,0 +1,323 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { SegmentReady } from '../src/hls-types';
+import { buildFfmpegArgs, toArgv } from '../src/ffmpeg-args';
+import { selectLadder } from '../src/ladder';
+import { parseMediaPlaylist } from '../src/media-playlist-parser';
+import {
+  createFfmpegCommand,
+  FfmpegStartError,
+  InvalidStateError,
+  Transcoder,
+  type AdaptedInfo,
+  type TranscoderOptions,
+} from '../src/transcoder';
+import {
+  isProcessAlive,
+  makeTestInput,
+  memoryLogger,
+  probeSegment,
+  waitFor,
+} from './support/ffmpeg-fixtures';
+
+const SOURCE = { width: 1280, height: 720, fps: 30 };
+
+let tmp: string;
+let input: string;
+const transcoders: Transcoder[] = [];
+
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-transcoder-'));
+  input = path.join(tmp, 'input.flv');
+  // Long enough that no test reaches the end of the file: each stops its transcoder first.
+  await makeTestInput(input, { ...SOURCE, seconds: 40 });
+});
+
+afterEach(async () => {
+  await Promise.all(transcoders.splice(0).map((t) => t.stop()));
+});
+
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function makeTranscoder(name: string, overrides: Partial<TranscoderOptions> = {}) {
+  const { logger, records } = memoryLogger();
+  const transcoder = new Transcoder({
+    inputUrl: input,
+    workDir: path.join(tmp, name),
+    source: SOURCE,
+    segmentSeconds: 2,
+    passthrough: false,
+    listSize: 6,
+    logger,
+    ...overrides,
+  });
+  transcoders.push(transcoder);
+  const segments: SegmentReady[] = [];
+  const events: string[] = [];
+  transcoder.events.on('segment', (segment) => segments.push(segment));
+  transcoder.events.on('restarted', (attempt) => events.push(`restarted ${attempt}`));
+  transcoder.events.on('ended', () => events.push('ended'));
+  transcoder.events.on('failed', (error) => events.push(`failed ${error.name}`));
+  return { transcoder, segments, events, records };
+}
+
+function byRendition(segments: SegmentReady[], rendition: string, run?: number): SegmentReady[] {
+  return segments.filter(
+    (s) =>
+      s.rendition === rendition &&
+      (run === undefined || s.localPath.includes(`${path.sep}run-${run}${path.sep}`)),
+  );
+}
+
+describe('Transcoder with real ffmpeg', () => {
+  it('start() on a 720p30 input emits aligned ~2 s segments per rendition; stop() ends with "ended" and no ffmpeg left', async () => {
+    const { transcoder, segments, events, records } = makeTranscoder('basic');
+    await transcoder.start();
+    const pid = transcoder.pid!;
+    expect(isProcessAlive(pid)).toBe(true);
+    expect(transcoder.renditions.map((r) => r.name)).toEqual(['720p30', '480p30']);
+    expect(transcoder.preset).toBe('veryfast');
+
+    await waitFor('three segments per rendition', 20_000, () =>
+      byRendition(segments, '720p30').length >= 3 && byRendition(segments, '480p30').length >= 3
+        ? true
+        : undefined,
+    );
+    await transcoder.stop();
+
+    expect(events).toEqual(['ended']);
+    expect(transcoder.state).toBe('ended');
+    expect(transcoder.pid).toBeUndefined();
+    expect(isProcessAlive(pid)).toBe(false);
+
+    for (const rendition of ['720p30', '480p30']) {
+      const own = byRendition(segments, rendition);
+      // The last one may be the short segment ffmpeg closes on `q`.
+      const full = own.slice(0, -1);
+      expect(full.length).toBeGreaterThanOrEqual(3);
+      expect(own.map((s) => path.basename(s.localPath))).toEqual(
+        own.map((_, i) => `seg_${String(i).padStart(5, '0')}.ts`),
+      );
+      for (const [i, segment] of own.entries()) {
+        expect(segment.localPath).toBe(
+          path.join(tmp, 'basic', 'run-0', rendition, `seg_${String(i).padStart(5, '0')}.ts`),
+        );
+        expect(fs.existsSync(segment.localPath)).toBe(true);
+        expect(segment.discontinuity).toBe(false);
+        if (i < full.length) expect(segment.durationSec).toBeCloseTo(2, 1);
+        if (i > 0) {
+          const previous = own[i - 1]!;
+          expect(segment.programDateTime.getTime() - previous.programDateTime.getTime()).toBe(
+            Math.round(previous.durationSec * 1000),
+          );
+        }
+      }
+      // The date is the wall clock of the live stream, not a media timestamp.
+      expect(Math.abs(own[0]!.programDateTime.getTime() - Date.now())).toBeLessThan(60_000);
+      // `q` closes the playlists properly, and "ended" came after every listed segment.
+      const playlist = parseMediaPlaylist(
+        fs.readFileSync(path.join(tmp, 'basic', 'run-0', rendition, 'index.m3u8'), 'utf8'),
+      );
+      expect(playlist.endList).toBe(true);
+      expect(own.slice(-playlist.segments.length).map((s) => path.basename(s.localPath))).toEqual(
+        playlist.segments.map((s) => s.uri),
+      );
+    }
+
+    const probes: Record<string, Awaited<ReturnType<typeof probeSegment>>[]> = {};
+    for (const rendition of ['720p30', '480p30']) {
+      probes[rendition] = await Promise.all(
+        byRendition(segments, rendition)
+          .slice(0, 3)
+          .map((s) => probeSegment(s.localPath)),
+      );
+    }
+    expect(probes['720p30']!.map((p) => [p.width, p.height])).toEqual([
+      [1280, 720],
+      [1280, 720],
+      [1280, 720],
+    ]);
+    expect(probes['480p30']!.map((p) => [p.width, p.height])).toEqual([
+      [854, 480],
+      [854, 480],
+      [854, 480],
+    ]);
+    const keyframeTimes = (rendition: string) =>
+      probes[rendition]!.map((p) => p.frames.filter((f) => f.keyFrame).map((f) => f.ptsTime));
+    // One keyframe per segment, first frame of the segment, at the same time on both rungs.
+    expect(keyframeTimes('720p30').map((times) => times.length)).toEqual([1, 1, 1]);
+    expect(probes['720p30']!.every((p) => p.frames[0]!.keyFrame)).toBe(true);
+    expect(keyframeTimes('480p30')).toEqual(keyframeTimes('720p30'));
+    const starts = keyframeTimes('720p30').map((times) => times[0]!);
+    expect(starts[1]! - starts[0]!).toBeCloseTo(2, 2);
+    expect(starts[2]! - starts[1]!).toBeCloseTo(2, 2);
+
+    // stderr reached the logger line by line: the banner at debug, progress at trace.
+    expect(records.some((r) => r.level === 20 && r.msg.startsWith('[info] ffmpeg version'))).toBe(
+      true,
+    );
+    expect(records.some((r) => r.level === 10 && r.msg.includes('speed='))).toBe(true);
+  }, 25_000);
+
+  it('a SIGKILLed ffmpeg is restarted: "restarted" 1, the next segment of each rendition has discontinuity, segments keep coming', async () => {
+    // One-second segments keep the test short; the first test covers two-second ones.
+    const { transcoder, segments, events } = makeTranscoder('killed', {
+      segmentSeconds: 1,
+      restartPolicy: { maxAttempts: 3, baseDelayMs: 200, maxDelayMs: 1_000, stableMs: 60_000 },
+    });
+    await transcoder.start();
+    await waitFor('a first segment per rendition', 15_000, () =>
+      byRendition(segments, '720p30').length >= 1 && byRendition(segments, '480p30').length >= 1
+        ? true
+        : undefined,
+    );
+    const firstPid = transcoder.pid!;
+    process.kill(firstPid, 'SIGKILL');
+
+    await waitFor('"restarted"', 10_000, () => (events.includes('restarted 1') ? true : undefined));
+    const secondPid = transcoder.pid!;
+    expect(secondPid).not.toBe(firstPid);
+    expect(isProcessAlive(firstPid)).toBe(false);
+
+    await waitFor('two segments per rendition from the second run', 15_000, () =>
+      byRendition(segments, '720p30', 1).length >= 2 &&
+      byRendition(segments, '480p30', 1).length >= 2
+        ? true
+        : undefined,
+    );
+    await transcoder.stop();
+
+    expect(events).toEqual(['restarted 1', 'ended']);
+    expect(isProcessAlive(secondPid)).toBe(false);
+    for (const rendition of ['720p30', '480p30']) {
+      const before = byRendition(segments, rendition, 0);
+      const after = byRendition(segments, rendition, 1);
+      expect(before.map((s) => s.discontinuity).every((d) => !d)).toBe(true);
+      expect(after.map((s) => s.discontinuity)).toEqual([true, ...after.slice(1).map(() => false)]);
+      // Emitted in order: every run-0 segment before any run-1 segment.
+      const own = byRendition(segments, rendition);
+      expect(own).toEqual([...before, ...after]);
+      expect(after[0]!.programDateTime.getTime()).toBeGreaterThan(
+        before[before.length - 1]!.programDateTime.getTime(),
+      );
+    }
+  }, 25_000);
+
+  it('an ffmpeg slower than the speed policy is restarted with a faster preset: "adapted", then a discontinuity', async () => {
+    // Read at native rate, ffmpeg can never reach 1.5x, so the policy must trigger.
+    const { transcoder, segments, events } = makeTranscoder('adapt', {
+      segmentSeconds: 1,
+      speedPolicy: { minSpeed: 1.5, windowMs: 2_000, warmupMs: 2_000 },
+    });
+    const adapted: AdaptedInfo[] = [];
+    const speeds: number[] = [];
+    transcoder.events.on('adapted', (info) => adapted.push(info));
+    transcoder.events.on('speed', (speed) => speeds.push(speed));
+    await transcoder.start();
+
+    const first = await waitFor('"adapted"', 15_000, () => adapted[0]);
+    expect(first.preset).toBe('superfast');
+    expect(first.renditions.map((r) => r.name)).toEqual(['720p30', '480p30']);
+    const measured = /^speed (\d\.\d\d)x below 1\.5x: preset veryfast -> superfast$/.exec(
+      first.reason,
+    );
+    expect(measured).not.toBeNull();
+    expect(Number(measured![1])).toBeLessThan(1.5);
+    expect(transcoder.preset).toBe('superfast');
+    // Speed events came before the decision, with positive figures.
+    expect(speeds.length).toBeGreaterThan(0);
+    expect(speeds.every((speed) => speed > 0 && Number.isFinite(speed))).toBe(true);
+
+    const restarted = await waitFor(
+      'a segment of the second run',
+      15_000,
+      () => byRendition(segments, '480p30', 1)[0],
+    );
+    expect(restarted.discontinuity).toBe(true);
+    await transcoder.stop();
+    // An adaptation is not a death: no "restarted" event.
+    expect(events).toEqual(['ended']);
+  }, 25_000);
+
+  it('stop() during the restart backoff emits "ended" and starts no new ffmpeg', async () => {
+    const { transcoder, events, records } = makeTranscoder('stop-in-backoff', {
+      restartPolicy: { maxAttempts: 3, baseDelayMs: 3_000, maxDelayMs: 3_000, stableMs: 60_000 },
+    });
+    await transcoder.start();
+    const pid = transcoder.pid!;
+    process.kill(pid, 'SIGKILL');
+    await waitFor('the restart to be scheduled', 5_000, () =>
+      records.some((r) => r.msg === 'restarting ffmpeg') ? true : undefined,
+    );
+    expect(transcoder.pid).toBeUndefined();
+    await transcoder.stop();
+    expect(events).toEqual(['ended']);
+    await new Promise((resolve) => setTimeout(resolve, 3_500));
+    expect(transcoder.pid).toBeUndefined();
+    expect(records.filter((r) => r.msg === 'starting ffmpeg')).toHaveLength(1);
+  }, 25_000);
+
+  it('start() with a missing ffmpeg binary rejects with FfmpegStartError and emits "failed"', async () => {
+    const { transcoder, events } = makeTranscoder('no-binary', {
+      ffmpegPath: '/nonexistent/ffmpeg',
+    });
+    const error = await transcoder.start().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FfmpegStartError);
+    expect((error as Error).message).toMatch(/^ffmpeg did not start: .*ENOENT/);
+    expect(events).toEqual(['failed FfmpegStartError']);
+    expect(transcoder.state).toBe('failed');
+    expect(transcoder.pid).toBeUndefined();
+    await transcoder.stop();
+    expect(events).toEqual(['failed FfmpegStartError']);
+  });
+
+  it("start() with a missing input rejects with FfmpegStartError carrying ffmpeg's error", async () => {
+    const { transcoder, events, records } = makeTranscoder('no-input', {
+      inputUrl: path.join(tmp, 'missing.flv'),
+    });
+    const error = await transcoder.start().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FfmpegStartError);
+    expect((error as Error).message).toContain('No such file or directory');
+    expect(events).toEqual(['failed FfmpegStartError']);
+    // ffmpeg's own error line went to the logger at warn or above.
+    expect(records.some((r) => r.level >= 40 && r.msg.includes('No such file or directory'))).toBe(
+      true,
+    );
+  });
+});
+
+describe('Transcoder lifecycle', () => {
+  it('stop() before start() emits "ended" once and start() afterwards rejects with InvalidStateError', async () => {
+    const { transcoder, events } = makeTranscoder('never-started');
+    await Promise.all([transcoder.stop(), transcoder.stop()]);
+    expect(events).toEqual(['ended']);
+    await expect(transcoder.start()).rejects.toThrow(InvalidStateError);
+  });
+
+  it('start() twice rejects the second call with InvalidStateError', async () => {
+    const { transcoder } = makeTranscoder('twice');
+    const first = transcoder.start();
+    await expect(transcoder.start()).rejects.toThrow(
+      new InvalidStateError('start() called while running'),
+    );
+    await first;
+  });
+
+  it('createFfmpegCommand() hands fluent-ffmpeg exactly the argv of toArgv()', () => {
+    // Two variants make "-var_stream_map" hold exactly one space, which fluent-ffmpeg would split
+    // in two if the options were passed as one array.
+    const args = buildFfmpegArgs({
+      inputUrl: 'rtmp://127.0.0.1/live/key',
+      workDir: '/w/run-0',
+      renditions: selectLadder(SOURCE),
+      segmentSeconds: 2,
+      preset: 'veryfast',
+      listSize: 6,
+    });
+    expect(createFfmpegCommand(args, '/usr/bin/ffmpeg')._getArguments()).toEqual(toArgv(args));
+  });
+});
