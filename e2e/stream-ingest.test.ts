@@ -69,6 +69,21 @@ async function text(key: string): Promise<string | null> {
   }
 }
 
+// For objects that exist already: s3rver can briefly answer an object that is being rewritten as
+// missing, so the read is repeated for a moment before the test fails.
+async function existingText(key: string): Promise<string> {
+  let found: string | null = null;
+  await eventually(
+    async () => {
+      found = await text(key);
+      return found !== null;
+    },
+    5000,
+    key,
+  );
+  return found!;
+}
+
 async function listKeys(prefix: string): Promise<string[]> {
   const listed = await s3!
     .client()
@@ -152,7 +167,7 @@ describe('RTMP ingest to S3', () => {
       'the master playlist',
     );
     const firstMasterMs = Date.now() - started;
-    const master = (await text('live/show/master.m3u8'))!;
+    const master = await existingText('live/show/master.m3u8');
     const found = variants(master);
     expect(found.map((variant) => variant.uri)).toEqual(['720p30/index.m3u8', '480p30/index.m3u8']);
     for (const variant of found) {
@@ -160,7 +175,7 @@ describe('RTMP ingest to S3', () => {
       expect(variant.attributes).toMatch(/RESOLUTION=\d+x\d+/);
       expect(variant.attributes).toMatch(/CODECS="avc1\.[0-9a-f]{6},mp4a\.40\.2"/);
       expect(variant.attributes).toMatch(/FRAME-RATE=30/);
-      const playlist = (await text(`live/show/${variant.uri}`))!;
+      const playlist = await existingText(`live/show/${variant.uri}`);
       expect(playlist).toContain('#EXT-X-PROGRAM-DATE-TIME:');
       expect(segmentUris(playlist).length).toBeGreaterThan(0);
     }
@@ -200,7 +215,7 @@ describe('RTMP ingest to S3', () => {
     // The second segment of each rendition: right size, and keyframes at the same times.
     const probes = await Promise.all(
       found.map(async (variant) => {
-        const playlist = (await text(`live/show/${variant.uri}`))!;
+        const playlist = await existingText(`live/show/${variant.uri}`);
         const uri = segmentUris(playlist)[1]!;
         return probeVideo(await download(`live/show/${path.dirname(variant.uri)}/${uri}`));
       }),
@@ -241,9 +256,9 @@ describe('RTMP ingest to S3', () => {
     );
     const second = publishLikeObs({ url: rtmpUrl(issued.streamKey), seconds: 5 });
     expect(await exited(second)).not.toBe(0);
-    const before = segmentUris((await text('live/dup/720p30/index.m3u8'))!).at(-1);
+    const before = segmentUris(await existingText('live/dup/720p30/index.m3u8')).at(-1);
     await eventually(
-      async () => segmentUris((await text('live/dup/720p30/index.m3u8'))!).at(-1) !== before,
+      async () => segmentUris((await text('live/dup/720p30/index.m3u8')) ?? '').at(-1) !== before,
       8000,
       'the first stream to keep producing segments',
     );
@@ -315,7 +330,7 @@ describe('RTMP ingest to S3', () => {
     );
 
     for (const rendition of ['720p30', '480p30']) {
-      const vod = (await text(`live/outage/${rendition}/vod.m3u8`))!;
+      const vod = await existingText(`live/outage/${rendition}/vod.m3u8`);
       expect(vod).toContain('#EXT-X-ENDLIST');
       const uris = segmentUris(vod);
       // Sequence numbers run without a gap, and every listed segment is in the bucket.

@@ -142,7 +142,7 @@ export class HlsPublisher {
   readonly #logger: Logger;
   readonly #prefix: string;
   readonly #streamId: string;
-  readonly #masterPlaylist: string;
+  #masterPlaylist: string;
   readonly #liveWindow: number;
   readonly #retain: number;
   readonly #deleteBatch: number;
@@ -378,6 +378,22 @@ export class HlsPublisher {
     this.#queue.delete({
       keys: doomed.map((record) => record.key),
       dependsOn: [state.playlistJob, ...doomed.map((record) => record.jobId)],
+    });
+  }
+
+  /**
+   * Replaces the master playlist, for a ladder that lost a rung. Players that load the master from
+   * now on see the new ladder; one already uploaded is uploaded again.
+   */
+  replaceMasterPlaylist(masterPlaylist: string): void {
+    this.#masterPlaylist = masterPlaylist;
+    if (!this.#masterQueued || this.#aborted) return;
+    const masterKey = `${this.#prefix}/master.m3u8`;
+    this.#queue.put({
+      key: masterKey,
+      kind: 'master',
+      body: masterPlaylist,
+      meta: metaFor(masterKey),
     });
   }
 

@@ -221,9 +221,12 @@ export class IngestNode {
       this.events.safeEmit('speed', { channel: grant.channel, speed });
     });
     transcoder.events.on('restarted', () => this.#metrics.transcoderRestarts.inc());
-    transcoder.events.on('adapted', ({ reason }) =>
-      this.events.safeEmit('adapted', { channel: grant.channel, reason }),
-    );
+    transcoder.events.on('adapted', ({ reason }) => {
+      this.events.safeEmit('adapted', { channel: grant.channel, reason });
+      if (transcoder.renditions.length !== renditions.length) {
+        publisher.replaceMasterPlaylist(renderMasterPlaylist(transcoder.renditions));
+      }
+    });
     transcoder.events.on('failed', (error) => {
       log.error({ err: error }, 'transcoder gave up; ending the stream');
       request.close();

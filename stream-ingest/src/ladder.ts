@@ -152,13 +152,18 @@ export interface Adaptation extends EncodingPlan {
 
 /**
  * The next cheaper plan when ffmpeg cannot keep up, or null when nothing is left to give up.
- * Order: veryfast -> superfast (small quality cost on every rung), then drop the costliest encoded
- * rung while more than one remains (the others keep their quality), then ultrafast.
+ * Order: veryfast -> superfast -> ultrafast (a quality cost on every rung), then drop the
+ * costliest encoded rung while more than one remains.
  */
 export function nextAdaptation(plan: EncodingPlan): Adaptation | null {
   if (plan.preset === 'veryfast') {
     return { ...plan, preset: 'superfast', change: 'preset veryfast -> superfast' };
   }
+  if (plan.preset === 'superfast') {
+    return { ...plan, preset: 'ultrafast', change: 'preset superfast -> ultrafast' };
+  }
+  // Dropping a rung comes last: viewers already on it lose their level, while a faster preset
+  // only costs some quality on every level.
   const costliest = costliestRung(plan.renditions);
   const encodedCount = plan.renditions.filter((r) => !r.passthrough).length;
   if (costliest && encodedCount > 1) {
@@ -167,9 +172,6 @@ export function nextAdaptation(plan: EncodingPlan): Adaptation | null {
       renditions: plan.renditions.filter((r) => r !== costliest),
       change: `dropped rung ${costliest.name}`,
     };
-  }
-  if (plan.preset === 'superfast') {
-    return { ...plan, preset: 'ultrafast', change: 'preset superfast -> ultrafast' };
   }
   return null;
 }

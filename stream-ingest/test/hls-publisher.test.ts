@@ -302,6 +302,20 @@ describe('HlsPublisher ordering and failures', () => {
     expect(hls.live).toBe(true);
   });
 
+  it('replaceMasterPlaylist() after the master is up uploads the new ladder', async () => {
+    const storage = new MemoryStorage();
+    source = new SegmentSource();
+    const hls = createPublisher(storage);
+    hls.addSegment(source.next('a'));
+    hls.addSegment(source.next('b'));
+    await waitFor(() => hls.live, 2000, 'live');
+    const reduced = testMasterPlaylist(testRenditions('b'));
+    hls.replaceMasterPlaylist(reduced);
+    await hls.end();
+    expect(storage.putsOf('live/c/master.m3u8')).toHaveLength(2);
+    expect(storage.objects.get('live/c/master.m3u8')!.body.toString()).toBe(reduced);
+  });
+
   it('old segments are deleted in batches, each after a playlist that no longer lists them is up', async () => {
     const storage = new MemoryStorage();
     source = new SegmentSource();

@@ -291,7 +291,7 @@ describe('choosePreset()', () => {
 });
 
 describe('nextAdaptation()', () => {
-  it('nextAdaptation() steps the preset, drops the costliest rungs, then goes ultrafast', () => {
+  it('nextAdaptation() steps the preset to ultrafast first, then drops the costliest rungs', () => {
     const renditions = selectLadder({ width: 1920, height: 1080, fps: 60 }, { passthrough: true });
     let plan: EncodingPlan = { preset: 'veryfast', renditions };
     const steps: [string, string, string[]][] = [];
@@ -305,10 +305,14 @@ describe('nextAdaptation()', () => {
         'superfast',
         ['source', '1080p60', '1080p30', '720p30', '480p30'],
       ],
-      ['dropped rung 1080p60', 'superfast', ['source', '1080p30', '720p30', '480p30']],
-      ['dropped rung 1080p30', 'superfast', ['source', '720p30', '480p30']],
-      ['dropped rung 720p30', 'superfast', ['source', '480p30']],
-      ['preset superfast -> ultrafast', 'ultrafast', ['source', '480p30']],
+      [
+        'preset superfast -> ultrafast',
+        'ultrafast',
+        ['source', '1080p60', '1080p30', '720p30', '480p30'],
+      ],
+      ['dropped rung 1080p60', 'ultrafast', ['source', '1080p30', '720p30', '480p30']],
+      ['dropped rung 1080p30', 'ultrafast', ['source', '720p30', '480p30']],
+      ['dropped rung 720p30', 'ultrafast', ['source', '480p30']],
     ]);
   });
 

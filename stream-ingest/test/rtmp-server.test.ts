@@ -1,0 +1,188 @@
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '@hearth/server-common';
+import { RtmpServer, type PublishRequest } from '../src/rtmp-server';
+
+const run = promisify(execFile);
+const logger = createLogger('rtmp-test', { level: 'silent' });
+
+let server: RtmpServer | undefined;
+let tempDir: string | undefined;
+
+afterEach(async () => {
+  await server?.stop();
+  server = undefined;
+  if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true });
+  tempDir = undefined;
+});
+
+// Publishes a few seconds of synthetic video the way OBS would.
+function publish(url: string, seconds = 3) {
+  return spawn(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-re',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=640x360:rate=30',
+      '-t',
+      String(seconds),
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-g',
+      '60',
+      '-f',
+      'flv',
+      url,
+    ],
+    { stdio: 'ignore' },
+  );
+}
+
+function exitCode(child: ReturnType<typeof spawn>): Promise<number | null> {
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+function nextPublish(target: RtmpServer): Promise<PublishRequest> {
+  return new Promise((resolve) => target.events.once('publish', resolve));
+}
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+describe('RtmpServer', () => {
+  it('emits publish with the stream key, the announced video, and a prompt close signal', async () => {
+    server = await RtmpServer.start({ host: '127.0.0.1', port: 0, logger });
+    const published = nextPublish(server);
+    const publisher = publish(`rtmp://127.0.0.1:${server.port}/live/key_1`);
+    const request = await published;
+    expect(request).toMatchObject({ app: 'live', streamKey: 'key_1' });
+    await expect.poll(() => request.videoInfo().width, { timeout: 3000 }).toBe(640);
+    expect(request.videoInfo()).toMatchObject({ height: 360, fps: 30 });
+    const closed = new Promise<number>((resolve) => request.onClosed(() => resolve(Date.now())));
+    expect(await exitCode(publisher)).toBe(0);
+    // The close arrives with the publisher's disconnect, not after node-media-server's 30 s grace.
+    expect((await closed) - Date.now()).toBeLessThan(1000);
+  });
+
+  it('publishes over RTMPS when a certificate is configured', async () => {
+    tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-rtmps-'));
+    const certPath = path.join(tempDir, 'cert.pem');
+    const keyPath = path.join(tempDir, 'key.pem');
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-keyout',
+      keyPath,
+      '-out',
+      certPath,
+    ]);
+    const rtmpsPort = await freePort();
+    server = await RtmpServer.start({
+      host: '127.0.0.1',
+      port: 0,
+      rtmps: { port: rtmpsPort, certPath, keyPath },
+      logger,
+    });
+    expect(server.rtmpsPort).toBe(rtmpsPort);
+    const published = nextPublish(server);
+    const publisher = publish(`rtmps://127.0.0.1:${rtmpsPort}/live/secure_key`, 2);
+    expect((await published).streamKey).toBe('secure_key');
+    expect(await exitCode(publisher)).toBe(0);
+  });
+
+  it('refuses a second publisher on a live stream path and leaves the first publishing', async () => {
+    server = await RtmpServer.start({ host: '127.0.0.1', port: 0, logger });
+    const duplicates: unknown[] = [];
+    server.events.on('duplicatePublish', (info) => duplicates.push(info));
+    const published = nextPublish(server);
+    const first = publish(`rtmp://127.0.0.1:${server.port}/live/one`, 6);
+    const request = await published;
+    let firstClosed = false;
+    request.onClosed(() => {
+      firstClosed = true;
+    });
+    const second = publish(`rtmp://127.0.0.1:${server.port}/live/one`, 2);
+    expect(await exitCode(second)).not.toBe(0);
+    expect(duplicates).toHaveLength(1);
+    expect(firstClosed).toBe(false);
+    expect(await exitCode(first)).toBe(0);
+  });
+
+  it('refuses RTMP players that lack the ingest token', async () => {
+    server = await RtmpServer.start({ host: '127.0.0.1', port: 0, logger });
+    const published = nextPublish(server);
+    const publisher = publish(`rtmp://127.0.0.1:${server.port}/live/watched`, 6);
+    await published;
+    const player = spawn(
+      'ffmpeg',
+      [
+        '-loglevel',
+        'error',
+        '-i',
+        `rtmp://127.0.0.1:${server.port}/live/watched`,
+        '-t',
+        '1',
+        '-f',
+        'null',
+        '-',
+      ],
+      { stdio: 'ignore' },
+    );
+    expect(await exitCode(player)).not.toBe(0);
+    const internal = spawn(
+      'ffmpeg',
+      [
+        '-loglevel',
+        'error',
+        '-i',
+        server.internalPlayUrl('live', 'watched'),
+        '-t',
+        '1',
+        '-f',
+        'null',
+        '-',
+      ],
+      { stdio: 'ignore' },
+    );
+    expect(await exitCode(internal)).toBe(0);
+    publisher.kill('SIGINT');
+    await exitCode(publisher);
+  });
+
+  it('start() on a taken port fails with a clear error instead of exiting the process', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const { port } = blocker.address() as net.AddressInfo;
+    try {
+      await expect(RtmpServer.start({ host: '127.0.0.1', port, logger })).rejects.toThrow(
+        `RTMP port 127.0.0.1:${port} is already in use`,
+      );
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+});
