@@ -116,4 +116,35 @@ describe('watching a live stream in Chromium', () => {
     publisher.kill('SIGINT');
     await exited(publisher);
   }, 90_000);
+
+  it('the streamer page creates a key, shows the OBS server after a reload, and rotates the key', async () => {
+    const page = await (await browser.newContext()).newPage();
+    page.on('dialog', (dialog) => void dialog.accept());
+    await page.goto(`${api.baseUrl}/stream/obs-test`);
+    await page.locator('form input').fill('Streamer');
+    await page.locator('form').getByRole('button').click();
+    await page.getByTestId('create-key').click();
+    const first = (await page.getByTestId('stream-key').textContent())!.trim();
+    expect(first).toMatch(/^sk_[0-9a-f]{16}_[0-9a-f]{64}$/);
+    expect((await page.getByTestId('rtmp-url').textContent())!.trim()).toBe(
+      'rtmp://127.0.0.1/live',
+    );
+
+    await page.reload();
+    await page.getByTestId('rotate-key').waitFor();
+    expect((await page.getByTestId('rtmp-url').textContent())!.trim()).toBe(
+      'rtmp://127.0.0.1/live',
+    );
+    expect(await page.getByTestId('stream-key').textContent()).not.toContain(first);
+
+    await page.getByTestId('rotate-key').click();
+    await expect
+      .poll(async () => (await page.getByTestId('stream-key').textContent())!.trim())
+      .toMatch(/^sk_/);
+    const rotated = (await page.getByTestId('stream-key').textContent())!.trim();
+    expect(rotated).not.toBe(first);
+    await expect(api.streams.authorizePublish(first, { ip: '127.0.0.1' })).rejects.toMatchObject({
+      code: 'forbidden',
+    });
+  }, 60_000);
 });

@@ -6,7 +6,7 @@ import {
   eventNotificationSchemas,
   issuedStreamKeySchema,
   liveStreamListSchema,
-  streamKeyInfoSchema,
+  streamKeyDetailsSchema,
   streamKeyListSchema,
 } from '@hearth/protocol';
 import { generateStreamKey, parseStreamKey, secretMatches } from '../src/streams/stream-keys';
@@ -66,7 +66,11 @@ describe('stream key routes', () => {
 
     const info = await fetch(`${api!.baseUrl}/api/channels/show/stream-key`, { headers: guest });
     const text = await info.text();
-    expect(streamKeyInfoSchema.parse(JSON.parse(text)).id).toBe(issued.key.id);
+    expect(streamKeyDetailsSchema.parse(JSON.parse(text))).toEqual({
+      key: issued.key,
+      rtmpUrl: issued.rtmpUrl,
+      playbackUrl: issued.playbackUrl,
+    });
     expect(text).not.toContain(parseStreamKey(issued.streamKey)!.secret);
 
     const again = await post('/api/channels/show/stream-key');

@@ -18,7 +18,7 @@ export function registerStreamRoutes(
   });
 
   router.get('/api/channels/:name/stream-key', ...streamer, async (ctx) => {
-    ctx.body = await deps.streams.keyInfo(ctx.params.name!);
+    ctx.body = await deps.streams.keyDetails(ctx.params.name!);
   });
 
   router.post('/api/channels/:name/stream-key/rotate', ...streamer, async (ctx) => {

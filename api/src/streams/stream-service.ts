@@ -1,5 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { ChannelStream, IssuedStreamKey, LiveStream, StreamKeyInfo } from '@hearth/protocol';
+import type {
+  ChannelStream,
+  IssuedStreamKey,
+  LiveStream,
+  StreamKeyDetails,
+  StreamKeyInfo,
+} from '@hearth/protocol';
 import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
 import type {
   IngestControlPlane,
@@ -106,9 +112,13 @@ export class StreamService implements IngestControlPlane {
     this.#logger.info({ channel, key: old.id }, 'stream key revoked');
   }
 
-  /** The channel's key, without its secret. */
-  async keyInfo(channel: string): Promise<StreamKeyInfo> {
-    return describeKey(await this.#requireKey(channel));
+  /** The channel's key without its secret, and the URLs that go with it. */
+  async keyDetails(channel: string): Promise<StreamKeyDetails> {
+    return {
+      key: describeKey(await this.#requireKey(channel)),
+      rtmpUrl: this.#urls.rtmpUrl,
+      playbackUrl: this.playbackUrl(channel),
+    };
   }
 
   /** Every key, without secrets. */

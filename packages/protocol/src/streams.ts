@@ -12,6 +12,18 @@ export const streamKeyInfoSchema = z.object({
 /** A stream key as listed. */
 export type StreamKeyInfo = z.infer<typeof streamKeyInfoSchema>;
 
+/** What reading a channel's key returns: the key without its secret, and where to use it. */
+export const streamKeyDetailsSchema = z.object({
+  key: streamKeyInfoSchema,
+  /** The server URL for OBS's "Server" field. */
+  rtmpUrl: z.string(),
+  /** The master playlist viewers play. */
+  playbackUrl: z.string(),
+});
+
+/** What reading a channel's key returns. */
+export type StreamKeyDetails = z.infer<typeof streamKeyDetailsSchema>;
+
 /** What creating or rotating a key returns: the secret, shown this once, and where to use it. */
 export const issuedStreamKeySchema = z.object({
   key: streamKeyInfoSchema,

@@ -2,10 +2,10 @@ import {
   channelStreamSchema,
   describeZodError,
   issuedStreamKeySchema,
-  streamKeyInfoSchema,
+  streamKeyDetailsSchema,
   type ChannelStream,
   type IssuedStreamKey,
-  type StreamKeyInfo,
+  type StreamKeyDetails,
 } from '@hearth/protocol';
 import { ApiError, guestAuthorization, invalidResponse, readJson, send } from './http';
 
@@ -28,7 +28,7 @@ export async function fetchStreamKey(
   channel: string,
   displayName: string,
   signal?: AbortSignal,
-): Promise<StreamKeyInfo | null> {
+): Promise<StreamKeyDetails | null> {
   let response: Response;
   try {
     response = await send(`${channelPath(channel)}/stream-key`, {
@@ -39,7 +39,7 @@ export async function fetchStreamKey(
     if (error instanceof ApiError && error.code === 'not_found') return null;
     throw error;
   }
-  const body = streamKeyInfoSchema.safeParse(await readJson(response));
+  const body = streamKeyDetailsSchema.safeParse(await readJson(response));
   if (!body.success) throw invalidResponse(response, describeZodError(body.error));
   return body.data;
 }
