@@ -11,7 +11,13 @@ import { promisify } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import type { Browser } from 'playwright-core';
 import { NginxProcess, freePort, startNginxEdge } from '@hearth/cdn-config';
-import { ingestConfig, S3Storage } from '@hearth/stream-ingest';
+import {
+  buildFfmpegArgs,
+  choosePreset,
+  ingestConfig,
+  selectLadder,
+  toArgv,
+} from '@hearth/stream-ingest';
 import { startTestApi } from '../api/test/support/server';
 import { eventually, launchChromium } from '../e2e/support/browser';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
@@ -256,14 +262,7 @@ async function runHearth(
     streamUrls: { rtmpUrl: 'rtmp://127.0.0.1/live', playbackBaseUrl: edge.url },
     ingest: {
       config: ingestConfig({ rtmpPort: '0', workDir }),
-      storage: new S3Storage({
-        endpoint: s3.endpoint,
-        region: 'us-east-1',
-        bucket: TEST_BUCKET,
-        accessKeyId: 'S3RVER',
-        secretAccessKey: 'S3RVER',
-        forcePathStyle: true,
-      }),
+      storage: s3.storage(),
     },
   });
   const ingest = api.ingest!;
@@ -343,6 +342,47 @@ async function runHearth(
   }
 }
 
+/** Encode speed of the ingest's own ladder argv on a source file read as fast as possible. */
+interface OfflineSpeed {
+  ladder: string;
+  preset: string;
+  speed: number;
+}
+
+// Live input caps ffmpeg's `speed=` at 1x, which hides headroom; reading the source file without
+// real-time pacing shows how much faster than real time the ladder encodes.
+async function measureOfflineSpeed(
+  source: Source,
+  width: number,
+  height: number,
+  fps: number,
+): Promise<OfflineSpeed> {
+  const renditions = selectLadder({ width, height, fps });
+  const preset = choosePreset(renditions, os.availableParallelism());
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-speed-'));
+  try {
+    const argv = toArgv(
+      buildFfmpegArgs({
+        inputUrl: source.file,
+        workDir,
+        renditions,
+        segmentSeconds: 2,
+        preset,
+        listSize: 6,
+      }),
+    ).filter((arg) => arg !== '-re');
+    const started = performance.now();
+    await run('ffmpeg', ['-t', '20', ...argv], { maxBuffer: 64 * 1024 * 1024 });
+    return {
+      ladder: renditions.map((rendition) => rendition.name).join(' + '),
+      preset,
+      speed: round(20 / ((performance.now() - started) / 1000), 2),
+    };
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
 interface NginxRtmpResult {
   firstPlayableSeconds: number;
   latencySeconds: LatencyResult;
@@ -414,6 +454,12 @@ const source = await ensureSource('clock-720p30', '1280x720', 30, PUSH_SECONDS, 
 const source1080p60 = await ensureSource('1080p60', '1920x1080', 60, 45, false);
 const player = await startPlayerServer();
 const browser = await launchChromium();
+console.log('offline ladder encode speed ...');
+const offline = [
+  await measureOfflineSpeed(source, 1280, 720, 30),
+  await measureOfflineSpeed(source1080p60, 1920, 1080, 60),
+];
+console.log(JSON.stringify(offline));
 let hearth: HearthResult;
 let nginxRtmp: NginxRtmpResult;
 try {
@@ -439,6 +485,8 @@ const markdown = [
   '',
   `**Ladder encode speed** (ffmpeg \`speed=\`, after warm-up): ${hearth.encodeSpeed.renditions} from 720p30: median ${hearth.encodeSpeed.median}x (min ${hearth.encodeSpeed.min}x); ${hearth.ladder1080p60.renditions} from 1080p60: median ${hearth.ladder1080p60.median}x (min ${hearth.ladder1080p60.min}x)${hearth.ladder1080p60.adaptations.length > 0 ? `; adaptations: ${hearth.ladder1080p60.adaptations.join('; ')}` : '; no adaptation needed'}.`,
   '',
+  `**Offline ladder encode speed** (the ingest's argv on the source file, not paced, 20 s of content): ${offline.map((o) => `${o.ladder} at ${o.preset}: ${o.speed}x`).join('; ')}.`,
+  '',
   `**Segment upload to S3** (s3rver on loopback, ${hearth.uploadMs.count} segments): p50 ${hearth.uploadMs.p50} ms, p95 ${hearth.uploadMs.p95} ms, max ${hearth.uploadMs.max} ms.`,
   '',
 ].join('\n');
@@ -446,7 +494,7 @@ const resultsDir = path.join(here, 'results');
 fs.mkdirSync(resultsDir, { recursive: true });
 fs.writeFileSync(
   path.join(resultsDir, 'stream.json'),
-  `${JSON.stringify({ machine, hearth, nginxRtmp }, null, 2)}\n`,
+  `${JSON.stringify({ machine, offline, hearth, nginxRtmp }, null, 2)}\n`,
 );
 fs.writeFileSync(path.join(resultsDir, 'stream.md'), markdown);
 console.log(`\n${markdown}`);

@@ -1,18 +1,15 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startNginxEdge } from '@hearth/cdn-config';
-import { ingestConfig, S3Storage } from '@hearth/stream-ingest';
+import { ingestConfig } from '@hearth/stream-ingest';
 import { startTestApi, type TestApi } from '../api/test/support/server';
+import { probeSegment } from '../stream-ingest/test/support/ffmpeg-fixtures';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
 import { eventually } from './support/browser';
 import { exited, publishLikeObs } from './support/obs';
-
-const run = promisify(execFile);
 
 let api: TestApi | undefined;
 let s3: TestS3Server | undefined;
@@ -35,14 +32,7 @@ async function start(
   api = await startTestApi({
     ingest: {
       config: ingestConfig({ rtmpPort: '0', workDir, retainSegments: '1000', ...ingest }),
-      storage: new S3Storage({
-        endpoint: s3.endpoint,
-        region: 'us-east-1',
-        bucket: TEST_BUCKET,
-        accessKeyId: 'S3RVER',
-        secretAccessKey: 'S3RVER',
-        forcePathStyle: true,
-      }),
+      storage: s3.storage(),
     },
   });
   return { api, s3 };
@@ -108,27 +98,11 @@ function segmentUris(playlist: string): string[] {
 async function probeVideo(
   file: string,
 ): Promise<{ width: number; height: number; keyframePts: number[] }> {
-  const { stdout } = await run('ffprobe', [
-    '-v',
-    'error',
-    '-select_streams',
-    'v:0',
-    '-show_entries',
-    'stream=width,height:frame=pts_time,key_frame',
-    '-of',
-    'json',
-    file,
-  ]);
-  const parsed = JSON.parse(stdout) as {
-    streams: { width: number; height: number }[];
-    frames: { pts_time: string; key_frame: number }[];
-  };
+  const { width, height, frames } = await probeSegment(file);
   return {
-    width: parsed.streams[0]!.width,
-    height: parsed.streams[0]!.height,
-    keyframePts: parsed.frames
-      .filter((frame) => frame.key_frame === 1)
-      .map((frame) => Number(frame.pts_time)),
+    width,
+    height,
+    keyframePts: frames.filter((frame) => frame.keyFrame).map((frame) => frame.ptsTime),
   };
 }
 

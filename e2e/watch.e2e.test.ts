@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNginxEdge, type NginxProcess } from '@hearth/cdn-config';
-import { ingestConfig, S3Storage } from '@hearth/stream-ingest';
+import { ingestConfig } from '@hearth/stream-ingest';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
 import { eventually, launchChromium } from './support/browser';
@@ -37,14 +37,7 @@ beforeAll(async () => {
     streamUrls: { rtmpUrl: 'rtmp://127.0.0.1/live', playbackBaseUrl: edge.url },
     ingest: {
       config: ingestConfig({ rtmpPort: '0', workDir }),
-      storage: new S3Storage({
-        endpoint: s3.endpoint,
-        region: 'us-east-1',
-        bucket: TEST_BUCKET,
-        accessKeyId: 'S3RVER',
-        secretAccessKey: 'S3RVER',
-        forcePathStyle: true,
-      }),
+      storage: s3.storage(),
     },
   });
   browser = await launchChromium();

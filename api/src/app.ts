@@ -27,6 +27,7 @@ import {
   validateBody,
   type ApiState,
 } from './middleware';
+import { buildOpenApiDocument } from './openapi';
 import { registerStreamRoutes } from './routes/streams';
 import { originAllowed } from './ws/origin';
 import type { StreamService } from './streams/stream-service';
@@ -63,14 +64,15 @@ export function createApp(deps: AppDeps): ApiApp {
   app.proxy = false;
   app.use(requestContext(deps.logger));
   app.use(errorHandler());
-  app.use(apiRoutes(deps));
+  app.use(apiRouter(deps).routes() as Koa.Middleware);
   app.use(webApp(deps.config.webDistDir));
   app.ws.use(streamEvents(deps.streams, deps.config.allowedOrigins));
   app.ws.use(voiceSignaling(deps));
   return app;
 }
 
-function apiRoutes(deps: AppDeps): Koa.Middleware {
+/** The REST routes; `createApp` mounts them, and tests read their table. */
+export function apiRouter(deps: AppDeps): Router<ApiState> {
   const router = new Router<ApiState>();
   const limit = rateLimit(deps.config.restRatePerSecond);
   const signedIn = authenticate(deps.authenticator);
@@ -134,11 +136,16 @@ function apiRoutes(deps: AppDeps): Koa.Middleware {
     ctx.body = await deps.registry.metrics();
   });
 
+  const openApiDocument = buildOpenApiDocument();
+  router.get('/api/docs', (ctx) => {
+    ctx.body = openApiDocument;
+  });
+
   router.all('/api/{*rest}', () => {
     throw new AppError('not_found', 'no such endpoint');
   });
 
-  return router.routes() as Koa.Middleware;
+  return router;
 }
 
 function describeChannel(record: ChannelRecord, voice: VoiceNode): Channel {

@@ -7,3 +7,5 @@ export * from './ingest-node';
 export * from './storage/object-storage';
 export * from './storage/s3-storage';
 export * from './storage/local-storage';
+export * from './ladder';
+export * from './ffmpeg-args';

@@ -125,15 +125,20 @@ export function selectLadder(source: SourceInfo, options: LadderOptions = {}): R
   return maxRungs === undefined ? renditions : renditions.slice(0, maxRungs);
 }
 
-/** x264 preset for a ladder: superfast when a 1080p60-class rung is encoded, else veryfast. */
-export function choosePreset(renditions: readonly Rendition[]): X264Preset {
-  // ENVIRONMENT.md, measured on the 2-core hosts: 1080p60+1080p30+720p30+480p30 runs at 0.79x
-  // with veryfast (not real time) and 1.2x with superfast; the 1080p30 ladder runs at 1.4-1.6x
-  // with veryfast.
+/**
+ * x264 preset for a ladder on a host with `cores` CPU cores: veryfast unless a 1080p60-class rung
+ * is encoded, then superfast, or ultrafast on two cores or fewer.
+ */
+export function choosePreset(renditions: readonly Rendition[], cores: number): X264Preset {
+  // Measured on the 2-core hosts (bench:stream and ENVIRONMENT.md): the 1080p30 ladder runs at
+  // 1.4-1.6x with veryfast; 1080p60+1080p30+720p30+480p30 runs at 0.79x with veryfast, 0.74-1.2x
+  // with superfast depending on load, and 1.47x with ultrafast. Only ultrafast is safely real
+  // time there; with more cores superfast is.
   const hasHighRate1080 = renditions.some(
     (r) => !r.passthrough && Math.min(r.width, r.height) >= 1080 && r.fps > STANDARD_FPS,
   );
-  return hasHighRate1080 ? 'superfast' : 'veryfast';
+  if (!hasHighRate1080) return 'veryfast';
+  return cores <= 2 ? 'ultrafast' : 'superfast';
 }
 
 /** What the transcoder currently encodes. */

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -193,7 +194,7 @@ export class Transcoder {
     this.#speedPolicy = options.speedPolicy ?? DEFAULT_SPEED_POLICY;
     this.#restartPolicy = options.restartPolicy ?? DEFAULT_RESTART_POLICY;
     const renditions = selectLadder(options.source, { passthrough: options.passthrough });
-    this.#plan = { preset: choosePreset(renditions), renditions };
+    this.#plan = { preset: choosePreset(renditions, os.availableParallelism()), renditions };
     this.events = new TypedEmitter((error, event) =>
       options.logger.error({ err: error, event }, 'transcoder listener failed'),
     );

@@ -275,18 +275,27 @@ describe('h264LevelIdc() and codecsString()', () => {
 
 describe('choosePreset()', () => {
   it.each([
-    [{ width: 1920, height: 1080, fps: 60 }, false, 'superfast'],
-    [{ width: 1920, height: 1080, fps: 50 }, false, 'superfast'],
-    [{ width: 1920, height: 1080, fps: 30 }, false, 'veryfast'],
-    [{ width: 1280, height: 720, fps: 60 }, false, 'veryfast'],
-    [{ width: 1280, height: 720, fps: 30 }, true, 'veryfast'],
-  ] as const)('choosePreset(ladder of %o, passthrough %s) is %s', (source, passthrough, preset) => {
-    expect(choosePreset(selectLadder(source, { passthrough }))).toBe(preset);
-  });
+    [{ width: 1920, height: 1080, fps: 60 }, false, 4, 'superfast'],
+    [{ width: 1920, height: 1080, fps: 60 }, false, 2, 'ultrafast'],
+    [{ width: 1920, height: 1080, fps: 50 }, false, 8, 'superfast'],
+    [{ width: 1920, height: 1080, fps: 30 }, false, 2, 'veryfast'],
+    [{ width: 1280, height: 720, fps: 60 }, false, 2, 'veryfast'],
+    [{ width: 1280, height: 720, fps: 30 }, true, 2, 'veryfast'],
+  ] as const)(
+    'choosePreset(ladder of %o, passthrough %s, %i cores) is %s',
+    (source, passthrough, cores, preset) => {
+      expect(choosePreset(selectLadder(source, { passthrough }), cores)).toBe(preset);
+    },
+  );
 
   it('choosePreset() ignores a copied 1080p60 source rendition', () => {
     const ladder = selectLadder({ width: 1920, height: 1080, fps: 60 }, { passthrough: true });
-    expect(choosePreset(ladder.filter((r) => r.name !== '1080p60'))).toBe('veryfast');
+    expect(
+      choosePreset(
+        ladder.filter((r) => r.name !== '1080p60'),
+        2,
+      ),
+    ).toBe('veryfast');
   });
 });
 

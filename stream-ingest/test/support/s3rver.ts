@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { EmbeddedS3Server } from '../../src/embedded-s3';
+import { S3Storage } from '../../src/storage/s3-storage';
 
 /** Bucket every test S3 server starts with. */
 export const TEST_BUCKET = 'hearth-test';
@@ -47,6 +48,17 @@ export class TestS3Server {
       // framing (ENVIRONMENT.md), so checksums are sent only when an operation requires them.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+
+  /** The ingest's S3 storage provider, pointed at this server's bucket. */
+  storage(): S3Storage {
+    return new S3Storage({
+      endpoint: this.endpoint,
+      region: 'us-east-1',
+      bucket: TEST_BUCKET,
+      ...this.#server.credentials,
+      forcePathStyle: true,
     });
   }
 
