@@ -20,6 +20,7 @@ import type { ChannelDirectory, ChannelRecord } from './channel-directory';
 import type { ApiConfig } from './config';
 import {
   authenticate,
+  channelParam,
   errorHandler,
   rateLimit,
   requestContext,
@@ -29,6 +30,7 @@ import {
 } from './middleware';
 import { buildOpenApiDocument } from './openapi';
 import { registerStreamRoutes } from './routes/streams';
+import { keepAlive } from './ws/heartbeat';
 import { originAllowed } from './ws/origin';
 import type { StreamService } from './streams/stream-service';
 import { streamEvents } from './ws/events';
@@ -66,7 +68,7 @@ export function createApp(deps: AppDeps): ApiApp {
   app.use(errorHandler());
   app.use(apiRouter(deps).routes() as Koa.Middleware);
   app.use(webApp(deps.config.webDistDir));
-  app.ws.use(streamEvents(deps.streams, deps.config.allowedOrigins));
+  app.ws.use(streamEvents(deps.streams, deps.channels, deps.config.allowedOrigins));
   app.ws.use(voiceSignaling(deps));
   return app;
 }
@@ -102,7 +104,7 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
     ctx.body = { channels: records.map((record) => describeChannel(record, deps.voice)) };
   });
 
-  router.get('/api/channels/:name', limit, async (ctx) => {
+  router.get('/api/channels/:name', limit, channelParam(), async (ctx) => {
     const record = await deps.channels.get(ctx.params.name ?? '');
     if (!record) throw new AppError('not_found', `no channel ${ctx.params.name}`);
     ctx.body = describeChannel(record, deps.voice);
@@ -122,12 +124,23 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
     },
   );
 
-  router.delete('/api/channels/:name', limit, signedIn, requireGrant('moderate'), async (ctx) => {
-    const name = ctx.params.name ?? '';
-    await deps.channels.delete(name);
-    deps.voice.channels.close(name);
-    ctx.status = 204;
-  });
+  router.delete(
+    '/api/channels/:name',
+    limit,
+    signedIn,
+    channelParam(),
+    requireGrant('moderate'),
+    async (ctx) => {
+      const name = ctx.params.name!;
+      await deps.channels.delete(name);
+      deps.voice.channels.close(name);
+      // A deleted channel keeps no way to go live: its key goes, which ends a live stream.
+      await deps.streams.revokeKey(name).catch((error: unknown) => {
+        if (!(error instanceof AppError && error.code === 'not_found')) throw error;
+      });
+      ctx.status = 204;
+    },
+  );
 
   registerStreamRoutes(router, deps, { limit, signedIn });
 
@@ -201,6 +214,7 @@ function voiceSignaling(deps: AppDeps): Koa.Middleware {
       socket.close(code, error instanceof AppError ? error.message : 'unauthorized');
       return;
     }
+    keepAlive(socket);
     deps.voice.accept(socket, identity, authorizeJoin);
   };
 }

@@ -20,12 +20,15 @@ export const apiConfigSchema = z
     port: z.coerce.number().int().min(0).max(65535).default(8080),
     /** Whether display-name guests may join without an account; defaults by profile. */
     guestAccess: flag.optional(),
-    /** Grants a guest holds in every channel. */
+    /**
+     * Grants a guest holds in every channel. By default guests may also moderate and stream in
+     * the embedded profile (one machine, loopback), and only join and speak in production.
+     */
     guestGrants: z
       .string()
-      .default('join,speak,moderate,stream')
       .transform((value) => value.split(',').map((grant) => grant.trim()))
-      .pipe(z.array(grantSchema).min(1)),
+      .pipe(z.array(grantSchema).min(1))
+      .optional(),
     /** Folder of the built web app served at `/`. */
     webDistDir: z.string().default(path.join(repoRoot, 'web/dist')),
     /** Log level. */
@@ -56,6 +59,11 @@ export const apiConfigSchema = z
   .transform((config) => ({
     ...config,
     guestAccess: config.guestAccess ?? config.profile === 'embedded',
+    guestGrants:
+      config.guestGrants ??
+      (config.profile === 'embedded'
+        ? (['join', 'speak', 'moderate', 'stream'] as const)
+        : (['join', 'speak'] as const)),
   }));
 
 /** Settings of the api process. */

@@ -8,10 +8,31 @@ import { startMediaBackends } from './media-backends';
 import { startPlatform } from './platform';
 
 async function main(): Promise<void> {
-  const loaded = loadApiConfig(process.env);
-  const voiceConfig = loadVoiceConfig(process.env);
-  const ingestConfig = loadIngestConfig(process.env);
-  const s3Config = loadS3Config(process.env);
+  // Every service's settings are read before anything starts, and all problems are reported
+  // together rather than one per attempt.
+  const problems: string[] = [];
+  const read = <T>(load: (env: NodeJS.ProcessEnv) => T): T | undefined => {
+    try {
+      return load(process.env);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(error.message.replace(/^invalid configuration: /, ''));
+      return undefined;
+    }
+  };
+  const loadedApi = read(loadApiConfig);
+  const loadedVoice = read(loadVoiceConfig);
+  const loadedIngest = read(loadIngestConfig);
+  const loadedS3 = read(loadS3Config);
+  if (!loadedApi || !loadedVoice || !loadedIngest || !loadedS3) {
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const [loaded, voiceConfig, ingestConfig, s3Config] = [
+    loadedApi,
+    loadedVoice,
+    loadedIngest,
+    loadedS3,
+  ];
   // The embedded profile hands the operator token to the admin CLI through the data folder.
   const config =
     loaded.profile === 'embedded' && loaded.adminToken === undefined

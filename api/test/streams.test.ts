@@ -77,7 +77,7 @@ describe('stream key routes', () => {
     expect(again.status).toBe(409);
   });
 
-  it('rotate issues a new key, refuses the old one and ends its live stream', async () => {
+  it('rotate issues a new key, refuses the old one and signals streams on the old key to end', async () => {
     const { streams } = await start();
     const first = issuedStreamKeySchema.parse(
       await (await post('/api/channels/rot/stream-key')).json(),
@@ -115,6 +115,26 @@ describe('stream key routes', () => {
     });
     const info = await fetch(`${api!.baseUrl}/api/channels/rev/stream-key`, { headers: guest });
     expect(info.status).toBe(404);
+  });
+
+  it("DELETE /api/channels/:name revokes the channel's stream key", async () => {
+    const { streams } = await start();
+    const issued = issuedStreamKeySchema.parse(
+      await (await post('/api/channels/gone/stream-key')).json(),
+    );
+    const revoked: string[] = [];
+    streams.onKeyRevoked((keyId) => revoked.push(keyId));
+    const deleted = await fetch(`${api!.baseUrl}/api/channels/gone`, {
+      method: 'DELETE',
+      headers: guest,
+    });
+    expect(deleted.status).toBe(204);
+    expect(revoked).toEqual([issued.key.id]);
+    await expect(
+      streams.authorizePublish(issued.streamKey, { ip: '127.0.0.1' }),
+    ).rejects.toMatchObject({
+      code: 'forbidden',
+    });
   });
 
   it('stream-key routes need credentials (401), the stream grant (403) and a valid channel (400)', async () => {
@@ -179,12 +199,14 @@ describe('publish authorization and live streams', () => {
       channelStreamSchema.parse(await (await fetch(`${baseUrl}/api/channels/tv/stream`)).json());
     expect((await read()).stream).toBeNull();
 
+    const issued = await streams.createKey('tv');
     const events = new WebSocket(`${baseUrl.replace('http', 'ws')}/ws/events?channel=tv&watch=1`);
     const received: { method: string; data: unknown }[] = [];
     events.on('message', (raw) => received.push(JSON.parse(String(raw))));
     await new Promise((resolve) => events.once('open', resolve));
+    await expect.poll(async () => (await read()).stream).toBeNull();
+    await expect.poll(() => received.length).toBe(1);
 
-    const issued = await streams.createKey('tv');
     const grant = await streams.authorizePublish(issued.streamKey, { ip: '127.0.0.1' });
     expect((await read()).stream).toMatchObject({ state: 'starting', viewers: 1 });
     streams.report({
@@ -213,9 +235,9 @@ describe('publish authorization and live streams', () => {
     streams.report({ kind: 'ended', streamId: grant.streamId, reason: 'publisher left' });
     expect((await read()).stream).toMatchObject({ state: 'ended', endedAt: expect.any(String) });
 
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const methods = received.map((message) => message.method);
-    expect(methods).toEqual(['viewerCount', 'streamStarted', 'streamLive', 'streamEnded']);
+    await expect
+      .poll(() => received.map((message) => message.method))
+      .toEqual(['viewerCount', 'streamStarted', 'streamLive', 'streamEnded']);
     for (const message of received) {
       const schema =
         eventNotificationSchemas[message.method as keyof typeof eventNotificationSchemas];
@@ -223,8 +245,20 @@ describe('publish authorization and live streams', () => {
     }
     events.close();
     await new Promise((resolve) => events.once('close', resolve));
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect((await read()).stream).toMatchObject({ viewers: 0 });
+    await expect.poll(async () => (await read()).stream?.viewers).toBe(0);
+  });
+
+  it('the events socket counts viewers only for channels that exist', async () => {
+    const { streams, baseUrl } = await start();
+    const viewers: [string, number][] = [];
+    streams.events.on('viewerCount', (channel, count) => viewers.push([channel, count]));
+    const socket = new WebSocket(
+      `${baseUrl.replace('http', 'ws')}/ws/events?channel=nowhere&watch=1`,
+    );
+    await new Promise((resolve) => socket.once('open', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    socket.close();
+    expect(viewers).toEqual([]);
   });
 
   it('the events socket refuses an invalid channel with 4400', async () => {

@@ -79,6 +79,9 @@ export class IngestNode {
   readonly #logger: Logger;
   readonly #metrics: IngestMetrics;
   readonly #runs = new Map<string, LiveRun>();
+  // Publishers accepted but still waiting for their metadata, by session id.
+  readonly #pending = new Map<string, { keyId: string; request: PublishRequest }>();
+  readonly #revokedWhilePending = new Set<string>();
   readonly #stopRevocations: () => void;
   #stopping = false;
 
@@ -99,7 +102,12 @@ export class IngestNode {
       this.#logger.error({ err: error, event }, 'ingest listener failed'),
     );
     this.#metrics = registerIngestMetrics(options.registry, () => this.#runs.size);
-    this.rtmp.events.on('publish', (request) => void this.#onPublish(request));
+    this.rtmp.events.on('publish', (request) => {
+      this.#onPublish(request).catch((error: unknown) => {
+        this.#logger.error({ err: error, session: request.id }, 'publish handling failed');
+        request.close();
+      });
+    });
     this.rtmp.events.on('duplicatePublish', () =>
       this.#metrics.refusedPublishes.inc({ reason: 'duplicate' }),
     );
@@ -165,21 +173,35 @@ export class IngestNode {
       return;
     }
     const streamLog = log.child({ stream: grant.streamId, channel: grant.channel });
-    const source = await waitForVideoInfo(request);
-    if (!source) streamLog.warn('publisher sent no video metadata; assuming 720p30');
+    const ended = (reason: string) =>
+      this.#controlPlane.report({ kind: 'ended', streamId: grant.streamId, reason });
+    // While the publisher's metadata arrives, a rotation of its key must still end it.
+    this.#pending.set(request.id, { keyId: grant.keyId, request });
+    let source: { width: number; height: number; fps: number } | undefined;
+    try {
+      source = await waitForVideoInfo(request);
+    } finally {
+      this.#pending.delete(request.id);
+    }
     let closed = false;
     request.onClosed(() => {
       closed = true;
     });
-    if (closed) {
-      this.#controlPlane.report({
-        kind: 'ended',
-        streamId: grant.streamId,
-        reason: 'publisher left',
-      });
+    if (closed || this.#stopping || this.#revokedWhilePending.delete(request.id)) {
+      request.close();
+      ended(closed ? 'publisher left' : 'stream key revoked or node stopping');
       return;
     }
-    const run = this.#startRun(grant, request, source ?? FALLBACK_SOURCE, streamLog);
+    if (!source) streamLog.warn('publisher sent no video metadata; assuming 720p30');
+    let run: LiveRun;
+    try {
+      run = this.#startRun(grant, request, source ?? FALLBACK_SOURCE, streamLog);
+    } catch (error) {
+      streamLog.error({ err: error }, 'stream could not start');
+      request.close();
+      ended('stream could not start');
+      return;
+    }
     request.onClosed(() => void this.#end(run, 'publisher disconnected'));
   }
 
@@ -241,6 +263,8 @@ export class IngestNode {
     );
     this.#controlPlane.report({ kind: 'started', streamId: grant.streamId, renditions });
     transcoder.start().catch((error: unknown) => {
+      // A publisher that left before ffmpeg encoded anything stops the transcoder on purpose.
+      if (transcoder.state !== 'failed') return;
       log.error({ err: error }, 'ffmpeg could not start; ending the stream');
       request.close();
       void this.#end(run, 'transcoder could not start');
@@ -268,6 +292,11 @@ export class IngestNode {
   }
 
   #onKeyRevoked(keyId: string): void {
+    for (const [sessionId, pending] of this.#pending) {
+      if (pending.keyId !== keyId) continue;
+      this.#revokedWhilePending.add(sessionId);
+      pending.request.close();
+    }
     for (const run of this.#runs.values()) {
       if (run.grant.keyId !== keyId) continue;
       this.#logger.info({ stream: run.grant.streamId }, 'stream key revoked; ending its stream');

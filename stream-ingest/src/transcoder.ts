@@ -315,7 +315,10 @@ export class Transcoder {
         { run: index, preset: plan.preset, renditions: plan.renditions.map((r) => r.name) },
         'starting ffmpeg',
       );
-      this.#logger.debug({ run: index, argv: toArgv(args) }, 'ffmpeg arguments');
+      this.#logger.debug(
+        { run: index, argv: toArgv(args).map(redactStreamUrls) },
+        'ffmpeg arguments',
+      );
       command.run();
     } catch (error) {
       // Same path as an ffmpeg that exits at once, but never re-entrantly.
@@ -341,7 +344,8 @@ export class Transcoder {
     if (run.quitReason) this.#signalQuit(run);
   }
 
-  #onStderr(run: Run, line: string): void {
+  #onStderr(run: Run, rawLine: string): void {
+    const line = redactStreamUrls(rawLine);
     const severity = stderrSeverity(line);
     if (severity === 'progress') {
       this.#logger.trace({ run: run.index }, line);
@@ -427,8 +431,10 @@ export class Transcoder {
     }
   }
 
-  #onExit(run: Run, error: Error | undefined): void {
+  #onExit(run: Run, rawError: Error | undefined): void {
     if (run.exited) return;
+    // fluent-ffmpeg's error messages quote ffmpeg's output, which names the input URL.
+    const error = rawError ? new Error(redactStreamUrls(rawError.message)) : undefined;
     run.exited = true;
     clearTimeout(run.killTimer);
     this.#closeRun(run);
@@ -571,4 +577,12 @@ export class Transcoder {
       });
     }
   }
+}
+
+/**
+ * Hides the stream name and query of RTMP URLs in text meant for logs and errors: the ingest's
+ * input URL carries the publisher's stream key and the internal play token.
+ */
+export function redactStreamUrls(text: string): string {
+  return text.replace(/(rtmps?:\/\/[^/\s]+\/[^/\s]+\/)[^\s'":]+/g, '$1<redacted>');
 }

@@ -10,6 +10,7 @@ import {
   createFfmpegCommand,
   FfmpegStartError,
   InvalidStateError,
+  redactStreamUrls,
   Transcoder,
   type AdaptedInfo,
   type TranscoderOptions,
@@ -319,5 +320,18 @@ describe('Transcoder lifecycle', () => {
       listSize: 6,
     });
     expect(createFfmpegCommand(args, '/usr/bin/ffmpeg')._getArguments()).toEqual(toArgv(args));
+  });
+});
+
+describe('redactStreamUrls()', () => {
+  it.each([
+    [
+      'rtmp://127.0.0.1:1935/live/sk_abc_def?token=123: Input/output error',
+      'rtmp://127.0.0.1:1935/live/<redacted>: Input/output error',
+    ],
+    ['-i rtmps://host/app/key', '-i rtmps://host/app/<redacted>'],
+    ['/tmp/input.flv: No such file', '/tmp/input.flv: No such file'],
+  ])('redactStreamUrls(%j) hides the stream name and query', (text, expected) => {
+    expect(redactStreamUrls(text)).toBe(expected);
   });
 });

@@ -1,20 +1,9 @@
 import type { types } from 'mediasoup';
-import type { Participant } from '@hearth/protocol';
 import { AppError, type Identity, type Logger } from '@hearth/server-common';
-import { Channel, type ChannelLayout } from './channel';
+import { Channel } from './channel';
 import type { VoiceConfig } from './config';
 import type { Peer, PeerSink } from './peer';
 import type { WorkerPool } from './worker-pool';
-
-/** A summary of one live channel. */
-export interface ChannelSummary {
-  /** Channel name. */
-  name: string;
-  /** Everyone in it. */
-  participants: Participant[];
-  /** Where its routers are. */
-  layout: ChannelLayout;
-}
 
 /** The live channels of one node: opens them on first join and forgets them when they close. */
 export class ChannelManager {
@@ -43,15 +32,6 @@ export class ChannelManager {
   /** Every live channel. */
   list(): Channel[] {
     return [...this.#channels.values()];
-  }
-
-  /** Summaries of every live channel. */
-  summaries(): ChannelSummary[] {
-    return this.list().map((channel) => ({
-      name: channel.name,
-      participants: channel.participants(),
-      layout: channel.layout(),
-    }));
   }
 
   /** Joins a channel, opening it first if needed. */

@@ -282,12 +282,23 @@ export class Channel {
     if (transport !== peer.sendTransport) {
       throw new AppError('bad_request', 'producers go on the send transport');
     }
-    const producer = await transport.produce({
-      kind: options.kind,
-      rtpParameters: options.rtpParameters as types.RtpParameters,
-      paused: (options.paused ?? false) || peer.serverMuted,
-      appData: { peerId },
-    });
+    // One microphone per participant: every producer becomes a consumer at every listener, so
+    // a client opening more would load everyone else's edges.
+    if (peer.producers.size > 0 || peer.producing) {
+      throw new AppError('conflict', 'a participant sends one audio track; close it first');
+    }
+    peer.producing = true;
+    let producer: types.Producer;
+    try {
+      producer = await transport.produce({
+        kind: options.kind,
+        rtpParameters: options.rtpParameters as types.RtpParameters,
+        paused: (options.paused ?? false) || peer.serverMuted,
+        appData: { peerId },
+      });
+    } finally {
+      peer.producing = false;
+    }
     if (peer.closed) {
       producer.close();
       throw new AppError('not_joined', 'the peer left while producing');
@@ -323,7 +334,12 @@ export class Channel {
     }
     if (paused) await producer.pause();
     else await producer.resume();
-    this.#setMuted(peer, paused);
+    // A moderator may have muted the peer while the resume was on its way.
+    if (!paused && peer.serverMuted) await producer.pause();
+    this.#setMuted(peer, producer.paused);
+    if (producer.paused !== paused) {
+      throw new AppError('server_muted', 'a moderator muted you; you cannot unmute yourself');
+    }
   }
 
   /** Resumes a consumer once its client is ready, unless the peer is deafened. */

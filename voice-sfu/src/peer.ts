@@ -39,6 +39,8 @@ export class Peer {
   reservedConsumers = 0;
   /** The peer's producers by id. */
   readonly producers = new Map<string, types.Producer>();
+  /** True while a produce request of the peer is in flight. */
+  producing = false;
   /** The peer's consumers by id. */
   readonly consumers = new Map<string, PeerConsumer>();
   /** Producers the peer consumes or is about to, so none is consumed twice. */

@@ -65,6 +65,7 @@ export class SignalingSession {
   #refusals = 0;
   #joining = false;
   #joined: { channel: Channel; peer: Peer } | undefined;
+  #forgetOnClose: (() => void) | undefined;
 
   constructor(options: {
     socket: WebSocket;
@@ -162,9 +163,10 @@ export class SignalingSession {
             { notify: (method, data) => this.#notify(method, data) },
           );
           this.#joined = joined;
-          joined.channel.events.once('closed', () => {
+          this.#forgetOnClose = () => {
             if (this.#joined === joined) this.#joined = undefined;
-          });
+          };
+          joined.channel.events.once('closed', this.#forgetOnClose);
           if (this.#socket.readyState !== this.#socket.OPEN) {
             this.#leave();
             throw new AppError('unavailable', 'connection closed while joining');
@@ -248,7 +250,11 @@ export class SignalingSession {
   #leave(): void {
     const joined = this.#joined;
     this.#joined = undefined;
-    if (joined) joined.channel.leave(joined.peer.id);
+    if (!joined) return;
+    // The channel outlives this peer, so the peer's listener must not stay behind on it.
+    if (this.#forgetOnClose) joined.channel.events.off('closed', this.#forgetOnClose);
+    this.#forgetOnClose = undefined;
+    joined.channel.leave(joined.peer.id);
   }
 
   #notify<M extends VoiceNotificationMethod>(method: M, data: VoiceNotificationData<M>): void {

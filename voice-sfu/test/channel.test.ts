@@ -11,6 +11,7 @@ import {
   waitFor,
   type PlainListener,
 } from './support/plain-peers';
+import { opusProducerRtpParameters } from './support/rtp';
 
 let node: VoiceNode | undefined;
 
@@ -405,6 +406,38 @@ describe('controls and observers', () => {
     await waitFor(() => listener.receiver.total > received, 2000, 'RTP after undeafen');
     speaker.sender.close();
     listener.receiver.close();
+  });
+
+  it('produce() refuses a second audio track of one peer, even when both requests race', async () => {
+    const voice = await startNode();
+    const speaker = await joinPlainSpeaker(voice, 'one-mic', 's', 6200);
+    await expect(
+      speaker.channel.produce(speaker.peerId, {
+        transportId: speaker.transport.id,
+        kind: 'audio',
+        rtpParameters: opusProducerRtpParameters(6201),
+      }),
+    ).rejects.toMatchObject({ code: 'conflict' });
+
+    const { channel, peer } = await voice.channels.join(
+      'one-mic',
+      testIdentity('racer'),
+      voice.routerRtpCapabilities,
+      new RecordingSink(),
+    );
+    const transport = await channel.createPlainTransport(peer.id, 'send');
+    const results = await Promise.allSettled(
+      [6300, 6301].map((ssrc) =>
+        channel.produce(peer.id, {
+          transportId: transport.id,
+          kind: 'audio',
+          rtpParameters: opusProducerRtpParameters(ssrc),
+        }),
+      ),
+    );
+    expect(results.map((result) => result.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect(totals(voice).producers).toBe(2);
+    speaker.sender.close();
   });
 
   it('produce() refuses video and peers without the "speak" grant', async () => {

@@ -134,12 +134,11 @@ export class StreamService implements IngestControlPlane {
       this.#logger.warn({ ip: publisher.ip }, 'publish refused: unknown or revoked stream key');
       throw new AppError('forbidden', 'unknown or revoked stream key');
     }
-    const current = this.#liveEntry(record.channel);
-    if (current) {
+    if (this.#liveEntry(record.channel)) {
       throw new AppError('conflict', `channel ${record.channel} is already live`);
     }
-    record.lastUsedAt = new Date();
-    await this.#keys.put(record);
+    // The stream is registered before anything is awaited, so two publishers racing for the same
+    // channel cannot both pass the check above.
     const streamId = randomUUID();
     const stream: LiveStream = {
       id: streamId,
@@ -148,10 +147,17 @@ export class StreamService implements IngestControlPlane {
       startedAt: new Date().toISOString(),
       endedAt: null,
       playbackUrl: this.playbackUrl(record.channel),
-      viewers: this.#viewers.get(record.channel) ?? 0,
+      viewers: 0,
       renditions: [],
     };
     this.#streams.set(streamId, { stream, keyId: record.id });
+    try {
+      record.lastUsedAt = new Date();
+      await this.#keys.put(record);
+    } catch (error) {
+      this.#streams.delete(streamId);
+      throw error;
+    }
     return {
       streamId,
       channel: record.channel,

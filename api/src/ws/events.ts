@@ -6,6 +6,8 @@ import {
   type EventNotificationMethod,
 } from '@hearth/protocol';
 import type { StreamService, StreamServiceEvents } from '../streams/stream-service';
+import type { ChannelDirectory } from '../channel-directory';
+import { keepAlive } from './heartbeat';
 import { originAllowed } from './origin';
 
 /**
@@ -16,6 +18,7 @@ import { originAllowed } from './origin';
  */
 export function streamEvents(
   streams: StreamService,
+  channels: ChannelDirectory,
   allowedOrigins: readonly string[],
 ): Koa.Middleware {
   return async (ctx, next) => {
@@ -55,12 +58,23 @@ export function streamEvents(
         if (forChannel(name)) send('viewerCount', { channel: name, viewers });
       }),
     ];
-    const releaseViewer =
-      channel !== undefined && ctx.query.watch === '1' ? streams.addViewer(channel) : undefined;
+    keepAlive(socket);
+    let releaseViewer: (() => void) | undefined;
+    let closed = false;
     socket.on('close', () => {
+      closed = true;
       for (const stop of unsubscribe) stop();
       releaseViewer?.();
     });
+    // Only channels that exist have viewers, so made-up names cannot grow the count table.
+    if (
+      channel !== undefined &&
+      ctx.query.watch === '1' &&
+      (await channels.get(channel)) &&
+      !closed
+    ) {
+      releaseViewer = streams.addViewer(channel);
+    }
   };
 }
 

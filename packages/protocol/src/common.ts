@@ -13,7 +13,7 @@ export const displayNameSchema = z
   .max(32, 'must be at most 32 characters')
   .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters');
 
-/** Grants a participant can hold in a channel; later issues add stream grants. */
+/** Grants a caller can hold in a channel. */
 export const grantSchema = z.enum(['join', 'speak', 'screen-share', 'moderate', 'stream']);
 
 /** One channel grant. */

@@ -31,13 +31,3 @@ export class AppError extends Error {
     return statusByCode[this.code];
   }
 }
-
-/** Shorthand for the most common client error. */
-export function badRequest(message: string): AppError {
-  return new AppError('bad_request', message);
-}
-
-/** Shorthand for a missing resource. */
-export function notFound(message: string): AppError {
-  return new AppError('not_found', message);
-}

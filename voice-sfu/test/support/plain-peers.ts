@@ -48,6 +48,7 @@ export interface PlainSpeaker {
   peerId: string;
   sink: RecordingSink;
   producer: types.Producer;
+  transport: types.PlainTransport;
   sender: RtpSender;
 }
 
@@ -73,7 +74,7 @@ export async function joinPlainSpeaker(
     rtpParameters: opusProducerRtpParameters(ssrc),
   });
   const sender = new RtpSender(await bindUdp(), ssrc, transport);
-  return { channel, peerId: peer.id, sink, producer, sender };
+  return { channel, peerId: peer.id, sink, producer, transport, sender };
 }
 
 /** A test peer that receives every producer through a PlainTransport on an edge. */
