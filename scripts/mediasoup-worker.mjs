@@ -114,6 +114,11 @@ export async function ensureMediasoupWorker({ log }) {
 
   if (!(await isExecutable(cachedBinary))) {
     await buildWorker(version, cachedBinary, log);
+  } else if (!(await sharedLibrariesResolve(cachedBinary))) {
+    // The build links Debian's shared libraries; after an upgrade that replaced one of them the
+    // cached binary cannot start, so it is built again against the current ones.
+    log(`mediasoup-worker ${version}: cached build misses a shared library, rebuilding`);
+    await buildWorker(version, cachedBinary, log);
   }
 
   const relinked = await linkInstalledBinary(cachedBinary);
@@ -134,6 +139,19 @@ async function isExecutable(file) {
   } catch {
     return false;
   }
+}
+
+// `ldd` lists every shared library the binary needs; "not found" marks one that is gone.
+function sharedLibrariesResolve(binary) {
+  return new Promise((resolve) => {
+    const child = spawn('ldd', [binary], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+    });
+    child.once('error', () => resolve(true));
+    child.once('close', (code) => resolve(code !== 0 || !output.includes('not found')));
+  });
 }
 
 // Returns whether the link had to be (re)created.
