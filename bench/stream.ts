@@ -19,7 +19,8 @@ import {
   toArgv,
 } from '@hearth/stream-ingest';
 import { startTestApi } from '../api/test/support/server';
-import { eventually, launchChromium } from '../e2e/support/browser';
+import { launchChromium } from '../e2e/support/browser';
+import { eventually } from '../e2e/support/wait';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
 import { percentile, round } from './stats';
 

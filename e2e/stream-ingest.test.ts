@@ -8,7 +8,7 @@ import { ingestConfig } from '@hearth/stream-ingest';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { probeSegment } from '../stream-ingest/test/support/ffmpeg-fixtures';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
-import { eventually } from './support/browser';
+import { eventually } from './support/wait';
 import { exited, publishLikeObs } from './support/obs';
 
 let api: TestApi | undefined;

@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApi, type TestApi } from '../api/test/support/server';
-import { eventually, expectAudioFrom, hearthState, launchChromium } from './support/browser';
+import { expectAudioFrom, hearthState, launchChromium } from './support/browser';
+import { eventually } from './support/wait';
 
 const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');
 

@@ -8,7 +8,8 @@ import { startNginxEdge, type NginxProcess } from '@hearth/cdn-config';
 import { ingestConfig } from '@hearth/stream-ingest';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
-import { eventually, launchChromium } from './support/browser';
+import { launchChromium } from './support/browser';
+import { eventually } from './support/wait';
 import { exited, publishLikeObs } from './support/obs';
 
 const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');

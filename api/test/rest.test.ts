@@ -217,5 +217,6 @@ describe('web app', () => {
     const text = await (await fetch(`${baseUrl}/metrics`)).text();
     expect(text).toContain('voice_channels_active 0');
     expect(text).toMatch(/voice_worker_cpu_seconds\{worker="0"\} \d/);
+    expect(text).toMatch(/voice_worker_max_rss_bytes\{worker="0"\} [1-9]\d*/);
   });
 });

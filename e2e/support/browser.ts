@@ -1,5 +1,6 @@
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { Participant } from '@hearth/protocol';
+import { eventually } from './wait';
 
 /** Debian's Chromium; tests never download a browser of their own. */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -56,20 +57,6 @@ export function inboundAudio(page: Page): Promise<InboundAudio[]> {
       globalThis as unknown as { __hearth: { inboundAudio(): Promise<unknown> } }
     ).__hearth.inboundAudio(),
   ) as Promise<InboundAudio[]>;
-}
-
-/** Polls `check` every 100 ms until it returns true or `timeoutMs` passes. */
-export async function eventually(
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /** Bytes received per remote peer, summed over that peer's consumers. */

@@ -49,6 +49,7 @@ export function registerVoiceMetrics(
       }
     },
   });
+  const usage = workerUsageSnapshot(pool);
   new Gauge({
     name: 'voice_worker_cpu_seconds',
     help: 'CPU time used by each mediasoup worker (user plus system)',
@@ -56,12 +57,9 @@ export function registerVoiceMetrics(
     registers,
     async collect() {
       this.reset();
-      await Promise.all(
-        pool.slots.map(async (slot) => {
-          const usage = await slot.worker.getResourceUsage();
-          this.set({ worker: String(slot.index) }, (usage.ru_utime + usage.ru_stime) / 1000);
-        }),
-      );
+      for (const { index, cpuSeconds } of await usage()) {
+        this.set({ worker: String(index) }, cpuSeconds);
+      }
     },
   });
   new Gauge({
@@ -71,12 +69,9 @@ export function registerVoiceMetrics(
     registers,
     async collect() {
       this.reset();
-      await Promise.all(
-        pool.slots.map(async (slot) => {
-          const usage = await slot.worker.getResourceUsage();
-          this.set({ worker: String(slot.index) }, usage.ru_maxrss * 1024);
-        }),
-      );
+      for (const { index, maxRssBytes } of await usage()) {
+        this.set({ worker: String(index) }, maxRssBytes);
+      }
     },
   });
   const workerDeaths = new Counter({
@@ -93,5 +88,38 @@ export function registerVoiceMetrics(
       registers,
     }),
     workerDeaths,
+  };
+}
+
+interface WorkerUsage {
+  index: number;
+  cpuSeconds: number;
+  maxRssBytes: number;
+}
+
+// One scrape reads both usage gauges; they share one request per worker instead of two, and a
+// reading stays valid for a second.
+function workerUsageSnapshot(pool: WorkerPool): () => Promise<WorkerUsage[]> {
+  let cached: { at: number; usage: Promise<WorkerUsage[]> } | undefined;
+  return () => {
+    const now = performance.now();
+    if (!cached || now - cached.at > 1000) {
+      const usage = Promise.all(
+        pool.slots.map(async (slot) => {
+          const resources = await slot.worker.getResourceUsage();
+          return {
+            index: slot.index,
+            cpuSeconds: (resources.ru_utime + resources.ru_stime) / 1000,
+            maxRssBytes: resources.ru_maxrss * 1024,
+          };
+        }),
+      );
+      cached = { at: now, usage };
+      // A failed reading is not kept: the next scrape asks again.
+      usage.catch(() => {
+        if (cached?.usage === usage) cached = undefined;
+      });
+    }
+    return cached.usage;
   };
 }
