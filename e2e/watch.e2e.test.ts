@@ -105,8 +105,7 @@ describe('watching a live stream in Chromium', () => {
     );
     expect((await state())!.autoLevel).toBe(false);
     expect((await state())!.latencySeconds).toBeGreaterThan(0);
-    await page.getByTestId('player-status').waitFor();
-    expect(await page.getByTestId('player-status').textContent()).toBe('playing');
+    await expect.poll(() => page.getByTestId('player-status').textContent()).toBe('playing');
     publisher.kill('SIGINT');
     await exited(publisher);
   }, 90_000);
@@ -118,8 +117,10 @@ describe('watching a live stream in Chromium', () => {
     await page.locator('form input').fill('Streamer');
     await page.locator('form').getByRole('button').click();
     await page.getByTestId('create-key').click();
+    await expect
+      .poll(async () => (await page.getByTestId('stream-key').textContent())!.trim())
+      .toMatch(/^sk_[0-9a-f]{16}_[0-9a-f]{64}$/);
     const first = (await page.getByTestId('stream-key').textContent())!.trim();
-    expect(first).toMatch(/^sk_[0-9a-f]{16}_[0-9a-f]{64}$/);
     expect((await page.getByTestId('rtmp-url').textContent())!.trim()).toBe(
       'rtmp://127.0.0.1/live',
     );
