@@ -12,7 +12,8 @@ const forTests = process.argv.includes('--test');
 
 // Build tools and libraries for the mediasoup worker (ENVIRONMENT.md lists why each is needed),
 // ffmpeg for the transcoding ladder and nginx for the CDN edge; then what the test suite and
-// benchmarks drive for real (nginx-rtmp is the comparison in bench:stream).
+// benchmarks drive for real: nginx-rtmp is the comparison in bench:stream, PostgreSQL and Redis
+// back the production stores, and wrk loads the api in bench:api.
 const runtimePackages = [
   'ffmpeg',
   'nginx',
@@ -27,7 +28,7 @@ const runtimePackages = [
   'libabsl-dev',
   'nlohmann-json3-dev',
 ];
-const testPackages = ['chromium', 'libnginx-mod-rtmp'];
+const testPackages = ['chromium', 'libnginx-mod-rtmp', 'postgresql', 'redis-server', 'wrk'];
 
 function log(message) {
   console.log(`[setup] ${message}`);

@@ -4,3 +4,4 @@ export * from './rest';
 export * from './rtp';
 export * from './signaling';
 export * from './streams';
+export * from './nodes';

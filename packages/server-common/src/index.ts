@@ -5,3 +5,4 @@ export * from './logger';
 export * from './identity';
 export * from './serial-queue';
 export * from './token-bucket';
+export * from './join-token';
