@@ -89,7 +89,7 @@ async function closeAll(contexts: BrowserContext[]): Promise<void> {
  */
 export async function runJoinBenchmark(count: number): Promise<JoinResult> {
   const api = await startTestApi({ api: { webDistDir }, voice: { numWorkers: 2 } });
-  const speaker = await joinPlainSpeaker(api.voice, CHANNEL, 'speaker', 7000);
+  const speaker = await joinPlainSpeaker(api.voice!, CHANNEL, 'speaker', 7000);
   const talking = setInterval(() => speaker.sender.sendOne(), 1000 / PACKETS_PER_SECOND);
   const browser = await launchChromium();
   try {
@@ -135,7 +135,7 @@ export async function runJoinBenchmark(count: number): Promise<JoinResult> {
 // and resume the consumer of the speaker. It stops where a browser would start ICE and DTLS.
 async function timeSignalingJoin(api: TestApi, name: string): Promise<number> {
   const started = performance.now();
-  const client = await TestSignalingClient.connect(api.baseUrl, name);
+  const client = await TestSignalingClient.connect(api.baseUrl, name, { channel: CHANNEL });
   try {
     const caps = (await client.request('getRouterRtpCapabilities')) as {
       data: { rtpCapabilities: unknown };

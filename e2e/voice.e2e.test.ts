@@ -37,7 +37,7 @@ async function participantCount(page: Page): Promise<number> {
 }
 
 function serverTotals() {
-  return api.voice.pool.loads().reduce(
+  return api.voice!.pool.loads().reduce(
     (sum, load) => ({
       transports: sum.transports + load.transports,
       consumers: sum.consumers + load.consumers,
@@ -71,7 +71,7 @@ describe('voice channel in Chromium', () => {
       const sources = await expectAudioFrom(page, 2);
       expect(sources).not.toContain(state!.peerId);
     }
-    const layout = api.voice.channels.get(channel)!.layout();
+    const layout = api.voice!.channels.get(channel)!.layout();
     expect(layout.edges.some((edge) => edge.workerIndex !== layout.core.workerIndex)).toBe(true);
 
     // The fake microphone beeps, so the server picks a dominant speaker and every UI marks one.
@@ -97,7 +97,7 @@ describe('voice channel in Chromium', () => {
       );
     }
     await eventually(
-      async () => api.voice.channels.get(channel)?.peerCount === 2,
+      async () => api.voice!.channels.get(channel)?.peerCount === 2,
       5000,
       'server peer count 2',
     );

@@ -13,26 +13,37 @@ import {
   type CreateChannelBody,
   type Participant,
 } from '@hearth/protocol';
-import { AppError, type Identity, type Logger } from '@hearth/server-common';
-import type { VoiceNode } from '@hearth/voice-sfu';
-import type { Authenticator } from './auth';
+import { AppError, keepAlive, type JoinTokens, type Logger } from '@hearth/server-common';
+import type { NodeAgent, VoiceNode } from '@hearth/voice-sfu';
+import type { AccountService } from './accounts/account-service';
+import { accountIdOf, type Authenticator } from './auth';
 import type { ChannelDirectory, ChannelRecord } from './channel-directory';
 import type { ApiConfig } from './config';
+import type { MembershipStore } from './db/memberships';
+import type { SessionHistory } from './db/session-history';
+import type { UserStore } from './db/users';
 import {
   authenticate,
+  callerOf,
   channelParam,
   errorHandler,
   rateLimit,
   requestContext,
   requireGrant,
+  requireServerGrant,
   validateBody,
   type ApiState,
 } from './middleware';
 import { buildOpenApiDocument } from './openapi';
+import type { PlacementService } from './nodes/placement-service';
+import { registerAdminRoutes } from './routes/admin';
+import { registerAuthRoutes } from './routes/auth';
+import { registerNodeRoutes } from './routes/nodes';
 import { registerStreamRoutes } from './routes/streams';
-import { keepAlive } from './ws/heartbeat';
 import { originAllowed } from './ws/origin';
 import type { StreamService } from './streams/stream-service';
+import type { NodeHub } from './voice/node-hub';
+import { EMBEDDED_SIGNALING_PATH, registerVoiceRoutes } from './voice/routes';
 import { streamEvents } from './ws/events';
 
 /** Everything the api needs, built by `main.ts` or by a test. */
@@ -41,12 +52,28 @@ export interface AppDeps {
   config: ApiConfig;
   /** Root logger. */
   logger: Logger;
-  /** The voice-sfu node this api fronts (in process in the embedded profile). */
-  voice: VoiceNode;
+  /** The voice node running in this process (embedded profile), if any. */
+  voice: VoiceNode | undefined;
+  /** The in-process voice node's link to the control plane, serving `/ws/voice`. */
+  localVoiceAgent: NodeAgent | undefined;
+  /** Node registry and placement of channels on nodes. */
+  placement: PlacementService;
+  /** Where voice nodes connect (`/ws/nodes`) and how messages reach them. */
+  nodeHub: NodeHub;
+  /** Signs the tokens voice nodes admit clients with. */
+  joinTokens: JoinTokens;
   /** Channel records. */
   channels: ChannelDirectory;
-  /** Resolves callers to identities. */
+  /** Resolves callers to principals. */
   authenticator: Authenticator;
+  /** Registration, login, token refresh and the principal of each account. */
+  accounts: AccountService;
+  /** Accounts, for the admin routes. */
+  users: UserStore;
+  /** Per-account grants, for the admin routes. */
+  memberships: MembershipStore;
+  /** Voice session history: `open` when someone joins a channel, `close` when they leave. */
+  sessions: SessionHistory;
   /** Stream keys and live streams. */
   streams: StreamService;
   /** Prometheus registry served at `/metrics`. */
@@ -68,8 +95,10 @@ export function createApp(deps: AppDeps): ApiApp {
   app.use(errorHandler());
   app.use(apiRouter(deps).routes() as Koa.Middleware);
   app.use(webApp(deps.config.webDistDir));
-  app.ws.use(streamEvents(deps.streams, deps.channels, deps.config.allowedOrigins));
-  app.ws.use(voiceSignaling(deps));
+  app.ws.use(
+    streamEvents(deps.streams, deps.channels, deps.authenticator, deps.config.allowedOrigins),
+  );
+  app.ws.use(voiceSockets(deps));
   return app;
 }
 
@@ -83,9 +112,10 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
     ctx.body = { status: 'ok', checks: { process: true } };
   });
 
-  router.get('/api/ready', (ctx) => {
+  router.get('/api/ready', async (ctx) => {
+    const nodes = await deps.placement.nodes();
     const checks = {
-      workers: deps.voice.pool.slots.length === deps.voice.config.numWorkers,
+      voiceNodes: nodes.some((node) => node.kind === 'voice' && node.status === 'up'),
       webApp: fs.existsSync(path.join(deps.config.webDistDir, 'index.html')),
     };
     const ready = Object.values(checks).every(Boolean);
@@ -93,22 +123,37 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
     ctx.body = { status: ready ? 'ok' : 'unavailable', checks };
   });
 
-  // Public and the same for every channel of a node: clients load their Device from it while
-  // the user is still on the join form, so joining skips that step.
-  router.get('/api/voice/capabilities', limit, (ctx) => {
-    ctx.body = { rtpCapabilities: deps.voice.routerRtpCapabilities };
-  });
+  registerVoiceRoutes(
+    router,
+    {
+      placement: deps.placement,
+      joinTokens: deps.joinTokens,
+      joinTokenTtlSeconds: deps.config.joinTokenTtlSeconds,
+      channels: deps.channels,
+      rtpCapabilities: () => deps.voice?.routerRtpCapabilities ?? deps.nodeHub.rtpCapabilities,
+      joinRatePerSecond: deps.config.joinRatePerSecond,
+    },
+    { limit, signedIn },
+  );
+  registerAuthRoutes(router, deps);
 
-  router.get('/api/channels', limit, async (ctx) => {
+  router.get('/api/channels', limit, signedIn, requireGrant('join'), async (ctx) => {
     const records = await deps.channels.list();
     ctx.body = { channels: records.map((record) => describeChannel(record, deps.voice)) };
   });
 
-  router.get('/api/channels/:name', limit, channelParam(), async (ctx) => {
-    const record = await deps.channels.get(ctx.params.name ?? '');
-    if (!record) throw new AppError('not_found', `no channel ${ctx.params.name}`);
-    ctx.body = describeChannel(record, deps.voice);
-  });
+  router.get(
+    '/api/channels/:name',
+    limit,
+    signedIn,
+    channelParam(),
+    requireGrant('join'),
+    async (ctx) => {
+      const record = await deps.channels.get(ctx.params.name ?? '');
+      if (!record) throw new AppError('not_found', `no channel ${ctx.params.name}`);
+      ctx.body = describeChannel(record, deps.voice);
+    },
+  );
 
   router.post(
     '/api/channels',
@@ -118,7 +163,7 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
     validateBody(createChannelBodySchema),
     async (ctx) => {
       const { name } = ctx.state.body as CreateChannelBody;
-      const record = await deps.channels.create(name);
+      const record = await deps.channels.create(name, accountIdOf(callerOf(ctx)));
       ctx.status = 201;
       ctx.body = describeChannel(record, deps.voice);
     },
@@ -132,17 +177,21 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
     requireGrant('moderate'),
     async (ctx) => {
       const name = ctx.params.name!;
-      await deps.channels.delete(name);
-      deps.voice.channels.close(name);
-      // A deleted channel keeps no way to go live: its key goes, which ends a live stream.
+      // A deleted channel keeps no way to go live: its key goes first, which ends a live stream
+      // (deleting the channel would drop the key row without telling anyone).
       await deps.streams.revokeKey(name).catch((error: unknown) => {
         if (!(error instanceof AppError && error.code === 'not_found')) throw error;
       });
+      await deps.channels.delete(name);
+      await deps.nodeHub.closeChannel(name, 'deleted');
+      await deps.placement.release(name);
       ctx.status = 204;
     },
   );
 
   registerStreamRoutes(router, deps, { limit, signedIn });
+  registerAdminRoutes(router, deps, { limit, signedIn });
+  registerNodeRoutes(router, deps, { limit, signedIn, requireGrant: requireServerGrant });
 
   router.get('/metrics', async (ctx) => {
     ctx.type = deps.registry.contentType;
@@ -161,8 +210,10 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
   return router;
 }
 
-function describeChannel(record: ChannelRecord, voice: VoiceNode): Channel {
-  const participants: Participant[] = voice.channels.get(record.name)?.participants() ?? [];
+// Participants come from the in-process node, which sees everyone in a channel it serves, those
+// on other nodes included.
+function describeChannel(record: ChannelRecord, voice: VoiceNode | undefined): Channel {
+  const participants: Participant[] = voice?.channels.get(record.name)?.participants() ?? [];
   return { name: record.name, createdAt: record.createdAt.toISOString(), participants };
 }
 
@@ -182,19 +233,16 @@ function webApp(distDir: string): Koa.Middleware {
   };
 }
 
-function voiceSignaling(deps: AppDeps): Koa.Middleware {
-  const authorizeJoin = async (channel: string, identity: Identity): Promise<Identity> => {
-    const record = await deps.channels.get(channel);
-    if (!record) {
-      // Guests may open a channel by joining it, which is how the autojoin link works.
-      if (!identity.guest) throw new AppError('not_found', `no channel ${channel}`);
-      await deps.channels.ensure(channel);
-    }
-    return identity;
-  };
+// `/ws/voice?token=<join token>` reaches the voice node running in this process, and
+// `/ws/nodes` is where voice-sfu processes connect to the control plane.
+function voiceSockets(deps: AppDeps): Koa.Middleware {
   return (ctx) => {
     const socket = (ctx as unknown as { websocket: WebSocket }).websocket;
-    if (ctx.path !== '/ws/voice') {
+    if (ctx.path === '/ws/nodes') {
+      deps.nodeHub.acceptSocket(socket, ctx.get('authorization') || undefined);
+      return;
+    }
+    if (ctx.path !== EMBEDDED_SIGNALING_PATH || !deps.localVoiceAgent) {
       socket.close(4404, 'unknown endpoint');
       return;
     }
@@ -202,19 +250,8 @@ function voiceSignaling(deps: AppDeps): Koa.Middleware {
       socket.close(4403, 'origin not allowed');
       return;
     }
-    let identity: Identity;
-    try {
-      const name = ctx.query.name;
-      identity = deps.authenticator.authenticate({
-        guestName: typeof name === 'string' ? name : undefined,
-        authorization: ctx.get('authorization') || undefined,
-      });
-    } catch (error) {
-      const code = error instanceof AppError && error.code === 'bad_request' ? 4400 : 4401;
-      socket.close(code, error instanceof AppError ? error.message : 'unauthorized');
-      return;
-    }
     keepAlive(socket);
-    deps.voice.accept(socket, identity, authorizeJoin);
+    const token = ctx.query.token;
+    deps.localVoiceAgent.acceptWithToken(socket, typeof token === 'string' ? token : undefined);
   };
 }

@@ -1,23 +1,52 @@
 // The admin CLI: `npm run cli -- <command>`. It talks to the running api over HTTP with the
 // operator token, so what it changes is what the running platform uses.
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { z } from 'zod';
+import { z } from 'zod';
 import {
+  adminUserListSchema,
+  adminUserSchema,
   channelListSchema,
+  channelNameSchema,
+  channelSchema,
+  describeZodError,
   errorBodySchema,
+  grantScopeSchema,
+  grantSchema,
+  channelSfuStatusSchema,
   issuedStreamKeySchema,
+  nodeListSchema,
+  passwordSchema,
   streamKeyListSchema,
+  userGrantsSchema,
+  type CreateUserBody,
+  type SetGrantsBody,
 } from '@hearth/protocol';
 import { ADMIN_TOKEN_FILE } from './admin-token';
 import { apiConfig } from './config';
 
 const USAGE = `usage: npm run cli -- <command>
-  stream-key create <channel>   issue a channel's stream key (prints rtmpUrl, streamKey, playbackUrl)
-  stream-key rotate <channel>   replace it; a live stream on the old key ends
-  stream-key revoke <channel>   remove it; a live stream on it ends
-  stream-key list               list keys (ids and dates, never secrets)
-  channels list                 list channels and who is in them
+  stream-key create <channel>        issue a channel's stream key (prints rtmpUrl, streamKey, playbackUrl)
+  stream-key rotate <channel>        replace it; a live stream on the old key ends
+  stream-key revoke <channel>        remove it; a live stream on it ends
+  stream-key list                    list keys (ids and dates, never secrets)
+  channels list                      list channels and who is in them
+  channels create <channel>          create a channel
+  channels delete <channel>          delete a channel; everyone in it is disconnected
+  users list                         list accounts
+  users create <username> [--admin] [--password-stdin]
+                                     create an account; without --password-stdin a random
+                                     password is generated and printed once; --admin gives it
+                                     every grant in every channel
+  users disable <username>           disable an account and sign it out everywhere
+  grants list <username>             an account's grants per channel (* = every channel)
+  grants set <username> <channel|*> <grant,...>
+                                     set its grants there: join, speak, screen-share, moderate, stream
+  grants revoke <username> <channel|*>
+                                     remove its grants there
+  nodes list                         voice and ingest nodes with their status and load
+  channels node <channel>            the node holding a channel's core, and its edges
 environment: API_URL (default http://127.0.0.1:$API_PORT or :8080), API_ADMIN_TOKEN (default: read
 from $API_DATA_DIR/${ADMIN_TOKEN_FILE}, written by \`npm start\`)`;
 
@@ -41,36 +70,80 @@ async function call<S extends z.ZodType>(
   method: string,
   route: string,
   schema: S | null,
+  body?: unknown,
 ): Promise<z.infer<S> | undefined> {
   let response: Response;
   try {
     response = await fetch(`${apiUrl()}${route}`, {
       method,
-      headers: { authorization: `Bearer ${adminToken()}`, accept: 'application/json' },
+      headers: {
+        authorization: `Bearer ${adminToken()}`,
+        accept: 'application/json',
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch {
     throw new CliError(`the api at ${apiUrl()} is not reachable: is \`npm start\` running?`);
   }
-  const body: unknown = response.status === 204 ? undefined : await response.json();
+  const answer: unknown = response.status === 204 ? undefined : await response.json();
   if (!response.ok) {
-    const error = errorBodySchema.safeParse(body);
+    const error = errorBodySchema.safeParse(answer);
     throw new CliError(
       error.success
         ? `${error.data.error.code}: ${error.data.error.message}`
         : `HTTP ${response.status}`,
     );
   }
-  return schema ? schema.parse(body) : undefined;
+  return schema ? schema.parse(answer) : undefined;
+}
+
+// Arguments are checked here too, so a typo gets a clear message before any request is sent.
+function parseArgument<S extends z.ZodType>(
+  schema: S,
+  value: string | undefined,
+  what: string,
+): z.output<S> {
+  if (value === undefined) throw new CliError(USAGE);
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new CliError(`invalid ${what}: ${describeZodError(parsed.error)}`);
+  return parsed.data as z.output<S>;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  // One trailing newline is what `echo` and here-strings add; it is not part of the password.
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+}
+
+async function createUser(username: string | undefined, flags: string[]): Promise<unknown> {
+  const unknown = flags.filter((flag) => flag !== '--admin' && flag !== '--password-stdin');
+  if (unknown.length > 0) throw new CliError(`unknown option ${unknown[0]}\n${USAGE}`);
+  const generated = !flags.includes('--password-stdin');
+  const password = generated ? randomBytes(18).toString('base64url') : await readStdin();
+  const body: CreateUserBody = {
+    username: parseArgument(z.string().min(1), username, 'username'),
+    password: parseArgument(passwordSchema, password, 'password'),
+    admin: flags.includes('--admin'),
+  };
+  const user = await call('POST', '/api/admin/users', adminUserSchema, body);
+  return generated ? { ...user, password } : user;
 }
 
 async function run(args: string[]): Promise<unknown> {
-  const [group, command, channel] = args;
-  const needChannel = () => {
-    if (!channel) throw new CliError(USAGE);
-    return encodeURIComponent(channel);
-  };
+  const [group, command, target, ...rest] = args;
+  const channelPath = () =>
+    `/api/channels/${encodeURIComponent(parseArgument(channelNameSchema, target, 'channel'))}`;
+  const userPath = () =>
+    `/api/admin/users/${encodeURIComponent(parseArgument(z.string().min(1), target, 'username'))}`;
+  const scopePath = () =>
+    `${userPath()}/grants/${encodeURIComponent(parseArgument(grantScopeSchema, rest[0], 'channel'))}`;
+
   if (group === 'stream-key' && (command === 'create' || command === 'rotate')) {
-    const route = `/api/channels/${needChannel()}/stream-key${command === 'rotate' ? '/rotate' : ''}`;
+    const route = `${channelPath()}/stream-key${command === 'rotate' ? '/rotate' : ''}`;
     const issued = await call('POST', route, issuedStreamKeySchema);
     return {
       rtmpUrl: issued!.rtmpUrl,
@@ -79,13 +152,47 @@ async function run(args: string[]): Promise<unknown> {
     };
   }
   if (group === 'stream-key' && command === 'revoke') {
-    await call('DELETE', `/api/channels/${needChannel()}/stream-key`, null);
-    return { revoked: channel };
+    await call('DELETE', `${channelPath()}/stream-key`, null);
+    return { revoked: target };
   }
   if (group === 'stream-key' && command === 'list')
     return call('GET', '/api/stream-keys', streamKeyListSchema);
   if (group === 'channels' && command === 'list')
     return call('GET', '/api/channels', channelListSchema);
+  if (group === 'channels' && command === 'create') {
+    const name = parseArgument(channelNameSchema, target, 'channel');
+    return call('POST', '/api/channels', channelSchema, { name });
+  }
+  if (group === 'channels' && command === 'delete') {
+    await call('DELETE', channelPath(), null);
+    return { deleted: target };
+  }
+  if (group === 'users' && command === 'list')
+    return call('GET', '/api/admin/users', adminUserListSchema);
+  if (group === 'users' && command === 'create') return createUser(target, rest);
+  if (group === 'users' && command === 'disable')
+    return call('POST', `${userPath()}/disable`, adminUserSchema);
+  if (group === 'grants' && command === 'list')
+    return call('GET', `${userPath()}/grants`, userGrantsSchema);
+  if (group === 'grants' && command === 'set') {
+    const grants = parseArgument(
+      z
+        .string()
+        .transform((list) => list.split(',').map((grant) => grant.trim()))
+        .pipe(z.array(grantSchema).min(1)),
+      rest[1],
+      'grants',
+    );
+    const body: SetGrantsBody = { grants };
+    return call('PUT', scopePath(), userGrantsSchema, body);
+  }
+  if (group === 'grants' && command === 'revoke') {
+    await call('DELETE', scopePath(), null);
+    return call('GET', `${userPath()}/grants`, userGrantsSchema);
+  }
+  if (group === 'nodes' && command === 'list') return call('GET', '/api/nodes', nodeListSchema);
+  if (group === 'channels' && command === 'node')
+    return call('GET', `${channelPath()}/sfu`, channelSfuStatusSchema);
   throw new CliError(USAGE);
 }
 

@@ -2,12 +2,21 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { grantSchema } from '@hearth/protocol';
-import { parseEnvConfig } from '@hearth/server-common';
+import { ConfigError, parseEnvConfig } from '@hearth/server-common';
+import { nodesConfigShape } from './nodes/config';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const flag = z
   .enum(['true', 'false', '1', '0'])
   .transform((value) => value === 'true' || value === '1');
+const grantList = z
+  .string()
+  .transform((value) => value.split(',').map((grant) => grant.trim()))
+  .pipe(z.array(grantSchema).min(1));
+const DATABASE_URL_PATTERN = /^postgres(ql)?:\/\//;
+const databaseUrlSchema = z
+  .string()
+  .regex(DATABASE_URL_PATTERN, 'must be a postgres:// or postgresql:// URL');
 
 /** Settings of the api process. */
 export const apiConfigSchema = z
@@ -24,18 +33,32 @@ export const apiConfigSchema = z
      * Grants a guest holds in every channel. By default guests may also moderate and stream in
      * the embedded profile (one machine, loopback), and only join and speak in production.
      */
-    guestGrants: z
-      .string()
-      .transform((value) => value.split(',').map((grant) => grant.trim()))
-      .pipe(z.array(grantSchema).min(1))
-      .optional(),
+    guestGrants: grantList.optional(),
+    /** Grants every registered account holds in every channel, before its memberships. */
+    userGrants: grantList.default(['join', 'speak', 'screen-share']),
+    /** Whether anyone may create an account with `POST /api/auth/register`. */
+    registration: flag.default(true),
+    /** Secret that signs access tokens (HS256); the embedded profile generates one into dataDir. */
+    jwtSecret: z.string().min(32).optional(),
+    /** Lifetime of an access token, in seconds. */
+    accessTokenTtlSeconds: z.coerce.number().int().min(30).max(86_400).default(900),
+    /** Lifetime of a refresh token, in seconds (each refresh issues a new one). */
+    refreshTokenTtlSeconds: z.coerce
+      .number()
+      .int()
+      .min(60)
+      .default(30 * 24 * 3600),
+    /** Requests per second one client address may make to `/api/auth/*` (burst of twice that). */
+    authRatePerSecond: z.coerce.number().int().min(1).default(5),
+    /** PostgreSQL server (`DATABASE_URL`); without it the embedded PGlite database is used. */
+    databaseUrl: databaseUrlSchema.optional(),
     /** Folder of the built web app served at `/`. */
     webDistDir: z.string().default(path.join(repoRoot, 'web/dist')),
     /** Log level. */
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
     /** REST requests per second allowed to one client address, sustained. */
     restRatePerSecond: z.coerce.number().int().min(1).default(50),
-    /** Folder for the embedded profile's data: admin token, S3 objects. */
+    /** Folder for the embedded profile's data: admin token, JWT secret, PGlite database, S3 objects. */
     dataDir: z.string().default(path.join(repoRoot, '.data')),
     /** Operator token for the admin CLI; the embedded profile generates one into dataDir. */
     adminToken: z.string().min(32).optional(),
@@ -45,6 +68,16 @@ export const apiConfigSchema = z
     edgePort: z.coerce.number().int().min(0).max(65535).default(8081),
     /** Base URL viewers fetch HLS from (the CDN edge); the embedded profile fills it in. */
     cdnBaseUrl: z.url().optional(),
+    /**
+     * Runs a voice node inside the api process, as the embedded profile does by default; with it
+     * off, voice comes from voice-sfu processes that register with the api.
+     */
+    embeddedVoice: flag.optional(),
+    /** Voice joins per second allowed to one client address (burst of twice that). */
+    joinRatePerSecond: z.coerce.number().int().min(1).default(5),
+    /** Lifetime of the join tokens voice nodes admit clients with, in seconds. */
+    joinTokenTtlSeconds: z.coerce.number().int().min(10).max(3600).default(60),
+    ...nodesConfigShape,
     /** Extra origins allowed to open the signaling WebSocket (comma-separated). */
     allowedOrigins: z
       .string()
@@ -56,9 +89,26 @@ export const apiConfigSchema = z
           .filter(Boolean),
       ),
   })
+  .superRefine((config, context) => {
+    if (config.sweepIntervalMs >= config.nodeTimeoutMs) {
+      context.addIssue({
+        code: 'custom',
+        path: ['sweepIntervalMs'],
+        message: 'API_NODE_SWEEP_MS must be shorter than API_NODE_TIMEOUT_MS',
+      });
+    }
+    if (config.profile === 'production' && config.jwtSecret === undefined) {
+      context.addIssue({
+        code: 'custom',
+        path: ['jwtSecret'],
+        message: 'API_JWT_SECRET (at least 32 characters) is required in the production profile',
+      });
+    }
+  })
   .transform((config) => ({
     ...config,
     guestAccess: config.guestAccess ?? config.profile === 'embedded',
+    embeddedVoice: config.embeddedVoice ?? config.profile === 'embedded',
     guestGrants:
       config.guestGrants ??
       (config.profile === 'embedded'
@@ -84,11 +134,48 @@ const envKeys: Record<string, string> = {
   API_EMBEDDED_S3_PORT: 'embeddedS3Port',
   API_EDGE_PORT: 'edgePort',
   API_ADMIN_TOKEN: 'adminToken',
+  API_USER_GRANTS: 'userGrants',
+  API_REGISTRATION: 'registration',
+  API_JWT_SECRET: 'jwtSecret',
+  API_ACCESS_TOKEN_TTL: 'accessTokenTtlSeconds',
+  API_REFRESH_TOKEN_TTL: 'refreshTokenTtlSeconds',
+  API_AUTH_RATE: 'authRatePerSecond',
+  API_EMBEDDED_VOICE: 'embeddedVoice',
+  API_JOIN_RATE: 'joinRatePerSecond',
+  API_JOIN_TOKEN_TTL: 'joinTokenTtlSeconds',
+  API_NODE_TIMEOUT_MS: 'nodeTimeoutMs',
+  API_NODE_SWEEP_MS: 'sweepIntervalMs',
+  API_CLUSTER_SECRET: 'clusterSecret',
+  // REDIS_URL keeps the name Redis tools use; loadApiConfig hands it over under this one.
+  API_REDIS_URL: 'redisUrl',
 };
 
-/** Reads the api settings from `API_*` environment variables. */
+/**
+ * Reads the api settings from `API_*` environment variables, and `DATABASE_URL`, which keeps the
+ * name every PostgreSQL tool and host uses. Every problem of both is reported at once.
+ */
 export function loadApiConfig(env: Record<string, string | undefined>): ApiConfig {
-  return parseEnvConfig(apiConfigSchema, env, 'API_', envKeys);
+  // An empty DATABASE_URL (a blank line in an env file) means unset, like a missing one.
+  const databaseUrl = databaseUrlSchema.optional().safeParse(env.DATABASE_URL || undefined);
+  const databaseProblem = databaseUrl.success
+    ? undefined
+    : `DATABASE_URL: ${databaseUrl.error.issues.map((issue) => issue.message).join(', ')}`;
+  let config: ApiConfig;
+  try {
+    config = parseEnvConfig(
+      apiConfigSchema,
+      { ...env, API_REDIS_URL: env.REDIS_URL || undefined },
+      'API_',
+      envKeys,
+    );
+  } catch (error) {
+    if (error instanceof ConfigError && databaseProblem) {
+      throw new ConfigError(`${error.message}; ${databaseProblem}`);
+    }
+    throw error;
+  }
+  if (databaseProblem) throw new ConfigError(`invalid configuration: ${databaseProblem}`);
+  return { ...config, databaseUrl: databaseUrl.data };
 }
 
 /** Builds a full config from defaults plus raw overrides, for embedding and tests. */

@@ -3,8 +3,10 @@ import { ConfigError, createLogger } from '@hearth/server-common';
 import { loadIngestConfig, loadS3Config } from '@hearth/stream-ingest';
 import { loadVoiceConfig } from '@hearth/voice-sfu';
 import { writeAdminToken } from './admin-token';
+import { readOrCreateJwtSecret } from './jwt-secret';
 import { loadApiConfig } from './config';
 import { startMediaBackends } from './media-backends';
+import { resolveClusterSecret } from './nodes/config';
 import { startPlatform } from './platform';
 
 async function main(): Promise<void> {
@@ -33,11 +35,22 @@ async function main(): Promise<void> {
     loadedIngest,
     loadedS3,
   ];
-  // The embedded profile hands the operator token to the admin CLI through the data folder.
-  const config =
-    loaded.profile === 'embedded' && loaded.adminToken === undefined
-      ? { ...loaded, adminToken: writeAdminToken(loaded.dataDir) }
-      : loaded;
+  // The embedded profile hands the operator token to the admin CLI through the data folder, and
+  // keeps its JWT signing and cluster secrets there (production refuses to start without them).
+  const embedded = loaded.profile === 'embedded';
+  const config = {
+    ...loaded,
+    adminToken:
+      embedded && loaded.adminToken === undefined
+        ? writeAdminToken(loaded.dataDir)
+        : loaded.adminToken,
+    jwtSecret:
+      embedded && loaded.jwtSecret === undefined
+        ? readOrCreateJwtSecret(loaded.dataDir)
+        : loaded.jwtSecret,
+    // Voice nodes started on this machine read the embedded profile's secret from the data folder.
+    clusterSecret: resolveClusterSecret({ ...loaded, clusterSecret: loaded.clusterSecret }),
+  };
   const logger = createLogger('api', { level: config.logLevel });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });

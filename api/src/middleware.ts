@@ -3,8 +3,8 @@ import type { Context, Middleware, ParameterizedContext } from 'koa';
 import type { z } from 'zod';
 import { channelNameSchema, describeZodError } from '@hearth/protocol';
 import type { Grant } from '@hearth/protocol';
-import { AppError, TokenBucket, type Identity, type Logger } from '@hearth/server-common';
-import type { Authenticator } from './auth';
+import { AppError, TokenBucket, type Logger } from '@hearth/server-common';
+import { holdsGrant, type Authenticator, type Principal } from './auth';
 
 /** Request state every handler can rely on. */
 export interface ApiState {
@@ -14,8 +14,8 @@ export interface ApiState {
   logger: Logger;
   /** Parsed, validated request body (set by `validateBody`). */
   body: unknown;
-  /** The authenticated caller (set by the route's authentication step). */
-  identity?: Identity;
+  /** The authenticated caller (set by `authenticate`). */
+  principal?: Principal;
 }
 
 /** Koa context of an api request. */
@@ -117,23 +117,48 @@ async function readBody(ctx: ParameterizedContext): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Resolves the caller from the Authorization header; 401 without valid credentials. */
+/** Resolves the caller from the Authorization header into `ctx.state.principal`; 401 without. */
 export function authenticate(authenticator: Authenticator): Middleware {
   return async (ctx, next) => {
-    ctx.state.identity = authenticator.authenticate({
+    ctx.state.principal = await authenticator.authenticate({
       authorization: ctx.get('authorization') || undefined,
     });
     await next();
   };
 }
 
-/** Refuses callers without the grant with 403; runs after `authenticate`. */
+/** The caller `authenticate` resolved; 401 when the route did not authenticate it. */
+export function callerOf(ctx: { state: ApiState }): Principal {
+  const principal = ctx.state.principal;
+  if (!principal) throw new AppError('unauthorized', 'credentials required');
+  return principal;
+}
+
+/**
+ * Refuses callers without the grant with 403; runs after `authenticate`. On a route with a
+ * `:name` channel parameter the grant must hold in that channel, elsewhere server-wide.
+ */
 export function requireGrant(grant: Grant): Middleware {
   return async (ctx, next) => {
-    const identity = ctx.state.identity as Identity | undefined;
-    if (!identity) throw new AppError('unauthorized', 'credentials required');
-    if (!identity.grants.has(grant)) {
-      throw new AppError('forbidden', `missing the "${grant}" grant`);
+    const principal = callerOf(ctx as ApiContext);
+    const channel = (ctx as unknown as { params?: { name?: string } }).params?.name;
+    if (!holdsGrant(principal, grant, channel)) {
+      throw new AppError(
+        'forbidden',
+        channel === undefined
+          ? `missing the "${grant}" grant server-wide`
+          : `missing the "${grant}" grant in channel ${channel}`,
+      );
+    }
+    await next();
+  };
+}
+
+/** Refuses callers without the grant server-wide with 403, whatever channel the route names. */
+export function requireServerGrant(grant: Grant): Middleware {
+  return async (ctx, next) => {
+    if (!holdsGrant(callerOf(ctx as ApiContext), grant)) {
+      throw new AppError('forbidden', `missing the "${grant}" grant server-wide`);
     }
     await next();
   };

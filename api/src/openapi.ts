@@ -1,36 +1,59 @@
 import { z } from 'zod';
 import {
+  adminUserListSchema,
+  adminUserSchema,
   channelListSchema,
   channelSchema,
   channelStreamSchema,
   createChannelBodySchema,
+  createUserBodySchema,
   errorBodySchema,
   healthSchema,
   issuedStreamKeySchema,
   liveStreamListSchema,
+  loginBodySchema,
+  meSchema,
+  refreshBodySchema,
+  registerBodySchema,
+  setGrantsBodySchema,
   streamKeyDetailsSchema,
   streamKeyListSchema,
+  tokenResponseSchema,
+  userGrantsSchema,
   voiceCapabilitiesSchema,
+  voiceJoinBodySchema,
+  voiceJoinSchema,
   type Grant,
 } from '@hearth/protocol';
+import { nodeOperations } from './routes/nodes';
 
 /** One documented REST operation. */
 export interface ApiOperation {
   /** HTTP method. */
-  readonly method: 'get' | 'post' | 'delete';
+  readonly method: 'get' | 'post' | 'put' | 'delete';
   /** Path in Koa form, e.g. `/api/channels/:name`. */
   readonly path: string;
   /** One line saying what it does. */
   readonly summary: string;
-  /** Whether the caller must authenticate, and the grant it needs. */
-  readonly auth?: { readonly grant?: Grant };
+  /**
+   * Whether the caller must authenticate, and the grant it needs: in the `:name` channel when the
+   * path has one, server-wide otherwise. `accountsOnly` refuses display-name guests.
+   */
+  readonly auth?: { readonly grant?: Grant; readonly accountsOnly?: true };
   /** JSON request body. */
   readonly body?: z.ZodType;
+  /** Error statuses particular to this operation, with what they mean. */
+  readonly errors?: Readonly<Record<number, string>>;
   /** Success status and its JSON body (none for 204). */
   readonly success: { readonly status: number; readonly schema?: z.ZodType; readonly text?: true };
 }
 
-const channelName = { name: 'name', in: 'path', required: true, schema: { type: 'string' } };
+// What each path parameter is; every `:param` of a documented path must be described here.
+const pathParameters: Record<string, string> = {
+  name: 'Channel name',
+  username: 'Account username (any case)',
+  channel: 'Channel name, or * for every channel',
+};
 
 /** Every REST operation of the api, with the schemas it reads and answers. */
 export const apiOperations: readonly ApiOperation[] = [
@@ -53,15 +76,68 @@ export const apiOperations: readonly ApiOperation[] = [
     success: { status: 200, schema: voiceCapabilitiesSchema },
   },
   {
+    method: 'post',
+    path: '/api/voice/join',
+    summary:
+      'Places the caller in a channel on a voice node and returns its signaling URL with a join token (needs join in the channel)',
+    auth: { grant: 'join' },
+    body: voiceJoinBodySchema,
+    errors: { 404: 'No such channel', 429: 'Too many joins', 503: 'No voice node has room' },
+    success: { status: 200, schema: voiceJoinSchema },
+  },
+  {
+    method: 'post',
+    path: '/api/auth/register',
+    summary: 'Creates an account and signs it in (while registration is on)',
+    body: registerBodySchema,
+    errors: { 403: 'Registration is disabled', 409: 'The username is taken' },
+    success: { status: 201, schema: tokenResponseSchema },
+  },
+  {
+    method: 'post',
+    path: '/api/auth/login',
+    summary: 'Signs in with username and password',
+    body: loginBodySchema,
+    errors: {
+      401: 'Wrong username or password, or a disabled account',
+      429: 'Too many requests, or too many failed logins for this username',
+    },
+    success: { status: 200, schema: tokenResponseSchema },
+  },
+  {
+    method: 'post',
+    path: '/api/auth/refresh',
+    summary: 'Trades a refresh token (single use) for a new access and refresh token',
+    body: refreshBodySchema,
+    errors: { 401: 'Unknown, expired, revoked or already used refresh token' },
+    success: { status: 200, schema: tokenResponseSchema },
+  },
+  {
+    method: 'post',
+    path: '/api/auth/logout',
+    summary: 'Revokes the refresh token and every token of its login',
+    body: refreshBodySchema,
+    success: { status: 204 },
+  },
+  {
+    method: 'get',
+    path: '/api/auth/me',
+    summary: 'Who the caller is and the grants it holds',
+    auth: {},
+    success: { status: 200, schema: meSchema },
+  },
+  {
     method: 'get',
     path: '/api/channels',
     summary: 'Channels with their live participants',
+    auth: { grant: 'join' },
     success: { status: 200, schema: channelListSchema },
   },
   {
     method: 'get',
     path: '/api/channels/:name',
     summary: 'One channel',
+    auth: { grant: 'join' },
     success: { status: 200, schema: channelSchema },
   },
   {
@@ -118,13 +194,60 @@ export const apiOperations: readonly ApiOperation[] = [
     method: 'get',
     path: '/api/streams',
     summary: 'Live streams with state, renditions, playback URL and viewers',
+    auth: { grant: 'join' },
     success: { status: 200, schema: liveStreamListSchema },
   },
   {
     method: 'get',
     path: '/api/channels/:name/stream',
     summary: "The channel's current stream, or null when offline",
+    auth: { grant: 'join' },
     success: { status: 200, schema: channelStreamSchema },
+  },
+  {
+    method: 'get',
+    path: '/api/admin/users',
+    summary: 'Every account',
+    auth: { grant: 'moderate', accountsOnly: true },
+    success: { status: 200, schema: adminUserListSchema },
+  },
+  {
+    method: 'post',
+    path: '/api/admin/users',
+    summary: 'Creates an account; `admin` gives it every grant in every channel',
+    auth: { grant: 'moderate', accountsOnly: true },
+    body: createUserBodySchema,
+    success: { status: 201, schema: adminUserSchema },
+  },
+  {
+    method: 'post',
+    path: '/api/admin/users/:username/disable',
+    summary: 'Disables an account and revokes its refresh tokens',
+    auth: { grant: 'moderate', accountsOnly: true },
+    success: { status: 200, schema: adminUserSchema },
+  },
+  {
+    method: 'get',
+    path: '/api/admin/users/:username/grants',
+    summary: "An account's memberships: its grants per channel and server-wide (*)",
+    auth: { grant: 'moderate', accountsOnly: true },
+    success: { status: 200, schema: userGrantsSchema },
+  },
+  {
+    method: 'put',
+    path: '/api/admin/users/:username/grants/:channel',
+    summary:
+      "Sets an account's grants in a channel or server-wide (*); only grants the caller holds",
+    auth: { grant: 'moderate', accountsOnly: true },
+    body: setGrantsBodySchema,
+    success: { status: 200, schema: userGrantsSchema },
+  },
+  {
+    method: 'delete',
+    path: '/api/admin/users/:username/grants/:channel',
+    summary: "Removes an account's grants in a channel or server-wide (*)",
+    auth: { grant: 'moderate', accountsOnly: true },
+    success: { status: 204 },
   },
   {
     method: 'get',
@@ -138,6 +261,7 @@ export const apiOperations: readonly ApiOperation[] = [
     summary: 'Prometheus metrics',
     success: { status: 200, text: true },
   },
+  ...nodeOperations,
 ];
 
 function jsonSchema(schema: z.ZodType): Record<string, unknown> {
@@ -174,17 +298,35 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       },
       '429': errorResponse('Too many requests'),
     };
-    if (operation.body || path.includes('{name}'))
-      responses['400'] = errorResponse('Invalid input');
-    if (operation.auth) {
-      responses['401'] = errorResponse('Missing or invalid credentials');
-      responses['403'] = errorResponse(`Missing the "${operation.auth.grant}" grant`);
+    const parameters = [...operation.path.matchAll(/:(\w+)/g)].map(([, name]) => {
+      const description = pathParameters[name!];
+      if (!description)
+        throw new Error(`undocumented path parameter :${name} in ${operation.path}`);
+      return { name, in: 'path', required: true, description, schema: { type: 'string' } };
+    });
+    if (operation.body || parameters.length > 0) responses['400'] = errorResponse('Invalid input');
+    if (operation.auth) responses['401'] = errorResponse('Missing or invalid credentials');
+    if (operation.auth?.grant) {
+      const where = path.includes('{name}') ? 'in the channel' : 'server-wide';
+      const guests = operation.auth.accountsOnly ? ', or a guest' : '';
+      responses['403'] = errorResponse(
+        `Missing the "${operation.auth.grant}" grant ${where}${guests}`,
+      );
+    }
+    for (const [status, description] of Object.entries(operation.errors ?? {})) {
+      responses[status] = errorResponse(description);
     }
     paths[path] ??= {};
     paths[path]![operation.method] = {
       summary: operation.summary,
-      ...(path.includes('{name}') ? { parameters: [channelName] } : {}),
-      ...(operation.auth ? { security: [{ guest: [] }, { operatorToken: [] }] } : {}),
+      ...(parameters.length > 0 ? { parameters } : {}),
+      ...(operation.auth
+        ? {
+            security: operation.auth.accountsOnly
+              ? [{ bearer: [] }]
+              : [{ bearer: [] }, { guest: [] }],
+          }
+        : {}),
       ...(operation.body
         ? {
             requestBody: {
@@ -215,7 +357,12 @@ export function buildOpenApiDocument(): Record<string, unknown> {
           name: 'Authorization',
           description: '`Guest <url-encoded display name>`, while guest access is enabled',
         },
-        operatorToken: { type: 'http', scheme: 'bearer', description: 'The operator token' },
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'An access token from /api/auth/login, /register or /refresh (a JWT), or the operator token',
+        },
       },
     },
   };

@@ -1,29 +1,59 @@
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import type { Registry } from 'prom-client';
-import type { Logger } from '@hearth/server-common';
+import { ConfigError, JoinTokens, type Logger } from '@hearth/server-common';
 import { IngestNode, type IngestConfig, type ObjectStorage } from '@hearth/stream-ingest';
-import { VoiceNode, type VoiceConfig } from '@hearth/voice-sfu';
+import { NodeAgent, VoiceNode, type VoiceConfig } from '@hearth/voice-sfu';
+import { AccessTokens } from './accounts/access-tokens';
+import { AccountService } from './accounts/account-service';
+import { LoginThrottle } from './accounts/login-throttle';
 import { createApp, type ApiApp } from './app';
 import { Authenticator } from './auth';
-import { InMemoryChannelDirectory } from './channel-directory';
 import type { ApiConfig } from './config';
-import { InMemoryStreamKeyStore } from './streams/stream-keys';
+import { migrate } from './db/migrations';
+import { registerIngestNode } from './ingest-registration';
+import { openDatabase } from './db/open-database';
+import type { SqlClient } from './db/sql-client';
+import { createStores, type Stores } from './db/stores';
+import { createPlacementService, type PlacementService } from './nodes/placement-service';
 import { StreamService, type StreamUrls } from './streams/stream-service';
+import { NodeHub } from './voice/node-hub';
+
+// The in-process voice node reports its load this often.
+const EMBEDDED_HEARTBEAT_MS = 1000;
+
+// A username with this many failed logins within the window waits until the window ends.
+const LOGIN_FAILURES_ALLOWED = 10;
+const LOGIN_FAILURE_WINDOW_MS = 10 * 60_000;
 
 /** The embedded platform: in-process voice and ingest nodes behind the api. */
 export interface Platform {
   /** The api, not listening yet. */
   app: ApiApp;
-  /** The voice node it fronts. */
-  voice: VoiceNode;
+  /** The voice node running in this process, if the config asks for one. */
+  voice: VoiceNode | undefined;
   /** Stream keys and live streams. */
   streams: StreamService;
   /** The ingest node, when one runs in this process. */
   ingest: IngestNode | undefined;
-  /** Ends live streams cleanly and stops the nodes; the caller closes the HTTP server. */
+  /** The migrated database. */
+  database: SqlClient;
+  /** Every store on it, including the voice session history (`stores.sessions`). */
+  stores: Stores;
+  /** Node registry and placement. */
+  placement: PlacementService;
+  /**
+   * Ends live streams cleanly, stops the nodes and closes the database; the caller closes the
+   * HTTP server.
+   */
   close(): Promise<void>;
 }
 
-/** Starts the nodes and builds the api around them; the caller listens and shuts down. */
+/**
+ * Opens and migrates the database, starts the nodes and builds the api around them; the caller
+ * listens and shuts down. The database is PostgreSQL at `config.databaseUrl` when set, otherwise
+ * PGlite in `<dataDir>/pglite`, unless the caller hands one over in `database`.
+ */
 export async function startPlatform(options: {
   config: ApiConfig;
   voiceConfig: VoiceConfig;
@@ -32,39 +62,113 @@ export async function startPlatform(options: {
   streamUrls: StreamUrls;
   /** Runs an ingest node in this process, writing to this storage. */
   ingest?: { config: IngestConfig; storage: ObjectStorage };
+  /** An open database to use instead of the configured one; the platform migrates and closes it. */
+  database?: SqlClient;
 }): Promise<Platform> {
   const { config, logger, registry } = options;
-  const voice = await VoiceNode.start(
-    options.voiceConfig,
-    logger.child({ component: 'voice-sfu' }),
-    registry,
-  );
-  const channels = new InMemoryChannelDirectory();
-  const streams = new StreamService({
-    keys: new InMemoryStreamKeyStore(),
-    channels,
-    urls: options.streamUrls,
-    logger,
-  });
+  if (config.jwtSecret === undefined) {
+    await options.database?.close();
+    throw new ConfigError('invalid configuration: API_JWT_SECRET is not set');
+  }
+  // Everything started so far, stopped in reverse order if a later step fails.
+  const started: (() => unknown)[] = [];
+  const stopStarted = async () => {
+    for (const stop of started.splice(0).reverse()) await stop();
+  };
+  const database =
+    options.database ??
+    (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger }));
+  started.push(() => database.close());
+  let placement: PlacementService;
+  let nodeHub: NodeHub;
+  let voice: VoiceNode | undefined;
+  let localVoiceAgent: NodeAgent | undefined;
   let ingest: IngestNode | undefined;
+  let streams: StreamService;
+  let stores: Stores;
+  // Voice nodes in other processes need the secret the operator configured; a node running only
+  // in this process can do with one that lives as long as the process.
+  const clusterSecret = config.clusterSecret ?? randomBytes(32).toString('hex');
+  const joinTokens = new JoinTokens(clusterSecret, config.joinTokenTtlSeconds);
   try {
-    ingest = options.ingest
-      ? await IngestNode.start({
-          config: options.ingest.config,
-          storage: options.ingest.storage,
-          controlPlane: streams,
-          logger,
-          registry,
-        })
-      : undefined;
+    const applied = await migrate(database);
+    if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
+    stores = createStores(database);
+    placement = createPlacementService({
+      redisUrl: config.redisUrl,
+      logger,
+      nodeTimeoutMs: config.nodeTimeoutMs,
+      sweepIntervalMs: config.sweepIntervalMs,
+    });
+    started.push(() => placement.stop());
+    await placement.start();
+    nodeHub = await NodeHub.start({
+      placement,
+      bus: placement.bus,
+      logger,
+      clusterSecret,
+      sessions: stores.sessions,
+    });
+    started.push(() => nodeHub.close());
+    if (config.embeddedVoice) {
+      const node = await VoiceNode.start(
+        options.voiceConfig,
+        logger.child({ component: 'voice-sfu' }),
+        registry,
+      );
+      voice = node;
+      started.push(() => node.close());
+      const agent = new NodeAgent({
+        node,
+        nodeId: `embedded-${os.hostname()}`,
+        tokens: joinTokens,
+        limits: {},
+        heartbeatMs: EMBEDDED_HEARTBEAT_MS,
+      });
+      localVoiceAgent = agent;
+      started.push(() => agent.close());
+      agent.attach(nodeHub.attachLocal((message) => agent.receive(message)));
+    }
+    streams = new StreamService({
+      keys: stores.streamKeys,
+      channels: stores.channels,
+      history: stores.streamHistory,
+      urls: options.streamUrls,
+      logger,
+    });
+    if (options.ingest) {
+      const running = await IngestNode.start({
+        config: options.ingest.config,
+        storage: options.ingest.storage,
+        controlPlane: streams,
+        logger,
+        registry,
+      });
+      ingest = running;
+      started.push(() => running.stop());
+      const stopReports = await registerIngestNode({
+        placement,
+        ingest: running,
+        nodeId: `ingest-${os.hostname()}`,
+        rtmpUrl: options.streamUrls.rtmpUrl,
+        logger,
+      });
+      started.push(stopReports);
+    }
   } catch (error) {
-    voice.close();
+    await stopStarted();
     throw error;
   }
+  const { channels } = stores;
+  const accessTokens = new AccessTokens(config.jwtSecret, config.accessTokenTtlSeconds);
   const app = createApp({
     config,
     logger,
     voice,
+    localVoiceAgent,
+    placement,
+    nodeHub,
+    joinTokens,
     registry,
     channels,
     streams,
@@ -72,16 +176,42 @@ export async function startPlatform(options: {
       guestAccess: config.guestAccess,
       guestGrants: config.guestGrants,
       adminToken: config.adminToken,
+      accessTokens,
     }),
+    accounts: new AccountService({
+      users: stores.users,
+      memberships: stores.memberships,
+      refreshTokens: stores.refreshTokens,
+      accessTokens,
+      throttle: new LoginThrottle({
+        maxFailures: LOGIN_FAILURES_ALLOWED,
+        windowMs: LOGIN_FAILURE_WINDOW_MS,
+      }),
+      userGrants: config.userGrants,
+      refreshTtlSeconds: config.refreshTokenTtlSeconds,
+      registration: config.registration,
+      logger,
+    }),
+    users: stores.users,
+    memberships: stores.memberships,
+    sessions: stores.sessions,
   });
+  let closed = false;
   return {
     app,
     voice,
     streams,
     ingest,
+    database,
+    stores,
+    placement,
     async close() {
+      if (closed) return;
+      closed = true;
+      // Live streams end and their history is written before the database goes.
       await ingest?.stop();
-      voice.close();
+      await streams.settle();
+      await stopStarted();
     },
   };
 }

@@ -45,7 +45,14 @@ describe('OpenAPI document', () => {
     expect(Object.keys(create.responses).sort()).toEqual(['201', '400', '401', '403', '429']);
     expect(document.paths['/api/channels/{name}/stream-key']).toHaveProperty('post');
     expect(document.paths['/api/channels/{name}/stream-key']).toHaveProperty('delete');
-    expect(document.paths['/api/streams']!.get!.security).toBeUndefined();
+    expect(document.paths['/api/health']!.get!.security).toBeUndefined();
+    expect(document.paths['/api/auth/login']!.post!.security).toBeUndefined();
+    expect(document.paths['/api/streams']!.get!.security).toEqual([{ bearer: [] }, { guest: [] }]);
+    expect(Object.keys(document.paths['/api/auth/me']!.get!.responses).sort()).toEqual([
+      '200',
+      '401',
+      '429',
+    ]);
   });
 
   it('GET /api/docs serves the document', async () => {

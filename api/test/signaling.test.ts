@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { startTestApi, TestSignalingClient, type TestApi } from './support/server';
+import { JoinTokens } from '@hearth/server-common';
+import { requestJoin, startTestApi, TestSignalingClient, type TestApi } from './support/server';
 
 let api: TestApi | undefined;
 const clients: TestSignalingClient[] = [];
@@ -17,9 +18,17 @@ async function start(options: Parameters<typeof startTestApi>[0] = {}): Promise<
 
 async function connect(
   name: string,
-  headers: Record<string, string> = {},
+  options: { channel?: string; headers?: Record<string, string> } = {},
 ): Promise<TestSignalingClient> {
-  const client = await TestSignalingClient.connect(api!.baseUrl, name, headers);
+  const client = await TestSignalingClient.connect(api!.baseUrl, name, options);
+  clients.push(client);
+  return client;
+}
+
+async function openWithToken(token: string): Promise<TestSignalingClient> {
+  const client = await TestSignalingClient.open(
+    `${api!.baseUrl.replace('http', 'ws')}/ws/voice?token=${encodeURIComponent(token)}`,
+  );
   clients.push(client);
   return client;
 }
@@ -28,7 +37,7 @@ async function joinAs(
   name: string,
   channel = 'lobby',
 ): Promise<TestSignalingClient & { peerId: string }> {
-  const client = await connect(name);
+  const client = await connect(name, { channel });
   const caps = (await client.request('getRouterRtpCapabilities')) as {
     data: { rtpCapabilities: unknown };
   };
@@ -150,14 +159,62 @@ describe('signaling validation', () => {
 
   it('a WebSocket from a foreign origin is refused', async () => {
     await start();
-    const client = await connect('Alice', { origin: 'https://evil.example' });
+    const client = await connect('Alice', { headers: { origin: 'https://evil.example' } });
     expect(await client.closed()).toBe(4403);
   });
 
-  it('a bad display name is refused with 4400', async () => {
+  it('a bad display name is refused when asking to join, before any socket opens', async () => {
     await start();
-    const client = await connect(' ');
-    expect(await client.closed()).toBe(4400);
+    await expect(requestJoin(api!.baseUrl, ' ', 'lobby')).rejects.toThrow(/join refused with 400/);
+  });
+});
+
+describe('join tokens', () => {
+  it('a socket without a token, or with a forged one, is closed with 4401', async () => {
+    await start();
+    expect(await (await openWithToken('')).closed()).toBe(4401);
+    const forged = await new JoinTokens('another-cluster-secret-0123456789abcdef').sign({
+      sub: 'guest:x',
+      name: 'Mallory',
+      guest: true,
+      channel: 'lobby',
+      node: 'whatever',
+      grants: ['join', 'speak', 'moderate'],
+      core: 'whatever',
+    });
+    expect(await (await openWithToken(forged)).closed()).toBe(4401);
+  });
+
+  it('a token admits to its own channel only', async () => {
+    await start();
+    const client = await connect('Alice', { channel: 'lobby' });
+    const caps = (await client.request('getRouterRtpCapabilities')) as {
+      data: { rtpCapabilities: unknown };
+    };
+    const elsewhere = await client.request('join', {
+      channel: 'secret',
+      rtpCapabilities: caps.data.rtpCapabilities,
+    });
+    expect(errorOf(elsewhere)).toMatchObject({ code: 'forbidden' });
+    expect(
+      await client.request('join', {
+        channel: 'lobby',
+        rtpCapabilities: caps.data.rtpCapabilities,
+      }),
+    ).toMatchObject({ ok: true });
+  });
+
+  it('joining needs the join grant in the channel: 401 without credentials, 403 without it', async () => {
+    await start({ api: { guestGrants: 'speak' } });
+    const anonymous = await fetch(`${api!.baseUrl}/api/voice/join`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ channel: 'lobby' }),
+    });
+    expect(anonymous.status).toBe(401);
+    await expect(requestJoin(api!.baseUrl, 'Alice', 'lobby')).rejects.toThrow(
+      /join refused with 403/,
+    );
   });
 });
 
@@ -172,7 +229,7 @@ describe('signaling lifecycle', () => {
     );
     expect(left).toMatchObject({ data: { peerId: bob.peerId } });
     expect(
-      voice.channels
+      voice!.channels
         .get('lobby')!
         .participants()
         .map((p) => p.displayName),
@@ -183,12 +240,12 @@ describe('signaling lifecycle', () => {
     const { voice } = await start();
     const alice = await joinAs('Alice');
     expect(await alice.request('leave')).toMatchObject({ ok: true });
-    expect(voice.channels.list()).toEqual([]);
+    expect(voice!.channels.list()).toEqual([]);
     const caps = (await alice.request('getRouterRtpCapabilities')) as {
       data: { rtpCapabilities: unknown };
     };
     expect(
-      await alice.request('join', { channel: 'again', rtpCapabilities: caps.data.rtpCapabilities }),
+      await alice.request('join', { channel: 'lobby', rtpCapabilities: caps.data.rtpCapabilities }),
     ).toMatchObject({
       ok: true,
     });

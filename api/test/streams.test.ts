@@ -193,14 +193,42 @@ describe('publish authorization and live streams', () => {
     });
   });
 
+  it('a stream is recorded in stream_history from publish to end', async () => {
+    const { streams, database } = await start();
+    const issued = await streams.createKey('logged');
+    const grant = await streams.authorizePublish(issued.streamKey, { ip: '10.0.0.7' });
+    streams.report({ kind: 'live', streamId: grant.streamId });
+    streams.report({ kind: 'ended', streamId: grant.streamId, reason: 'publisher left' });
+    await streams.settle();
+    const rows = await database.query(
+      'SELECT channel, key_id, publisher_ip, storage_prefix, live_at, ended_at, end_reason FROM stream_history WHERE id = $1',
+      [grant.streamId],
+    );
+    expect(rows).toEqual([
+      {
+        channel: 'logged',
+        key_id: issued.key.id,
+        publisher_ip: '10.0.0.7',
+        storage_prefix: 'live/logged',
+        live_at: expect.any(Date),
+        ended_at: expect.any(Date),
+        end_reason: 'publisher left',
+      },
+    ]);
+  });
+
   it('GET /api/channels/:name/stream goes offline -> starting -> live -> ended, with the viewer count', async () => {
     const { streams, baseUrl } = await start();
     const read = async () =>
-      channelStreamSchema.parse(await (await fetch(`${baseUrl}/api/channels/tv/stream`)).json());
+      channelStreamSchema.parse(
+        await (await fetch(`${baseUrl}/api/channels/tv/stream`, { headers: guest })).json(),
+      );
     expect((await read()).stream).toBeNull();
 
     const issued = await streams.createKey('tv');
-    const events = new WebSocket(`${baseUrl.replace('http', 'ws')}/ws/events?channel=tv&watch=1`);
+    const events = new WebSocket(
+      `${baseUrl.replace('http', 'ws')}/ws/events?channel=tv&watch=1&name=Viewer`,
+    );
     const received: { method: string; data: unknown }[] = [];
     events.on('message', (raw) => received.push(JSON.parse(String(raw))));
     await new Promise((resolve) => events.once('open', resolve));
@@ -230,7 +258,7 @@ describe('publish authorization and live streams', () => {
       state: 'live',
       renditions: [{ name: '720p30', width: 1280, height: 720, fps: 30, bitrateKbps: 2128 }],
     });
-    const live = await fetch(`${baseUrl}/api/streams`);
+    const live = await fetch(`${baseUrl}/api/streams`, { headers: guest });
     expect(liveStreamListSchema.parse(await live.json()).streams).toHaveLength(1);
     streams.report({ kind: 'ended', streamId: grant.streamId, reason: 'publisher left' });
     expect((await read()).stream).toMatchObject({ state: 'ended', endedAt: expect.any(String) });
@@ -253,7 +281,7 @@ describe('publish authorization and live streams', () => {
     const viewers: [string, number][] = [];
     streams.events.on('viewerCount', (channel, count) => viewers.push([channel, count]));
     const socket = new WebSocket(
-      `${baseUrl.replace('http', 'ws')}/ws/events?channel=nowhere&watch=1`,
+      `${baseUrl.replace('http', 'ws')}/ws/events?channel=nowhere&watch=1&name=Viewer`,
     );
     await new Promise((resolve) => socket.once('open', resolve));
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -263,7 +291,9 @@ describe('publish authorization and live streams', () => {
 
   it('the events socket refuses an invalid channel with 4400', async () => {
     const { baseUrl } = await start();
-    const socket = new WebSocket(`${baseUrl.replace('http', 'ws')}/ws/events?channel=../x`);
+    const socket = new WebSocket(
+      `${baseUrl.replace('http', 'ws')}/ws/events?channel=../x&name=Viewer`,
+    );
     const code = await new Promise<number>((resolve) => socket.once('close', resolve));
     expect(code).toBe(4400);
   });

@@ -12,6 +12,7 @@ export class ChannelManager {
   readonly #logger: Logger;
   readonly #channels = new Map<string, Channel>();
   readonly #opening = new Map<string, Promise<Channel>>();
+  readonly #openedListeners: ((channel: Channel) => void)[] = [];
 
   constructor(pool: WorkerPool, config: VoiceConfig, logger: Logger) {
     this.#pool = pool;
@@ -60,9 +61,19 @@ export class ChannelManager {
     throw new AppError('unavailable', `channel ${name} could not be opened`);
   }
 
-  /** Closes a live channel, telling its peers it was deleted. */
-  close(name: string): void {
-    this.#channels.get(name)?.close('deleted');
+  /** Closes a live channel, telling its peers why. */
+  close(name: string, reason: 'deleted' | 'released' = 'deleted'): void {
+    this.#channels.get(name)?.close(reason);
+  }
+
+  /** The live channel of that name, opened without a peer if needed (a cascade hub). */
+  open(name: string): Promise<Channel> {
+    return this.#getOrOpen(name);
+  }
+
+  /** Events of channels as they open, so the cascade can follow them. */
+  onOpened(listener: (channel: Channel) => void): void {
+    this.#openedListeners.push(listener);
   }
 
   /** Closes every channel for shutdown. */
@@ -82,6 +93,7 @@ export class ChannelManager {
           channel.events.once('closed', () => {
             if (this.#channels.get(name) === channel) this.#channels.delete(name);
           });
+          for (const listener of this.#openedListeners) listener(channel);
           return channel;
         })
         .finally(() => this.#opening.delete(name));

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { types } from 'mediasoup';
 import type {
   Participant,
+  RemoteParticipant,
   RtpParameters,
   VoiceNotificationData,
   VoiceNotificationMethod,
@@ -23,10 +24,36 @@ import type { WorkerPool } from './worker-pool';
 export type ChannelEvents = {
   /** The channel closed: its last peer left, it was deleted, or its worker died. */
   closed: [];
+  /** A producer opened on the core router: a local peer's, or one piped in over a link. */
+  producerOpened: [producer: types.Producer];
+  /** A participant joined or changed; `linkId` names the link it came over, if remote. */
+  participantUpserted: [participant: Participant, linkId: string | undefined];
+  /** A participant left; `linkId` names the link it came over, if remote. */
+  participantRemoved: [peerId: string, linkId: string | undefined];
+  /** A peer joined on this node. */
+  peerJoined: [peerId: string, identity: Identity];
+  /** A peer on this node left or was removed. */
+  peerLeft: [peerId: string];
+  /** A local moderator muted or unmuted a participant served by another node. */
+  remoteServerMuteRequested: [peerId: string, muted: boolean, linkId: string];
 };
 
 /** Why a channel closes, which decides what its remaining peers are told. */
-export type ChannelCloseReason = 'empty' | 'deleted' | 'worker-died' | 'shutdown';
+export type ChannelCloseReason = 'empty' | 'deleted' | 'released' | 'worker-died' | 'shutdown';
+
+/** What a producer piped in from another node looks like at its source. */
+export interface RemoteProducerInfo {
+  /** The producer's id, kept across the pipe. */
+  producerId: string;
+  /** The participant sending it. */
+  peerId: string;
+  /** Media kind. */
+  kind: types.MediaKind;
+  /** RTP parameters of the sending pipe consumer. */
+  rtpParameters: RtpParameters;
+  /** Whether it is paused at its source. */
+  paused: boolean;
+}
 
 /** What a newly created WebRTC transport tells the client. */
 export interface WebRtcTransportInfo {
@@ -66,9 +93,12 @@ export class Channel {
   readonly #activeSpeakerObserver: types.ActiveSpeakerObserver;
   readonly #audioLevelObserver: types.AudioLevelObserver;
   readonly #peers = new Map<string, Peer>();
+  readonly #remoteParticipants = new Map<string, { participant: Participant; linkId: string }>();
+  readonly #remoteProducers = new Map<string, types.Producer>();
   readonly #edges = new Map<string, Edge>();
   readonly #edgeQueue = new SerialQueue();
   #activeSpeakerId: string | null = null;
+  #holds = 0;
   #closed = false;
 
   private constructor(options: {
@@ -146,9 +176,136 @@ export class Channel {
     return this.#activeSpeakerId;
   }
 
-  /** Public views of every participant. */
+  /** Public views of every participant, those served by other nodes included. */
   participants(): Participant[] {
+    return [
+      ...[...this.#peers.values()].map((peer) => peer.toParticipant()),
+      ...[...this.#remoteParticipants.values()].map(({ participant }) => participant),
+    ];
+  }
+
+  /** Participants served by this node. */
+  localParticipants(): Participant[] {
     return [...this.#peers.values()].map((peer) => peer.toParticipant());
+  }
+
+  /** Participants served elsewhere, with the link each came over. */
+  remoteParticipants(): { participant: Participant; linkId: string }[] {
+    return [...this.#remoteParticipants.values()];
+  }
+
+  /** Every producer on the core router: local peers' and those piped in from other nodes. */
+  producers(): types.Producer[] {
+    const local = [...this.#peers.values()].flatMap((peer) => [...peer.producers.values()]);
+    return [...local, ...this.#remoteProducers.values()];
+  }
+
+  /** Media bitrate through the channel's client transports, sent plus received, in kbit/s. */
+  async bitrateKbps(): Promise<number> {
+    const transports = [...this.#peers.values()].flatMap((peer) =>
+      [peer.sendTransport, peer.recvTransport].filter((t) => t !== undefined && !t.closed),
+    );
+    const stats = await Promise.all(
+      transports.map((transport) => transport!.getStats().catch(() => [])),
+    );
+    let bitsPerSecond = 0;
+    for (const entries of stats) {
+      for (const entry of entries) bitsPerSecond += entry.recvBitrate + entry.sendBitrate;
+    }
+    return bitsPerSecond / 1000;
+  }
+
+  /** Keeps the channel open without local peers, while a link to another node needs it. */
+  hold(): void {
+    this.#holds++;
+  }
+
+  /** Ends one `hold`; a channel left with no peers and no holds closes. */
+  release(): void {
+    this.#holds = Math.max(0, this.#holds - 1);
+    if (this.#holds === 0 && this.#peers.size === 0) this.close('empty');
+  }
+
+  /**
+   * Opens a PipeTransport on the core router for a link to another node: RTX so lost packets
+   * are repaired across hosts, SRTP so media between hosts is encrypted.
+   */
+  async createPipeTransport(linkId: string): Promise<types.PipeTransport> {
+    this.#assertOpen();
+    return this.#core.createPipeTransport({
+      listenIp: { ip: this.#config.listenIp, announcedIp: this.#config.announcedAddress },
+      enableRtx: true,
+      enableSrtp: true,
+      appData: { linkId },
+    });
+  }
+
+  /** Starts a producer that another node pipes in, and has every local listener consume it. */
+  async openRemoteProducer(
+    transport: types.PipeTransport,
+    linkId: string,
+    info: RemoteProducerInfo,
+  ): Promise<types.Producer> {
+    this.#assertOpen();
+    const producer = await transport.produce({
+      id: info.producerId,
+      kind: info.kind,
+      rtpParameters: info.rtpParameters as types.RtpParameters,
+      paused: info.paused,
+      appData: { peerId: info.peerId, linkId },
+    });
+    if (this.#closed) {
+      producer.close();
+      throw new AppError('unavailable', 'the channel closed');
+    }
+    this.#remoteProducers.set(producer.id, producer);
+    producer.observer.once('close', () => this.#remoteProducers.delete(producer.id));
+    for (const listener of this.#peers.values()) void this.#consume(listener, producer);
+    await Promise.all([
+      this.#activeSpeakerObserver.addProducer({ producerId: producer.id }),
+      this.#audioLevelObserver.addProducer({ producerId: producer.id }),
+    ]);
+    this.events.safeEmit('producerOpened', producer);
+    return producer;
+  }
+
+  /** Adds or updates a participant served by another node, telling local peers. */
+  upsertRemoteParticipant(participant: RemoteParticipant, linkId: string): void {
+    if (this.#closed || this.#peers.has(participant.id)) return;
+    const view: Participant = {
+      id: participant.id,
+      displayName: participant.displayName,
+      muted: participant.muted,
+      deafened: participant.deafened,
+      serverMuted: participant.serverMuted,
+    };
+    const known = this.#remoteParticipants.has(view.id);
+    this.#remoteParticipants.set(view.id, { participant: view, linkId });
+    if (known) this.#broadcast('participantUpdated', { participant: view });
+    else this.#broadcast('participantJoined', { participant: view });
+    this.events.safeEmit('participantUpserted', view, linkId);
+  }
+
+  /** Removes a participant served by another node, telling local peers. */
+  removeRemoteParticipant(peerId: string): void {
+    const entry = this.#remoteParticipants.get(peerId);
+    if (!entry) return;
+    this.#remoteParticipants.delete(peerId);
+    this.#broadcast('participantLeft', { peerId });
+    this.events.safeEmit('participantRemoved', peerId, entry.linkId);
+  }
+
+  /** Removes every participant that came over a link, e.g. when the link died. */
+  removeRemoteParticipantsOf(linkId: string): void {
+    for (const [peerId, entry] of [...this.#remoteParticipants]) {
+      if (entry.linkId === linkId) this.removeRemoteParticipant(peerId);
+    }
+  }
+
+  /** Applies a server mute that a moderator on another node asked for. */
+  async applyServerMute(peerId: string, muted: boolean): Promise<void> {
+    const target = this.#peers.get(peerId);
+    if (target) await this.#serverMute(target, muted);
   }
 
   /** Where the channel's routers are and how loaded its edges are. */
@@ -190,6 +347,8 @@ export class Channel {
     });
     this.#peers.set(peer.id, peer);
     this.#broadcast('participantJoined', { participant: peer.toParticipant() }, peer);
+    this.events.safeEmit('participantUpserted', peer.toParticipant(), undefined);
+    this.events.safeEmit('peerJoined', peer.id, identity);
     this.#logger.info({ peer: peer.id, name: identity.displayName }, 'peer joined');
     return peer;
   }
@@ -310,6 +469,7 @@ export class Channel {
     for (const listener of this.#peers.values()) {
       if (listener !== peer) void this.#consume(listener, producer);
     }
+    this.events.safeEmit('producerOpened', producer);
     await Promise.all([
       this.#activeSpeakerObserver.addProducer({ producerId: producer.id }),
       this.#audioLevelObserver.addProducer({ producerId: producer.id }),
@@ -361,33 +521,36 @@ export class Channel {
         return clientReady ? consumer.resume() : undefined;
       }),
     );
-    this.#broadcast('participantUpdated', { participant: peer.toParticipant() });
+    this.#announce(peer);
   }
 
-  /** Moderator action: mutes another peer on the server, or lets it unmute again. */
+  /**
+   * Moderator action: mutes another peer on the server, or lets it unmute again. A participant
+   * served by another node is muted there, through the link it came over.
+   */
   async setServerMuted(actorId: string, targetId: string, muted: boolean): Promise<void> {
     const actor = this.#peer(actorId);
     if (!actor.identity.grants.has('moderate')) {
       throw new AppError('forbidden', 'missing the "moderate" grant for this channel');
     }
-    const target = this.#peer(targetId);
-    target.serverMuted = muted;
-    if (muted) {
-      await Promise.all([...target.producers.values()].map((producer) => producer.pause()));
-      target.muted = true;
+    const remote = this.#remoteParticipants.get(targetId);
+    if (remote) {
+      this.events.safeEmit('remoteServerMuteRequested', targetId, muted, remote.linkId);
+    } else {
+      await this.#serverMute(this.#peer(targetId), muted);
     }
-    this.#broadcast('participantUpdated', { participant: target.toParticipant() });
     this.#logger.info({ peer: targetId, by: actorId, muted }, 'server mute');
   }
 
-  /** Removes a peer and every mediasoup object it owns; an empty channel closes. */
+  /** Removes a peer and every mediasoup object it owns; an empty, unheld channel closes. */
   leave(peerId: string): void {
     const peer = this.#peers.get(peerId);
     if (!peer) return;
     this.#removePeer(peer);
     this.#broadcast('participantLeft', { peerId });
     this.#logger.info({ peer: peerId }, 'peer left');
-    if (this.#peers.size === 0) this.close('empty');
+    this.events.safeEmit('participantRemoved', peerId, undefined);
+    if (this.#peers.size === 0 && this.#holds === 0) this.close('empty');
   }
 
   /** Closes the channel and every object in it, telling remaining peers why. */
@@ -398,7 +561,7 @@ export class Channel {
       this.#removePeer(peer);
       if (reason === 'worker-died') {
         peer.sink.notify('reconnect', { reason: 'media server restarted' });
-      } else if (reason === 'deleted' || reason === 'shutdown') {
+      } else if (reason !== 'empty') {
         peer.sink.notify('channelClosed', { reason });
       }
     }
@@ -406,6 +569,7 @@ export class Channel {
       if (edge.router !== this.#core) edge.router.close();
     }
     this.#edges.clear();
+    this.#remoteParticipants.clear();
     this.#core.close();
     this.#logger.info({ reason }, 'channel closed');
     this.events.safeEmit('closed');
@@ -445,6 +609,7 @@ export class Channel {
       if (other === peer) continue;
       for (const producer of other.producers.values()) void this.#consume(peer, producer);
     }
+    for (const producer of this.#remoteProducers.values()) void this.#consume(peer, producer);
     return peer.recvTransport;
   }
 
@@ -595,6 +760,7 @@ export class Channel {
     peer.closeMedia();
     this.#releaseEdge(peer);
     this.#peers.delete(peer.id);
+    this.events.safeEmit('peerLeft', peer.id);
     if (this.#activeSpeakerId === peer.id) {
       this.#activeSpeakerId = null;
       this.#broadcast('activeSpeaker', { peerId: null });
@@ -622,7 +788,23 @@ export class Channel {
   #setMuted(peer: Peer, muted: boolean): void {
     if (peer.muted === muted) return;
     peer.muted = muted;
-    this.#broadcast('participantUpdated', { participant: peer.toParticipant() });
+    this.#announce(peer);
+  }
+
+  async #serverMute(target: Peer, muted: boolean): Promise<void> {
+    target.serverMuted = muted;
+    if (muted) {
+      await Promise.all([...target.producers.values()].map((producer) => producer.pause()));
+      target.muted = true;
+    }
+    this.#announce(target);
+  }
+
+  // A local peer changed: its channel mates here hear it directly, other nodes through links.
+  #announce(peer: Peer): void {
+    const participant = peer.toParticipant();
+    this.#broadcast('participantUpdated', { participant });
+    this.events.safeEmit('participantUpserted', participant, undefined);
   }
 
   #broadcast<M extends VoiceNotificationMethod>(

@@ -48,10 +48,71 @@ const envKeys: Record<string, keyof VoiceConfig> = {
 
 /** Reads the voice-sfu settings from `VOICE_*` environment variables. */
 export function loadVoiceConfig(env: Record<string, string | undefined>): VoiceConfig {
-  return parseEnvConfig(voiceConfigSchema, env, 'VOICE_', envKeys);
+  return parseEnvConfig(voiceConfigSchema, without(env, serverEnvKeys), 'VOICE_', envKeys);
 }
 
 /** Builds a full config from defaults plus overrides, for embedding and tests. */
 export function voiceConfig(overrides: Partial<VoiceConfig> = {}): VoiceConfig {
   return voiceConfigSchema.parse(overrides);
+}
+
+/** Settings of a standalone voice-sfu process: its own HTTP port and its link to the api. */
+export const voiceServerConfigSchema = z
+  .object({
+    /** Id the node registers under; unique in the cluster. */
+    nodeId: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,128}$/)
+      .default(`voice-${os.hostname()}`),
+    /** Address the signaling and metrics HTTP server binds. */
+    host: z.string().min(1).default('127.0.0.1'),
+    /** Port of the signaling WebSocket (`/ws`), `/metrics` and `/health`. */
+    port: port.default(4480),
+    /** ws/wss URL clients reach the signaling endpoint at; defaults to host and port. */
+    publicUrl: z.url({ protocol: /^wss?$/ }).optional(),
+    /** Base URL of the api the node registers with. */
+    apiUrl: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:8080'),
+    /** Secret shared with the api: authenticates the node and signs join tokens. */
+    clusterSecret: z.string().min(32),
+    /** Participants the node accepts; placement sends no more. */
+    maxParticipants: z.coerce.number().int().min(1).optional(),
+    /** Consumers the node carries; placement sends no more participants past it. */
+    maxConsumers: z.coerce.number().int().min(1).optional(),
+    /** Milliseconds between load reports to the api. */
+    heartbeatMs: z.coerce.number().int().min(100).max(10000).default(1000),
+    /** Log level. */
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  })
+  .transform((config) => ({
+    ...config,
+    publicUrl: config.publicUrl ?? `ws://${config.host}:${config.port}/ws`,
+  }));
+
+/** Settings of a standalone voice-sfu process. */
+export type VoiceServerConfig = z.output<typeof voiceServerConfigSchema>;
+
+const serverEnvKeys: Record<string, string> = {
+  VOICE_NODE_ID: 'nodeId',
+  VOICE_HOST: 'host',
+  VOICE_PORT: 'port',
+  VOICE_PUBLIC_URL: 'publicUrl',
+  VOICE_API_URL: 'apiUrl',
+  VOICE_CLUSTER_SECRET: 'clusterSecret',
+  VOICE_MAX_PARTICIPANTS: 'maxParticipants',
+  VOICE_MAX_CONSUMERS: 'maxConsumers',
+  VOICE_HEARTBEAT_MS: 'heartbeatMs',
+  VOICE_LOG_LEVEL: 'logLevel',
+};
+
+/** Reads the standalone process settings from `VOICE_*` environment variables. */
+export function loadVoiceServerConfig(env: Record<string, string | undefined>): VoiceServerConfig {
+  return parseEnvConfig(voiceServerConfigSchema, without(env, envKeys), 'VOICE_', serverEnvKeys);
+}
+
+// Both settings groups share the VOICE_ prefix; each reads its own and leaves the other's alone.
+function without(
+  env: Record<string, string | undefined>,
+  keys: Record<string, string>,
+): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !(name in keys)));
 }

@@ -7,3 +7,7 @@ export type { PeerSink } from './peer';
 export * from './signaling-session';
 export * from './voice-node';
 export * from './worker-pool';
+export * from './cascade';
+export * from './control-socket';
+export * from './node-agent';
+export * from './server';

@@ -34,11 +34,18 @@ export function registerStreamRoutes(
     ctx.body = { keys: await deps.streams.listKeys() };
   });
 
-  router.get('/api/streams', limit, (ctx) => {
+  router.get('/api/streams', limit, signedIn, requireGrant('join'), (ctx) => {
     ctx.body = { streams: deps.streams.liveStreams() };
   });
 
-  router.get('/api/channels/:name/stream', limit, channelParam(), (ctx) => {
-    ctx.body = deps.streams.channelStream(ctx.params.name!);
-  });
+  router.get(
+    '/api/channels/:name/stream',
+    limit,
+    signedIn,
+    channelParam(),
+    requireGrant('join'),
+    (ctx) => {
+      ctx.body = deps.streams.channelStream(ctx.params.name!);
+    },
+  );
 }

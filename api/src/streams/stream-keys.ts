@@ -14,10 +14,7 @@ export interface StreamKeyRecord {
   lastUsedAt: Date | null;
 }
 
-/**
- * Where stream keys live. This issue keeps them in process; the control-plane issue adds a
- * PostgreSQL implementation behind the same interface.
- */
+/** Where stream keys live; `SqlStreamKeyStore` keeps them in PGlite or PostgreSQL. */
 export interface StreamKeyStore {
   /** The key of a channel, if it has one. */
   byChannel(channel: string): Promise<StreamKeyRecord | undefined>;
@@ -29,32 +26,6 @@ export interface StreamKeyStore {
   delete(channel: string): Promise<void>;
   /** Every key. */
   list(): Promise<StreamKeyRecord[]>;
-}
-
-/** The in-process key store of the embedded profile. */
-export class InMemoryStreamKeyStore implements StreamKeyStore {
-  readonly #byChannel = new Map<string, StreamKeyRecord>();
-
-  async byChannel(channel: string): Promise<StreamKeyRecord | undefined> {
-    return this.#byChannel.get(channel);
-  }
-
-  async byId(id: string): Promise<StreamKeyRecord | undefined> {
-    for (const record of this.#byChannel.values()) if (record.id === id) return record;
-    return undefined;
-  }
-
-  async put(record: StreamKeyRecord): Promise<void> {
-    this.#byChannel.set(record.channel, record);
-  }
-
-  async delete(channel: string): Promise<void> {
-    this.#byChannel.delete(channel);
-  }
-
-  async list(): Promise<StreamKeyRecord[]> {
-    return [...this.#byChannel.values()];
-  }
 }
 
 // Keys look like `sk_<16 hex id>_<64 hex secret>`: only characters RTMP stream names allow, an id

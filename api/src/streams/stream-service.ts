@@ -14,6 +14,7 @@ import type {
   StreamReport,
 } from '@hearth/stream-ingest';
 import type { ChannelDirectory } from '../channel-directory';
+import type { StreamHistory } from '../db/stream-history';
 import {
   generateStreamKey,
   parseStreamKey,
@@ -61,6 +62,8 @@ export class StreamService implements IngestControlPlane {
   readonly events: TypedEmitter<StreamServiceEvents>;
   readonly #keys: StreamKeyStore;
   readonly #channels: ChannelDirectory;
+  readonly #history: StreamHistory;
+  readonly #pendingHistory = new Set<Promise<void>>();
   readonly #urls: StreamUrls;
   readonly #logger: Logger;
   readonly #streams = new Map<string, StreamEntry>();
@@ -69,11 +72,13 @@ export class StreamService implements IngestControlPlane {
   constructor(options: {
     keys: StreamKeyStore;
     channels: ChannelDirectory;
+    history: StreamHistory;
     urls: StreamUrls;
     logger: Logger;
   }) {
     this.#keys = options.keys;
     this.#channels = options.channels;
+    this.#history = options.history;
     this.#urls = options.urls;
     this.#logger = options.logger.child({ component: 'streams' });
     this.events = new TypedEmitter((error, event) =>
@@ -151,19 +156,23 @@ export class StreamService implements IngestControlPlane {
       renditions: [],
     };
     this.#streams.set(streamId, { stream, keyId: record.id });
+    const storagePrefix = `live/${record.channel}`;
     try {
       record.lastUsedAt = new Date();
       await this.#keys.put(record);
+      await this.#history.started({
+        id: streamId,
+        channel: record.channel,
+        keyId: record.id,
+        publisherIp: publisher.ip,
+        storagePrefix,
+        startedAt: new Date(stream.startedAt),
+      });
     } catch (error) {
       this.#streams.delete(streamId);
       throw error;
     }
-    return {
-      streamId,
-      channel: record.channel,
-      keyId: record.id,
-      storagePrefix: `live/${record.channel}`,
-    };
+    return { streamId, channel: record.channel, keyId: record.id, storagePrefix };
   }
 
   /** Applies a report from an ingest node. */
@@ -172,18 +181,30 @@ export class StreamService implements IngestControlPlane {
     if (!entry || entry.stream.state === 'ended') return;
     if (report.kind === 'started') {
       entry.stream = { ...entry.stream, renditions: report.renditions.map(describeRendition) };
+      this.#record(
+        report.streamId,
+        this.#history.renditions(report.streamId, entry.stream.renditions),
+      );
       this.events.safeEmit('streamStarted', this.#withViewers(entry.stream));
     } else if (report.kind === 'live') {
       entry.stream = { ...entry.stream, state: 'live' };
+      this.#record(report.streamId, this.#history.live(report.streamId, new Date()));
       this.events.safeEmit('streamLive', this.#withViewers(entry.stream));
     } else {
-      entry.stream = { ...entry.stream, state: 'ended', endedAt: new Date().toISOString() };
+      const endedAt = new Date();
+      entry.stream = { ...entry.stream, state: 'ended', endedAt: endedAt.toISOString() };
+      this.#record(report.streamId, this.#history.ended(report.streamId, endedAt, report.reason));
       this.events.safeEmit('streamEnded', this.#withViewers(entry.stream));
       this.#logger.info({ stream: report.streamId, reason: report.reason }, 'stream ended');
       setTimeout(() => {
         if (this.#streams.get(report.streamId) === entry) this.#streams.delete(report.streamId);
       }, ENDED_STREAM_RETENTION_MS).unref();
     }
+  }
+
+  /** Resolves once every stream history write started so far has finished (before closing the db). */
+  async settle(): Promise<void> {
+    while (this.#pendingHistory.size > 0) await Promise.all(this.#pendingHistory);
   }
 
   /** Subscribes to key rotations and revocations. */
@@ -219,6 +240,17 @@ export class StreamService implements IngestControlPlane {
       released = true;
       this.#setViewers(channel, (this.#viewers.get(channel) ?? 1) - 1);
     };
+  }
+
+  // Ingest reports are fire-and-forget; their history writes are tracked so `settle()` can wait
+  // for them, and a failed write is logged rather than disturbing the stream.
+  #record(streamId: string, write: Promise<void>): void {
+    const tracked = write
+      .catch((error: unknown) =>
+        this.#logger.error({ err: error, stream: streamId }, 'stream history write failed'),
+      )
+      .finally(() => this.#pendingHistory.delete(tracked));
+    this.#pendingHistory.add(tracked);
   }
 
   async #issue(channel: string): Promise<IssuedStreamKey> {

@@ -5,20 +5,24 @@ import {
   type EventNotificationData,
   type EventNotificationMethod,
 } from '@hearth/protocol';
+import { AppError } from '@hearth/server-common';
+import { holdsGrant, type Authenticator, type Principal } from '../auth';
 import type { StreamService, StreamServiceEvents } from '../streams/stream-service';
 import type { ChannelDirectory } from '../channel-directory';
-import { keepAlive } from './heartbeat';
+import { keepAlive } from '@hearth/server-common';
 import { originAllowed } from './origin';
 
 /**
- * The public events socket at `/ws/events`: stream started, live and ended, and viewer counts.
- * `?channel=<name>` limits it to one channel; adding `&watch=1` counts the connection as a viewer
- * of that channel for as long as it stays open. Clients only listen; anything they send is
- * ignored.
+ * The events socket at `/ws/events`: stream started, live and ended, and viewer counts, for the
+ * channels the caller may join. Callers authenticate with `?access_token=<JWT>` or, while guest
+ * access is on, `?name=<display name>`. `?channel=<name>` limits it to one channel; adding
+ * `&watch=1` counts the connection as a viewer of that channel for as long as it stays open.
+ * Clients only listen; anything they send is ignored.
  */
 export function streamEvents(
   streams: StreamService,
   channels: ChannelDirectory,
+  authenticator: Authenticator,
   allowedOrigins: readonly string[],
 ): Koa.Middleware {
   return async (ctx, next) => {
@@ -38,12 +42,32 @@ export function streamEvents(
       }
       channel = parsed.data;
     }
+    let principal: Principal;
+    try {
+      const { name, access_token: accessToken } = ctx.query;
+      principal = await authenticator.authenticate({
+        guestName: typeof name === 'string' ? name : undefined,
+        accessToken: typeof accessToken === 'string' ? accessToken : undefined,
+        authorization: ctx.get('authorization') || undefined,
+      });
+    } catch (error) {
+      const code = error instanceof AppError && error.code === 'bad_request' ? 4400 : 4401;
+      socket.close(code, error instanceof AppError ? error.message : 'unauthorized');
+      return;
+    }
+    // A client that left while its token was checked would never unsubscribe below.
+    if (socket.readyState !== socket.OPEN) return;
+    if (channel !== undefined && !holdsGrant(principal, 'join', channel)) {
+      socket.close(4403, `missing the "join" grant in channel ${channel}`);
+      return;
+    }
     const send = <M extends EventNotificationMethod>(method: M, data: EventNotificationData<M>) => {
       if (socket.readyState === socket.OPEN) {
         socket.send(JSON.stringify({ kind: 'notification', method, data }));
       }
     };
-    const forChannel = (name: string) => channel === undefined || channel === name;
+    const forChannel = (name: string) =>
+      (channel === undefined || channel === name) && holdsGrant(principal, 'join', name);
     const unsubscribe = [
       subscribe(streams, 'streamStarted', (stream) => {
         if (forChannel(stream.channel)) send('streamStarted', { stream });

@@ -4,11 +4,20 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { WebSocket } from 'ws';
-import { serverMessageSchema, type ServerMessage } from '@hearth/protocol';
+import {
+  serverMessageSchema,
+  voiceJoinSchema,
+  type ServerMessage,
+  type VoiceJoin,
+} from '@hearth/protocol';
 import { createLogger } from '@hearth/server-common';
 import { voiceConfig, type VoiceConfig, type VoiceNode } from '@hearth/voice-sfu';
 import { apiConfig } from '../../src/config';
+import { PgliteClient } from '../../src/db/pglite-client';
+import type { SqlClient } from '../../src/db/sql-client';
+import type { Stores } from '../../src/db/stores';
 import { startPlatform } from '../../src/platform';
+import { migratedTemplate } from './pglite-templates';
 import type { StreamService, StreamUrls } from '../../src/streams/stream-service';
 import type { IngestConfig, IngestNode, ObjectStorage } from '@hearth/stream-ingest';
 
@@ -16,19 +25,34 @@ import type { IngestConfig, IngestNode, ObjectStorage } from '@hearth/stream-ing
 export interface TestApi {
   /** `http://127.0.0.1:<port>`. */
   baseUrl: string;
-  /** The in-process voice node behind it. */
-  voice: VoiceNode;
+  /** The in-process voice node behind it, unless the test turned it off. */
+  voice: VoiceNode | undefined;
   /** Stream keys and live streams. */
   streams: StreamService;
   /** The ingest node, when the test asked for one. */
   ingest: IngestNode | undefined;
   /** Folder served as the web app. */
   webDistDir: string;
+  /** The api's database (an in-memory PGlite copy of a migrated template). */
+  database: SqlClient;
+  /** Every store on it. */
+  stores: Stores;
   /** Stops the server and the voice node. */
   close(): Promise<void>;
 }
 
-/** Starts the api with an in-process voice node; the web app folder is a temporary one unless given. */
+/** JWT signing secret of every test api. */
+export const TEST_JWT_SECRET = 'test-jwt-secret-that-is-long-enough-0123456789';
+
+/** A fresh in-memory PGlite database with the current schema. */
+export async function openTestDatabase(): Promise<PgliteClient> {
+  return PgliteClient.open({ loadDataDir: await migratedTemplate() });
+}
+
+/**
+ * Starts the api with an in-process voice node on a fresh in-memory database; the web app folder
+ * is a temporary one unless given. The auth routes' rate limit is lifted unless the test sets it.
+ */
 export async function startTestApi(
   options: {
     api?: Parameters<typeof apiConfig>[0];
@@ -40,7 +64,13 @@ export async function startTestApi(
   const tempDistDir = options.api?.webDistDir
     ? undefined
     : fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-web-'));
-  const config = apiConfig({ webDistDir: tempDistDir, logLevel: 'error', ...options.api });
+  const config = apiConfig({
+    webDistDir: tempDistDir,
+    logLevel: 'error',
+    jwtSecret: TEST_JWT_SECRET,
+    authRatePerSecond: '1000',
+    ...options.api,
+  });
   const logger = createLogger('api-test', { level: 'error' });
   const registry = new Registry();
   const platform = await startPlatform({
@@ -53,8 +83,9 @@ export async function startTestApi(
       playbackBaseUrl: 'http://127.0.0.1:8081',
     },
     ingest: options.ingest,
+    database: await openTestDatabase(),
   });
-  const { app, voice, streams, ingest } = platform;
+  const { app, voice, streams, ingest, database, stores } = platform;
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;
@@ -64,6 +95,8 @@ export async function startTestApi(
     streams,
     ingest,
     webDistDir: config.webDistDir,
+    database,
+    stores,
     async close() {
       await platform.close();
       server.closeAllConnections();
@@ -90,13 +123,26 @@ export class TestSignalingClient {
     );
   }
 
-  /** Opens a connection to `/ws/voice` as a named guest. */
+  /**
+   * Asks the api for a place in `channel` as a named guest (`POST /api/voice/join`) and opens the
+   * signaling WebSocket it points to with the join token.
+   */
   static async connect(
     baseUrl: string,
     name: string,
+    options: { channel?: string; headers?: Record<string, string> } = {},
+  ): Promise<TestSignalingClient> {
+    const placement = await requestJoin(baseUrl, name, options.channel ?? 'lobby');
+    const url = new URL(placement.url, baseUrl.replace('http', 'ws'));
+    url.searchParams.set('token', placement.token);
+    return TestSignalingClient.open(url.href, options.headers);
+  }
+
+  /** Opens a signaling WebSocket at a URL as it is. */
+  static async open(
+    url: string,
     headers: Record<string, string> = {},
   ): Promise<TestSignalingClient> {
-    const url = `${baseUrl.replace('http', 'ws')}/ws/voice?name=${encodeURIComponent(name)}`;
     const socket = new WebSocket(url, { headers });
     const client = new TestSignalingClient(socket);
     await new Promise<void>((resolve, reject) => {
@@ -141,4 +187,25 @@ export class TestSignalingClient {
   close(): void {
     this.socket.close();
   }
+}
+
+/** `POST /api/voice/join` as a named guest; throws with the api's answer unless it placed us. */
+export async function requestJoin(
+  baseUrl: string,
+  name: string,
+  channel: string,
+): Promise<VoiceJoin> {
+  const response = await fetch(`${baseUrl}/api/voice/join`, {
+    method: 'POST',
+    headers: {
+      authorization: `Guest ${encodeURIComponent(name)}`,
+      'content-type': 'application/json',
+    },
+    body: JSON.stringify({ channel }),
+  });
+  const body: unknown = await response.json();
+  if (response.status !== 200) {
+    throw new Error(`join refused with ${response.status}: ${JSON.stringify(body)}`);
+  }
+  return voiceJoinSchema.parse(body);
 }

@@ -5,3 +5,6 @@ export * from './rtp';
 export * from './signaling';
 export * from './streams';
 export * from './nodes';
+export * from './cascade';
+export * from './node-control';
+export * from './auth';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { channelNameSchema, participantSchema } from './common';
+import { nodeIdSchema } from './nodes';
 import { rtpCapabilitiesSchema } from './rtp';
 
 /** A channel as listed by the REST API. */
@@ -38,3 +39,30 @@ export const voiceCapabilitiesSchema = z.object({ rtpCapabilities: rtpCapabiliti
 
 /** Response of `GET /api/voice/capabilities`. */
 export type VoiceCapabilities = z.infer<typeof voiceCapabilitiesSchema>;
+
+/** Body of `POST /api/voice/join`: the channel, and nodes the client just lost, if any. */
+export const voiceJoinBodySchema = z
+  .object({
+    channel: channelNameSchema,
+    /** Nodes to avoid if another has room: the client's connection to them just failed. */
+    avoid: z.array(nodeIdSchema).max(8).default([]),
+  })
+  .strict();
+
+/** Body of `POST /api/voice/join`. */
+export type VoiceJoinBody = z.input<typeof voiceJoinBodySchema>;
+
+/** Where to connect for a channel: the placed node's signaling URL and a join token for it. */
+export const voiceJoinSchema = z.object({
+  /** The node serving this client. */
+  nodeId: nodeIdSchema,
+  /** Signaling WebSocket URL, absolute or relative to the api's origin. */
+  url: z.string().min(1),
+  /** Join token to pass as the `token` query parameter; valid for `expiresIn` seconds. */
+  token: z.string().min(1),
+  /** Seconds the token stays valid. */
+  expiresIn: z.number().int().positive(),
+});
+
+/** Where to connect for a channel. */
+export type VoiceJoin = z.infer<typeof voiceJoinSchema>;

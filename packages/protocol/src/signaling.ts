@@ -125,7 +125,7 @@ export const voiceNotificationSchemas = {
   /** The server lost the caller's media path (for example a worker died): join again. */
   reconnect: z.object({ reason: z.string() }),
   /** The channel was deleted or the server is shutting down: do not rejoin. */
-  channelClosed: z.object({ reason: z.enum(['deleted', 'shutdown']) }),
+  channelClosed: z.object({ reason: z.enum(['deleted', 'released', 'shutdown']) }),
 } as const;
 
 /** Names of client to server request methods. */

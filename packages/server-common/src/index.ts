@@ -6,3 +6,4 @@ export * from './identity';
 export * from './serial-queue';
 export * from './token-bucket';
 export * from './join-token';
+export * from './keep-alive';

@@ -1,4 +1,5 @@
 import { errorBodySchema } from '@hearth/protocol';
+import { DEFAULT_GUEST_NAME, currentAuthorization, renewAuthorization } from './session';
 
 /** A REST call that failed, with the server's error code when it sent one. */
 export class ApiError extends Error {
@@ -15,26 +16,47 @@ export class ApiError extends Error {
   }
 }
 
-/** The Authorization header of a display-name guest: guests have no account yet. */
+/**
+ * The Authorization header of a display-name guest. `send` uses it only while nobody is signed
+ * in: a signed-in account always acts as itself.
+ */
 export function guestAuthorization(displayName: string): Record<string, string> {
   return { Authorization: `Guest ${encodeURIComponent(displayName)}` };
+}
+
+async function attempt(path: string, init: RequestInit, headers: Headers): Promise<Response> {
+  try {
+    // Paths are relative, so the calls go to the origin that served the app.
+    return await fetch(path, { ...init, headers });
+  } catch (error) {
+    if (error instanceof DOMException && error.name === 'AbortError') throw error;
+    throw new ApiError('network', 0, 'the server cannot be reached');
+  }
 }
 
 /**
  * Sends a request to this origin and resolves with a successful response; a failure becomes an
  * `ApiError` carrying the server's code. An abort is passed through as the `AbortError` it is.
+ * While signed in it carries the account's access token, refreshed once if the server refuses
+ * it; otherwise the guest `Authorization` of `init`, or a default guest name.
  */
 export async function send(path: string, init: RequestInit): Promise<Response> {
-  let response: Response;
-  try {
-    // Paths are relative, so the calls go to the origin that served the app.
-    response = await fetch(path, {
-      ...init,
-      headers: { Accept: 'application/json', ...init.headers },
-    });
-  } catch (error) {
-    if (error instanceof DOMException && error.name === 'AbortError') throw error;
-    throw new ApiError('network', 0, 'the server cannot be reached');
+  const guestHeaders = new Headers(init.headers);
+  guestHeaders.set('Accept', 'application/json');
+  if (!guestHeaders.has('Authorization')) {
+    guestHeaders.set('Authorization', guestAuthorization(DEFAULT_GUEST_NAME).Authorization!);
+  }
+  const withAuthorization = (authorization: string | undefined) => {
+    if (authorization === undefined) return guestHeaders;
+    const headers = new Headers(guestHeaders);
+    headers.set('Authorization', authorization);
+    return headers;
+  };
+  const authorization = await currentAuthorization().catch(() => undefined);
+  let response = await attempt(path, init, withAuthorization(authorization));
+  if (response.status === 401 && authorization !== undefined) {
+    const renewed = await renewAuthorization(authorization).catch(() => undefined);
+    response = await attempt(path, init, withAuthorization(renewed));
   }
   if (response.ok) return response;
   const body = errorBodySchema.safeParse(await readJson(response).catch(() => null));

@@ -5,6 +5,7 @@ import {
   type EventNotificationData,
   type EventNotificationMethod,
 } from '@hearth/protocol';
+import { webSocketCredentials } from '../api/session';
 import { warn } from '../log';
 import { TypedEmitter } from '../voice/emitter';
 
@@ -46,10 +47,15 @@ const RETRY_MAX_MS = 10_000;
 // wrong (a bad channel name, a foreign origin); retrying the same request cannot succeed.
 const REFUSAL_CODES = new Set([4400, 4403]);
 
-/** Builds the events socket URL of this origin for one channel. */
-export function streamEventsUrl(channel: string, watch: boolean): string {
+/**
+ * Builds the events socket URL of this origin for one channel, with the caller's credentials
+ * (a fresh access token, or a guest name): it is built again for every connection attempt.
+ */
+export async function streamEventsUrl(channel: string, watch: boolean): Promise<string> {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const query = `channel=${encodeURIComponent(channel)}${watch ? '&watch=1' : ''}`;
+  const query = await webSocketCredentials();
+  query.set('channel', channel);
+  if (watch) query.set('watch', '1');
   return `${scheme}//${location.host}/ws/events?${query}`;
 }
 
@@ -61,8 +67,9 @@ export function streamEventsUrl(channel: string, watch: boolean): string {
 export class StreamEventsClient {
   /** Connection changes and notifications. */
   readonly events = new TypedEmitter<StreamEventsClientEvents>();
-  readonly #url: string;
+  readonly #url: string | undefined;
   readonly #channel: string;
+  readonly #watch: boolean;
   #socket: WebSocket | null = null;
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
   #retries = 0;
@@ -70,8 +77,9 @@ export class StreamEventsClient {
 
   constructor(options: StreamEventsOptions) {
     this.#channel = options.channel;
-    this.#url = options.url ?? streamEventsUrl(options.channel, options.watch);
-    this.#connect();
+    this.#watch = options.watch;
+    this.#url = options.url;
+    void this.#connect();
   }
 
   /** Closes the socket and stops reconnecting; no event is emitted after this. Idempotent. */
@@ -84,8 +92,10 @@ export class StreamEventsClient {
     this.events.removeAllListeners();
   }
 
-  #connect(): void {
-    const socket = new WebSocket(this.#url);
+  async #connect(): Promise<void> {
+    const url = this.#url ?? (await streamEventsUrl(this.#channel, this.#watch));
+    if (this.#closed) return;
+    const socket = new WebSocket(url);
     this.#socket = socket;
     socket.onopen = () => {
       this.#retries = 0;
@@ -118,7 +128,7 @@ export class StreamEventsClient {
     this.#retries++;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null;
-      this.#connect();
+      void this.#connect();
     }, delay);
     const detail = event.reason ? `: ${event.reason}` : ` (code ${event.code})`;
     this.events.safeEmit('disconnect', {

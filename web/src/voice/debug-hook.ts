@@ -31,6 +31,8 @@ export interface HearthDebugHook {
   timings(): JoinTimings;
   /** Closes the signaling socket as a network drop would; the client must recover by itself. */
   dropSignaling(): void;
+  /** The voice node the client was last placed on. */
+  nodeId(): string | null;
 }
 
 declare global {
@@ -58,6 +60,7 @@ export function installDebugHook(client: VoiceClient): () => void {
     inboundAudio: () => client.inboundAudio(),
     timings: () => client.timings,
     dropSignaling: () => client.dropSignaling(),
+    nodeId: () => client.nodeId,
   };
   window.__hearth = hook;
   return () => {

@@ -79,12 +79,6 @@ const REFUSAL_CODES: Partial<Record<number, ErrorCode>> = {
   4404: 'not_found',
 };
 
-/** Builds the signaling URL of this origin for a guest with that display name. */
-export function voiceSignalingUrl(displayName: string): string {
-  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/ws/voice?name=${encodeURIComponent(displayName)}`;
-}
-
 /**
  * The voice signaling protocol over one WebSocket. Every message received is checked against
  * the protocol schemas before anyone sees it; invalid ones are reported and dropped. A client

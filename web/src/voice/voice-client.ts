@@ -1,12 +1,17 @@
-import type { Participant, VoiceNotificationData } from '@hearth/protocol';
+import type { Participant, VoiceJoin, VoiceNotificationData } from '@hearth/protocol';
 import type { Device } from 'mediasoup-client';
 import { DeviceLoader } from './device-loader';
 import { TypedEmitter } from './emitter';
 import { MediaSession, type InboundAudioStats } from './media-session';
 import {
+  isFinalPlacementError,
+  locateAsGuest,
+  signalingUrlOf,
+  type LocateVoiceNode,
+} from './placement';
+import {
   SignalingClient,
   SignalingError,
-  voiceSignalingUrl,
   type SignalingCloseInfo,
   type SignalingErrorCode,
 } from './signaling';
@@ -89,11 +94,17 @@ export interface VoiceClientOptions {
   microphoneId?: string | null;
   /** `KeyboardEvent.code` of the push-to-talk key. */
   pushToTalkKey?: string;
-  /** Signaling URL; defaults to this origin's voice endpoint. */
-  signalingUrl?: string;
+  /** Finds the node to connect to; defaults to asking the api as the named guest. */
+  locate?: LocateVoiceNode;
   /** Shared Device loader; a preloaded Device makes joining faster. */
   devices?: DeviceLoader;
 }
+
+const CHANNEL_CLOSED_MESSAGES = {
+  deleted: 'The channel was deleted.',
+  released: 'An operator closed the channel.',
+  shutdown: 'The server is shutting down.',
+} as const;
 
 // Delays before reconnect attempts: doubling from the first value up to the cap.
 const RETRY_BASE_MS = 250;
@@ -125,7 +136,10 @@ class StaleAttemptError extends Error {}
 export class VoiceClient {
   /** State changes. */
   readonly events = new TypedEmitter<VoiceClientEvents>();
-  readonly #url: string;
+  readonly #locate: LocateVoiceNode;
+  // The node of the last connection, avoided on the next placement after it was lost.
+  #nodeId: string | null = null;
+  #avoid: string[] = [];
   readonly #pushToTalkKey: string;
   readonly #participants = new Map<string, Participant>();
   readonly #lastHeard = new Map<string, number>();
@@ -145,7 +159,7 @@ export class VoiceClient {
   #timings: JoinTimings = { joinStartedAt: null, firstRemoteAudioAt: null };
 
   constructor(options: VoiceClientOptions) {
-    this.#url = options.signalingUrl ?? voiceSignalingUrl(options.displayName);
+    this.#locate = options.locate ?? locateAsGuest(options.channel, options.displayName);
     this.#pushToTalkKey = options.pushToTalkKey ?? 'Space';
     this.#preferredMicrophoneId = options.microphoneId ?? null;
     this.#devices = options.devices ?? new DeviceLoader();
@@ -295,6 +309,11 @@ export class VoiceClient {
     return (await this.#session?.inboundAudio()) ?? [];
   }
 
+  /** The voice node the client was last placed on. */
+  get nodeId(): string | null {
+    return this.#nodeId;
+  }
+
   /**
    * Closes the signaling socket the way a network failure would. The client sees an unexpected
    * loss and recovers by itself; this exists for tests of that recovery.
@@ -346,6 +365,7 @@ export class VoiceClient {
       await session.open();
       this.#assertCurrent(attempt);
       this.#retries = 0;
+      this.#avoid = [];
       this.#update({ connection: 'connected', joinCount: this.#state.joinCount + 1, error: null });
       // Listening works from here on; the microphone may still wait for the user's permission.
       void this.#startMicrophone(session, microphone);
@@ -357,6 +377,7 @@ export class VoiceClient {
         this.#finish(null, describeError(error));
         return;
       }
+      if (this.#nodeId !== null) this.#avoid = [this.#nodeId];
       this.#update({ error: `Connection problem: ${describeError(error)}. Retrying…` });
       this.#scheduleRetry();
     }
@@ -369,7 +390,17 @@ export class VoiceClient {
   async #openSignaling(attempt: number): Promise<SignalingClient> {
     if (this.#signaling?.isOpen) return this.#signaling;
     this.#closeSignaling();
-    const signaling = new SignalingClient(this.#url);
+    let placement: VoiceJoin;
+    try {
+      placement = await this.#locate(this.#avoid);
+    } catch (error) {
+      throw isFinalPlacementError(error)
+        ? new SignalingError('forbidden', describeError(error))
+        : new SignalingError('unavailable', describeError(error));
+    }
+    this.#assertCurrent(attempt);
+    this.#nodeId = placement.nodeId;
+    const signaling = new SignalingClient(signalingUrlOf(placement));
     this.#signaling = signaling;
     this.#watchSignaling(signaling);
     await signaling.waitUntilOpen();
@@ -422,9 +453,7 @@ export class VoiceClient {
     });
     signaling.onNotification('channelClosed', ({ reason }) => {
       if (signaling !== this.#signaling) return;
-      this.#finish(
-        reason === 'deleted' ? 'The channel was deleted.' : 'The server is shutting down.',
-      );
+      this.#finish(CHANNEL_CLOSED_MESSAGES[reason]);
     });
   }
 
@@ -443,6 +472,7 @@ export class VoiceClient {
   // The media path or the connection of a joined client is gone: start over from a fresh
   // connection after the first backoff delay.
   #lose(): void {
+    if (this.#nodeId !== null) this.#avoid = [this.#nodeId];
     this.#resetMedia();
     this.#closeSignaling();
     this.#update({ connection: 'reconnecting' });

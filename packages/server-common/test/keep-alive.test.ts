@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { keepAlive } from '../src/ws/heartbeat';
+import { keepAlive } from '@hearth/server-common';
 
 let server: WebSocketServer | undefined;
 

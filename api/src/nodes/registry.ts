@@ -1,0 +1,477 @@
+import { Redis } from 'ioredis';
+import { z } from 'zod';
+import {
+  channelAssignmentSchema,
+  describeZodError,
+  nodeLoadSchema,
+  nodeRegistrationSchema,
+  nodeStatusSchema,
+  type ChannelAssignment,
+  type NodeInfo,
+  type NodeLoad,
+  type NodeRegistration,
+} from '@hearth/protocol';
+import { AppError, type Logger } from '@hearth/server-common';
+import type { NodeSnapshot } from './placement';
+
+/** A registered node as the registry keeps it; times are epoch milliseconds. */
+export interface NodeRecord extends NodeSnapshot {
+  /** When the last heartbeat (or the registration) arrived. */
+  readonly lastHeartbeatAt: number;
+  /** When the node registered. */
+  readonly registeredAt: number;
+}
+
+/**
+ * Thrown by `heartbeat` for a node the registry does not know or has marked down: the node must
+ * register again (its channels may have moved elsewhere meanwhile).
+ */
+export class NodeNotRegisteredError extends AppError {
+  /** Whether the registry never heard of the node (or dropped it), or marked it down. */
+  readonly reason: 'unknown' | 'down';
+
+  constructor(id: string, reason: 'unknown' | 'down') {
+    super(
+      'not_found',
+      reason === 'unknown'
+        ? `node ${id} is not registered; register again`
+        : `node ${id} was marked down; register again`,
+    );
+    this.name = 'NodeNotRegisteredError';
+    this.reason = reason;
+  }
+}
+
+/** Nodes and channel assignments, shared by every api instance of a cluster. */
+export interface NodeRegistry {
+  /** Adds a node, or resets it when its id is known: status up, zero load, no pending. */
+  register(registration: NodeRegistration, now: number): Promise<NodeRecord>;
+  /** Records a load report; throws `NodeNotRegisteredError` for an unknown or down node. */
+  heartbeat(id: string, load: NodeLoad, now: number): Promise<void>;
+  /** Every known node, by id. */
+  list(): Promise<NodeRecord[]>;
+  /** One node, if known. */
+  get(id: string): Promise<NodeRecord | undefined>;
+  /**
+   * Marks an up node down; with `lastHeartbeatBefore`, only if its last heartbeat is older.
+   * Resolves true only for the call that changed the status, so one caller announces it.
+   */
+  markDown(id: string, options?: { lastHeartbeatBefore?: number }): Promise<boolean>;
+  /** Forgets a node; resolves whether it was known. Assignments naming it are left alone. */
+  remove(id: string): Promise<boolean>;
+  /**
+   * Adds `delta` (1 by default, -1 to take a placement back) to the participants placed on a
+   * known node since its last heartbeat, never below 0; resolves the new count, or undefined
+   * for an unknown node. Atomic, so concurrent placements see each other's reservations.
+   */
+  addPending(id: string, delta?: number): Promise<number | undefined>;
+  /** The channel's assignment, if it has one. */
+  assignment(channel: string): Promise<ChannelAssignment | undefined>;
+  /**
+   * Writes `next` (or deletes the assignment when undefined) only if the stored assignment has
+   * `expectedVersion` (or there is none when undefined); resolves whether it wrote. A `next`
+   * with the expected version itself (no change) matches only an equal stored assignment:
+   * versions restart at 1 after a delete, and this keeps a placement read before a release and
+   * re-allocation from passing as current.
+   */
+  compareAndSetAssignment(
+    channel: string,
+    expectedVersion: number | undefined,
+    next: ChannelAssignment | undefined,
+  ): Promise<boolean>;
+  /** Every assignment, by channel. */
+  assignments(): Promise<ChannelAssignment[]>;
+  /** Channels whose assignment names the node as core or edge, sorted. */
+  channelsOnNode(id: string): Promise<string[]>;
+  /** Releases connections; the registry is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+/** The REST view of a node record. */
+export function toNodeInfo(record: NodeRecord): NodeInfo {
+  return {
+    ...record.registration,
+    load: record.load,
+    status: record.status,
+    lastHeartbeatAt: new Date(record.lastHeartbeatAt).toISOString(),
+    registeredAt: new Date(record.registeredAt).toISOString(),
+  };
+}
+
+const zeroLoad: NodeLoad = nodeLoadSchema.parse({});
+
+function copyAssignment(assignment: ChannelAssignment): ChannelAssignment {
+  return { ...assignment, edges: [...assignment.edges] };
+}
+
+function byId(a: NodeRecord, b: NodeRecord): number {
+  return a.registration.id < b.registration.id ? -1 : a.registration.id > b.registration.id ? 1 : 0;
+}
+
+function sameAssignment(a: ChannelAssignment, b: ChannelAssignment): boolean {
+  return (
+    JSON.stringify(channelAssignmentSchema.parse(a)) ===
+    JSON.stringify(channelAssignmentSchema.parse(b))
+  );
+}
+
+function checkAssignmentChannel(channel: string, next: ChannelAssignment | undefined): void {
+  if (next && next.channel !== channel) {
+    throw new Error(`assignment of channel ${next.channel} written under channel ${channel}`);
+  }
+}
+
+/** The in-process registry of the embedded profile, and of tests. */
+export class InMemoryNodeRegistry implements NodeRegistry {
+  readonly #nodes = new Map<string, NodeRecord>();
+  readonly #assignments = new Map<string, ChannelAssignment>();
+
+  async register(registration: NodeRegistration, now: number): Promise<NodeRecord> {
+    const record: NodeRecord = {
+      registration,
+      load: zeroLoad,
+      status: 'up',
+      pending: 0,
+      lastHeartbeatAt: now,
+      registeredAt: now,
+    };
+    this.#nodes.set(registration.id, record);
+    return record;
+  }
+
+  async heartbeat(id: string, load: NodeLoad, now: number): Promise<void> {
+    const record = this.#nodes.get(id);
+    if (!record) throw new NodeNotRegisteredError(id, 'unknown');
+    if (record.status === 'down') throw new NodeNotRegisteredError(id, 'down');
+    this.#nodes.set(id, { ...record, load, lastHeartbeatAt: now, pending: 0 });
+  }
+
+  async list(): Promise<NodeRecord[]> {
+    return [...this.#nodes.values()].sort(byId);
+  }
+
+  async get(id: string): Promise<NodeRecord | undefined> {
+    return this.#nodes.get(id);
+  }
+
+  async markDown(id: string, options: { lastHeartbeatBefore?: number } = {}): Promise<boolean> {
+    const record = this.#nodes.get(id);
+    if (!record || record.status !== 'up') return false;
+    const before = options.lastHeartbeatBefore;
+    if (before !== undefined && record.lastHeartbeatAt >= before) return false;
+    this.#nodes.set(id, { ...record, status: 'down' });
+    return true;
+  }
+
+  async remove(id: string): Promise<boolean> {
+    return this.#nodes.delete(id);
+  }
+
+  async addPending(id: string, delta = 1): Promise<number | undefined> {
+    const record = this.#nodes.get(id);
+    if (!record) return undefined;
+    const pending = Math.max(0, record.pending + delta);
+    this.#nodes.set(id, { ...record, pending });
+    return pending;
+  }
+
+  async assignment(channel: string): Promise<ChannelAssignment | undefined> {
+    const assignment = this.#assignments.get(channel);
+    return assignment && copyAssignment(assignment);
+  }
+
+  async compareAndSetAssignment(
+    channel: string,
+    expectedVersion: number | undefined,
+    next: ChannelAssignment | undefined,
+  ): Promise<boolean> {
+    checkAssignmentChannel(channel, next);
+    const current = this.#assignments.get(channel);
+    if (current?.version !== expectedVersion) return false;
+    if (current && next && next.version === expectedVersion) return sameAssignment(current, next);
+    if (next) this.#assignments.set(channel, copyAssignment(channelAssignmentSchema.parse(next)));
+    else this.#assignments.delete(channel);
+    return true;
+  }
+
+  async assignments(): Promise<ChannelAssignment[]> {
+    return [...this.#assignments.keys()]
+      .sort()
+      .map((c) => copyAssignment(this.#assignments.get(c)!));
+  }
+
+  async channelsOnNode(id: string): Promise<string[]> {
+    return [...this.#assignments.values()]
+      .filter((assignment) => assignment.core === id || assignment.edges.includes(id))
+      .map((assignment) => assignment.channel)
+      .sort();
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Parses a JSON text field, then checks the value against a schema. */
+function jsonText<S extends z.ZodType>(schema: S) {
+  return z
+    .string()
+    .transform((text, ctx): unknown => {
+      try {
+        return JSON.parse(text);
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'not valid JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
+}
+
+const decimalInteger = z.string().regex(/^\d+$/).transform(Number);
+
+// A node hash as Redis returns it: every field a string.
+const storedNodeSchema = z.object({
+  registration: jsonText(nodeRegistrationSchema),
+  load: jsonText(nodeLoadSchema),
+  status: nodeStatusSchema,
+  pending: decimalInteger,
+  lastHeartbeatAt: decimalInteger,
+  registeredAt: decimalInteger,
+});
+
+const storedAssignmentSchema = jsonText(channelAssignmentSchema);
+
+// Each script runs atomically in Redis, which is what makes these steps safe across api instances.
+const scripts = {
+  /** KEYS: node hash. ARGV: load JSON, now. Returns 1 done, 0 unknown, 2 down. */
+  hearthHeartbeat: `
+    local status = redis.call('HGET', KEYS[1], 'status')
+    if not status then return 0 end
+    if status ~= 'up' then return 2 end
+    redis.call('HSET', KEYS[1], 'load', ARGV[1], 'lastHeartbeatAt', ARGV[2], 'pending', 0)
+    return 1`,
+  /** KEYS: node hash. ARGV: last-heartbeat bound or ''. Returns 1 when it changed the status. */
+  hearthMarkDown: `
+    if redis.call('HGET', KEYS[1], 'status') ~= 'up' then return 0 end
+    if ARGV[1] ~= '' and tonumber(redis.call('HGET', KEYS[1], 'lastHeartbeatAt')) >= tonumber(ARGV[1]) then
+      return 0
+    end
+    redis.call('HSET', KEYS[1], 'status', 'down')
+    return 1`,
+  /** KEYS: node hash. ARGV: delta. Returns the new pending count, or -1 for an unknown node. */
+  hearthAddPending: `
+    if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+    local pending = redis.call('HINCRBY', KEYS[1], 'pending', ARGV[1])
+    if pending < 0 then
+      redis.call('HSET', KEYS[1], 'pending', 0)
+      return 0
+    end
+    return pending`,
+  /**
+   * KEYS: assignment key, assignment set. ARGV: expected version or '', next JSON or '', channel,
+   * node-channels key prefix, then the next assignment's node ids. Keeps the per-node channel
+   * sets in step with the assignments. Returns 1 when it wrote (or, for a next assignment at the
+   * stored version, when the stored one is the same text).
+   */
+  hearthCompareAndSet: `
+    local current = redis.call('GET', KEYS[1])
+    local previousNodes = {}
+    if current then
+      local decoded = cjson.decode(current)
+      if ARGV[1] == '' or tonumber(ARGV[1]) ~= decoded.version then return 0 end
+      if ARGV[2] ~= '' and cjson.decode(ARGV[2]).version == decoded.version then
+        if ARGV[2] == current then return 1 end
+        return 0
+      end
+      previousNodes = { decoded.core }
+      for _, id in ipairs(decoded.edges) do table.insert(previousNodes, id) end
+    elseif ARGV[1] ~= '' then
+      return 0
+    end
+    for _, id in ipairs(previousNodes) do redis.call('SREM', ARGV[4] .. id, ARGV[3]) end
+    if ARGV[2] == '' then
+      redis.call('DEL', KEYS[1])
+      redis.call('SREM', KEYS[2], ARGV[3])
+    else
+      redis.call('SET', KEYS[1], ARGV[2])
+      redis.call('SADD', KEYS[2], ARGV[3])
+      for i = 5, #ARGV do redis.call('SADD', ARGV[4] .. ARGV[i], ARGV[3]) end
+    end
+    return 1`,
+} as const;
+
+type ScriptCommands = {
+  [K in keyof typeof scripts]: (...args: (string | number)[]) => Promise<number>;
+};
+
+/**
+ * The registry of a cluster of api instances, in Redis. Keys, under the prefix (`hearth:`):
+ * `nodes` (set of ids), `node:<id>` (hash), `assignments` (set of channels),
+ * `assignment:<channel>` (JSON), `node-channels:<id>` (set of channels naming the node).
+ * Everything read back is parsed with its schema.
+ */
+export class RedisNodeRegistry implements NodeRegistry {
+  readonly #redis: Redis;
+  readonly #prefix: string;
+
+  constructor(options: { url: string; logger: Logger; keyPrefix?: string }) {
+    this.#prefix = options.keyPrefix ?? 'hearth:';
+    this.#redis = new Redis(options.url, { maxRetriesPerRequest: 3 });
+    this.#redis.on('error', (error: unknown) =>
+      options.logger.warn({ err: error }, 'node registry: Redis connection error'),
+    );
+    for (const [name, lua] of Object.entries(scripts)) {
+      this.#redis.defineCommand(name, {
+        lua,
+        numberOfKeys: name === 'hearthCompareAndSet' ? 2 : 1,
+      });
+    }
+  }
+
+  get #scripts(): ScriptCommands {
+    return this.#redis as unknown as ScriptCommands;
+  }
+
+  #nodeKey(id: string): string {
+    return `${this.#prefix}node:${id}`;
+  }
+
+  #assignmentKey(channel: string): string {
+    return `${this.#prefix}assignment:${channel}`;
+  }
+
+  async register(registration: NodeRegistration, now: number): Promise<NodeRecord> {
+    const record: NodeRecord = {
+      registration,
+      load: zeroLoad,
+      status: 'up',
+      pending: 0,
+      lastHeartbeatAt: now,
+      registeredAt: now,
+    };
+    const key = this.#nodeKey(registration.id);
+    await this.#redis
+      .multi()
+      .del(key)
+      .hset(key, {
+        registration: JSON.stringify(registration),
+        load: JSON.stringify(record.load),
+        status: record.status,
+        pending: '0',
+        lastHeartbeatAt: String(now),
+        registeredAt: String(now),
+      })
+      .sadd(`${this.#prefix}nodes`, registration.id)
+      .exec();
+    return record;
+  }
+
+  async heartbeat(id: string, load: NodeLoad, now: number): Promise<void> {
+    const result = await this.#scripts.hearthHeartbeat(
+      this.#nodeKey(id),
+      JSON.stringify(load),
+      String(now),
+    );
+    if (result === 0) throw new NodeNotRegisteredError(id, 'unknown');
+    if (result === 2) throw new NodeNotRegisteredError(id, 'down');
+  }
+
+  async list(): Promise<NodeRecord[]> {
+    const ids = await this.#redis.smembers(`${this.#prefix}nodes`);
+    if (ids.length === 0) return [];
+    const pipeline = this.#redis.pipeline();
+    for (const id of ids) pipeline.hgetall(this.#nodeKey(id));
+    const replies = (await pipeline.exec()) ?? [];
+    const records: NodeRecord[] = [];
+    replies.forEach(([error, hash], index) => {
+      if (error) throw error;
+      const record = this.#parseNode(ids[index]!, hash as Record<string, string>);
+      if (record) records.push(record);
+    });
+    return records.sort(byId);
+  }
+
+  async get(id: string): Promise<NodeRecord | undefined> {
+    return this.#parseNode(id, await this.#redis.hgetall(this.#nodeKey(id)));
+  }
+
+  // A missing hash (the node was removed meanwhile) reads as an empty object.
+  #parseNode(id: string, hash: Record<string, string>): NodeRecord | undefined {
+    if (Object.keys(hash).length === 0) return undefined;
+    const parsed = storedNodeSchema.safeParse(hash);
+    if (!parsed.success) {
+      throw new Error(`invalid node record ${id} in Redis: ${describeZodError(parsed.error)}`);
+    }
+    return parsed.data;
+  }
+
+  async markDown(id: string, options: { lastHeartbeatBefore?: number } = {}): Promise<boolean> {
+    const bound =
+      options.lastHeartbeatBefore === undefined ? '' : String(options.lastHeartbeatBefore);
+    return (await this.#scripts.hearthMarkDown(this.#nodeKey(id), bound)) === 1;
+  }
+
+  async remove(id: string): Promise<boolean> {
+    const replies = await this.#redis
+      .multi()
+      .del(this.#nodeKey(id))
+      .srem(`${this.#prefix}nodes`, id)
+      .exec();
+    return replies?.[1]?.[1] === 1;
+  }
+
+  async addPending(id: string, delta = 1): Promise<number | undefined> {
+    const pending = await this.#scripts.hearthAddPending(this.#nodeKey(id), String(delta));
+    return pending < 0 ? undefined : pending;
+  }
+
+  async assignment(channel: string): Promise<ChannelAssignment | undefined> {
+    const text = await this.#redis.get(this.#assignmentKey(channel));
+    return text === null ? undefined : this.#parseAssignment(channel, text);
+  }
+
+  #parseAssignment(channel: string, text: string): ChannelAssignment {
+    const parsed = storedAssignmentSchema.safeParse(text);
+    if (!parsed.success) {
+      throw new Error(
+        `invalid assignment of channel ${channel} in Redis: ${describeZodError(parsed.error)}`,
+      );
+    }
+    return parsed.data;
+  }
+
+  async compareAndSetAssignment(
+    channel: string,
+    expectedVersion: number | undefined,
+    next: ChannelAssignment | undefined,
+  ): Promise<boolean> {
+    checkAssignmentChannel(channel, next);
+    const stored = next && channelAssignmentSchema.parse(next);
+    const result = await this.#scripts.hearthCompareAndSet(
+      this.#assignmentKey(channel),
+      `${this.#prefix}assignments`,
+      expectedVersion === undefined ? '' : String(expectedVersion),
+      stored ? JSON.stringify(stored) : '',
+      channel,
+      `${this.#prefix}node-channels:`,
+      ...(stored ? [stored.core, ...stored.edges] : []),
+    );
+    return result === 1;
+  }
+
+  async assignments(): Promise<ChannelAssignment[]> {
+    const channels = (await this.#redis.smembers(`${this.#prefix}assignments`)).sort();
+    if (channels.length === 0) return [];
+    const texts = await this.#redis.mget(channels.map((channel) => this.#assignmentKey(channel)));
+    return channels.flatMap((channel, index) => {
+      const text = texts[index];
+      return text == null ? [] : [this.#parseAssignment(channel, text)];
+    });
+  }
+
+  async channelsOnNode(id: string): Promise<string[]> {
+    return (await this.#redis.smembers(`${this.#prefix}node-channels:${id}`)).sort();
+  }
+
+  async close(): Promise<void> {
+    await this.#redis.quit().catch(() => this.#redis.disconnect());
+  }
+}

@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import { AccessTokens } from '../src/accounts/access-tokens';
+import { LoginThrottle } from '../src/accounts/login-throttle';
+import { hashPassword, verifyPassword } from '../src/accounts/passwords';
+import { createPrincipal, grantsIn, holdsGrant, identityIn } from '../src/auth';
+
+const SECRET = 'unit-test-secret-that-is-long-enough-12345';
+
+describe('password hashing', () => {
+  it('hashPassword() stores scrypt parameters and a fresh salt; verifyPassword() accepts only that password', async () => {
+    const first = await hashPassword('hunter2hunter2');
+    const second = await hashPassword('hunter2hunter2');
+    expect(first).toMatch(/^scrypt\$15\$8\$1\$[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}=$/);
+    expect(first).not.toBe(second);
+    expect(await verifyPassword('hunter2hunter2', first)).toBe(true);
+    expect(await verifyPassword('hunter2hunter3', first)).toBe(false);
+    expect(await verifyPassword('', first)).toBe(false);
+  });
+
+  it('verifyPassword() treats a composed and a decomposed accent as the same password', async () => {
+    const stored = await hashPassword('caf\u00e9-password');
+    expect(await verifyPassword('cafe\u0301-password', stored)).toBe(true);
+  });
+
+  it.each([
+    ['not a hash'],
+    ['scrypt$15$8$1$c2FsdA==$'],
+    ['scrypt$40$8$1$c2FsdHNhbHRzYWx0c2FsdA==$' + 'A'.repeat(43) + '='],
+    ['bcrypt$10$abc'],
+  ])('verifyPassword() never matches the malformed or out-of-bounds hash %j', async (stored) => {
+    expect(await verifyPassword('anything at all', stored)).toBe(false);
+  });
+});
+
+describe('LoginThrottle', () => {
+  it('holds a username back after maxFailures within the window, in any case, until the window ends', () => {
+    let now = 0;
+    const throttle = new LoginThrottle({ maxFailures: 3, windowMs: 60_000, now: () => now });
+    for (let failure = 0; failure < 3; failure++) {
+      expect(throttle.retryAfterMs('Ada')).toBe(0);
+      throttle.failed('ada');
+    }
+    now = 10_000;
+    expect(throttle.retryAfterMs('ADA')).toBe(50_000);
+    expect(throttle.retryAfterMs('bob')).toBe(0);
+    now = 60_000;
+    expect(throttle.retryAfterMs('ada')).toBe(0);
+  });
+
+  it('succeeded() forgets earlier failures', () => {
+    const throttle = new LoginThrottle({ maxFailures: 2, windowMs: 60_000, now: () => 0 });
+    throttle.failed('ada');
+    throttle.succeeded('ADA');
+    throttle.failed('ada');
+    expect(throttle.retryAfterMs('ada')).toBe(0);
+  });
+});
+
+describe('principals', () => {
+  const principal = createPrincipal({
+    userId: 'u1',
+    displayName: 'Ada',
+    guest: false,
+    serverGrants: ['join', 'speak'],
+    channelGrants: [
+      ['studio', ['stream', 'join']],
+      ['lobby', ['join']],
+    ],
+  });
+
+  it('createPrincipal() keeps only the channel grants that add to the server-wide ones', () => {
+    expect([...principal.channelGrants.keys()]).toEqual(['studio']);
+    expect([...principal.channelGrants.get('studio')!]).toEqual(['stream']);
+    expect(principal.admin).toBe(false);
+  });
+
+  it('holdsGrant() and grantsIn() combine server-wide and channel grants; * means server-wide only', () => {
+    expect(holdsGrant(principal, 'stream', 'studio')).toBe(true);
+    expect(holdsGrant(principal, 'stream', 'lobby')).toBe(false);
+    expect(holdsGrant(principal, 'stream')).toBe(false);
+    expect(holdsGrant(principal, 'join')).toBe(true);
+    expect([...grantsIn(principal, '*')]).toEqual(['join', 'speak']);
+  });
+
+  it('identityIn() gives the grants that apply in the channel being accessed', () => {
+    expect(identityIn(principal, 'studio')).toEqual({
+      userId: 'u1',
+      displayName: 'Ada',
+      guest: false,
+      grants: new Set(['join', 'speak', 'stream']),
+    });
+    expect(identityIn(principal, 'lobby').grants).toEqual(new Set(['join', 'speak']));
+  });
+
+  it('createPrincipal() marks a holder of every grant server-wide as admin', () => {
+    const admin = createPrincipal({
+      userId: 'u2',
+      displayName: 'Root',
+      guest: false,
+      serverGrants: ['join', 'speak', 'screen-share', 'moderate', 'stream'],
+    });
+    expect(admin.admin).toBe(true);
+  });
+});
+
+describe('AccessTokens', () => {
+  const account = createPrincipal({
+    userId: '0b8e6bde-9f37-4d3c-9f43-2ad4f4c5c9a1',
+    displayName: 'Ada',
+    guest: false,
+    serverGrants: ['join'],
+    channelGrants: [['studio', ['stream']]],
+  });
+
+  it('verify() of a signed token gives back the principal', async () => {
+    const tokens = new AccessTokens(SECRET, 60);
+    const verified = await tokens.verify(await tokens.sign(account));
+    expect(verified).toEqual(account);
+  });
+
+  it('verify() refuses a token of another secret and a garbled one with unauthorized', async () => {
+    const token = await new AccessTokens(`${SECRET}-other`, 60).sign(account);
+    const tokens = new AccessTokens(SECRET, 60);
+    await expect(tokens.verify(token)).rejects.toMatchObject({ code: 'unauthorized' });
+    await expect(tokens.verify('a.b.c')).rejects.toMatchObject({ code: 'unauthorized' });
+  });
+
+  it('the constructor refuses a secret shorter than 32 characters', () => {
+    expect(() => new AccessTokens('short', 60)).toThrow(/at least 32/);
+  });
+});

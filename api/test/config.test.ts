@@ -1,0 +1,72 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '@hearth/server-common';
+import { loadApiConfig } from '../src/config';
+import { JWT_SECRET_FILE, readOrCreateJwtSecret } from '../src/jwt-secret';
+
+const SECRET = 's'.repeat(32);
+
+describe('loadApiConfig()', () => {
+  it('loadApiConfig() reads DATABASE_URL without the API_ prefix, and the account settings', () => {
+    const config = loadApiConfig({
+      DATABASE_URL: 'postgres://hearth@db.internal:5432/hearth',
+      API_USER_GRANTS: 'join, speak',
+      API_REGISTRATION: 'false',
+      API_JWT_SECRET: SECRET,
+      API_ACCESS_TOKEN_TTL: '300',
+      API_REFRESH_TOKEN_TTL: '3600',
+      API_AUTH_RATE: '3',
+    });
+    expect(config).toMatchObject({
+      databaseUrl: 'postgres://hearth@db.internal:5432/hearth',
+      userGrants: ['join', 'speak'],
+      registration: false,
+      jwtSecret: SECRET,
+      accessTokenTtlSeconds: 300,
+      refreshTokenTtlSeconds: 3600,
+      authRatePerSecond: 3,
+    });
+  });
+
+  it('loadApiConfig() defaults to PGlite, 15 min access and 30 day refresh tokens, registration on', () => {
+    expect(loadApiConfig({})).toMatchObject({
+      databaseUrl: undefined,
+      userGrants: ['join', 'speak', 'screen-share'],
+      registration: true,
+      accessTokenTtlSeconds: 900,
+      refreshTokenTtlSeconds: 30 * 24 * 3600,
+      authRatePerSecond: 5,
+    });
+  });
+
+  it('loadApiConfig() lists a bad DATABASE_URL together with the other problems', () => {
+    const load = () =>
+      loadApiConfig({ DATABASE_URL: 'mysql://x', API_USER_GRANTS: 'fly', API_JWT_SECRET: SECRET });
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow(/userGrants.*DATABASE_URL: must be a postgres/);
+  });
+
+  it('the production profile refuses to start without API_JWT_SECRET', () => {
+    expect(() => loadApiConfig({ API_PROFILE: 'production' })).toThrow(/API_JWT_SECRET/);
+    expect(loadApiConfig({ API_PROFILE: 'production', API_JWT_SECRET: SECRET }).profile).toBe(
+      'production',
+    );
+    expect(() => loadApiConfig({ API_JWT_SECRET: 'short' })).toThrow(ConfigError);
+  });
+});
+
+describe('readOrCreateJwtSecret()', () => {
+  it('readOrCreateJwtSecret() creates an owner-only secret once and reads it back afterwards', () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-jwt-'));
+    try {
+      const secret = readOrCreateJwtSecret(dataDir);
+      expect(secret).toMatch(/^[0-9a-f]{64}$/);
+      expect(readOrCreateJwtSecret(dataDir)).toBe(secret);
+      expect(fs.statSync(path.join(dataDir, JWT_SECRET_FILE)).mode & 0o777).toBe(0o600);
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,343 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { migrate } from '../../src/db/migrations';
+import type { SqlClient } from '../../src/db/sql-client';
+import { createStores, type Stores } from '../../src/db/stores';
+import { testBackends, truncateAll } from '../support/databases';
+
+const hash = (text: string) => createHash('sha256').update(text).digest();
+const inDays = (days: number) => new Date(Date.now() + days * 86_400_000);
+
+describe.each(testBackends())('stores on $name', (backend) => {
+  let db: SqlClient;
+  let stores: Stores;
+
+  beforeAll(async () => {
+    await backend.setUp();
+    db = await backend.open();
+    await migrate(db);
+    stores = createStores(db);
+  });
+  beforeEach(() => truncateAll(db));
+  afterAll(async () => {
+    await db?.close();
+    await backend.tearDown();
+  });
+
+  const newUser = (username = 'ada') =>
+    stores.users.create({ username, displayName: username.toUpperCase(), passwordHash: 'h' });
+
+  describe('SqlChannelDirectory', () => {
+    it('create() then list() and get() return the channel; a second create() is conflict', async () => {
+      const user = await newUser();
+      const lobby = await stores.channels.create('lobby', user.id);
+      expect(lobby).toEqual({ name: 'lobby', createdAt: expect.any(Date), createdBy: user.id });
+      await stores.channels.create('games');
+      expect((await stores.channels.list()).map((channel) => channel.name)).toEqual([
+        'lobby',
+        'games',
+      ]);
+      expect(await stores.channels.get('lobby')).toEqual(lobby);
+      expect(await stores.channels.get('nope')).toBeUndefined();
+      await expect(stores.channels.create('lobby')).rejects.toMatchObject({ code: 'conflict' });
+    });
+
+    it('ensure() creates a missing channel once, also when called concurrently', async () => {
+      const results = await Promise.all([
+        stores.channels.ensure('auto'),
+        stores.channels.ensure('auto'),
+      ]);
+      expect(results[0]).toEqual(results[1]);
+      expect(results[0]).toMatchObject({ name: 'auto', createdBy: null });
+      expect(await stores.channels.list()).toHaveLength(1);
+    });
+
+    it("delete() removes the channel, its stream key and the grants given in it; again it's not_found", async () => {
+      const user = await newUser();
+      await stores.channels.create('doomed');
+      await stores.streamKeys.put({
+        id: '0123456789abcdef',
+        channel: 'doomed',
+        secretHash: hash('s'),
+        createdAt: new Date(),
+        lastUsedAt: null,
+      });
+      await stores.memberships.set(user.id, 'doomed', ['moderate']);
+      await stores.memberships.set(user.id, '*', ['stream']);
+      await stores.channels.delete('doomed');
+      expect(await stores.channels.get('doomed')).toBeUndefined();
+      expect(await stores.streamKeys.byChannel('doomed')).toBeUndefined();
+      expect(await stores.memberships.forUser(user.id)).toEqual([
+        { channel: '*', grants: ['stream'] },
+      ]);
+      await expect(stores.channels.delete('doomed')).rejects.toMatchObject({ code: 'not_found' });
+    });
+  });
+
+  describe('SqlStreamKeyStore', () => {
+    it('put() stores a key found by id and channel; a second put() replaces the channel key', async () => {
+      await stores.channels.create('show');
+      const first = {
+        id: 'aaaaaaaaaaaaaaaa',
+        channel: 'show',
+        secretHash: hash('one'),
+        createdAt: new Date('2024-01-01T00:00:00Z'),
+        lastUsedAt: null,
+      };
+      await stores.streamKeys.put(first);
+      expect(await stores.streamKeys.byId(first.id)).toEqual(first);
+      expect(await stores.streamKeys.byChannel('show')).toEqual(first);
+      const used = { ...first, lastUsedAt: new Date('2024-01-02T00:00:00Z') };
+      await stores.streamKeys.put(used);
+      expect(await stores.streamKeys.byId(first.id)).toEqual(used);
+      const second = { ...first, id: 'bbbbbbbbbbbbbbbb', secretHash: hash('two') };
+      await stores.streamKeys.put(second);
+      expect(await stores.streamKeys.byId(first.id)).toBeUndefined();
+      expect(await stores.streamKeys.list()).toEqual([second]);
+      expect(Buffer.isBuffer((await stores.streamKeys.list())[0]!.secretHash)).toBe(true);
+      await stores.streamKeys.delete('show');
+      expect(await stores.streamKeys.list()).toEqual([]);
+    });
+
+    it('put() for a channel that does not exist is refused by the foreign key', async () => {
+      await expect(
+        stores.streamKeys.put({
+          id: 'cccccccccccccccc',
+          channel: 'ghost',
+          secretHash: hash('x'),
+          createdAt: new Date(),
+          lastUsedAt: null,
+        }),
+      ).rejects.toMatchObject({ code: '23503' });
+    });
+  });
+
+  describe('UserStore', () => {
+    it('create() then byUsername() in any case, byId() and list(); a taken name in other case is conflict', async () => {
+      const ada = await newUser('Ada');
+      expect(ada).toEqual({
+        id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+        username: 'Ada',
+        displayName: 'ADA',
+        passwordHash: 'h',
+        createdAt: expect.any(Date),
+        disabledAt: null,
+      });
+      expect(await stores.users.byUsername('aDA')).toEqual(ada);
+      expect(await stores.users.byId(ada.id)).toEqual(ada);
+      expect(await stores.users.byId('not-a-uuid')).toBeUndefined();
+      expect(await stores.users.byId(randomUUID())).toBeUndefined();
+      await expect(newUser('ADA')).rejects.toMatchObject({ code: 'conflict' });
+      await newUser('bob');
+      expect((await stores.users.list()).map((user) => user.username)).toEqual(['Ada', 'bob']);
+    });
+
+    it('disable() dates the account once and revokes its refresh tokens; an unknown id is not_found', async () => {
+      const user = await newUser();
+      await stores.refreshTokens.issue(user.id, randomUUID(), {
+        tokenHash: hash('rt'),
+        expiresAt: inDays(1),
+      });
+      const first = new Date('2024-05-01T00:00:00Z');
+      expect((await stores.users.disable(user.id, first)).disabledAt).toEqual(first);
+      expect((await stores.users.disable(user.id, new Date())).disabledAt).toEqual(first);
+      expect(
+        await stores.refreshTokens.rotate(hash('rt'), {
+          tokenHash: hash('n'),
+          expiresAt: inDays(1),
+        }),
+      ).toEqual({ kind: 'revoked' });
+      await expect(stores.users.disable(randomUUID())).rejects.toMatchObject({ code: 'not_found' });
+    });
+  });
+
+  describe('MembershipStore', () => {
+    it('set() adds or replaces grants per scope; forUser() lists * first; remove() says whether it removed', async () => {
+      const user = await newUser();
+      await stores.memberships.set(user.id, 'zeta', ['join']);
+      await stores.memberships.set(user.id, 'alpha', ['speak', 'speak', 'stream']);
+      await stores.memberships.set(user.id, '*', ['moderate']);
+      await stores.memberships.set(user.id, 'zeta', ['join', 'moderate']);
+      expect(await stores.memberships.forUser(user.id)).toEqual([
+        { channel: '*', grants: ['moderate'] },
+        { channel: 'alpha', grants: ['speak', 'stream'] },
+        { channel: 'zeta', grants: ['join', 'moderate'] },
+      ]);
+      expect(await stores.memberships.remove(user.id, 'alpha')).toBe(true);
+      expect(await stores.memberships.remove(user.id, 'alpha')).toBe(false);
+      expect(await stores.memberships.forUser(user.id)).toHaveLength(2);
+    });
+
+    it('memberships go with their account', async () => {
+      const user = await newUser();
+      await stores.memberships.set(user.id, '*', ['join']);
+      await db.query('DELETE FROM users WHERE id = $1', [user.id]);
+      expect(await stores.memberships.forUser(user.id)).toEqual([]);
+    });
+  });
+
+  describe('RefreshTokenStore', () => {
+    it('rotate() uses a token up once: presenting it again revokes the whole family', async () => {
+      const user = await newUser();
+      const family = randomUUID();
+      await stores.refreshTokens.issue(user.id, family, {
+        tokenHash: hash('t1'),
+        expiresAt: inDays(30),
+      });
+      expect(
+        await stores.refreshTokens.rotate(hash('t1'), {
+          tokenHash: hash('t2'),
+          expiresAt: inDays(30),
+        }),
+      ).toEqual({ kind: 'rotated', userId: user.id, familyId: family });
+      expect(
+        await stores.refreshTokens.rotate(hash('t1'), {
+          tokenHash: hash('x'),
+          expiresAt: inDays(30),
+        }),
+      ).toEqual({ kind: 'reused', userId: user.id, familyId: family });
+      // The token issued by the legitimate rotation is revoked with its family.
+      expect(
+        await stores.refreshTokens.rotate(hash('t2'), {
+          tokenHash: hash('t3'),
+          expiresAt: inDays(30),
+        }),
+      ).toEqual({ kind: 'revoked' });
+    });
+
+    it('rotate() refuses unknown and expired tokens as invalid', async () => {
+      const user = await newUser();
+      await stores.refreshTokens.issue(user.id, randomUUID(), {
+        tokenHash: hash('old'),
+        expiresAt: new Date(Date.now() - 1000),
+      });
+      const next = { tokenHash: hash('n'), expiresAt: inDays(1) };
+      expect(await stores.refreshTokens.rotate(hash('nope'), next)).toEqual({ kind: 'invalid' });
+      expect(await stores.refreshTokens.rotate(hash('old'), next)).toEqual({ kind: 'invalid' });
+    });
+
+    it('issue() forgets the account’s expired tokens', async () => {
+      const user = await newUser();
+      await stores.refreshTokens.issue(user.id, randomUUID(), {
+        tokenHash: hash('expired'),
+        expiresAt: new Date(Date.now() - 1000),
+      });
+      await stores.refreshTokens.issue(user.id, randomUUID(), {
+        tokenHash: hash('fresh'),
+        expiresAt: inDays(1),
+      });
+      const rows = await db.query('SELECT token_hash FROM refresh_tokens');
+      expect(rows.map((row) => Buffer.from(row.token_hash as Uint8Array))).toEqual([hash('fresh')]);
+    });
+
+    it('revokeFamilyOf() ends one login and leaves the others; revokeFamily() does the same by id', async () => {
+      const user = await newUser();
+      const [phone, laptop] = [randomUUID(), randomUUID()];
+      await stores.refreshTokens.issue(user.id, phone, {
+        tokenHash: hash('p'),
+        expiresAt: inDays(1),
+      });
+      await stores.refreshTokens.issue(user.id, laptop, {
+        tokenHash: hash('l'),
+        expiresAt: inDays(1),
+      });
+      await stores.refreshTokens.revokeFamilyOf(hash('p'));
+      await stores.refreshTokens.revokeFamilyOf(hash('unknown'));
+      const next = (text: string) => ({ tokenHash: hash(text), expiresAt: inDays(1) });
+      expect(await stores.refreshTokens.rotate(hash('p'), next('p2'))).toEqual({ kind: 'revoked' });
+      expect(await stores.refreshTokens.rotate(hash('l'), next('l2'))).toMatchObject({
+        kind: 'rotated',
+      });
+      await stores.refreshTokens.revokeFamily(laptop);
+      expect(await stores.refreshTokens.rotate(hash('l2'), next('l3'))).toEqual({
+        kind: 'revoked',
+      });
+    });
+
+    it('rotate() of one token by two callers at once rotates once and sees the other as reuse', async () => {
+      const user = await newUser();
+      await stores.refreshTokens.issue(user.id, randomUUID(), {
+        tokenHash: hash('race'),
+        expiresAt: inDays(1),
+      });
+      const results = await Promise.all([
+        stores.refreshTokens.rotate(hash('race'), { tokenHash: hash('a'), expiresAt: inDays(1) }),
+        stores.refreshTokens.rotate(hash('race'), { tokenHash: hash('b'), expiresAt: inDays(1) }),
+      ]);
+      expect(results.map((result) => result.kind).sort()).toEqual(['reused', 'rotated']);
+    });
+  });
+
+  describe('SqlStreamHistory', () => {
+    it('records a stream from start to end; a second end keeps the first', async () => {
+      const id = randomUUID();
+      const startedAt = new Date('2024-06-01T10:00:00Z');
+      await stores.streamHistory.started({
+        id,
+        channel: 'tv',
+        keyId: 'aaaaaaaaaaaaaaaa',
+        publisherIp: '127.0.0.1',
+        storagePrefix: 'live/tv',
+        startedAt,
+      });
+      const renditions = [{ name: '720p30', width: 1280, height: 720, fps: 30, bitrateKbps: 2128 }];
+      await stores.streamHistory.renditions(id, renditions);
+      await stores.streamHistory.live(id, new Date('2024-06-01T10:00:04Z'));
+      await stores.streamHistory.ended(id, new Date('2024-06-01T11:00:00Z'), 'publisher left');
+      await stores.streamHistory.ended(id, new Date('2024-06-01T12:00:00Z'), 'again');
+      expect(await db.query('SELECT * FROM stream_history')).toEqual([
+        {
+          id,
+          channel: 'tv',
+          key_id: 'aaaaaaaaaaaaaaaa',
+          publisher_ip: '127.0.0.1',
+          storage_prefix: 'live/tv',
+          renditions,
+          started_at: startedAt,
+          live_at: new Date('2024-06-01T10:00:04Z'),
+          ended_at: new Date('2024-06-01T11:00:00Z'),
+          end_reason: 'publisher left',
+        },
+      ]);
+    });
+  });
+
+  describe('SqlSessionHistory', () => {
+    it('open() resolves with an id that close() ends once', async () => {
+      const joinedAt = new Date('2024-06-01T10:00:00Z');
+      const id = await stores.sessions.open({
+        userId: 'guest:1',
+        displayName: 'Ada',
+        channel: 'lobby',
+        nodeId: 'node-a',
+        joinedAt,
+      });
+      const other = await stores.sessions.open({
+        userId: 'guest:2',
+        displayName: 'Bo',
+        channel: 'lobby',
+        nodeId: 'node-a',
+      });
+      expect(id).not.toBe(other);
+      await stores.sessions.close(id, new Date('2024-06-01T10:30:00Z'));
+      await stores.sessions.close(id, new Date('2024-06-01T11:00:00Z'));
+      expect(
+        await db.query(
+          'SELECT user_id, display_name, channel, node_id, joined_at, left_at FROM session_history WHERE id = $1',
+          [id],
+        ),
+      ).toEqual([
+        {
+          user_id: 'guest:1',
+          display_name: 'Ada',
+          channel: 'lobby',
+          node_id: 'node-a',
+          joined_at: joinedAt,
+          left_at: new Date('2024-06-01T10:30:00Z'),
+        },
+      ]);
+      const [open] = await db.query('SELECT left_at FROM session_history WHERE id = $1', [other]);
+      expect(open).toEqual({ left_at: null });
+    });
+  });
+});

@@ -1,0 +1,134 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeListSchema } from '@hearth/protocol';
+import { startRedis, type TestRedis } from '../api/test/support/redis';
+import { startTestApi, type TestApi } from '../api/test/support/server';
+import { expectAudioFrom, hearthState, launchChromium } from './support/browser';
+import { startVoiceNodeProcess, type VoiceNodeProcess } from './support/voice-nodes';
+import { eventually } from './support/wait';
+
+const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');
+const clusterSecret = 'e2e-cluster-secret-0123456789abcdef0123456789';
+const adminToken = 'e2e-admin-token-0123456789abcdef0123456789abcdef';
+
+let redis: TestRedis;
+let api: TestApi;
+let browser: Browser;
+const nodes = new Map<string, VoiceNodeProcess>();
+const contexts: BrowserContext[] = [];
+
+// Three voice-sfu processes share a channel through the api and Redis. voice-a and voice-b take one
+// participant each and voice-c two. voice-c starts only after the first two guests are placed, so
+// whatever the nodes' CPU readings, the first two guests land on voice-a and voice-b and the
+// third on voice-c, which then has room for the guest that moves when its node dies.
+beforeAll(async () => {
+  redis = await startRedis();
+  api = await startTestApi({
+    api: {
+      webDistDir,
+      embeddedVoice: 'false',
+      redisUrl: redis.url,
+      clusterSecret,
+      adminToken,
+      nodeTimeoutMs: '1500',
+      sweepIntervalMs: '250',
+    },
+  });
+  await startNode('voice-a', 1);
+  await startNode('voice-b', 1);
+  browser = await launchChromium();
+}, 120_000);
+
+afterAll(async () => {
+  for (const context of contexts) await context.close();
+  await browser?.close();
+  for (const node of nodes.values()) await node.stop();
+  await api?.close();
+  await redis?.stop();
+});
+
+async function startNode(id: string, maxParticipants: number): Promise<void> {
+  nodes.set(
+    id,
+    await startVoiceNodeProcess({ id, apiUrl: api.baseUrl, clusterSecret, maxParticipants }),
+  );
+  await eventually(async () => (await upNodes()).includes(id), 20_000, `${id} registered`);
+}
+
+async function upNodes(): Promise<string[]> {
+  const response = await fetch(`${api.baseUrl}/api/nodes`, {
+    headers: { authorization: `Bearer ${adminToken}` },
+  });
+  const { nodes: list } = nodeListSchema.parse(await response.json());
+  return list.filter((node) => node.status === 'up').map((node) => node.id);
+}
+
+async function openGuest(name: string, channel: string): Promise<Page> {
+  const context = await browser.newContext();
+  contexts.push(context);
+  const page = await context.newPage();
+  page.on('console', (message) => {
+    if (message.type() === 'error') process.stdout.write(`[${name}] ${message.text()}\n`);
+  });
+  await page.goto(`${api.baseUrl}/voice/${channel}?name=${encodeURIComponent(name)}&autojoin=1`);
+  await eventually(
+    async () => (await hearthState(page))?.connection === 'connected',
+    20_000,
+    `${name} connected`,
+  );
+  return page;
+}
+
+// Which node serves a page: the placement the client used, read from its test hook.
+function nodeOf(page: Page): Promise<string | null> {
+  return page.evaluate(() =>
+    (globalThis as unknown as { __hearth: { nodeId(): string | null } }).__hearth.nodeId(),
+  );
+}
+
+async function everyoneHearsEveryone(pages: Page[]): Promise<void> {
+  for (const page of pages) {
+    await eventually(
+      async () => (await hearthState(page))?.participants.length === pages.length,
+      20_000,
+      'every participant on every page',
+    );
+  }
+  for (const page of pages) {
+    const sources = await expectAudioFrom(page, pages.length - 1);
+    expect(sources).not.toContain((await hearthState(page))!.peerId);
+  }
+}
+
+describe('a channel spanning three voice-sfu processes', () => {
+  it('browsers on different nodes hear each other, and survive the loss of an edge node', async () => {
+    const channel = 'cluster';
+    const ada = await openGuest('Ada', channel);
+    const bo = await openGuest('Bo', channel);
+    await startNode('voice-c', 2);
+    const cy = await openGuest('Cy', channel);
+    const pages = [ada, bo, cy];
+    const [core, edge, third] = await Promise.all(pages.map(nodeOf));
+    expect([core, edge].sort()).toEqual(['voice-a', 'voice-b']);
+    expect(third).toBe('voice-c');
+    await everyoneHearsEveryone(pages);
+
+    // Kill Bo's node, an edge, the hard way. Bo's client loses its node, asks the api again, and
+    // lands on voice-c, the only node with room; everyone hears everyone again.
+    const joinsBefore = (await hearthState(bo))!.joinCount;
+    await nodes.get(edge!)!.kill();
+    await eventually(async () => !(await upNodes()).includes(edge!), 10_000, `${edge} marked down`);
+    await eventually(
+      async () => {
+        const state = await hearthState(bo);
+        return state?.connection === 'connected' && state.joinCount > joinsBefore;
+      },
+      30_000,
+      'Bo reconnected',
+    );
+    expect(await nodeOf(bo)).toBe('voice-c');
+    await everyoneHearsEveryone(pages);
+  }, 180_000);
+});

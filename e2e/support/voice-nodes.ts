@@ -1,0 +1,91 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** A voice-sfu node running as its own process, as it would on another host. */
+export interface VoiceNodeProcess {
+  /** The id it registered under. */
+  id: string;
+  /** Its signaling and metrics port. */
+  port: number;
+  /** The process. */
+  child: ChildProcess;
+  /** Everything it logged, for failure reports. */
+  output: () => string;
+  /** Kills it the hard way, as a crashed host would go. */
+  kill(): Promise<void>;
+  /** Stops it cleanly. */
+  stop(): Promise<void>;
+}
+
+/** Finds a free loopback TCP port. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Starts `voice-sfu/src/main.ts` on loopback and waits until its HTTP server answers. */
+export async function startVoiceNodeProcess(options: {
+  id: string;
+  apiUrl: string;
+  clusterSecret: string;
+  maxParticipants?: number;
+}): Promise<VoiceNodeProcess> {
+  const port = await freePort();
+  let output = '';
+  const child = spawn(process.execPath, ['--import', 'tsx', 'voice-sfu/src/main.ts'], {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      VOICE_NODE_ID: options.id,
+      VOICE_PORT: String(port),
+      VOICE_API_URL: options.apiUrl,
+      VOICE_CLUSTER_SECRET: options.clusterSecret,
+      VOICE_WORKERS: '1',
+      VOICE_RTC_BASE_PORT: '0',
+      VOICE_HEARTBEAT_MS: '300',
+      VOICE_LOG_LEVEL: 'warn',
+      ...(options.maxParticipants
+        ? { VOICE_MAX_PARTICIPANTS: String(options.maxParticipants) }
+        : {}),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`voice node ${options.id} exited:\n${output}`);
+    const healthy = await fetch(`http://127.0.0.1:${port}/health`)
+      .then((response) => response.ok)
+      .catch(() => false);
+    if (healthy) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`voice node ${options.id} did not start:\n${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return {
+    id: options.id,
+    port,
+    child,
+    output: () => output,
+    async kill() {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}

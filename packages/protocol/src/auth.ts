@@ -1,0 +1,151 @@
+import { z } from 'zod';
+import { channelNameSchema, displayNameSchema, grantSchema } from './common';
+
+/** The membership scope that stands for every channel of the server. */
+export const SERVER_WIDE = '*';
+
+/** An account's login name: 3-32 letters, digits, ".", "-" or "_"; unique whatever its case. */
+export const usernameSchema = z
+  .string()
+  .trim()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/,
+    'must be 3-32 letters, digits, ".", "-" or "_", starting with a letter or digit',
+  );
+
+/** A new password: 8 to 128 characters. */
+export const passwordSchema = z
+  .string()
+  .min(8, 'must be at least 8 characters')
+  .max(128, 'must be at most 128 characters');
+
+/** Where a membership applies: one channel, or `*` for every channel. */
+export const grantScopeSchema = z.union([z.literal(SERVER_WIDE), channelNameSchema]);
+
+/** Where a membership applies. */
+export type GrantScope = z.infer<typeof grantScopeSchema>;
+
+/** Body of `POST /api/auth/register`. */
+export const registerBodySchema = z
+  .object({
+    username: usernameSchema,
+    password: passwordSchema,
+    /** Name shown to others; the username when left out. */
+    displayName: displayNameSchema.optional(),
+  })
+  .strict();
+
+/** Body of `POST /api/auth/register`. */
+export type RegisterBody = z.infer<typeof registerBodySchema>;
+
+/** Body of `POST /api/auth/login`. Lengths are bounded only, so old accounts can still log in. */
+export const loginBodySchema = z
+  .object({
+    username: z.string().trim().min(1, 'must not be empty').max(64),
+    password: z.string().min(1, 'must not be empty').max(128),
+  })
+  .strict();
+
+/** Body of `POST /api/auth/login`. */
+export type LoginBody = z.infer<typeof loginBodySchema>;
+
+/** Body of `POST /api/auth/refresh` and `POST /api/auth/logout`. */
+export const refreshBodySchema = z.object({ refreshToken: z.string().min(1).max(256) }).strict();
+
+/** Body of `POST /api/auth/refresh` and `POST /api/auth/logout`. */
+export type RefreshBody = z.infer<typeof refreshBodySchema>;
+
+/** The public view of an account. */
+export const authUserSchema = z.object({
+  id: z.string(),
+  username: z.string(),
+  displayName: z.string(),
+});
+
+/** The public view of an account. */
+export type AuthUser = z.infer<typeof authUserSchema>;
+
+/** Response of login, register and refresh: a short-lived access token and its refresh token. */
+export const tokenResponseSchema = z.object({
+  /** JWT sent as `Authorization: Bearer <token>`. */
+  accessToken: z.string(),
+  /** Opaque, single-use token that buys the next pair. */
+  refreshToken: z.string(),
+  /** Seconds until the access token expires. */
+  expiresIn: z.number().int().positive(),
+  user: authUserSchema,
+});
+
+/** Response of login, register and refresh. */
+export type TokenResponse = z.infer<typeof tokenResponseSchema>;
+
+/** Response of `GET /api/auth/me`: who the caller is and what it may do. */
+export const meSchema = z.object({
+  id: z.string(),
+  displayName: z.string(),
+  /** Login name; null for guests and the operator token. */
+  username: z.string().nullable(),
+  guest: z.boolean(),
+  /** True for the operator token and accounts holding every grant server-wide. */
+  admin: z.boolean(),
+  /** Grants held in every channel. */
+  serverGrants: z.array(grantSchema),
+  /** Further grants held in single channels. */
+  channelGrants: z.record(z.string(), z.array(grantSchema)),
+});
+
+/** Response of `GET /api/auth/me`. */
+export type Me = z.infer<typeof meSchema>;
+
+/** An account as the admin API lists it. */
+export const adminUserSchema = authUserSchema.extend({
+  createdAt: z.string(),
+  /** When it was disabled; null while it may log in. */
+  disabledAt: z.string().nullable(),
+});
+
+/** An account as the admin API lists it. */
+export type AdminUser = z.infer<typeof adminUserSchema>;
+
+/** Response of `GET /api/admin/users`. */
+export const adminUserListSchema = z.object({ users: z.array(adminUserSchema) });
+
+/** Body of `POST /api/admin/users`. */
+export const createUserBodySchema = z
+  .object({
+    username: usernameSchema,
+    password: passwordSchema,
+    displayName: displayNameSchema.optional(),
+    /** Gives the account every grant in every channel. */
+    admin: z.boolean().optional(),
+  })
+  .strict();
+
+/** Body of `POST /api/admin/users`. */
+export type CreateUserBody = z.infer<typeof createUserBodySchema>;
+
+/** Grants an account holds in one scope, beyond the server's default grants. */
+export const membershipSchema = z.object({
+  channel: grantScopeSchema,
+  grants: z.array(grantSchema),
+});
+
+/** Grants an account holds in one scope. */
+export type Membership = z.infer<typeof membershipSchema>;
+
+/** Response of the admin grant routes: an account's memberships. */
+export const userGrantsSchema = z.object({
+  username: z.string(),
+  memberships: z.array(membershipSchema),
+});
+
+/** Response of the admin grant routes. */
+export type UserGrants = z.infer<typeof userGrantsSchema>;
+
+/** Body of `PUT /api/admin/users/:username/grants/:channel`: the scope's complete grant list. */
+export const setGrantsBodySchema = z
+  .object({ grants: z.array(grantSchema).min(1, 'must name at least one grant') })
+  .strict();
+
+/** Body of `PUT /api/admin/users/:username/grants/:channel`. */
+export type SetGrantsBody = z.infer<typeof setGrantsBodySchema>;

@@ -1,0 +1,64 @@
+import { z } from 'zod';
+import { cascadeMessageSchema } from './cascade';
+import { channelNameSchema } from './common';
+import { rtpCapabilitiesSchema } from './rtp';
+import {
+  channelAssignmentSchema,
+  nodeIdSchema,
+  nodeLoadSchema,
+  nodeRegistrationSchema,
+} from './nodes';
+
+/** Largest node-control frame either side accepts. */
+export const MAX_NODE_CONTROL_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** What a node sends the api over its control WebSocket. */
+export const nodeToApiMessageSchema = z.discriminatedUnion('type', [
+  /** First message: who the node is and what it can take. */
+  z.object({
+    type: z.literal('register'),
+    registration: nodeRegistrationSchema,
+    /** RTP capabilities of the node's routers, which clients may load before joining. */
+    rtpCapabilities: rtpCapabilitiesSchema,
+  }),
+  /** Sent every second or so; a node that stops sending is marked down. */
+  z.object({ type: z.literal('heartbeat'), load: nodeLoadSchema }),
+  /** A message for another node of a channel, relayed by the api. */
+  z.object({ type: z.literal('relay'), to: nodeIdSchema, message: cascadeMessageSchema }),
+  /** A participant joined a channel on the node: a voice session starts. */
+  z.object({
+    type: z.literal('sessionOpened'),
+    peerId: z.uuid(),
+    channel: channelNameSchema,
+    userId: z.string().min(1).max(128),
+    displayName: z.string().min(1).max(64),
+  }),
+  /** A participant left, or was dropped with its channel: the session ends. */
+  z.object({ type: z.literal('sessionClosed'), peerId: z.uuid() }),
+  /** The node no longer hosts the channel: its last participant and link are gone. */
+  z.object({ type: z.literal('channelClosed'), channel: channelNameSchema }),
+]);
+
+/** A message from a node to the api. */
+export type NodeToApiMessage = z.infer<typeof nodeToApiMessageSchema>;
+
+/** What the api sends a node over its control WebSocket. */
+export const apiToNodeMessageSchema = z.discriminatedUnion('type', [
+  /** The registration was accepted. */
+  z.object({ type: z.literal('registered'), nodeId: nodeIdSchema }),
+  /** A message from another node of a channel. */
+  z.object({ type: z.literal('relay'), from: nodeIdSchema, message: cascadeMessageSchema }),
+  /** A channel's placement changed, e.g. its core moved after a node failure. */
+  z.object({ type: z.literal('assignment'), assignment: channelAssignmentSchema }),
+  /** A node stopped answering; links to it are dead. */
+  z.object({ type: z.literal('nodeDown'), nodeId: nodeIdSchema }),
+  /** Close the channel here and tell its participants why. */
+  z.object({
+    type: z.literal('closeChannel'),
+    channel: channelNameSchema,
+    reason: z.enum(['deleted', 'released']),
+  }),
+]);
+
+/** A message from the api to a node. */
+export type ApiToNodeMessage = z.infer<typeof apiToNodeMessageSchema>;

@@ -1,0 +1,96 @@
+import { WebSocket } from 'ws';
+import {
+  MAX_NODE_CONTROL_MESSAGE_BYTES,
+  apiToNodeMessageSchema,
+  describeZodError,
+} from '@hearth/protocol';
+import type { Logger } from '@hearth/server-common';
+import type { NodeAgent } from './node-agent';
+
+/** The node's end of its control connection to the api. */
+export interface ControlSocket {
+  /** True while connected and registered messages can flow. */
+  readonly connected: boolean;
+  /** Closes the connection for good. */
+  close(): void;
+}
+
+const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
+
+/**
+ * Keeps a WebSocket to the api's `/ws/nodes`, authenticated with the cluster secret, and hands
+ * it to the agent. When it drops, the agent stops heartbeats and the socket reconnects with
+ * backoff; the api meanwhile marks the node down if it stays away too long.
+ */
+export function connectControlSocket(options: {
+  agent: NodeAgent;
+  apiUrl: string;
+  clusterSecret: string;
+  logger: Logger;
+}): ControlSocket {
+  const { agent, logger } = options;
+  const url = new URL('/ws/nodes', options.apiUrl);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  let socket: WebSocket | undefined;
+  let attempt = 0;
+  let retry: NodeJS.Timeout | undefined;
+  let closed = false;
+  let connected = false;
+
+  const open = () => {
+    const current = new WebSocket(url, {
+      headers: { authorization: `Cluster ${options.clusterSecret}` },
+      maxPayload: MAX_NODE_CONTROL_MESSAGE_BYTES,
+    });
+    socket = current;
+    current.on('open', () => {
+      attempt = 0;
+      connected = true;
+      logger.info({ url: url.href }, 'connected to the api');
+      agent.attach((message) => {
+        if (current.readyState === WebSocket.OPEN) current.send(JSON.stringify(message));
+      });
+    });
+    current.on('message', (raw, isBinary) => {
+      if (isBinary) return;
+      let json: unknown;
+      try {
+        json = JSON.parse(raw.toString());
+      } catch {
+        logger.warn('dropped a control message that is not JSON');
+        return;
+      }
+      const parsed = apiToNodeMessageSchema.safeParse(json);
+      if (!parsed.success) {
+        logger.warn(
+          { problem: describeZodError(parsed.error) },
+          'dropped an invalid control message',
+        );
+        return;
+      }
+      agent.receive(parsed.data);
+    });
+    current.on('error', (error) => logger.warn({ err: error }, 'control connection error'));
+    current.on('close', (code, reason) => {
+      if (socket !== current) return;
+      connected = false;
+      agent.detach();
+      if (closed) return;
+      const delay = RETRY_DELAYS_MS[Math.min(attempt++, RETRY_DELAYS_MS.length - 1)]!;
+      logger.warn({ code, reason: reason.toString(), retryInMs: delay }, 'control connection lost');
+      retry = setTimeout(open, delay);
+    });
+  };
+  open();
+  return {
+    get connected() {
+      return connected;
+    },
+    close() {
+      closed = true;
+      clearTimeout(retry);
+      agent.detach();
+      socket?.close(1000, 'node stopping');
+    },
+  };
+}

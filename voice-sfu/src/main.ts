@@ -1,0 +1,81 @@
+// A standalone voice-sfu node: `node --import tsx voice-sfu/src/main.ts`. It serves signaling for
+// the channels the api places on it and registers with the api at VOICE_API_URL.
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { ConfigError, JoinTokens, createLogger } from '@hearth/server-common';
+import { loadVoiceConfig, loadVoiceServerConfig } from './config';
+import { connectControlSocket } from './control-socket';
+import { NodeAgent } from './node-agent';
+import { startVoiceServer } from './server';
+import { VoiceNode } from './voice-node';
+
+async function main(): Promise<void> {
+  const problems: string[] = [];
+  const read = <T>(load: (env: NodeJS.ProcessEnv) => T): T | undefined => {
+    try {
+      return load(process.env);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(error.message.replace(/^invalid configuration: /, ''));
+      return undefined;
+    }
+  };
+  const voiceConfig = read(loadVoiceConfig);
+  const serverConfig = read(loadVoiceServerConfig);
+  if (!voiceConfig || !serverConfig) {
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const logger = createLogger('voice-sfu', { level: serverConfig.logLevel }).child({
+    node: serverConfig.nodeId,
+  });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const node = await VoiceNode.start(voiceConfig, logger, registry);
+  const agent = new NodeAgent({
+    node,
+    nodeId: serverConfig.nodeId,
+    tokens: new JoinTokens(serverConfig.clusterSecret),
+    signalingUrl: serverConfig.publicUrl,
+    limits: {
+      maxParticipants: serverConfig.maxParticipants,
+      maxConsumers: serverConfig.maxConsumers,
+    },
+    heartbeatMs: serverConfig.heartbeatMs,
+  });
+  const server = await startVoiceServer({
+    node,
+    agent,
+    host: serverConfig.host,
+    port: serverConfig.port,
+  }).catch((error: unknown) => {
+    node.close();
+    throw error;
+  });
+  const control = connectControlSocket({
+    agent,
+    apiUrl: serverConfig.apiUrl,
+    clusterSecret: serverConfig.clusterSecret,
+    logger,
+  });
+  logger.info({ port: server.port, publicUrl: serverConfig.publicUrl }, 'voice node listening');
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    setTimeout(() => process.exit(0), 5000).unref();
+    control.close();
+    node.close();
+    await server.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    error instanceof ConfigError ? `${error.message}\n` : `start-up failed: ${String(error)}\n`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,229 @@
+import type { WebSocket } from 'ws';
+import {
+  type ApiToNodeMessage,
+  type NodeLimits,
+  type NodeLoad,
+  type NodeToApiMessage,
+} from '@hearth/protocol';
+import { AppError, type Identity, type JoinTokens, type Logger } from '@hearth/server-common';
+import { Cascade } from './cascade';
+import type { VoiceNode } from './voice-node';
+
+/** Sends a message to the api over whatever connects the node to it. */
+export type ControlSend = (message: NodeToApiMessage) => void;
+
+/** Close codes a refused signaling WebSocket gets, matching the api's. */
+const CLOSE_UNAUTHORIZED = 4401;
+const CLOSE_FORBIDDEN = 4403;
+const BITRATE_INTERVAL_MS = 5000;
+
+/**
+ * Connects a voice node to the control plane: registers it, reports its load every heartbeat,
+ * admits clients that hold a join token for this node, follows placement instructions, and
+ * carries the cascade's messages to the other nodes of a channel.
+ */
+export class NodeAgent {
+  /** The node id the api knows this node by. */
+  readonly nodeId: string;
+  /** Links of channels spanning this and other nodes. */
+  readonly cascade: Cascade;
+  readonly #node: VoiceNode;
+  readonly #tokens: JoinTokens;
+  readonly #signalingUrl: string | undefined;
+  readonly #limits: NodeLimits;
+  readonly #heartbeatMs: number;
+  readonly #logger: Logger;
+  #send: ControlSend | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #lastCpu: { at: number; seconds: number } | undefined;
+  #bitrate: { at: number; kbps: Promise<number> } | undefined;
+
+  constructor(options: {
+    node: VoiceNode;
+    nodeId: string;
+    tokens: JoinTokens;
+    /** ws/wss URL clients connect to; none for a node inside the api, reached at its own path. */
+    signalingUrl?: string;
+    limits: NodeLimits;
+    heartbeatMs: number;
+  }) {
+    this.#node = options.node;
+    this.nodeId = options.nodeId;
+    this.#tokens = options.tokens;
+    this.#signalingUrl = options.signalingUrl;
+    this.#limits = options.limits;
+    this.#heartbeatMs = options.heartbeatMs;
+    this.#logger = options.node.logger.child({ node: options.nodeId });
+    this.cascade = new Cascade({
+      nodeId: options.nodeId,
+      channels: options.node.channels,
+      send: (to, message) => this.#emit({ type: 'relay', to, message }),
+      logger: this.#logger,
+    });
+    options.node.channels.onOpened((channel) => {
+      channel.events.on('peerJoined', (peerId, identity) =>
+        this.#emit({
+          type: 'sessionOpened',
+          peerId,
+          channel: channel.name,
+          userId: identity.userId,
+          displayName: identity.displayName,
+        }),
+      );
+      channel.events.on('peerLeft', (peerId) => this.#emit({ type: 'sessionClosed', peerId }));
+      channel.events.once('closed', () =>
+        this.#emit({ type: 'channelClosed', channel: channel.name }),
+      );
+    });
+  }
+
+  /** Starts talking to the api over a fresh connection: registers, then heartbeats. */
+  attach(send: ControlSend): void {
+    this.detach();
+    this.#send = send;
+    send({
+      type: 'register',
+      registration: {
+        id: this.nodeId,
+        kind: 'voice',
+        signalingUrl: this.#signalingUrl,
+        limits: this.#limits,
+      },
+      rtpCapabilities: this.#node.routerRtpCapabilities,
+    });
+    void this.#beat();
+    this.#heartbeat = setInterval(() => void this.#beat(), this.#heartbeatMs);
+  }
+
+  /** Stops sending: the connection to the api is gone. */
+  detach(): void {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    this.#send = undefined;
+  }
+
+  /** Handles one validated message from the api. */
+  receive(message: ApiToNodeMessage): void {
+    switch (message.type) {
+      case 'registered':
+        this.#logger.info('registered with the api');
+        return;
+      case 'relay':
+        this.cascade.receive(message.from, message.message);
+        return;
+      case 'assignment':
+        if (this.#node.channels.get(message.assignment.channel)) {
+          this.cascade.setCore(message.assignment.channel, message.assignment.core);
+        }
+        return;
+      case 'nodeDown':
+        this.cascade.nodeDown(message.nodeId);
+        return;
+      case 'closeChannel':
+        this.#node.channels.close(message.channel, message.reason);
+        return;
+    }
+  }
+
+  /**
+   * Serves signaling on a WebSocket whose client presented a join token. The socket is paused
+   * while the token is checked, so no message is lost; a bad token closes it with 4401.
+   */
+  acceptWithToken(socket: WebSocket, token: string | undefined): void {
+    socket.pause();
+    void this.#tokens
+      .verify(token ?? '')
+      .then((claims) => {
+        if (claims.node !== this.nodeId) {
+          throw new AppError('forbidden', 'the join token is for another node');
+        }
+        const identity: Identity = {
+          userId: claims.sub,
+          displayName: claims.name,
+          guest: claims.guest,
+          grants: new Set(claims.grants),
+        };
+        // A client that left while its token was checked would leave a session nobody closes.
+        if (socket.readyState !== socket.OPEN) return;
+        this.#node.accept(socket, identity, async (channel) => {
+          if (channel !== claims.channel) {
+            throw new AppError('forbidden', `the join token is for channel ${claims.channel}`);
+          }
+          this.cascade.setCore(channel, claims.core);
+          return identity;
+        });
+        socket.resume();
+      })
+      .catch((error: unknown) => {
+        // Resumed first: a paused socket would not read the client's half of the close handshake.
+        socket.resume();
+        const refused = error instanceof AppError;
+        const code = refused && error.code === 'forbidden' ? CLOSE_FORBIDDEN : CLOSE_UNAUTHORIZED;
+        socket.close(code, refused ? error.message : 'unauthorized');
+      });
+  }
+
+  /** The node's load as it reports it. */
+  async load(): Promise<NodeLoad> {
+    const loads = this.#node.pool.loads();
+    const channels = this.#node.channels.list();
+    const sum = (pick: (load: (typeof loads)[number]) => number) =>
+      loads.reduce((total, load) => total + pick(load), 0);
+    const [cpu, bitrateKbps] = await Promise.all([this.#cpuShare(), this.#bitrateKbps()]);
+    return {
+      cpu,
+      consumers: sum((load) => load.consumers),
+      producers: sum((load) => load.producers),
+      routers: sum((load) => load.routers),
+      participants: channels.reduce((total, channel) => total + channel.peerCount, 0),
+      channels: channels.length,
+      bitrateKbps: Math.round(bitrateKbps),
+      streams: 0,
+    };
+  }
+
+  /** Stops heartbeats. */
+  close(): void {
+    this.detach();
+  }
+
+  #emit(message: NodeToApiMessage): void {
+    if (this.#send) this.#send(message);
+    else this.#logger.debug({ type: message.type }, 'not connected to the api; message dropped');
+  }
+
+  async #beat(): Promise<void> {
+    try {
+      const load = await this.load();
+      this.#send?.({ type: 'heartbeat', load });
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'load report failed');
+    }
+  }
+
+  // Transport stats cost one request per transport, so bitrate is read every few seconds only.
+  #bitrateKbps(): Promise<number> {
+    const now = performance.now();
+    if (!this.#bitrate || now - this.#bitrate.at > BITRATE_INTERVAL_MS) {
+      const kbps = Promise.all(this.#node.channels.list().map((c) => c.bitrateKbps())).then(
+        (rates) => rates.reduce((total, rate) => total + rate, 0),
+      );
+      this.#bitrate = { at: now, kbps };
+    }
+    return this.#bitrate.kbps;
+  }
+
+  // Mean busy share of the node's workers since the previous reading, from 0 to 1.
+  async #cpuShare(): Promise<number> {
+    const slots = this.#node.pool.slots;
+    const usages = await Promise.all(slots.map((slot) => slot.worker.getResourceUsage()));
+    const seconds = usages.reduce((sum, u) => sum + (u.ru_utime + u.ru_stime) / 1000, 0);
+    const at = performance.now();
+    const previous = this.#lastCpu;
+    this.#lastCpu = { at, seconds };
+    if (!previous || slots.length === 0) return 0;
+    const elapsed = (at - previous.at) / 1000;
+    if (elapsed <= 0) return 0;
+    return Math.min(1, Math.max(0, (seconds - previous.seconds) / elapsed / slots.length));
+  }
+}

@@ -1,0 +1,197 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { CascadeMessage } from '@hearth/protocol';
+import { createLogger } from '@hearth/server-common';
+import { Cascade, VoiceNode, voiceConfig } from '../src';
+import {
+  joinPlainListener,
+  joinPlainSpeaker,
+  quietLogger,
+  waitFor,
+  type PlainListener,
+  type PlainSpeaker,
+} from './support/plain-peers';
+
+// Three nodes in one process, each with its own worker. What the api does between them, relaying
+// cascade messages, is replaced here by direct asynchronous delivery; the multi-process e2e test
+// runs the real relay.
+interface TestNode {
+  id: string;
+  node: VoiceNode;
+  cascade: Cascade;
+}
+
+let nodes: TestNode[] = [];
+const peers: (PlainSpeaker | PlainListener)[] = [];
+const relayed: { from: string; to: string; message: CascadeMessage }[] = [];
+
+async function startNodes(ids: string[]): Promise<Map<string, TestNode>> {
+  const byId = new Map<string, TestNode>();
+  for (const id of ids) {
+    const node = await VoiceNode.start(
+      voiceConfig({ numWorkers: 1, rtcBasePort: 0, workerLogLevel: 'none' }),
+      quietLogger,
+    );
+    const cascade = new Cascade({
+      nodeId: id,
+      channels: node.channels,
+      logger: process.env.CASCADE_DEBUG ? createLogger(id, { level: 'debug' }) : quietLogger,
+      send: (to, message) => {
+        relayed.push({ from: id, to, message });
+        setImmediate(() => byId.get(to)?.cascade.receive(id, message));
+      },
+    });
+    byId.set(id, { id, node, cascade });
+  }
+  nodes = [...byId.values()];
+  return byId;
+}
+
+afterEach(() => {
+  for (const peer of peers.splice(0)) {
+    if ('sender' in peer) peer.sender.close();
+    else peer.receiver.close();
+  }
+  for (const { node } of nodes) node.close();
+  nodes = [];
+  relayed.length = 0;
+});
+
+function pipeProducer(node: TestNode, channel: string, producerId: string) {
+  return node.node.channels
+    .get(channel)
+    ?.producers()
+    .find((producer) => producer.id === producerId);
+}
+
+describe('cascade across nodes', () => {
+  it('pipes speakers on every node to listeners on every node, through the core', async () => {
+    const byId = await startNodes(['core', 'edge-b', 'edge-c']);
+    const [core, edgeB, edgeC] = ['core', 'edge-b', 'edge-c'].map((id) => byId.get(id)!);
+    for (const { cascade } of [core!, edgeB!, edgeC!]) cascade.setCore('room', 'core');
+
+    const speakerOnCore = await joinPlainSpeaker(core!.node, 'room', 'Ada', 1111);
+    const speakerOnB = await joinPlainSpeaker(edgeB!.node, 'room', 'Bo', 2222);
+    const listenerOnC = await joinPlainListener(edgeC!.node, 'room', 'Cy');
+    const listenerOnCore = await joinPlainListener(core!.node, 'room', 'Di');
+    peers.push(speakerOnCore, speakerOnB, listenerOnC, listenerOnCore);
+
+    // The roster spans the nodes: C sees both speakers and the core's listener.
+    await waitFor(
+      () => listenerOnC.channel.participants().length === 4,
+      5000,
+      'the roster on edge C',
+    );
+    expect(
+      listenerOnC.channel
+        .participants()
+        .map((participant) => participant.displayName)
+        .sort(),
+    ).toEqual(['Ada', 'Bo', 'Cy', 'Di']);
+    expect(edgeB!.cascade.links()).toEqual([
+      expect.objectContaining({ channel: 'room', remoteNodeId: 'core', toCore: true }),
+    ]);
+    expect(
+      core!.cascade
+        .links()
+        .map((link) => link.remoteNodeId)
+        .sort(),
+    ).toEqual(['edge-b', 'edge-c']);
+    // Edges talk only to the core, never to each other.
+    expect(relayed.some(({ from, to }) => from.startsWith('edge') && to.startsWith('edge'))).toBe(
+      false,
+    );
+
+    await waitFor(
+      () => pipeProducer(edgeC!, 'room', speakerOnB.producer.id) !== undefined,
+      5000,
+      "B's producer on C",
+    );
+    await Promise.all([speakerOnCore.sender.sendFor(50), speakerOnB.sender.sendFor(50)]);
+    await waitFor(
+      () =>
+        (listenerOnC.receiver.packetsBySsrc.size === 2 && listenerOnC.receiver.total >= 60) ||
+        false,
+      5000,
+      'audio from both speakers on edge C',
+    );
+    expect(listenerOnCore.receiver.total).toBeGreaterThan(30);
+  }, 60_000);
+
+  it('mirrors pause, resume and close of a producer across the pipe', async () => {
+    const byId = await startNodes(['core', 'edge']);
+    const [core, edge] = [byId.get('core')!, byId.get('edge')!];
+    core.cascade.setCore('room', 'core');
+    edge.cascade.setCore('room', 'core');
+    const speaker = await joinPlainSpeaker(edge.node, 'room', 'Bo', 3333);
+    const listener = await joinPlainListener(core.node, 'room', 'Di');
+    peers.push(speaker, listener);
+    await waitFor(() => pipeProducer(core, 'room', speaker.producer.id) !== undefined);
+
+    await speaker.channel.setProducerPaused(speaker.peerId, speaker.producer.id, true);
+    await waitFor(() => pipeProducer(core, 'room', speaker.producer.id)!.paused, 5000, 'pause');
+    // The mute shows in the core's roster too.
+    await waitFor(
+      () =>
+        core.node.channels
+          .get('room')!
+          .participants()
+          .find((p) => p.id === speaker.peerId)?.muted === true,
+      5000,
+      'the muted flag',
+    );
+    await speaker.channel.setProducerPaused(speaker.peerId, speaker.producer.id, false);
+    await waitFor(() => !pipeProducer(core, 'room', speaker.producer.id)!.paused, 5000, 'resume');
+
+    speaker.channel.closeProducer(speaker.peerId, speaker.producer.id);
+    await waitFor(
+      () => pipeProducer(core, 'room', speaker.producer.id) === undefined,
+      5000,
+      'close',
+    );
+    await waitFor(() => listener.sink.of('consumerClosed').length === 1, 5000, 'consumerClosed');
+  }, 30_000);
+
+  it('forwards a moderator mute to the node serving the participant', async () => {
+    const byId = await startNodes(['core', 'edge']);
+    const [core, edge] = [byId.get('core')!, byId.get('edge')!];
+    core.cascade.setCore('room', 'core');
+    edge.cascade.setCore('room', 'core');
+    const speaker = await joinPlainSpeaker(edge.node, 'room', 'Bo', 4444);
+    const moderator = await joinPlainListener(core.node, 'room', 'Mo');
+    peers.push(speaker, moderator);
+    await waitFor(() => moderator.channel.participants().length === 2, 5000, 'the roster');
+
+    await moderator.channel.setServerMuted(moderator.peerId, speaker.peerId, true);
+    await waitFor(() => speaker.producer.paused, 5000, 'the remote mute');
+    expect(speaker.channel.participants().find((p) => p.id === speaker.peerId)?.serverMuted).toBe(
+      true,
+    );
+  }, 30_000);
+
+  it('drops what came from a node that went down, and an emptied edge leaves the channel', async () => {
+    const byId = await startNodes(['core', 'edge-b', 'edge-c']);
+    const [core, edgeB, edgeC] = ['core', 'edge-b', 'edge-c'].map((id) => byId.get(id)!);
+    for (const { cascade } of [core!, edgeB!, edgeC!]) cascade.setCore('room', 'core');
+    const speakerOnB = await joinPlainSpeaker(edgeB!.node, 'room', 'Bo', 5555);
+    const listenerOnC = await joinPlainListener(edgeC!.node, 'room', 'Cy');
+    peers.push(speakerOnB, listenerOnC);
+    await waitFor(() => pipeProducer(edgeC!, 'room', speakerOnB.producer.id) !== undefined);
+
+    // B stops answering: the core drops its link, and C hears that B's participant and producer
+    // are gone.
+    core!.cascade.nodeDown('edge-b');
+    await waitFor(
+      () => listenerOnC.channel.participants().every((p) => p.id !== speakerOnB.peerId),
+      5000,
+      "B's participant leaving C's roster",
+    );
+    await waitFor(() => pipeProducer(edgeC!, 'room', speakerOnB.producer.id) === undefined);
+    expect(core!.cascade.links().map((link) => link.remoteNodeId)).toEqual(['edge-c']);
+
+    // C's last participant leaves: C closes its part and the core, now empty, closes too.
+    listenerOnC.channel.leave(listenerOnC.peerId);
+    await waitFor(() => edgeC!.node.channels.get('room') === undefined, 5000, 'C closing');
+    await waitFor(() => core!.node.channels.get('room') === undefined, 5000, 'the core closing');
+    expect(core!.cascade.links()).toEqual([]);
+  }, 30_000);
+});

@@ -1,0 +1,41 @@
+import {
+  describeZodError,
+  voiceJoinSchema,
+  type VoiceJoin,
+  type VoiceJoinBody,
+} from '@hearth/protocol';
+import { ApiError, guestAuthorization, invalidResponse, readJson, send } from '../api/http';
+
+/** Asks the api which node serves a channel for this client, and for a join token to it. */
+export type LocateVoiceNode = (avoid: string[]) => Promise<VoiceJoin>;
+
+/** The default locator: `POST /api/voice/join` as the named guest. */
+export function locateAsGuest(channel: string, displayName: string): LocateVoiceNode {
+  return async (avoid) => {
+    const body: VoiceJoinBody = { channel, avoid };
+    const response = await send('/api/voice/join', {
+      method: 'POST',
+      headers: { ...guestAuthorization(displayName), 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const placement = voiceJoinSchema.safeParse(await readJson(response));
+    if (!placement.success) throw invalidResponse(response, describeZodError(placement.error));
+    return placement.data;
+  };
+}
+
+/** The signaling WebSocket URL of a placement, resolved against this page's origin. */
+export function signalingUrlOf(placement: VoiceJoin): string {
+  const url = new URL(placement.url, location.href);
+  if (url.protocol === 'http:') url.protocol = 'ws:';
+  if (url.protocol === 'https:') url.protocol = 'wss:';
+  url.searchParams.set('token', placement.token);
+  return url.href;
+}
+
+/** True when a placement failure is the caller's own (no access, bad input), not transient. */
+export function isFinalPlacementError(error: unknown): boolean {
+  return (
+    error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 429
+  );
+}
