@@ -1,6 +1,7 @@
 import type { WebSocket } from 'ws';
 import {
   type ApiToNodeMessage,
+  type JoinTokenClaims,
   type NodeLimits,
   type NodeLoad,
   type NodeToApiMessage,
@@ -126,41 +127,36 @@ export class NodeAgent {
   }
 
   /**
-   * Serves signaling on a WebSocket whose client presented a join token. The socket is paused
-   * while the token is checked, so no message is lost; a bad token closes it with 4401.
+   * Serves signaling on a WebSocket whose client presented a join token; a bad token closes it
+   * with 4401, a token for another node with 4403.
    */
   acceptWithToken(socket: WebSocket, token: string | undefined): void {
-    socket.pause();
-    void this.#tokens
-      .verify(token ?? '')
-      .then((claims) => {
-        if (claims.node !== this.nodeId) {
-          throw new AppError('forbidden', 'the join token is for another node');
-        }
-        const identity: Identity = {
-          userId: claims.sub,
-          displayName: claims.name,
-          guest: claims.guest,
-          grants: new Set(claims.grants),
-        };
-        // A client that left while its token was checked would leave a session nobody closes.
-        if (socket.readyState !== socket.OPEN) return;
-        this.#node.accept(socket, identity, async (channel) => {
-          if (channel !== claims.channel) {
-            throw new AppError('forbidden', `the join token is for channel ${claims.channel}`);
-          }
-          this.cascade.setCore(channel, claims.core);
-          return identity;
-        });
-        socket.resume();
-      })
-      .catch((error: unknown) => {
-        // Resumed first: a paused socket would not read the client's half of the close handshake.
-        socket.resume();
-        const refused = error instanceof AppError;
-        const code = refused && error.code === 'forbidden' ? CLOSE_FORBIDDEN : CLOSE_UNAUTHORIZED;
-        socket.close(code, refused ? error.message : 'unauthorized');
-      });
+    let identity: Identity;
+    let claims: JoinTokenClaims;
+    try {
+      claims = this.#tokens.verify(token ?? '');
+      if (claims.node !== this.nodeId) {
+        throw new AppError('forbidden', 'the join token is for another node');
+      }
+      identity = {
+        userId: claims.sub,
+        displayName: claims.name,
+        guest: claims.guest,
+        grants: new Set(claims.grants),
+      };
+    } catch (error) {
+      const refused = error instanceof AppError;
+      const code = refused && error.code === 'forbidden' ? CLOSE_FORBIDDEN : CLOSE_UNAUTHORIZED;
+      socket.close(code, refused ? error.message : 'unauthorized');
+      return;
+    }
+    this.#node.accept(socket, identity, async (channel) => {
+      if (channel !== claims.channel) {
+        throw new AppError('forbidden', `the join token is for channel ${claims.channel}`);
+      }
+      this.cascade.setCore(channel, claims.core);
+      return identity;
+    });
   }
 
   /** The node's load as it reports it. */

@@ -1,7 +1,6 @@
-import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import { describeZodError, grantSchema } from '@hearth/protocol';
-import { AppError } from '@hearth/server-common';
+import { AppError, Hs256Jwt, JwtRefusedError } from '@hearth/server-common';
 import { createPrincipal, type Principal } from '../auth';
 
 const ISSUER = 'hearth-api';
@@ -26,14 +25,14 @@ const accessClaimsSchema = z.object({
  * display name and grants, so checking a request needs no database.
  */
 export class AccessTokens {
-  readonly #key: Uint8Array;
+  readonly #jwt: Hs256Jwt;
   readonly #ttlSeconds: number;
 
   constructor(secret: string, ttlSeconds: number) {
     if (secret.length < MIN_JWT_SECRET_LENGTH) {
       throw new Error(`the JWT secret must be at least ${MIN_JWT_SECRET_LENGTH} characters`);
     }
-    this.#key = new TextEncoder().encode(secret);
+    this.#jwt = new Hs256Jwt(secret, { issuer: ISSUER, audience: AUDIENCE });
     this.#ttlSeconds = ttlSeconds;
   }
 
@@ -43,37 +42,27 @@ export class AccessTokens {
   }
 
   /** Issues a token for an account's principal. */
-  async sign(account: Principal): Promise<string> {
-    return new SignJWT({
-      name: account.displayName,
-      grants: {
-        server: [...account.serverGrants],
-        channels: Object.fromEntries(
-          [...account.channelGrants].map(([channel, grants]) => [channel, [...grants]]),
-        ),
-      },
-    })
-      .setProtectedHeader({ alg: 'HS256' })
-      .setSubject(account.userId)
-      .setIssuer(ISSUER)
-      .setAudience(AUDIENCE)
-      .setIssuedAt()
-      .setExpirationTime(`${this.#ttlSeconds}s`)
-      .sign(this.#key);
+  sign(account: Principal): string {
+    const grants = {
+      server: [...account.serverGrants],
+      channels: Object.fromEntries(
+        [...account.channelGrants].map(([channel, channelGrants]) => [channel, [...channelGrants]]),
+      ),
+    };
+    return this.#jwt.sign({ name: account.displayName, grants }, account.userId, this.#ttlSeconds);
   }
 
   /** Checks signature, lifetime and shape, and resolves the principal; `unauthorized` otherwise. */
-  async verify(token: string): Promise<Principal> {
+  verify(token: string): Principal {
     let payload: unknown;
     try {
-      ({ payload } = await jwtVerify(token, this.#key, {
-        issuer: ISSUER,
-        audience: AUDIENCE,
-        algorithms: ['HS256'],
-      }));
+      payload = this.#jwt.verify(token);
     } catch (error) {
-      const expired = error instanceof joseErrors.JWTExpired;
-      throw new AppError('unauthorized', expired ? 'access token expired' : 'invalid token');
+      if (!(error instanceof JwtRefusedError)) throw error;
+      throw new AppError(
+        'unauthorized',
+        error.reason === 'expired' ? 'access token expired' : 'invalid token',
+      );
     }
     const parsed = accessClaimsSchema.safeParse(payload);
     if (!parsed.success) {

@@ -314,7 +314,7 @@ export class RedisNodeRegistry implements NodeRegistry {
 
   constructor(options: { url: string; logger: Logger; keyPrefix?: string }) {
     this.#prefix = options.keyPrefix ?? 'hearth:';
-    this.#redis = new Redis(options.url, { maxRetriesPerRequest: 3 });
+    this.#redis = new Redis(options.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
     this.#redis.on('error', (error: unknown) =>
       options.logger.warn({ err: error }, 'node registry: Redis connection error'),
     );

@@ -33,6 +33,7 @@ export function registerVoiceRoutes(
   middleware: { limit: Koa.Middleware; signedIn: Koa.Middleware },
 ): void {
   const joinLimit = rateLimit(deps.joinRatePerSecond);
+  const knownChannels = new ChannelExistenceCache(deps.channels);
 
   // Public and the same on every node: clients load their Device from it while the user is still
   // on the join form, so joining skips that step.
@@ -56,7 +57,7 @@ export function registerVoiceRoutes(
       if (!identity.grants.has('join')) {
         throw new AppError('forbidden', `missing the "join" grant in channel ${channel}`);
       }
-      if (!(await deps.channels.get(channel))) {
+      if (!(await knownChannels.exists(channel))) {
         // Guests and moderators may open a channel by joining it, which is how the autojoin link
         // works; anyone else needs it to exist.
         if (!principal.guest && !holdsGrant(principal, 'moderate')) {
@@ -83,4 +84,30 @@ export function registerVoiceRoutes(
       ctx.body = body;
     },
   );
+}
+
+// Joins are the hottest path of the api, and nearly all of them go to channels that exist. A
+// channel seen to exist is taken as existing for a few seconds without asking the database again;
+// a channel deleted meanwhile is closed on its nodes anyway, so a join in that window finds it gone.
+const CHANNEL_EXISTS_TTL_MS = 5000;
+
+class ChannelExistenceCache {
+  readonly #channels: ChannelDirectory;
+  readonly #seen = new Map<string, number>();
+
+  constructor(channels: ChannelDirectory) {
+    this.#channels = channels;
+  }
+
+  async exists(channel: string): Promise<boolean> {
+    const now = performance.now();
+    const seenAt = this.#seen.get(channel);
+    if (seenAt !== undefined && now - seenAt < CHANNEL_EXISTS_TTL_MS) return true;
+    const exists = (await this.#channels.get(channel)) !== undefined;
+    // Bounded memory: forgetting every entry only costs one lookup each.
+    if (this.#seen.size > 10_000) this.#seen.clear();
+    if (exists) this.#seen.set(channel, now);
+    else this.#seen.delete(channel);
+    return exists;
+  }
 }

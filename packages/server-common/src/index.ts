@@ -7,3 +7,4 @@ export * from './serial-queue';
 export * from './token-bucket';
 export * from './join-token';
 export * from './keep-alive';
+export * from './hs256-jwt';

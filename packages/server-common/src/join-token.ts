@@ -1,6 +1,6 @@
-import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { joinTokenClaimsSchema, describeZodError, type JoinTokenClaims } from '@hearth/protocol';
 import { AppError } from './errors';
+import { Hs256Jwt, JwtRefusedError } from './hs256-jwt';
 
 const ISSUER = 'hearth-api';
 const AUDIENCE = 'hearth-voice';
@@ -14,7 +14,7 @@ export const MIN_CLUSTER_SECRET_LENGTH = 32;
  * the cluster secret they share with the api (HS256).
  */
 export class JoinTokens {
-  readonly #key: Uint8Array;
+  readonly #jwt: Hs256Jwt;
   readonly #ttlSeconds: number;
 
   constructor(clusterSecret: string, ttlSeconds = 60) {
@@ -23,37 +23,29 @@ export class JoinTokens {
         `the cluster secret must be at least ${MIN_CLUSTER_SECRET_LENGTH} characters`,
       );
     }
-    this.#key = new TextEncoder().encode(clusterSecret);
+    this.#jwt = new Hs256Jwt(clusterSecret, { issuer: ISSUER, audience: AUDIENCE });
     this.#ttlSeconds = ttlSeconds;
   }
 
   /** Issues a token for these claims, valid for the configured lifetime. */
-  async sign(claims: JoinTokenClaims): Promise<string> {
+  sign(claims: JoinTokenClaims): string {
     const { sub, ...rest } = joinTokenClaimsSchema.parse(claims);
-    return new SignJWT(rest)
-      .setProtectedHeader({ alg: 'HS256' })
-      .setSubject(sub)
-      .setIssuer(ISSUER)
-      .setAudience(AUDIENCE)
-      .setIssuedAt()
-      .setExpirationTime(`${this.#ttlSeconds}s`)
-      .sign(this.#key);
+    return this.#jwt.sign(rest, sub, this.#ttlSeconds);
   }
 
   /** Checks signature, lifetime and shape; throws `unauthorized` otherwise. */
-  async verify(token: string): Promise<JoinTokenClaims> {
-    let payload: unknown;
+  verify(token: string): JoinTokenClaims {
+    let claims: unknown;
     try {
-      ({ payload } = await jwtVerify(token, this.#key, {
-        issuer: ISSUER,
-        audience: AUDIENCE,
-        algorithms: ['HS256'],
-      }));
+      claims = this.#jwt.verify(token);
     } catch (error) {
-      const expired = error instanceof joseErrors.JWTExpired;
-      throw new AppError('unauthorized', expired ? 'join token expired' : 'invalid join token');
+      if (!(error instanceof JwtRefusedError)) throw error;
+      throw new AppError(
+        'unauthorized',
+        error.reason === 'expired' ? 'join token expired' : 'invalid join token',
+      );
     }
-    const parsed = joinTokenClaimsSchema.safeParse(payload);
+    const parsed = joinTokenClaimsSchema.safeParse(claims);
     if (!parsed.success) {
       throw new AppError('unauthorized', `invalid join token: ${describeZodError(parsed.error)}`);
     }
