@@ -204,6 +204,21 @@ describe('join tokens', () => {
     ).toMatchObject({ ok: true });
   });
 
+  it('joins beyond the per-address rate get 429', async () => {
+    await start({ api: { joinRatePerSecond: '1' } });
+    const statuses = await Promise.all(
+      Array.from({ length: 6 }, (_, index) =>
+        fetch(`${api!.baseUrl}/api/voice/join`, {
+          method: 'POST',
+          headers: { authorization: `Guest Guest${index}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ channel: 'lobby' }),
+        }).then((response) => response.status),
+      ),
+    );
+    expect(statuses.filter((status) => status === 200).length).toBe(2);
+    expect(statuses.filter((status) => status === 429).length).toBe(4);
+  });
+
   it('joining needs the join grant in the channel: 401 without credentials, 403 without it', async () => {
     await start({ api: { guestGrants: 'speak' } });
     const anonymous = await fetch(`${api!.baseUrl}/api/voice/join`, {

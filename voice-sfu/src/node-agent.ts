@@ -82,6 +82,12 @@ export class NodeAgent {
   attach(send: ControlSend): void {
     this.detach();
     this.#send = send;
+    this.#register(send);
+    void this.#beat();
+    this.#heartbeat = setInterval(() => void this.#beat(), this.#heartbeatMs);
+  }
+
+  #register(send: ControlSend): void {
     send({
       type: 'register',
       registration: {
@@ -92,8 +98,6 @@ export class NodeAgent {
       },
       rtpCapabilities: this.#node.routerRtpCapabilities,
     });
-    void this.#beat();
-    this.#heartbeat = setInterval(() => void this.#beat(), this.#heartbeatMs);
   }
 
   /** Stops sending: the connection to the api is gone. */
@@ -108,6 +112,10 @@ export class NodeAgent {
     switch (message.type) {
       case 'registered':
         this.#logger.info('registered with the api');
+        return;
+      case 'registerAgain':
+        this.#logger.warn('the api lost this node; registering again');
+        if (this.#send) this.#register(this.#send);
         return;
       case 'relay':
         this.cascade.receive(message.from, message.message);

@@ -12,6 +12,7 @@ import { keepAlive, type Logger } from '@hearth/server-common';
 import type { ClusterBus } from '../cluster/bus';
 import type { SessionHistory } from '../db/session-history';
 import type { PlacementService } from '../nodes/placement-service';
+import { NodeNotRegisteredError } from '../nodes/registry';
 
 /** Bus topic every api instance listens on to reach the nodes connected to it. */
 const BROADCAST_TOPIC = 'nodes.broadcast';
@@ -46,6 +47,7 @@ export class NodeHub {
   readonly #connections = new Set<NodeConnection>();
   #rtpCapabilities: RtpCapabilities | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
+  #closed = false;
 
   private constructor(options: {
     placement: PlacementService;
@@ -158,6 +160,7 @@ export class NodeHub {
 
   /** Drops every connection and stops listening to the bus. */
   async close(): Promise<void> {
+    this.#closed = true;
     for (const connection of [...this.#connections]) {
       connection.close(1001, 'api stopping');
       this.#disconnect(connection);
@@ -166,6 +169,8 @@ export class NodeHub {
   }
 
   async #handle(connection: NodeConnection, message: NodeToApiMessage): Promise<void> {
+    // Messages still arriving while the api shuts down find the registry closed; they are moot.
+    if (this.#closed) return;
     try {
       if (message.type === 'register') {
         await this.#register(connection, message);
@@ -178,7 +183,12 @@ export class NodeHub {
       }
       switch (message.type) {
         case 'heartbeat':
-          await this.#placement.heartbeat(nodeId, message.load);
+          await this.#placement.heartbeat(nodeId, message.load).catch((error: unknown) => {
+            // Silent too long (a stall, a cut link): it was marked down and its channels moved.
+            // It comes back as a fresh node with whatever it still serves.
+            if (!(error instanceof NodeNotRegisteredError)) throw error;
+            connection.deliver({ type: 'registerAgain' });
+          });
           return;
         case 'relay':
           await this.#bus.publish(nodeTopic(message.to), {

@@ -46,6 +46,8 @@ export type NodeToApiMessage = z.infer<typeof nodeToApiMessageSchema>;
 export const apiToNodeMessageSchema = z.discriminatedUnion('type', [
   /** The registration was accepted. */
   z.object({ type: z.literal('registered'), nodeId: nodeIdSchema }),
+  /** The registry lost or marked the node down (it was silent too long): register again. */
+  z.object({ type: z.literal('registerAgain') }),
   /** A message from another node of a channel. */
   z.object({ type: z.literal('relay'), from: nodeIdSchema, message: cascadeMessageSchema }),
   /** A channel's placement changed, e.g. its core moved after a node failure. */

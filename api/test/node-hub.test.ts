@@ -1,0 +1,186 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import type { z } from 'zod';
+import type { nodeToApiMessageSchema } from '@hearth/protocol';
+import {
+  apiToNodeMessageSchema,
+  nodeListSchema,
+  type ApiToNodeMessage,
+  type RtpCapabilities,
+} from '@hearth/protocol';
+import { requestJoin, startTestApi, type TestApi } from './support/server';
+
+// These tests speak the node side of `/ws/nodes` by hand, as a voice-sfu process would; the
+// e2e cluster test runs real voice-sfu processes against it.
+const CLUSTER_SECRET = 'node-hub-test-cluster-secret-0123456789abcdef';
+const ADMIN_TOKEN = 'node-hub-test-admin-token-0123456789abcdef0123';
+
+let api: TestApi | undefined;
+const sockets: WebSocket[] = [];
+
+afterEach(async () => {
+  for (const socket of sockets.splice(0)) socket.terminate();
+  await api?.close();
+  api = undefined;
+});
+
+async function start(): Promise<TestApi> {
+  api = await startTestApi({
+    api: {
+      embeddedVoice: 'false',
+      clusterSecret: CLUSTER_SECRET,
+      adminToken: ADMIN_TOKEN,
+      nodeTimeoutMs: '600',
+      sweepIntervalMs: '100',
+    },
+  });
+  return api;
+}
+
+/** A hand-driven node connection recording what the api sends it. */
+class FakeNode {
+  readonly received: ApiToNodeMessage[] = [];
+  readonly closed: Promise<number>;
+
+  constructor(readonly socket: WebSocket) {
+    socket.on('message', (raw) =>
+      this.received.push(apiToNodeMessageSchema.parse(JSON.parse(String(raw)))),
+    );
+    this.closed = new Promise((resolve) => socket.once('close', (code) => resolve(code)));
+  }
+
+  static async connect(secret = CLUSTER_SECRET): Promise<FakeNode> {
+    const socket = new WebSocket(`${api!.baseUrl.replace('http', 'ws')}/ws/nodes`, {
+      headers: { authorization: `Cluster ${secret}` },
+    });
+    sockets.push(socket);
+    const node = new FakeNode(socket);
+    await new Promise((resolve, reject) => {
+      socket.once('open', resolve);
+      socket.once('error', reject);
+    });
+    return node;
+  }
+
+  send(message: z.input<typeof nodeToApiMessageSchema>): void {
+    this.socket.send(JSON.stringify(message));
+  }
+
+  async register(id: string, maxParticipants?: number): Promise<void> {
+    this.send({
+      type: 'register',
+      registration: {
+        id,
+        kind: 'voice',
+        signalingUrl: `ws://127.0.0.1:1/${id}`,
+        limits: maxParticipants ? { maxParticipants } : {},
+      },
+      rtpCapabilities: capabilities,
+    });
+    await this.next((message) => message.type === 'registered');
+    this.send({ type: 'heartbeat', load: { cpu: 0.1, participants: 0 } });
+  }
+
+  async next(match: (message: ApiToNodeMessage) => boolean): Promise<ApiToNodeMessage> {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const found = this.received.find(match);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error('timed out waiting for a control message');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
+
+// What a node reports of its routers; the api hands it to clients unchanged.
+const capabilities: RtpCapabilities = {
+  codecs: [{ kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2 }],
+  headerExtensions: [],
+};
+
+async function nodes(): Promise<{ id: string; status: string }[]> {
+  const response = await fetch(`${api!.baseUrl}/api/nodes`, {
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  return nodeListSchema.parse(await response.json()).nodes;
+}
+
+describe('node control socket', () => {
+  it('refuses a node without the cluster secret with 4401', async () => {
+    await start();
+    const intruder = await FakeNode.connect('not-the-cluster-secret-0123456789abcdef');
+    expect(await intruder.closed).toBe(4401);
+  });
+
+  it('registers nodes, places a join on one and relays cascade messages between them', async () => {
+    await start();
+    const [a, b] = [await FakeNode.connect(), await FakeNode.connect()];
+    await a.register('node-a', 1);
+    await b.register('node-b', 1);
+    expect((await nodes()).map((node) => [node.id, node.status])).toEqual([
+      ['node-a', 'up'],
+      ['node-b', 'up'],
+    ]);
+    // The router capabilities the nodes reported are what clients load.
+    expect(
+      (await (await fetch(`${api!.baseUrl}/api/voice/capabilities`)).json()) as unknown,
+    ).toEqual({ rtpCapabilities: capabilities });
+
+    const first = await requestJoin(api!.baseUrl, 'Ada', 'lobby');
+    const second = await requestJoin(api!.baseUrl, 'Bo', 'lobby');
+    expect([first.nodeId, second.nodeId].sort()).toEqual(['node-a', 'node-b']);
+    expect(first.url).toBe(`ws://127.0.0.1:1/${first.nodeId}`);
+
+    const message = {
+      type: 'roster' as const,
+      channel: 'lobby',
+      linkId: crypto.randomUUID(),
+      participants: [],
+    };
+    a.send({ type: 'relay', to: 'node-b', message });
+    expect(await b.next((received) => received.type === 'relay')).toEqual({
+      type: 'relay',
+      from: 'node-a',
+      message,
+    });
+    // A malformed message is dropped and the connection stays up.
+    a.socket.send('{"type":"relay","to":"node-b","message":{"type":"nonsense"}}');
+    a.send({ type: 'heartbeat', load: { participants: 1 } });
+    expect(a.socket.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('a silent node is marked down, its peers are told, and its next heartbeat makes it register again', async () => {
+    await start();
+    const [a, b] = [await FakeNode.connect(), await FakeNode.connect()];
+    await a.register('node-a');
+    await b.register('node-b');
+    const beat = setInterval(() => b.send({ type: 'heartbeat', load: {} }), 100);
+    try {
+      await b.next((message) => message.type === 'nodeDown' && message.nodeId === 'node-a');
+      expect((await nodes()).find((node) => node.id === 'node-a')?.status).toBe('down');
+      a.send({ type: 'heartbeat', load: {} });
+      await a.next((message) => message.type === 'registerAgain');
+    } finally {
+      clearInterval(beat);
+    }
+  });
+
+  it('records voice sessions from node reports and closes them when the node goes away', async () => {
+    const { database } = await start();
+    const node = await FakeNode.connect();
+    await node.register('node-a');
+    node.send({
+      type: 'sessionOpened',
+      peerId: crypto.randomUUID(),
+      channel: 'lobby',
+      userId: 'guest:1',
+      displayName: 'Ada',
+    });
+    const sessions = () =>
+      database.query('SELECT node_id, left_at FROM session_history WHERE channel = $1', ['lobby']);
+    await expect.poll(async () => (await sessions()).length).toBe(1);
+    expect((await sessions())[0]).toEqual({ node_id: 'node-a', left_at: null });
+    node.socket.terminate();
+    await expect.poll(async () => (await sessions())[0]?.left_at ?? null).toBeInstanceOf(Date);
+  });
+});
