@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeListSchema } from '@hearth/protocol';
+import { channelNodeSchema, nodeListSchema } from '@hearth/protocol';
 import { startRedis, type TestRedis } from '../api/test/support/redis';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { expectAudioFrom, hearthState, launchChromium } from './support/browser';
@@ -20,9 +20,9 @@ const nodes = new Map<string, VoiceNodeProcess>();
 const contexts: BrowserContext[] = [];
 
 // Three voice-sfu processes share a channel through the api and Redis. voice-a and voice-b take one
-// participant each and voice-c two. voice-c starts only after the first two guests are placed, so
-// whatever the nodes' CPU readings, the first two guests land on voice-a and voice-b and the
-// third on voice-c, which then has room for the guest that moves when its node dies.
+// participant each and voice-c three. voice-c starts only after the first two guests are placed,
+// so whatever the nodes' CPU readings, the first two guests land on voice-a and voice-b and the
+// third on voice-c, which then has room for the guests that move when their nodes die.
 beforeAll(async () => {
   redis = await startRedis();
   api = await startTestApi({
@@ -94,7 +94,18 @@ async function everyoneHearsEveryone(pages: Page[]): Promise<void> {
       async () => (await hearthState(page))?.participants.length === pages.length,
       20_000,
       'every participant on every page',
-    );
+    ).catch(async (error: unknown) => {
+      // Who sees whom, and where each page is, says which link lost what.
+      const views = await Promise.all(
+        pages.map(async (each) => {
+          const state = await hearthState(each);
+          const names = state?.participants.map((p) => p.displayName).join(',');
+          return `${await nodeOf(each)} ${state?.peerId} [${names}]`;
+        }),
+      );
+      const logs = [...nodes.values()].map((node) => `--- ${node.id}\n${node.output()}`);
+      throw new Error(`${String(error)}\n${views.join('\n')}\n${logs.join('\n')}`);
+    });
   }
   for (const page of pages) {
     const sources = await expectAudioFrom(page, pages.length - 1);
@@ -107,7 +118,7 @@ describe('a channel spanning three voice-sfu processes', () => {
     const channel = 'cluster';
     const ada = await openGuest('Ada', channel);
     const bo = await openGuest('Bo', channel);
-    await startNode('voice-c', 2);
+    await startNode('voice-c', 3);
     const cy = await openGuest('Cy', channel);
     const pages = [ada, bo, cy];
     const [core, edge, third] = await Promise.all(pages.map(nodeOf));
@@ -129,6 +140,32 @@ describe('a channel spanning three voice-sfu processes', () => {
       'Bo reconnected',
     );
     expect(await nodeOf(bo)).toBe('voice-c');
+    await everyoneHearsEveryone(pages);
+
+    // Now the core's node dies. The channel's core moves to voice-c, the only node left, and Ada
+    // follows it there.
+    const adaJoins = (await hearthState(ada))!.joinCount;
+    await nodes.get(core!)!.kill();
+    await eventually(
+      async () => {
+        const state = await hearthState(ada);
+        return state?.connection === 'connected' && state.joinCount > adaJoins;
+      },
+      30_000,
+      'Ada reconnected',
+    );
+    expect(await nodeOf(ada)).toBe('voice-c');
+    // Once voice-a is marked down, the channel's core is voice-c.
+    await eventually(
+      async () => {
+        const response = await fetch(`${api.baseUrl}/api/channels/${channel}/node`, {
+          headers: { authorization: `Bearer ${adminToken}` },
+        });
+        return channelNodeSchema.parse(await response.json()).nodeId === 'voice-c';
+      },
+      10_000,
+      'the core moving to voice-c',
+    );
     await everyoneHearsEveryone(pages);
   }, 180_000);
 });

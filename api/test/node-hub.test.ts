@@ -149,6 +149,38 @@ describe('node control socket', () => {
     expect(a.socket.readyState).toBe(WebSocket.OPEN);
   });
 
+  it("handles a node's messages in the order sent: a heartbeat right behind the register is fine", async () => {
+    await start();
+    const [a, b] = [await FakeNode.connect(), await FakeNode.connect()];
+    await b.register('node-b');
+    const linkId = crypto.randomUUID();
+    // No waiting for "registered": a real node sends its first heartbeat at once.
+    a.send({
+      type: 'register',
+      registration: { id: 'node-a', kind: 'voice', limits: {} },
+      rtpCapabilities: capabilities,
+    });
+    a.send({ type: 'heartbeat', load: { participants: 2 } });
+    for (const participants of [[], []]) {
+      a.send({
+        type: 'relay',
+        to: 'node-b',
+        message: { type: 'roster', channel: 'lobby', linkId, participants },
+      });
+    }
+    a.send({
+      type: 'relay',
+      to: 'node-b',
+      message: { type: 'linkClosed', channel: 'lobby', linkId, reason: 'last' },
+    });
+    await b.next((message) => message.type === 'relay' && message.message.type === 'linkClosed');
+    expect(
+      b.received.flatMap((message) => (message.type === 'relay' ? [message.message.type] : [])),
+    ).toEqual(['roster', 'roster', 'linkClosed']);
+    expect(a.socket.readyState).toBe(WebSocket.OPEN);
+    expect((await nodes()).find((node) => node.id === 'node-a')).toMatchObject({ status: 'up' });
+  });
+
   it('a silent node is marked down, its peers are told, and its next heartbeat makes it register again', async () => {
     await start();
     const [a, b] = [await FakeNode.connect(), await FakeNode.connect()];

@@ -51,7 +51,7 @@ export async function startVoiceNodeProcess(options: {
       VOICE_WORKERS: '1',
       VOICE_RTC_BASE_PORT: '0',
       VOICE_HEARTBEAT_MS: '300',
-      VOICE_LOG_LEVEL: 'warn',
+      VOICE_LOG_LEVEL: process.env.VOICE_LOG_LEVEL ?? 'warn',
       ...(options.maxParticipants
         ? { VOICE_MAX_PARTICIPANTS: String(options.maxParticipants) }
         : {}),

@@ -65,6 +65,9 @@ export class SignalingSession {
   #refusals = 0;
   #joining = false;
   #joined: { channel: Channel; peer: Peer } | undefined;
+  // While a join is answered, notifications to the new peer wait here: a client must see the
+  // join response (with the roster) before any change to that roster, or it would drop the change.
+  #heldNotifications: object[] | undefined;
   #forgetOnClose: (() => void) | undefined;
 
   constructor(options: {
@@ -130,6 +133,7 @@ export class SignalingSession {
       });
       return;
     }
+    if (method === 'join') this.#heldNotifications ??= [];
     try {
       const handler = this.#handlers[method] as (input: unknown) => Promise<unknown>;
       const result = await handler(parsed.data);
@@ -138,6 +142,8 @@ export class SignalingSession {
       const info = this.#toErrorInfo(error, method);
       if (method === 'join') this.#context.metrics.joinErrors.inc({ code: info.code });
       this.#refuse(requestId, info);
+    } finally {
+      if (method === 'join') this.#releaseNotifications();
     }
   }
 
@@ -261,7 +267,16 @@ export class SignalingSession {
     if (LOSSY_NOTIFICATIONS.has(method) && this.#socket.bufferedAmount > LOSSY_BUFFER_LIMIT_BYTES) {
       return;
     }
-    this.#send({ kind: 'notification', method, data });
+    const notification = { kind: 'notification', method, data };
+    if (this.#heldNotifications) this.#heldNotifications.push(notification);
+    else this.#send(notification);
+  }
+
+  // A refused join sends nothing held: the notifications belonged to a peer that is gone.
+  #releaseNotifications(): void {
+    const held = this.#heldNotifications ?? [];
+    this.#heldNotifications = undefined;
+    if (this.#joined) for (const notification of held) this.#send(notification);
   }
 
   #refuse(id: number | null, error: ErrorInfo): void {

@@ -211,7 +211,7 @@ export class PlacementService {
       const node = nodes.find((candidate) => candidate.registration.id === result.nodeId)!;
       // The seat is reserved before the assignment is written: concurrent placements that read
       // the same pending count would otherwise all fit into the last free seat.
-      const pending = await this.#registry.addPending(result.nodeId);
+      const pending = await this.#registry.addPending(result.nodeId, 1, this.#clock());
       const limit = node.registration.limits.maxParticipants;
       if (pending === undefined) continue;
       if (limit !== undefined && node.load.participants + pending > limit) {

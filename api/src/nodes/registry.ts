@@ -18,6 +18,8 @@ import type { NodeSnapshot } from './placement';
 export interface NodeRecord extends NodeSnapshot {
   /** When the last heartbeat (or the registration) arrived. */
   readonly lastHeartbeatAt: number;
+  /** When the latest placement reserved a seat on it, or 0. */
+  readonly pendingSince: number;
   /** When the node registered. */
   readonly registeredAt: number;
 }
@@ -61,10 +63,12 @@ export interface NodeRegistry {
   remove(id: string): Promise<boolean>;
   /**
    * Adds `delta` (1 by default, -1 to take a placement back) to the participants placed on a
-   * known node since its last heartbeat, never below 0; resolves the new count, or undefined
-   * for an unknown node. Atomic, so concurrent placements see each other's reservations.
+   * known node and not yet seen in its load, never below 0; resolves the new count, or undefined
+   * for an unknown node. Atomic, so concurrent placements see each other's reservations. A
+   * heartbeat takes off as many as its participant count grew; reservations older than
+   * `PENDING_TTL_MS` whose client never arrived are dropped.
    */
-  addPending(id: string, delta?: number): Promise<number | undefined>;
+  addPending(id: string, delta?: number, now?: number): Promise<number | undefined>;
   /** The channel's assignment, if it has one. */
   assignment(channel: string): Promise<ChannelAssignment | undefined>;
   /**
@@ -121,6 +125,18 @@ function checkAssignmentChannel(channel: string, next: ChannelAssignment | undef
   }
 }
 
+/** How long a placement's reserved seat counts while its participant has not shown up. */
+export const PENDING_TTL_MS = 5000;
+
+// A heartbeat's snapshot may predate joins that were placed before it, so it does not clear the
+// reservations: it takes off those its participant count shows, and drops them all once the
+// newest is older than PENDING_TTL_MS.
+function pendingAfterHeartbeat(record: NodeRecord, load: NodeLoad, now: number): number {
+  if (record.pending === 0 || now - record.pendingSince > PENDING_TTL_MS) return 0;
+  const joined = Math.max(0, load.participants - record.load.participants);
+  return Math.max(0, record.pending - joined);
+}
+
 /** The in-process registry of the embedded profile, and of tests. */
 export class InMemoryNodeRegistry implements NodeRegistry {
   readonly #nodes = new Map<string, NodeRecord>();
@@ -132,6 +148,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       load: zeroLoad,
       status: 'up',
       pending: 0,
+      pendingSince: 0,
       lastHeartbeatAt: now,
       registeredAt: now,
     };
@@ -143,7 +160,8 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     const record = this.#nodes.get(id);
     if (!record) throw new NodeNotRegisteredError(id, 'unknown');
     if (record.status === 'down') throw new NodeNotRegisteredError(id, 'down');
-    this.#nodes.set(id, { ...record, load, lastHeartbeatAt: now, pending: 0 });
+    const pending = pendingAfterHeartbeat(record, load, now);
+    this.#nodes.set(id, { ...record, load, lastHeartbeatAt: now, pending });
   }
 
   async list(): Promise<NodeRecord[]> {
@@ -167,11 +185,12 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     return this.#nodes.delete(id);
   }
 
-  async addPending(id: string, delta = 1): Promise<number | undefined> {
+  async addPending(id: string, delta = 1, now = Date.now()): Promise<number | undefined> {
     const record = this.#nodes.get(id);
     if (!record) return undefined;
     const pending = Math.max(0, record.pending + delta);
-    this.#nodes.set(id, { ...record, pending });
+    const pendingSince = delta > 0 ? now : record.pendingSince;
+    this.#nodes.set(id, { ...record, pending, pendingSince });
     return pending;
   }
 
@@ -233,6 +252,7 @@ const storedNodeSchema = z.object({
   load: jsonText(nodeLoadSchema),
   status: nodeStatusSchema,
   pending: decimalInteger,
+  pendingSince: decimalInteger,
   lastHeartbeatAt: decimalInteger,
   registeredAt: decimalInteger,
 });
@@ -241,12 +261,25 @@ const storedAssignmentSchema = jsonText(channelAssignmentSchema);
 
 // Each script runs atomically in Redis, which is what makes these steps safe across api instances.
 const scripts = {
-  /** KEYS: node hash. ARGV: load JSON, now. Returns 1 done, 0 unknown, 2 down. */
+  /**
+   * KEYS: node hash. ARGV: load JSON, now, its participants, PENDING_TTL_MS. Returns 1 done,
+   * 0 unknown, 2 down. Settles reservations as pendingAfterHeartbeat does.
+   */
   hearthHeartbeat: `
     local status = redis.call('HGET', KEYS[1], 'status')
     if not status then return 0 end
     if status ~= 'up' then return 2 end
-    redis.call('HSET', KEYS[1], 'load', ARGV[1], 'lastHeartbeatAt', ARGV[2], 'pending', 0)
+    local pending = tonumber(redis.call('HGET', KEYS[1], 'pending') or '0')
+    local since = tonumber(redis.call('HGET', KEYS[1], 'pendingSince') or '0')
+    local now = tonumber(ARGV[2])
+    if pending > 0 and now - since > tonumber(ARGV[4]) then
+      pending = 0
+    elseif pending > 0 then
+      local before = cjson.decode(redis.call('HGET', KEYS[1], 'load')).participants or 0
+      local joined = math.max(0, tonumber(ARGV[3]) - before)
+      pending = math.max(0, pending - joined)
+    end
+    redis.call('HSET', KEYS[1], 'load', ARGV[1], 'lastHeartbeatAt', ARGV[2], 'pending', pending)
     return 1`,
   /** KEYS: node hash. ARGV: last-heartbeat bound or ''. Returns 1 when it changed the status. */
   hearthMarkDown: `
@@ -256,9 +289,10 @@ const scripts = {
     end
     redis.call('HSET', KEYS[1], 'status', 'down')
     return 1`,
-  /** KEYS: node hash. ARGV: delta. Returns the new pending count, or -1 for an unknown node. */
+  /** KEYS: node hash. ARGV: delta, now. Returns the new pending count, or -1 for an unknown node. */
   hearthAddPending: `
     if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+    if tonumber(ARGV[1]) > 0 then redis.call('HSET', KEYS[1], 'pendingSince', ARGV[2]) end
     local pending = redis.call('HINCRBY', KEYS[1], 'pending', ARGV[1])
     if pending < 0 then
       redis.call('HSET', KEYS[1], 'pending', 0)
@@ -344,6 +378,7 @@ export class RedisNodeRegistry implements NodeRegistry {
       load: zeroLoad,
       status: 'up',
       pending: 0,
+      pendingSince: 0,
       lastHeartbeatAt: now,
       registeredAt: now,
     };
@@ -356,6 +391,7 @@ export class RedisNodeRegistry implements NodeRegistry {
         load: JSON.stringify(record.load),
         status: record.status,
         pending: '0',
+        pendingSince: '0',
         lastHeartbeatAt: String(now),
         registeredAt: String(now),
       })
@@ -369,6 +405,8 @@ export class RedisNodeRegistry implements NodeRegistry {
       this.#nodeKey(id),
       JSON.stringify(load),
       String(now),
+      String(load.participants),
+      String(PENDING_TTL_MS),
     );
     if (result === 0) throw new NodeNotRegisteredError(id, 'unknown');
     if (result === 2) throw new NodeNotRegisteredError(id, 'down');
@@ -418,8 +456,12 @@ export class RedisNodeRegistry implements NodeRegistry {
     return replies?.[1]?.[1] === 1;
   }
 
-  async addPending(id: string, delta = 1): Promise<number | undefined> {
-    const pending = await this.#scripts.hearthAddPending(this.#nodeKey(id), String(delta));
+  async addPending(id: string, delta = 1, now = Date.now()): Promise<number | undefined> {
+    const pending = await this.#scripts.hearthAddPending(
+      this.#nodeKey(id),
+      String(delta),
+      String(now),
+    );
     return pending < 0 ? undefined : pending;
   }
 

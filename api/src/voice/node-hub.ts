@@ -8,7 +8,7 @@ import {
   type NodeToApiMessage,
   type RtpCapabilities,
 } from '@hearth/protocol';
-import { keepAlive, type Logger } from '@hearth/server-common';
+import { SerialQueue, keepAlive, type Logger } from '@hearth/server-common';
 import type { ClusterBus } from '../cluster/bus';
 import type { SessionHistory } from '../db/session-history';
 import type { PlacementService } from '../nodes/placement-service';
@@ -30,6 +30,8 @@ interface NodeConnection {
   unsubscribe?: () => Promise<void>;
   /** Open voice sessions of the node's participants: history row ids by peer id. */
   sessions: Map<string, Promise<string | undefined>>;
+  /** The node's messages, handled one after another in the order it sent them. */
+  inbox: SerialQueue;
 }
 
 /**
@@ -118,6 +120,7 @@ export class NodeHub {
       },
       close: (code, reason) => socket.close(code, reason),
       sessions: new Map(),
+      inbox: new SerialQueue(),
     };
     this.#connections.add(connection);
     const registerTimer = setTimeout(() => {
@@ -129,7 +132,8 @@ export class NodeHub {
         this.#logger.warn({ node: connection.nodeId, problem: message?.error }, 'bad node message');
         return;
       }
-      void this.#handle(connection, message.value);
+      const parsed = message.value;
+      void connection.inbox.push(() => this.#handle(connection, parsed));
     });
     socket.once('close', () => {
       clearTimeout(registerTimer);
@@ -146,6 +150,7 @@ export class NodeHub {
       deliver: (message) => queueMicrotask(() => receive(message)),
       close: () => this.#disconnect(connection),
       sessions: new Map(),
+      inbox: new SerialQueue(),
     };
     this.#connections.add(connection);
     return (message) => {
@@ -154,7 +159,8 @@ export class NodeHub {
         this.#logger.error({ problem: describeZodError(parsed.error) }, 'bad local node message');
         return;
       }
-      void this.#handle(connection, parsed.data);
+      const valid = parsed.data;
+      void connection.inbox.push(() => this.#handle(connection, valid));
     };
   }
 

@@ -4,6 +4,7 @@ import { nodeLoadSchema, type ChannelAssignment, type NodeRegistration } from '@
 import {
   InMemoryNodeRegistry,
   NodeNotRegisteredError,
+  PENDING_TTL_MS,
   RedisNodeRegistry,
   toNodeInfo,
   type NodeRegistry,
@@ -65,6 +66,7 @@ describe.each([
       load: nodeLoadSchema.parse({}),
       status: 'up',
       pending: 0,
+      pendingSince: 0,
       lastHeartbeatAt: 1000,
       registeredAt: 1000,
     });
@@ -73,19 +75,34 @@ describe.each([
     expect(await registry.get('missing')).toBeUndefined();
   });
 
-  it('heartbeat() stores the load and time and clears pending placements', async () => {
+  it('heartbeat() stores the load and time and settles the placements its participants show', async () => {
     await registry.register(voice('a'), 1000);
-    await registry.addPending('a');
-    await registry.addPending('a');
-    expect((await registry.get('a'))?.pending).toBe(2);
-    await registry.heartbeat('a', load, 2000);
+    await registry.addPending('a', 1, 1100);
+    await registry.addPending('a', 1, 1200);
+    await registry.addPending('a', 1, 1300);
+    expect((await registry.get('a'))?.pending).toBe(3);
+    // A report taken before any of them joined settles none.
+    await registry.heartbeat('a', nodeLoadSchema.parse({ participants: 0 }), 1400);
+    expect((await registry.get('a'))?.pending).toBe(3);
+    const twoJoined = nodeLoadSchema.parse({ cpu: 0.25, participants: 2, consumers: 2 });
+    await registry.heartbeat('a', twoJoined, 2000);
     expect(await registry.get('a')).toMatchObject({
-      load,
+      load: twoJoined,
       lastHeartbeatAt: 2000,
       registeredAt: 1000,
-      pending: 0,
+      pending: 1,
+      pendingSince: 1300,
       status: 'up',
     });
+  });
+
+  it('heartbeat() drops reservations whose participants never came', async () => {
+    await registry.register(voice('a'), 1000);
+    await registry.addPending('a', 1, 1000);
+    await registry.heartbeat('a', nodeLoadSchema.parse({}), 1000 + PENDING_TTL_MS);
+    expect((await registry.get('a'))?.pending).toBe(1);
+    await registry.heartbeat('a', nodeLoadSchema.parse({}), 1001 + PENDING_TTL_MS);
+    expect((await registry.get('a'))?.pending).toBe(0);
   });
 
   it('heartbeat() of an unknown node throws NodeNotRegisteredError "unknown"', async () => {
@@ -114,6 +131,7 @@ describe.each([
       load: nodeLoadSchema.parse({}),
       status: 'up',
       pending: 0,
+      pendingSince: 0,
       lastHeartbeatAt: 2000,
       registeredAt: 2000,
     });
