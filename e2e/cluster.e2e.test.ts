@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { channelNodeSchema, nodeListSchema } from '@hearth/protocol';
+import { channelNodeSchema, channelSchema, nodeListSchema } from '@hearth/protocol';
 import { startRedis, type TestRedis } from '../api/test/support/redis';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { expectAudioFrom, hearthState, launchChromium } from './support/browser';
@@ -125,6 +125,20 @@ describe('a channel spanning three voice-sfu processes', () => {
     expect([core, edge].sort()).toEqual(['voice-a', 'voice-b']);
     expect(third).toBe('voice-c');
     await everyoneHearsEveryone(pages);
+    // The channel list shows everyone, whichever node serves them.
+    await eventually(
+      async () => {
+        const response = await fetch(`${api.baseUrl}/api/channels/${channel}`, {
+          headers: { authorization: `Bearer ${adminToken}` },
+        });
+        const names = channelSchema
+          .parse(await response.json())
+          .participants.map((participant) => participant.displayName);
+        return names.sort().join() === 'Ada,Bo,Cy';
+      },
+      5000,
+      'the channel listing all three',
+    );
 
     // Kill Bo's node, an edge, the hard way. Bo's client loses its node, asks the api again, and
     // lands on voice-c, the only node with room; everyone hears everyone again.

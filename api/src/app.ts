@@ -43,6 +43,7 @@ import { registerStreamRoutes } from './routes/streams';
 import { originAllowed } from './ws/origin';
 import type { StreamService } from './streams/stream-service';
 import type { NodeHub } from './voice/node-hub';
+import type { PresenceStore } from './voice/presence';
 import { EMBEDDED_SIGNALING_PATH, registerVoiceRoutes } from './voice/routes';
 import { streamEvents } from './ws/events';
 
@@ -62,6 +63,8 @@ export interface AppDeps {
   nodeHub: NodeHub;
   /** Signs the tokens voice nodes admit clients with. */
   joinTokens: JoinTokens;
+  /** Who is in which voice channel, on every node. */
+  presence: PresenceStore;
   /** Channel records. */
   channels: ChannelDirectory;
   /** Resolves callers to principals. */
@@ -139,7 +142,9 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
 
   router.get('/api/channels', limit, signedIn, requireGrant('join'), async (ctx) => {
     const records = await deps.channels.list();
-    ctx.body = { channels: records.map((record) => describeChannel(record, deps.voice)) };
+    ctx.body = {
+      channels: await Promise.all(records.map((record) => describeChannel(record, deps.presence))),
+    };
   });
 
   router.get(
@@ -151,7 +156,7 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
     async (ctx) => {
       const record = await deps.channels.get(ctx.params.name ?? '');
       if (!record) throw new AppError('not_found', `no channel ${ctx.params.name}`);
-      ctx.body = describeChannel(record, deps.voice);
+      ctx.body = await describeChannel(record, deps.presence);
     },
   );
 
@@ -165,7 +170,7 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
       const { name } = ctx.state.body as CreateChannelBody;
       const record = await deps.channels.create(name, accountIdOf(callerOf(ctx)));
       ctx.status = 201;
-      ctx.body = describeChannel(record, deps.voice);
+      ctx.body = await describeChannel(record, deps.presence);
     },
   );
 
@@ -210,10 +215,9 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
   return router;
 }
 
-// Participants come from the in-process node, which sees everyone in a channel it serves, those
-// on other nodes included.
-function describeChannel(record: ChannelRecord, voice: VoiceNode | undefined): Channel {
-  const participants: Participant[] = voice?.channels.get(record.name)?.participants() ?? [];
+// Participants are what the nodes report, so the list covers every node of a channel.
+async function describeChannel(record: ChannelRecord, presence: PresenceStore): Promise<Channel> {
+  const participants: Participant[] = await presence.list(record.name);
   return { name: record.name, createdAt: record.createdAt.toISOString(), participants };
 }
 

@@ -18,6 +18,7 @@ import { createStores, type Stores } from './db/stores';
 import { createPlacementService, type PlacementService } from './nodes/placement-service';
 import { StreamService, type StreamUrls } from './streams/stream-service';
 import { NodeHub } from './voice/node-hub';
+import { InMemoryPresenceStore, RedisPresenceStore, type PresenceStore } from './voice/presence';
 
 // The in-process voice node reports its load this often.
 const EMBEDDED_HEARTBEAT_MS = 1000;
@@ -81,6 +82,7 @@ export async function startPlatform(options: {
   started.push(() => database.close());
   let placement: PlacementService;
   let nodeHub: NodeHub;
+  let presence: PresenceStore;
   let voice: VoiceNode | undefined;
   let localVoiceAgent: NodeAgent | undefined;
   let ingest: IngestNode | undefined;
@@ -102,12 +104,18 @@ export async function startPlatform(options: {
     });
     started.push(() => placement.stop());
     await placement.start();
+    presence = config.redisUrl
+      ? new RedisPresenceStore({ url: config.redisUrl })
+      : new InMemoryPresenceStore();
+    const opened = presence;
+    started.push(() => opened.close());
     nodeHub = await NodeHub.start({
       placement,
       bus: placement.bus,
       logger,
       clusterSecret,
       sessions: stores.sessions,
+      presence,
     });
     started.push(() => nodeHub.close());
     if (config.embeddedVoice) {
@@ -168,6 +176,7 @@ export async function startPlatform(options: {
     localVoiceAgent,
     placement,
     nodeHub,
+    presence,
     joinTokens,
     registry,
     channels,

@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import type { nodeToApiMessageSchema } from '@hearth/protocol';
 import {
   apiToNodeMessageSchema,
+  channelSchema,
   nodeListSchema,
   type ApiToNodeMessage,
   type RtpCapabilities,
@@ -195,6 +196,40 @@ describe('node control socket', () => {
     } finally {
       clearInterval(beat);
     }
+  });
+
+  it('lists the participants nodes report in GET /api/channels, and forgets them as they go', async () => {
+    await start();
+    const [a, b] = [await FakeNode.connect(), await FakeNode.connect()];
+    await a.register('node-a');
+    await b.register('node-b');
+    await requestJoin(api!.baseUrl, 'Ada', 'lobby');
+    const [ada, bo] = [crypto.randomUUID(), crypto.randomUUID()];
+    const view = (id: string, displayName: string, muted = false) => ({
+      id,
+      displayName,
+      muted,
+      deafened: false,
+      serverMuted: false,
+    });
+    a.send({ type: 'participantChanged', channel: 'lobby', participant: view(ada, 'Ada') });
+    b.send({ type: 'participantChanged', channel: 'lobby', participant: view(bo, 'Bo') });
+    b.send({ type: 'participantChanged', channel: 'lobby', participant: view(bo, 'Bo', true) });
+    const listed = async () => {
+      const response = await fetch(`${api!.baseUrl}/api/channels/lobby`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      return channelSchema
+        .parse(await response.json())
+        .participants.map((p) => `${p.displayName}${p.muted ? ' (muted)' : ''}`)
+        .sort();
+    };
+    await expect.poll(listed).toEqual(['Ada', 'Bo (muted)']);
+    a.send({ type: 'sessionClosed', peerId: ada });
+    await expect.poll(listed).toEqual(['Bo (muted)']);
+    // node-b goes silent: once it is marked down, its participants are gone from the list.
+    b.socket.terminate();
+    await expect.poll(listed, { timeout: 5000 }).toEqual([]);
   });
 
   it('records voice sessions from node reports and closes them when the node goes away', async () => {

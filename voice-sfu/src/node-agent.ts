@@ -71,6 +71,11 @@ export class NodeAgent {
           displayName: identity.displayName,
         }),
       );
+      channel.events.on('participantUpserted', (participant, linkId) => {
+        if (linkId === undefined) {
+          this.#emit({ type: 'participantChanged', channel: channel.name, participant });
+        }
+      });
       channel.events.on('peerLeft', (peerId) => this.#emit({ type: 'sessionClosed', peerId }));
       channel.events.once('closed', () =>
         this.#emit({ type: 'channelClosed', channel: channel.name }),

@@ -11,6 +11,7 @@ import {
 import { SerialQueue, keepAlive, type Logger } from '@hearth/server-common';
 import type { ClusterBus } from '../cluster/bus';
 import type { SessionHistory } from '../db/session-history';
+import type { PresenceStore } from './presence';
 import type { PlacementService } from '../nodes/placement-service';
 import { NodeNotRegisteredError } from '../nodes/registry';
 
@@ -46,6 +47,7 @@ export class NodeHub {
   readonly #logger: Logger;
   readonly #secretHash: Buffer;
   readonly #sessions: SessionHistory;
+  readonly #presence: PresenceStore;
   readonly #connections = new Set<NodeConnection>();
   #rtpCapabilities: RtpCapabilities | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
@@ -57,12 +59,14 @@ export class NodeHub {
     logger: Logger;
     clusterSecret: string;
     sessions: SessionHistory;
+    presence: PresenceStore;
   }) {
     this.#placement = options.placement;
     this.#bus = options.bus;
     this.#logger = options.logger.child({ component: 'node-hub' });
     this.#secretHash = sha256(options.clusterSecret);
     this.#sessions = options.sessions;
+    this.#presence = options.presence;
   }
 
   /** Creates the hub and starts passing placement events on to connected nodes. */
@@ -72,13 +76,19 @@ export class NodeHub {
     logger: Logger;
     clusterSecret: string;
     sessions: SessionHistory;
+    presence: PresenceStore;
   }): Promise<NodeHub> {
     const hub = new NodeHub(options);
     hub.#unsubscribe = await options.bus.subscribe(BROADCAST_TOPIC, (message) =>
       hub.#deliverToAll(message),
     );
     const events = options.placement.events;
-    events.on('nodeDown', ({ nodeId }) => hub.#deliverLocally({ type: 'nodeDown', nodeId }));
+    events.on('nodeDown', ({ nodeId }) => {
+      hub.#deliverLocally({ type: 'nodeDown', nodeId });
+      hub.#presence.removeNode(nodeId).catch((error: unknown) => {
+        hub.#logger.error({ err: error, node: nodeId }, 'clearing presence failed');
+      });
+    });
     events.on('assignmentChanged', ({ assignment }) =>
       hub.#deliverLocally({ type: 'assignment', assignment }),
     );
@@ -206,8 +216,12 @@ export class NodeHub {
         case 'sessionOpened':
           this.#openSession(connection, nodeId, message);
           return;
+        case 'participantChanged':
+          await this.#presence.upsert(nodeId, message.channel, message.participant);
+          return;
         case 'sessionClosed':
           this.#closeSession(connection, message.peerId);
+          await this.#presence.remove(nodeId, message.peerId);
           return;
         case 'channelClosed':
           await this.#placement.leaveChannel(message.channel, nodeId);

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { cascadeMessageSchema } from './cascade';
-import { channelNameSchema } from './common';
+import { channelNameSchema, participantSchema } from './common';
 import { rtpCapabilitiesSchema } from './rtp';
 import {
   channelAssignmentSchema,
@@ -32,6 +32,12 @@ export const nodeToApiMessageSchema = z.discriminatedUnion('type', [
     channel: channelNameSchema,
     userId: z.string().min(1).max(128),
     displayName: z.string().min(1).max(64),
+  }),
+  /** A participant on the node changed: muted, deafened, or muted by a moderator. */
+  z.object({
+    type: z.literal('participantChanged'),
+    channel: channelNameSchema,
+    participant: participantSchema,
   }),
   /** A participant left, or was dropped with its channel: the session ends. */
   z.object({ type: z.literal('sessionClosed'), peerId: z.uuid() }),

@@ -1,0 +1,69 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Participant } from '@hearth/protocol';
+import {
+  InMemoryPresenceStore,
+  RedisPresenceStore,
+  type PresenceStore,
+} from '../src/voice/presence';
+import { startRedis, type TestRedis } from './support/redis';
+
+let redis: TestRedis;
+let prefixes = 0;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+
+afterAll(async () => {
+  await redis?.stop();
+});
+
+function participant(id: string, changes: Partial<Participant> = {}): Participant {
+  return { id, displayName: id, muted: false, deafened: false, serverMuted: false, ...changes };
+}
+
+const byId = (a: Participant, b: Participant) => a.id.localeCompare(b.id);
+
+describe.each([
+  { name: 'in-memory', create: (): PresenceStore => new InMemoryPresenceStore() },
+  {
+    name: 'redis',
+    create: (): PresenceStore =>
+      new RedisPresenceStore({ url: redis.url, prefix: `hearth:presence${++prefixes}:` }),
+  },
+])('$name presence', ({ create }) => {
+  let store: PresenceStore;
+
+  afterEach(async () => {
+    await store.close();
+  });
+
+  it('lists the participants of a channel across nodes, with their latest state', async () => {
+    store = create();
+    await store.upsert('node-a', 'lobby', participant('p1'));
+    await store.upsert('node-b', 'lobby', participant('p2'));
+    await store.upsert('node-b', 'games', participant('p3'));
+    await store.upsert('node-a', 'lobby', participant('p1', { muted: true }));
+    expect((await store.list('lobby')).sort(byId)).toEqual([
+      participant('p1', { muted: true }),
+      participant('p2'),
+    ]);
+    expect(await store.list('games')).toEqual([participant('p3')]);
+    expect(await store.list('empty')).toEqual([]);
+  });
+
+  it('remove() takes one participant out; removeNode() everyone a node served', async () => {
+    store = create();
+    await store.upsert('node-a', 'lobby', participant('p1'));
+    await store.upsert('node-b', 'lobby', participant('p2'));
+    await store.upsert('node-b', 'games', participant('p3'));
+    await store.remove('node-a', 'p1');
+    await store.remove('node-a', 'unknown');
+    expect(await store.list('lobby')).toEqual([participant('p2')]);
+    await store.removeNode('node-b');
+    expect(await store.list('lobby')).toEqual([]);
+    expect(await store.list('games')).toEqual([]);
+    await store.upsert('node-b', 'games', participant('p4'));
+    expect(await store.list('games')).toEqual([participant('p4')]);
+  });
+});
