@@ -23,6 +23,8 @@ interface TestNode {
 let nodes: TestNode[] = [];
 const peers: (PlainSpeaker | PlainListener)[] = [];
 const relayed: { from: string; to: string; message: CascadeMessage }[] = [];
+// Nodes that crashed: the relay drops what is sent to them, as the api does for a node gone.
+const dead = new Set<string>();
 
 async function startNodes(ids: string[]): Promise<Map<string, TestNode>> {
   const byId = new Map<string, TestNode>();
@@ -37,7 +39,9 @@ async function startNodes(ids: string[]): Promise<Map<string, TestNode>> {
       logger: process.env.CASCADE_DEBUG ? createLogger(id, { level: 'debug' }) : quietLogger,
       send: (to, message) => {
         relayed.push({ from: id, to, message });
-        setImmediate(() => byId.get(to)?.cascade.receive(id, message));
+        setImmediate(() => {
+          if (!dead.has(to) && !dead.has(id)) byId.get(to)?.cascade.receive(id, message);
+        });
       },
     });
     byId.set(id, { id, node, cascade });
@@ -54,6 +58,7 @@ afterEach(() => {
   for (const { node } of nodes) node.close();
   nodes = [];
   relayed.length = 0;
+  dead.clear();
 });
 
 function pipeProducer(node: TestNode, channel: string, producerId: string) {
@@ -166,6 +171,43 @@ describe('cascade across nodes', () => {
     expect(speaker.channel.participants().find((p) => p.id === speaker.peerId)?.serverMuted).toBe(
       true,
     );
+  }, 30_000);
+
+  it('when the core node dies, the edges link to the new core and media flows again', async () => {
+    const byId = await startNodes(['core', 'edge-b', 'edge-c']);
+    const [core, edgeB, edgeC] = ['core', 'edge-b', 'edge-c'].map((id) => byId.get(id)!);
+    for (const { cascade } of [core!, edgeB!, edgeC!]) cascade.setCore('room', 'core');
+    const speakerOnB = await joinPlainSpeaker(edgeB!.node, 'room', 'Bo', 6666);
+    const listenerOnC = await joinPlainListener(edgeC!.node, 'room', 'Cy');
+    peers.push(speakerOnB, listenerOnC);
+    await waitFor(() => pipeProducer(edgeC!, 'room', speakerOnB.producer.id) !== undefined);
+
+    // The core crashes. The api marks it down and makes edge-b the core: every node hears both.
+    dead.add('core');
+    core!.node.close();
+    for (const edge of [edgeB!, edgeC!]) edge.cascade.nodeDown('core');
+    await waitFor(() => pipeProducer(edgeC!, 'room', speakerOnB.producer.id) === undefined);
+    for (const edge of [edgeB!, edgeC!]) edge.cascade.setCore('room', 'edge-b');
+
+    await waitFor(
+      () => pipeProducer(edgeC!, 'room', speakerOnB.producer.id) !== undefined,
+      5000,
+      "B's producer on C through the new core",
+    );
+    expect(edgeC!.cascade.links()).toEqual([
+      expect.objectContaining({ remoteNodeId: 'edge-b', toCore: true }),
+    ]);
+    expect(edgeB!.cascade.links()).toEqual([
+      expect.objectContaining({ remoteNodeId: 'edge-c', toCore: false }),
+    ]);
+    await waitFor(
+      () => listenerOnC.channel.participants().some((p) => p.id === speakerOnB.peerId),
+      5000,
+      'Bo in the roster again',
+    );
+    const before = listenerOnC.receiver.total;
+    await speakerOnB.sender.sendFor(25);
+    await waitFor(() => listenerOnC.receiver.total >= before + 15, 5000, 'audio from B on C');
   }, 30_000);
 
   it('drops what came from a node that went down, and an emptied edge leaves the channel', async () => {
