@@ -23,7 +23,7 @@ import {
   type CreateUserBody,
   type SetGrantsBody,
 } from '@hearth/protocol';
-import { ADMIN_TOKEN_FILE } from './admin-token';
+import { ADMIN_TOKEN_FILE } from './secret-files';
 import { apiConfig } from './config';
 
 const USAGE = `usage: npm run cli -- <command>

@@ -2,12 +2,11 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { ConfigError, createLogger } from '@hearth/server-common';
 import { loadIngestConfig, loadS3Config } from '@hearth/stream-ingest';
 import { loadVoiceConfig } from '@hearth/voice-sfu';
-import { writeAdminToken } from './admin-token';
-import { readOrCreateJwtSecret } from './jwt-secret';
 import { loadApiConfig } from './config';
 import { startMediaBackends } from './media-backends';
 import { resolveClusterSecret } from './nodes/config';
 import { startPlatform } from './platform';
+import { JWT_SECRET_FILE, readOrCreateSecret, writeAdminToken } from './secret-files';
 
 async function main(): Promise<void> {
   // Every service's settings are read before anything starts, and all problems are reported
@@ -46,7 +45,7 @@ async function main(): Promise<void> {
         : loaded.adminToken,
     jwtSecret:
       embedded && loaded.jwtSecret === undefined
-        ? readOrCreateJwtSecret(loaded.dataDir)
+        ? readOrCreateSecret(loaded.dataDir, JWT_SECRET_FILE)
         : loaded.jwtSecret,
     // Voice nodes started on this machine read the embedded profile's secret from the data folder.
     clusterSecret: resolveClusterSecret({ ...loaded, clusterSecret: loaded.clusterSecret }),

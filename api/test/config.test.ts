@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '@hearth/server-common';
 import { loadApiConfig } from '../src/config';
-import { JWT_SECRET_FILE, readOrCreateJwtSecret } from '../src/jwt-secret';
+import { JWT_SECRET_FILE, readOrCreateSecret, writeAdminToken } from '../src/secret-files';
 
 const SECRET = 's'.repeat(32);
 
@@ -57,14 +57,30 @@ describe('loadApiConfig()', () => {
   });
 });
 
-describe('readOrCreateJwtSecret()', () => {
-  it('readOrCreateJwtSecret() creates an owner-only secret once and reads it back afterwards', () => {
+describe('secret files', () => {
+  it('readOrCreateSecret() creates an owner-only secret once and reads it back afterwards', () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-jwt-'));
     try {
-      const secret = readOrCreateJwtSecret(dataDir);
+      const secret = readOrCreateSecret(dataDir, JWT_SECRET_FILE);
       expect(secret).toMatch(/^[0-9a-f]{64}$/);
-      expect(readOrCreateJwtSecret(dataDir)).toBe(secret);
+      expect(readOrCreateSecret(dataDir, JWT_SECRET_FILE)).toBe(secret);
       expect(fs.statSync(path.join(dataDir, JWT_SECRET_FILE)).mode & 0o777).toBe(0o600);
+      // A file too short to be one of ours is replaced.
+      fs.writeFileSync(path.join(dataDir, JWT_SECRET_FILE), 'short\n');
+      expect(readOrCreateSecret(dataDir, JWT_SECRET_FILE)).toMatch(/^[0-9a-f]{64}$/);
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('writeAdminToken() writes a fresh owner-only token on every start', () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-admin-'));
+    try {
+      const first = writeAdminToken(dataDir);
+      const second = writeAdminToken(dataDir);
+      expect(second).not.toBe(first);
+      expect(fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim()).toBe(second);
+      expect(fs.statSync(path.join(dataDir, 'admin-token')).mode & 0o777).toBe(0o600);
     } finally {
       fs.rmSync(dataDir, { recursive: true, force: true });
     }

@@ -1,8 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError, MIN_CLUSTER_SECRET_LENGTH } from '@hearth/server-common';
+import { CLUSTER_SECRET_FILE, readOrCreateSecret } from '../secret-files';
 
 /** Fields of the node registry and cluster settings, spread into the api config schema. */
 export const nodesConfigShape = {
@@ -21,9 +19,6 @@ export const nodesConfigShape = {
   clusterSecret: z.string().min(MIN_CLUSTER_SECRET_LENGTH).optional(),
 };
 
-/** File name of the generated cluster secret inside the data folder. */
-export const CLUSTER_SECRET_FILE = 'cluster-secret';
-
 /**
  * The cluster secret to use: the configured one; in production nothing else (a ConfigError
  * without it); in the embedded profile the one kept in the data folder, generated on first use
@@ -40,24 +35,5 @@ export function resolveClusterSecret(options: {
       `invalid configuration: API_CLUSTER_SECRET is required in production (at least ${MIN_CLUSTER_SECRET_LENGTH} characters)`,
     );
   }
-  const file = path.join(options.dataDir, CLUSTER_SECRET_FILE);
-  const stored = readSecret(file);
-  if (stored) return stored;
-  const secret = randomBytes(32).toString('hex');
-  fs.mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
-  fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
-  fs.chmodSync(file, 0o600);
-  return secret;
-}
-
-// A missing or too short file is replaced by a fresh secret; other read errors are real problems.
-function readSecret(file: string): string | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8').trim();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-  return text.length >= MIN_CLUSTER_SECRET_LENGTH ? text : undefined;
+  return readOrCreateSecret(options.dataDir, CLUSTER_SECRET_FILE);
 }

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '@hearth/server-common';
 import { loadApiConfig } from '../../src/config';
-import { CLUSTER_SECRET_FILE, resolveClusterSecret } from '../../src/nodes/config';
+import { resolveClusterSecret } from '../../src/nodes/config';
+import { CLUSTER_SECRET_FILE } from '../../src/secret-files';
 
 const secret = 's'.repeat(32);
 
