@@ -316,7 +316,9 @@ describe('RTMP ingest to S3', () => {
         (sum, match) => sum + Number(match[1]),
         0,
       );
-      expect(seconds).toBeGreaterThan(20);
+      // 24 s were pushed; losing the 10 s outage would leave about 14 s. The margin covers a
+      // slow start on a loaded machine.
+      expect(seconds).toBeGreaterThan(16);
     }
   }, 90_000);
 });
