@@ -1,5 +1,5 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { ConfigError, createLogger } from '@hearth/server-common';
+import { ConfigError, createLogger, loadAllConfigs } from '@hearth/server-common';
 import { loadIngestConfig, loadS3Config } from '@hearth/stream-ingest';
 import { loadVoiceConfig } from '@hearth/voice-sfu';
 import { loadApiConfig } from './config';
@@ -9,31 +9,14 @@ import { startPlatform } from './platform';
 import { JWT_SECRET_FILE, readOrCreateSecret, writeAdminToken } from './secret-files';
 
 async function main(): Promise<void> {
-  // Every service's settings are read before anything starts, and all problems are reported
-  // together rather than one per attempt.
-  const problems: string[] = [];
-  const read = <T>(load: (env: NodeJS.ProcessEnv) => T): T | undefined => {
-    try {
-      return load(process.env);
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      problems.push(error.message.replace(/^invalid configuration: /, ''));
-      return undefined;
-    }
-  };
-  const loadedApi = read(loadApiConfig);
-  const loadedVoice = read(loadVoiceConfig);
-  const loadedIngest = read(loadIngestConfig);
-  const loadedS3 = read(loadS3Config);
-  if (!loadedApi || !loadedVoice || !loadedIngest || !loadedS3) {
-    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
-  }
-  const [loaded, voiceConfig, ingestConfig, s3Config] = [
-    loadedApi,
-    loadedVoice,
-    loadedIngest,
-    loadedS3,
-  ];
+  // Every service's settings are read before anything starts.
+  const [loaded, voiceConfig, ingestConfig, s3Config] = loadAllConfigs(
+    process.env,
+    loadApiConfig,
+    loadVoiceConfig,
+    loadIngestConfig,
+    loadS3Config,
+  );
   // The embedded profile hands the operator token to the admin CLI through the data folder, and
   // keeps its JWT signing and cluster secrets there (production refuses to start without them).
   const embedded = loaded.profile === 'embedded';

@@ -1,7 +1,7 @@
 // A standalone voice-sfu node: `node --import tsx voice-sfu/src/main.ts`. It serves signaling for
 // the channels the api places on it and registers with the api at VOICE_API_URL.
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { ConfigError, JoinTokens, createLogger } from '@hearth/server-common';
+import { ConfigError, JoinTokens, createLogger, loadAllConfigs } from '@hearth/server-common';
 import { loadVoiceConfig, loadVoiceServerConfig } from './config';
 import { connectControlSocket } from './control-socket';
 import { NodeAgent } from './node-agent';
@@ -9,21 +9,11 @@ import { startVoiceServer } from './server';
 import { VoiceNode } from './voice-node';
 
 async function main(): Promise<void> {
-  const problems: string[] = [];
-  const read = <T>(load: (env: NodeJS.ProcessEnv) => T): T | undefined => {
-    try {
-      return load(process.env);
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      problems.push(error.message.replace(/^invalid configuration: /, ''));
-      return undefined;
-    }
-  };
-  const voiceConfig = read(loadVoiceConfig);
-  const serverConfig = read(loadVoiceServerConfig);
-  if (!voiceConfig || !serverConfig) {
-    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
-  }
+  const [voiceConfig, serverConfig] = loadAllConfigs(
+    process.env,
+    loadVoiceConfig,
+    loadVoiceServerConfig,
+  );
   const logger = createLogger('voice-sfu', { level: serverConfig.logLevel }).child({
     node: serverConfig.nodeId,
   });

@@ -32,3 +32,27 @@ export function parseEnvConfig<S extends z.ZodType>(
   if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   return parsed.data as z.infer<S>;
 }
+
+type EnvLoader = (env: Record<string, string | undefined>) => unknown;
+
+/**
+ * Runs every settings loader on the environment, so that all problems of all services are
+ * reported together in one ConfigError rather than one per start attempt.
+ */
+export function loadAllConfigs<L extends readonly EnvLoader[]>(
+  env: Record<string, string | undefined>,
+  ...loaders: L
+): { [K in keyof L]: ReturnType<L[K]> } {
+  const problems: string[] = [];
+  const results = loaders.map((load) => {
+    try {
+      return load(env);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(error.message.replace(/^invalid configuration: /, ''));
+      return undefined;
+    }
+  });
+  if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  return results as { [K in keyof L]: ReturnType<L[K]> };
+}
