@@ -7,7 +7,7 @@ import websockify from 'koa-websocket';
 import type { Registry } from 'prom-client';
 import type { WebSocket } from 'ws';
 import {
-  MAX_SIGNALING_MESSAGE_BYTES,
+  MAX_WEBSOCKET_FRAME_BYTES,
   createChannelBodySchema,
   type Channel,
   type CreateChannelBody,
@@ -86,13 +86,9 @@ export interface AppDeps {
 /** The Koa application with its WebSocket server attached at `listen()`. */
 export type ApiApp = ReturnType<typeof websockify<ApiState>>;
 
-// Frames above this are cut by the WebSocket layer itself; smaller messages that are still too
-// large get a clear error response from the session instead.
-const WS_MAX_PAYLOAD_BYTES = 16 * MAX_SIGNALING_MESSAGE_BYTES;
-
 /** Builds the api: REST routes, signaling WebSocket and the web app. It never listens. */
 export function createApp(deps: AppDeps): ApiApp {
-  const app = websockify<ApiState>(new Koa(), { maxPayload: WS_MAX_PAYLOAD_BYTES });
+  const app = websockify<ApiState>(new Koa(), { maxPayload: MAX_WEBSOCKET_FRAME_BYTES });
   app.proxy = false;
   app.use(requestContext(deps.logger));
   app.use(errorHandler());

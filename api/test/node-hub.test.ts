@@ -144,10 +144,15 @@ describe('node control socket', () => {
       from: 'node-a',
       message,
     });
-    // A malformed message is dropped and the connection stays up.
+    // A malformed message is dropped: the connection stays up and the next relay still arrives.
     a.socket.send('{"type":"relay","to":"node-b","message":{"type":"nonsense"}}');
-    a.send({ type: 'heartbeat', load: { participants: 1 } });
+    const after = { ...message, linkId: crypto.randomUUID() };
+    a.send({ type: 'relay', to: 'node-b', message: after });
+    await b.next(
+      (received) => received.type === 'relay' && received.message.linkId === after.linkId,
+    );
     expect(a.socket.readyState).toBe(WebSocket.OPEN);
+    expect(b.received.filter((received) => received.type === 'relay')).toHaveLength(2);
   });
 
   it("handles a node's messages in the order sent: a heartbeat right behind the register is fine", async () => {

@@ -1,6 +1,6 @@
 import { WebSocket } from 'ws';
 import {
-  MAX_NODE_CONTROL_MESSAGE_BYTES,
+  MAX_WEBSOCKET_FRAME_BYTES,
   apiToNodeMessageSchema,
   describeZodError,
 } from '@hearth/protocol';
@@ -9,8 +9,6 @@ import type { NodeAgent } from './node-agent';
 
 /** The node's end of its control connection to the api. */
 export interface ControlSocket {
-  /** True while connected and registered messages can flow. */
-  readonly connected: boolean;
   /** Closes the connection for good. */
   close(): void;
 }
@@ -35,17 +33,15 @@ export function connectControlSocket(options: {
   let attempt = 0;
   let retry: NodeJS.Timeout | undefined;
   let closed = false;
-  let connected = false;
 
   const open = () => {
     const current = new WebSocket(url, {
       headers: { authorization: `Cluster ${options.clusterSecret}` },
-      maxPayload: MAX_NODE_CONTROL_MESSAGE_BYTES,
+      maxPayload: MAX_WEBSOCKET_FRAME_BYTES,
     });
     socket = current;
     current.on('open', () => {
       attempt = 0;
-      connected = true;
       logger.info({ url: url.href }, 'connected to the api');
       agent.attach((message) => {
         if (current.readyState === WebSocket.OPEN) current.send(JSON.stringify(message));
@@ -73,7 +69,6 @@ export function connectControlSocket(options: {
     current.on('error', (error) => logger.warn({ err: error }, 'control connection error'));
     current.on('close', (code, reason) => {
       if (socket !== current) return;
-      connected = false;
       agent.detach();
       if (closed) return;
       const delay = RETRY_DELAYS_MS[Math.min(attempt++, RETRY_DELAYS_MS.length - 1)]!;
@@ -83,9 +78,6 @@ export function connectControlSocket(options: {
   };
   open();
   return {
-    get connected() {
-      return connected;
-    },
     close() {
       closed = true;
       clearTimeout(retry);

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
-import { MAX_SIGNALING_MESSAGE_BYTES } from '@hearth/protocol';
+import { MAX_WEBSOCKET_FRAME_BYTES } from '@hearth/protocol';
 import { keepAlive } from '@hearth/server-common';
 import type { NodeAgent } from './node-agent';
 import type { VoiceNode } from './voice-node';
@@ -14,9 +14,6 @@ export interface VoiceServer {
   close(): Promise<void>;
 }
 
-// Frames above this are cut by the WebSocket layer; smaller oversized ones get an error reply.
-const WS_MAX_PAYLOAD_BYTES = 16 * MAX_SIGNALING_MESSAGE_BYTES;
-
 /**
  * Serves a node's signaling WebSocket at `/ws?token=<join token>`, its Prometheus metrics at
  * `/metrics` and a liveness check at `/health`. Nothing else is exposed.
@@ -28,7 +25,7 @@ export async function startVoiceServer(options: {
   port: number;
 }): Promise<VoiceServer> {
   const { node, agent } = options;
-  const sockets = new WebSocketServer({ noServer: true, maxPayload: WS_MAX_PAYLOAD_BYTES });
+  const sockets = new WebSocketServer({ noServer: true, maxPayload: MAX_WEBSOCKET_FRAME_BYTES });
   const server = http.createServer((request, response) => {
     const { pathname } = new URL(request.url ?? '/', 'http://node');
     if (request.method === 'GET' && pathname === '/health') {

@@ -103,11 +103,6 @@ export class NodeHub {
     return this.#rtpCapabilities;
   }
 
-  /** Ids of the nodes connected to this api instance. */
-  connectedNodeIds(): string[] {
-    return [...this.#connections].flatMap((connection) => connection.nodeId ?? []);
-  }
-
   /** Tells every node, through every api instance, to close a channel. */
   async closeChannel(channel: string, reason: 'deleted' | 'released'): Promise<void> {
     await this.#bus.publish(BROADCAST_TOPIC, { type: 'closeChannel', channel, reason });

@@ -64,7 +64,8 @@ export const cascadeMessageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('roster'),
     ...linkFields,
-    participants: z.array(remoteParticipantSchema).max(100_000),
+    // About 150 bytes each: the largest roster still fits in one WebSocket frame.
+    participants: z.array(remoteParticipantSchema).max(5000),
   }),
   /** A participant joined or changed. */
   z.object({

@@ -9,9 +9,6 @@ import {
   nodeRegistrationSchema,
 } from './nodes';
 
-/** Largest node-control frame either side accepts. */
-export const MAX_NODE_CONTROL_MESSAGE_BYTES = 4 * 1024 * 1024;
-
 /** What a node sends the api over its control WebSocket. */
 export const nodeToApiMessageSchema = z.discriminatedUnion('type', [
   /** First message: who the node is and what it can take. */

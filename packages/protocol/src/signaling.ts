@@ -13,6 +13,13 @@ import {
 /** Largest signaling message, in bytes, that either side accepts. */
 export const MAX_SIGNALING_MESSAGE_BYTES = 64 * 1024;
 
+/**
+ * Largest WebSocket frame a server reads, for client signaling and node control alike. Bigger
+ * frames are cut by the WebSocket layer; signaling messages between 64 KiB and this get a clear
+ * error response instead.
+ */
+export const MAX_WEBSOCKET_FRAME_BYTES = 16 * MAX_SIGNALING_MESSAGE_BYTES;
+
 const objectId = z.string().min(1).max(64);
 const empty = z.object({}).strict();
 
