@@ -4,6 +4,7 @@ import path from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startNginxEdge } from '@hearth/cdn-config';
+import { nodeListSchema } from '@hearth/protocol';
 import { ingestConfig } from '@hearth/stream-ingest';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { probeSegment } from '../stream-ingest/test/support/ffmpeg-fixtures';
@@ -155,6 +156,19 @@ describe('RTMP ingest to S3', () => {
     }
     expect(firstMasterMs).toBeLessThan(15_000);
     expect(api.streams.channelStream('show').stream?.state).toBe('live');
+    // The ingest node is in the node registry, reporting the stream in its load.
+    await eventually(
+      async () => {
+        const response = await fetch(`${api.baseUrl}/api/nodes`, {
+          headers: { authorization: 'Guest Operator' },
+        });
+        const { nodes } = nodeListSchema.parse(await response.json());
+        const ingestNode = nodes.find((node) => node.kind === 'ingest');
+        return ingestNode?.status === 'up' && ingestNode.load.streams === 1;
+      },
+      5000,
+      'the ingest node reporting one stream',
+    );
 
     // The same playlists through a real nginx edge in front of the bucket.
     const edge = await startNginxEdge({ originUrl: s3!.endpoint, bucket: TEST_BUCKET });
