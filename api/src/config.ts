@@ -3,6 +3,11 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { grantSchema } from '@hearth/protocol';
 import { ConfigError, parseEnvConfig } from '@hearth/server-common';
+import {
+  DEFAULT_DATABASE_CONNECT_TIMEOUT_MS,
+  DEFAULT_DATABASE_STATEMENT_TIMEOUT_MS,
+  type PostgresTimeouts,
+} from './db/postgres-client';
 import { nodesConfigShape } from './nodes/config';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -52,6 +57,26 @@ export const apiConfigSchema = z
     authRatePerSecond: z.coerce.number().int().min(1).default(5),
     /** PostgreSQL server (`DATABASE_URL`); without it the embedded PGlite database is used. */
     databaseUrl: databaseUrlSchema.optional(),
+    /**
+     * Milliseconds allowed to open a PostgreSQL connection; past it the request that needed one
+     * answers 503.
+     */
+    databaseConnectTimeoutMs: z.coerce
+      .number()
+      .int()
+      .min(100)
+      .max(600_000)
+      .default(DEFAULT_DATABASE_CONNECT_TIMEOUT_MS),
+    /**
+     * Milliseconds one PostgreSQL statement may run: the server cancels it, and a server that does
+     * not answer at all is given up a second later. The request answers 503.
+     */
+    databaseStatementTimeoutMs: z.coerce
+      .number()
+      .int()
+      .min(100)
+      .max(3_600_000)
+      .default(DEFAULT_DATABASE_STATEMENT_TIMEOUT_MS),
     /** Folder of the built web app served at `/`. */
     webDistDir: z.string().default(path.join(repoRoot, 'web/dist')),
     /** Log level. */
@@ -140,6 +165,8 @@ const envKeys: Record<string, string> = {
   API_ACCESS_TOKEN_TTL: 'accessTokenTtlSeconds',
   API_REFRESH_TOKEN_TTL: 'refreshTokenTtlSeconds',
   API_AUTH_RATE: 'authRatePerSecond',
+  API_DB_CONNECT_TIMEOUT_MS: 'databaseConnectTimeoutMs',
+  API_DB_STATEMENT_TIMEOUT_MS: 'databaseStatementTimeoutMs',
   API_EMBEDDED_VOICE: 'embeddedVoice',
   API_JOIN_RATE: 'joinRatePerSecond',
   API_JOIN_TOKEN_TTL: 'joinTokenTtlSeconds',
@@ -183,4 +210,12 @@ export function apiConfig(
   overrides: Partial<Record<keyof z.input<typeof apiConfigSchema>, string>> = {},
 ): ApiConfig {
   return apiConfigSchema.parse(overrides);
+}
+
+/** The PostgreSQL timeouts of a config, in the shape `openDatabase` and `PostgresClient` take. */
+export function databaseTimeouts(config: ApiConfig): PostgresTimeouts {
+  return {
+    connectTimeoutMs: config.databaseConnectTimeoutMs,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
+  };
 }

@@ -3,7 +3,7 @@ import type { Context, Middleware, ParameterizedContext } from 'koa';
 import type { z } from 'zod';
 import { channelNameSchema, describeZodError } from '@hearth/protocol';
 import type { Grant } from '@hearth/protocol';
-import { AppError, TokenBucket, type Logger } from '@hearth/server-common';
+import { AppError, ServiceUnavailableError, TokenBucket, type Logger } from '@hearth/server-common';
 import { holdsGrant, type Authenticator, type Principal } from './auth';
 
 /** Request state every handler can rely on. */
@@ -48,14 +48,23 @@ export function requestContext(logger: Logger): Middleware {
 }
 
 /**
- * Turns errors into `{"error":{"code","message"}}`. AppErrors keep their code and message;
- * anything else becomes a generic 500 and is logged, without sending a stack to the client.
+ * Turns errors into `{"error":{"code","message"}}`. AppErrors keep their code and message; a
+ * `ServiceUnavailableError` (the database down or hung) becomes 503 `unavailable` and is logged
+ * with its cause; anything else becomes a generic 500 and is logged, without sending a stack to
+ * the client.
  */
 export function errorHandler(): Middleware {
   return async (ctx, next) => {
     try {
       await next();
     } catch (error) {
+      if (error instanceof ServiceUnavailableError) {
+        // The client learns only which service failed; the operator needs the driver's reason.
+        (ctx.state.logger as Logger).warn(
+          { err: error.cause, service: error.service },
+          'request failed: service unavailable',
+        );
+      }
       if (error instanceof AppError) {
         ctx.status = error.status;
         ctx.body = { error: { code: error.code, message: error.message } };

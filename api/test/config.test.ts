@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '@hearth/server-common';
-import { loadApiConfig } from '../src/config';
+import { databaseTimeouts, loadApiConfig } from '../src/config';
 import { JWT_SECRET_FILE, readOrCreateSecret, writeAdminToken } from '../src/secret-files';
 
 const SECRET = 's'.repeat(32);
@@ -39,6 +39,24 @@ describe('loadApiConfig()', () => {
       refreshTokenTtlSeconds: 30 * 24 * 3600,
       authRatePerSecond: 5,
     });
+  });
+
+  it('loadApiConfig() bounds PostgreSQL connects at 5 s and statements at 10 s unless told', () => {
+    expect(databaseTimeouts(loadApiConfig({}))).toEqual({
+      connectTimeoutMs: 5000,
+      statementTimeoutMs: 10_000,
+    });
+    const config = loadApiConfig({
+      API_DB_CONNECT_TIMEOUT_MS: '1500',
+      API_DB_STATEMENT_TIMEOUT_MS: '30000',
+    });
+    expect(databaseTimeouts(config)).toEqual({
+      connectTimeoutMs: 1500,
+      statementTimeoutMs: 30_000,
+    });
+    expect(() => loadApiConfig({ API_DB_CONNECT_TIMEOUT_MS: '0' })).toThrow(
+      /databaseConnectTimeoutMs/,
+    );
   });
 
   it('loadApiConfig() lists a bad DATABASE_URL together with the other problems', () => {

@@ -36,6 +36,42 @@ function asServerUser(command: string, args: string[]): [string, string[]] {
   ];
 }
 
+// Ids of the processes whose parent is `pid`, read from /proc (the server's backends).
+function childPids(pid: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .flatMap((entry) => {
+      try {
+        // The command name in parentheses may hold spaces; the parent id follows the state field.
+        const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return Number(fields[1]) === pid ? [Number(entry)] : [];
+      } catch {
+        // The process ended while the list was read.
+        return [];
+      }
+    });
+}
+
+// The state letter of a process (R, S, T, Z...), or undefined once it is gone.
+function processState(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitForExit(pid: number): Promise<void> {
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  while (processState(pid) !== undefined && processState(pid) !== 'Z') {
+    if (Date.now() > deadline) throw new Error(`process ${pid} did not exit`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 async function freePort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -48,20 +84,35 @@ async function freePort(): Promise<number> {
 export class TestPostgres {
   /** Connection URL of the `postgres` database. */
   readonly url: string;
-  readonly #process: ChildProcess;
   readonly #directory: string;
-  readonly #exited: Promise<void>;
+  readonly #command: [string, string[]];
+  #process: ChildProcess;
+  #exited: Promise<void>;
+  #log = '';
   #databases = 0;
 
-  private constructor(process: ChildProcess, directory: string, port: number) {
-    this.#process = process;
+  private constructor(directory: string, port: number, command: [string, string[]]) {
     this.#directory = directory;
+    this.#command = command;
     this.url = `postgres://${SYSTEM_USER}@127.0.0.1:${port}/postgres`;
-    this.#exited = new Promise((resolve) => process.once('exit', () => resolve()));
+    [this.#process, this.#exited] = this.#spawn();
   }
 
-  /** Runs initdb in a temporary folder and starts the server; fsync is off, for speed. */
-  static async start(): Promise<TestPostgres> {
+  #spawn(): [ChildProcess, Promise<void>] {
+    const [command, args] = this.#command;
+    const server = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    server.stderr!.on('data', (chunk: Buffer) => {
+      this.#log = (this.#log + chunk.toString()).slice(-4000);
+    });
+    return [server, new Promise((resolve) => server.once('exit', () => resolve()))];
+  }
+
+  /**
+   * Runs initdb in a temporary folder and starts the server; fsync is off, for speed. Commits are
+   * asynchronous too unless `crashSafe` is set: a test that kills the server needs what it
+   * committed to survive the crash.
+   */
+  static async start(options: { crashSafe?: boolean } = {}): Promise<TestPostgres> {
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-postgres-'));
     fs.chmodSync(directory, 0o700);
     if (process.getuid?.() === 0) {
@@ -89,7 +140,7 @@ export class TestPostgres {
       throw new Error(`initdb failed (${init.status}): ${init.stderr || init.error?.message}`);
     }
     const port = await freePort();
-    const [command, args] = asServerUser(path.join(BIN_DIR, 'postgres'), [
+    const command = asServerUser(path.join(BIN_DIR, 'postgres'), [
       '-D',
       dataDir,
       '-p',
@@ -101,23 +152,58 @@ export class TestPostgres {
       '-c',
       'fsync=off',
       '-c',
-      'synchronous_commit=off',
+      `synchronous_commit=${options.crashSafe ? 'on' : 'off'}`,
       '-c',
       'full_page_writes=off',
     ]);
-    const server = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    server.stderr!.on('data', (chunk: Buffer) => {
-      log = (log + chunk.toString()).slice(-4000);
-    });
-    const postgres = new TestPostgres(server, directory, port);
+    const postgres = new TestPostgres(directory, port, command);
     try {
-      await postgres.#waitReady(() => log);
+      await postgres.#waitReady();
     } catch (error) {
       await postgres.stop();
       throw error;
     }
     return postgres;
+  }
+
+  /**
+   * Freezes the server with SIGSTOP, the postmaster and every backend, as a hung host would: its
+   * port still accepts connections, but nothing answers.
+   */
+  pause(): void {
+    // The postmaster first, so that it forks no backend that would escape the freeze.
+    for (const pid of [this.#pid(), ...childPids(this.#pid())]) process.kill(pid, 'SIGSTOP');
+  }
+
+  /** Wakes a server frozen by `pause()`. */
+  resume(): void {
+    for (const pid of [...childPids(this.#pid()), this.#pid()]) process.kill(pid, 'SIGCONT');
+  }
+
+  /** Kills the server with SIGKILL, backends included, as a crash would; `restart()` starts it again. */
+  async kill(): Promise<void> {
+    const pids = [this.#pid(), ...childPids(this.#pid())];
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    await this.#exited;
+    // The backends are gone too before a new postmaster may take the data folder.
+    for (const pid of pids) await waitForExit(pid);
+  }
+
+  /** Starts the server again on the same port and data after `kill()`; it recovers from its WAL. */
+  async restart(): Promise<void> {
+    if (this.#process.exitCode === null && this.#process.signalCode === null) {
+      throw new Error('the server is still running');
+    }
+    [this.#process, this.#exited] = this.#spawn();
+    await this.#waitReady();
+  }
+
+  #pid(): number {
+    const pid = this.#process.pid;
+    if (pid === undefined || this.#process.exitCode !== null || this.#process.signalCode !== null) {
+      throw new Error('the server is not running');
+    }
+    return pid;
   }
 
   /** Creates an empty database and resolves with its URL. */
@@ -136,6 +222,8 @@ export class TestPostgres {
   /** Stops the server (fast shutdown) and deletes its folder. */
   async stop(): Promise<void> {
     if (this.#process.exitCode === null && this.#process.signalCode === null) {
+      // A server a failed test left frozen could not act on the shutdown signal.
+      this.resume();
       // SIGINT is PostgreSQL's fast shutdown: sessions are disconnected, nothing waits for them.
       this.#process.kill('SIGINT');
       const stopped = await Promise.race([
@@ -150,11 +238,11 @@ export class TestPostgres {
     fs.rmSync(this.#directory, { recursive: true, force: true });
   }
 
-  async #waitReady(log: () => string): Promise<void> {
+  async #waitReady(): Promise<void> {
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (;;) {
       if (this.#process.exitCode !== null) {
-        throw new Error(`postgres exited with ${this.#process.exitCode}: ${log()}`);
+        throw new Error(`postgres exited with ${this.#process.exitCode}: ${this.#log}`);
       }
       const client = new pg.Client({ connectionString: this.url });
       try {
@@ -164,7 +252,7 @@ export class TestPostgres {
       } catch {
         await client.end().catch(() => undefined);
       }
-      if (Date.now() > deadline) throw new Error(`postgres did not start: ${log()}`);
+      if (Date.now() > deadline) throw new Error(`postgres did not start: ${this.#log}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }

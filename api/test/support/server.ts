@@ -50,8 +50,9 @@ export async function openTestDatabase(): Promise<PgliteClient> {
 }
 
 /**
- * Starts the api with an in-process voice node on a fresh in-memory database; the web app folder
- * is a temporary one unless given. The auth routes' rate limit is lifted unless the test sets it.
+ * Starts the api with an in-process voice node on a fresh in-memory database (or the one given);
+ * the web app folder is a temporary one unless given. The auth routes' rate limit is lifted
+ * unless the test sets it.
  */
 export async function startTestApi(
   options: {
@@ -59,6 +60,8 @@ export async function startTestApi(
     voice?: Partial<VoiceConfig>;
     ingest?: { config: IngestConfig; storage: ObjectStorage };
     streamUrls?: StreamUrls;
+    /** The database to use instead of a fresh in-memory PGlite one; the api closes it. */
+    database?: SqlClient;
   } = {},
 ): Promise<TestApi> {
   const tempDistDir = options.api?.webDistDir
@@ -83,7 +86,7 @@ export async function startTestApi(
       playbackBaseUrl: 'http://127.0.0.1:8081',
     },
     ingest: options.ingest,
-    database: await openTestDatabase(),
+    database: options.database ?? (await openTestDatabase()),
   });
   const { app, voice, streams, ingest, database, stores } = platform;
   const server = app.listen(0, '127.0.0.1');

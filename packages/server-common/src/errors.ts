@@ -31,3 +31,19 @@ export class AppError extends Error {
     return statusByCode[this.code];
   }
 }
+
+/**
+ * A backing service (the database, the node registry) could not be reached or did not answer in
+ * time. Clients get 503 with `"<service> unavailable"`; the cause stays in the logs.
+ */
+export class ServiceUnavailableError extends AppError {
+  /** Which service failed, as named to the client: `database`, `node registry`. */
+  readonly service: string;
+
+  constructor(service: string, options: { cause?: unknown } = {}) {
+    super('unavailable', `${service} unavailable`);
+    this.name = 'ServiceUnavailableError';
+    this.service = service;
+    if (options.cause !== undefined) this.cause = options.cause;
+  }
+}
