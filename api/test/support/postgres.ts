@@ -54,6 +54,15 @@ function childPids(pid: number): number[] {
     });
 }
 
+// Signals a process that may have ended since it was listed (a backend whose session closed).
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
 // The state letter of a process (R, S, T, Z...), or undefined once it is gone.
 function processState(pid: number): string | undefined {
   try {
@@ -172,18 +181,19 @@ export class TestPostgres {
    */
   pause(): void {
     // The postmaster first, so that it forks no backend that would escape the freeze.
-    for (const pid of [this.#pid(), ...childPids(this.#pid())]) process.kill(pid, 'SIGSTOP');
+    for (const pid of [this.#pid(), ...childPids(this.#pid())]) signal(pid, 'SIGSTOP');
   }
 
-  /** Wakes a server frozen by `pause()`. */
+  /** Wakes a server frozen by `pause()`; does nothing when the server is not running. */
   resume(): void {
-    for (const pid of [...childPids(this.#pid()), this.#pid()]) process.kill(pid, 'SIGCONT');
+    if (this.#process.exitCode !== null || this.#process.signalCode !== null) return;
+    for (const pid of [...childPids(this.#pid()), this.#pid()]) signal(pid, 'SIGCONT');
   }
 
   /** Kills the server with SIGKILL, backends included, as a crash would; `restart()` starts it again. */
   async kill(): Promise<void> {
     const pids = [this.#pid(), ...childPids(this.#pid())];
-    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    for (const pid of pids) signal(pid, 'SIGKILL');
     await this.#exited;
     // The backends are gone too before a new postmaster may take the data folder.
     for (const pid of pids) await waitForExit(pid);
