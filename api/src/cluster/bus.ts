@@ -113,10 +113,21 @@ export class RedisClusterBus implements ClusterBus {
   readonly #subscribed = new Map<string, Promise<unknown>>();
   #closed = false;
 
-  constructor(options: { url: string; logger: Logger; channelPrefix?: string }) {
+  constructor(options: {
+    url: string;
+    logger: Logger;
+    channelPrefix?: string;
+    /** Time a publish may take before it fails, so a hung Redis does not hold up publishers. */
+    commandTimeoutMs?: number;
+  }) {
     this.#logger = options.logger;
     this.#prefix = options.channelPrefix ?? 'hearth:bus:';
-    this.#publisher = new Redis(options.url, { maxRetriesPerRequest: 3 });
+    this.#publisher = new Redis(options.url, {
+      maxRetriesPerRequest: 3,
+      ...(options.commandTimeoutMs !== undefined
+        ? { commandTimeout: options.commandTimeoutMs }
+        : {}),
+    });
     this.#subscriber = new Redis(options.url);
     for (const [role, client] of [
       ['publisher', this.#publisher],

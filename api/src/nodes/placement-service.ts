@@ -26,12 +26,14 @@ import {
   type PlacementMessage,
 } from './placement-events';
 import {
+  DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
   InMemoryNodeRegistry,
   RedisNodeRegistry,
   toNodeInfo,
   type NodeRecord,
   type NodeRegistry,
 } from './registry';
+import { HealthTrackedRegistry, StoreHealth } from './store-health';
 
 /** Default time without a heartbeat after which a node is marked down. */
 export const DEFAULT_NODE_TIMEOUT_MS = 3000;
@@ -106,7 +108,8 @@ function parseInput<S extends z.ZodType>(schema: S, value: unknown, what: string
 export class PlacementService {
   /** Placement events heard on the bus, this instance's own included. */
   readonly events: TypedEmitter<PlacementEvents>;
-  readonly #registry: NodeRegistry;
+  readonly #registry: HealthTrackedRegistry;
+  readonly #health: StoreHealth;
   readonly #bus: ClusterBus;
   readonly #logger: Logger;
   readonly #clock: () => number;
@@ -121,11 +124,18 @@ export class PlacementService {
   #closed = false;
 
   constructor(options: PlacementServiceOptions) {
-    this.#registry = options.registry;
     this.#bus = options.bus;
     this.#logger = options.logger;
     this.#clock = options.clock ?? Date.now;
     this.#nodeTimeoutMs = options.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS;
+    // A store outage hides heartbeats: once the store is back, every node gets a full node
+    // timeout to be heard from again before its silence counts.
+    this.#health = new StoreHealth({
+      clock: this.#clock,
+      graceMs: this.#nodeTimeoutMs,
+      logger: this.#logger,
+    });
+    this.#registry = new HealthTrackedRegistry(options.registry, this.#health);
     this.#sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
     this.#downRetentionMs = options.downRetentionMs ?? DEFAULT_DOWN_RETENTION_MS;
     this.#ownsStores = options.ownsStores ?? false;
@@ -136,7 +146,15 @@ export class PlacementService {
 
   /** The registry this service reads and writes. */
   get registry(): NodeRegistry {
-    return this.#registry;
+    return this.#registry.inner;
+  }
+
+  /**
+   * Whether the failure detector reads silence as failure now: false while the registry's store
+   * fails, and for one node timeout after it answers again.
+   */
+  get detecting(): boolean {
+    return this.#health.silenceMeaningful;
   }
 
   /** The cluster bus, also usable for other topics (e.g. relaying messages to nodes). */
@@ -348,13 +366,17 @@ export class PlacementService {
    * One failure-detector pass: marks down the up nodes silent for longer than the node timeout
    * (announcing each), moves every channel off down nodes, and forgets down nodes past their
    * retention time. `start()` runs it periodically; safe to run on several instances at once.
+   * No node is marked down while the registry's store fails, nor for one node timeout after it
+   * is back: heartbeats that could not be written are not silence.
    */
   async sweep(): Promise<SweepReport> {
     this.#checkOpen();
     const now = this.#clock();
     const nodes = new Map((await this.#registry.list()).map((n) => [n.registration.id, n]));
+    // Read after the list: that call may be the one that found the store back.
+    const silenceMeaningful = this.#health.silenceMeaningful;
     const markedDown: string[] = [];
-    for (const [id, record] of nodes) {
+    for (const [id, record] of silenceMeaningful ? nodes : []) {
       const deadline = now - this.#nodeTimeoutMs;
       if (record.status !== 'up' || record.lastHeartbeatAt >= deadline) continue;
       if (!(await this.#registry.markDown(id, { lastHeartbeatBefore: deadline }))) continue;
@@ -506,16 +528,24 @@ export interface PlacementServiceSettings {
 
 /**
  * Builds a placement service on Redis when `redisUrl` is set, else on in-process stores. The
- * service owns them: `stop()` closes them. Call `start()` to run the failure detector.
+ * service owns them: `stop()` closes them. Call `start()` to run the failure detector. A Redis
+ * command fails after 1 s, or half the node timeout when that is shorter, so a hung Redis
+ * cannot stall the detector past a node timeout.
  */
 export function createPlacementService(settings: PlacementServiceSettings): PlacementService {
   const logger = settings.logger.child({ component: 'placement' });
   const { redisUrl } = settings;
+  const commandTimeoutMs = Math.min(
+    DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
+    Math.floor((settings.nodeTimeoutMs ?? DEFAULT_NODE_TIMEOUT_MS) / 2),
+  );
   return new PlacementService({
     registry: redisUrl
-      ? new RedisNodeRegistry({ url: redisUrl, logger })
+      ? new RedisNodeRegistry({ url: redisUrl, logger, commandTimeoutMs })
       : new InMemoryNodeRegistry(),
-    bus: redisUrl ? new RedisClusterBus({ url: redisUrl, logger }) : new InMemoryClusterBus(logger),
+    bus: redisUrl
+      ? new RedisClusterBus({ url: redisUrl, logger, commandTimeoutMs })
+      : new InMemoryClusterBus(logger),
     logger,
     nodeTimeoutMs: settings.nodeTimeoutMs,
     sweepIntervalMs: settings.sweepIntervalMs,

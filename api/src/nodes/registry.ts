@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Redis, ReplyError } from 'ioredis';
 import { z } from 'zod';
 import {
   channelAssignmentSchema,
@@ -11,7 +11,7 @@ import {
   type NodeLoad,
   type NodeRegistration,
 } from '@hearth/protocol';
-import { AppError, type Logger } from '@hearth/server-common';
+import { AppError, ServiceUnavailableError, type Logger } from '@hearth/server-common';
 import type { NodeSnapshot } from './placement';
 
 /** A registered node as the registry keeps it; times are epoch milliseconds. */
@@ -332,6 +332,28 @@ const scripts = {
     return 1`,
 } as const;
 
+/** Default time a Redis command may take before it fails as an outage, in milliseconds. */
+export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 1000;
+
+/**
+ * What a failed Redis call means: Redis answering with an error (`ReplyError`) is a bug and stays
+ * as it is; anything else from the client (refused, reset, timed out, retries exhausted) means
+ * the store cannot be reached, and becomes a `ServiceUnavailableError("node registry")`.
+ */
+export function redisStoreError(error: unknown): unknown {
+  if (error instanceof ReplyError || error instanceof ServiceUnavailableError) return error;
+  return new ServiceUnavailableError('node registry', { cause: error });
+}
+
+// Every call to the Redis client goes through this, so that an outage reaches callers as one class.
+async function redisCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw redisStoreError(error);
+  }
+}
+
 type ScriptCommands = {
   [K in keyof typeof scripts]: (...args: (string | number)[]) => Promise<number>;
 };
@@ -340,15 +362,26 @@ type ScriptCommands = {
  * The registry of a cluster of api instances, in Redis. Keys, under the prefix (`hearth:`):
  * `nodes` (set of ids), `node:<id>` (hash), `assignments` (set of channels),
  * `assignment:<channel>` (JSON), `node-channels:<id>` (set of channels naming the node).
- * Everything read back is parsed with its schema.
+ * Everything read back is parsed with its schema. A call that cannot reach Redis, or that gets no
+ * answer within `commandTimeoutMs`, rejects with `ServiceUnavailableError("node registry")`.
  */
 export class RedisNodeRegistry implements NodeRegistry {
   readonly #redis: Redis;
   readonly #prefix: string;
 
-  constructor(options: { url: string; logger: Logger; keyPrefix?: string }) {
+  constructor(options: {
+    url: string;
+    logger: Logger;
+    keyPrefix?: string;
+    /** Time a command may take before it fails; a hung Redis must not hang the detector. */
+    commandTimeoutMs?: number;
+  }) {
     this.#prefix = options.keyPrefix ?? 'hearth:';
-    this.#redis = new Redis(options.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
+    this.#redis = new Redis(options.url, {
+      maxRetriesPerRequest: 3,
+      enableAutoPipelining: true,
+      commandTimeout: options.commandTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
+    });
     this.#redis.on('error', (error: unknown) =>
       options.logger.warn({ err: error }, 'node registry: Redis connection error'),
     );
@@ -383,44 +416,48 @@ export class RedisNodeRegistry implements NodeRegistry {
       registeredAt: now,
     };
     const key = this.#nodeKey(registration.id);
-    await this.#redis
-      .multi()
-      .del(key)
-      .hset(key, {
-        registration: JSON.stringify(registration),
-        load: JSON.stringify(record.load),
-        status: record.status,
-        pending: '0',
-        pendingSince: '0',
-        lastHeartbeatAt: String(now),
-        registeredAt: String(now),
-      })
-      .sadd(`${this.#prefix}nodes`, registration.id)
-      .exec();
+    await redisCall(() =>
+      this.#redis
+        .multi()
+        .del(key)
+        .hset(key, {
+          registration: JSON.stringify(registration),
+          load: JSON.stringify(record.load),
+          status: record.status,
+          pending: '0',
+          pendingSince: '0',
+          lastHeartbeatAt: String(now),
+          registeredAt: String(now),
+        })
+        .sadd(`${this.#prefix}nodes`, registration.id)
+        .exec(),
+    );
     return record;
   }
 
   async heartbeat(id: string, load: NodeLoad, now: number): Promise<void> {
-    const result = await this.#scripts.hearthHeartbeat(
-      this.#nodeKey(id),
-      JSON.stringify(load),
-      String(now),
-      String(load.participants),
-      String(PENDING_TTL_MS),
+    const result = await redisCall(() =>
+      this.#scripts.hearthHeartbeat(
+        this.#nodeKey(id),
+        JSON.stringify(load),
+        String(now),
+        String(load.participants),
+        String(PENDING_TTL_MS),
+      ),
     );
     if (result === 0) throw new NodeNotRegisteredError(id, 'unknown');
     if (result === 2) throw new NodeNotRegisteredError(id, 'down');
   }
 
   async list(): Promise<NodeRecord[]> {
-    const ids = await this.#redis.smembers(`${this.#prefix}nodes`);
+    const ids = await redisCall(() => this.#redis.smembers(`${this.#prefix}nodes`));
     if (ids.length === 0) return [];
     const pipeline = this.#redis.pipeline();
     for (const id of ids) pipeline.hgetall(this.#nodeKey(id));
-    const replies = (await pipeline.exec()) ?? [];
+    const replies = (await redisCall(() => pipeline.exec())) ?? [];
     const records: NodeRecord[] = [];
     replies.forEach(([error, hash], index) => {
-      if (error) throw error;
+      if (error) throw redisStoreError(error);
       const record = this.#parseNode(ids[index]!, hash as Record<string, string>);
       if (record) records.push(record);
     });
@@ -428,7 +465,7 @@ export class RedisNodeRegistry implements NodeRegistry {
   }
 
   async get(id: string): Promise<NodeRecord | undefined> {
-    return this.#parseNode(id, await this.#redis.hgetall(this.#nodeKey(id)));
+    return this.#parseNode(id, await redisCall(() => this.#redis.hgetall(this.#nodeKey(id))));
   }
 
   // A missing hash (the node was removed meanwhile) reads as an empty object.
@@ -444,29 +481,25 @@ export class RedisNodeRegistry implements NodeRegistry {
   async markDown(id: string, options: { lastHeartbeatBefore?: number } = {}): Promise<boolean> {
     const bound =
       options.lastHeartbeatBefore === undefined ? '' : String(options.lastHeartbeatBefore);
-    return (await this.#scripts.hearthMarkDown(this.#nodeKey(id), bound)) === 1;
+    return (await redisCall(() => this.#scripts.hearthMarkDown(this.#nodeKey(id), bound))) === 1;
   }
 
   async remove(id: string): Promise<boolean> {
-    const replies = await this.#redis
-      .multi()
-      .del(this.#nodeKey(id))
-      .srem(`${this.#prefix}nodes`, id)
-      .exec();
+    const replies = await redisCall(() =>
+      this.#redis.multi().del(this.#nodeKey(id)).srem(`${this.#prefix}nodes`, id).exec(),
+    );
     return replies?.[1]?.[1] === 1;
   }
 
   async addPending(id: string, delta = 1, now = Date.now()): Promise<number | undefined> {
-    const pending = await this.#scripts.hearthAddPending(
-      this.#nodeKey(id),
-      String(delta),
-      String(now),
+    const pending = await redisCall(() =>
+      this.#scripts.hearthAddPending(this.#nodeKey(id), String(delta), String(now)),
     );
     return pending < 0 ? undefined : pending;
   }
 
   async assignment(channel: string): Promise<ChannelAssignment | undefined> {
-    const text = await this.#redis.get(this.#assignmentKey(channel));
+    const text = await redisCall(() => this.#redis.get(this.#assignmentKey(channel)));
     return text === null ? undefined : this.#parseAssignment(channel, text);
   }
 
@@ -487,22 +520,28 @@ export class RedisNodeRegistry implements NodeRegistry {
   ): Promise<boolean> {
     checkAssignmentChannel(channel, next);
     const stored = next && channelAssignmentSchema.parse(next);
-    const result = await this.#scripts.hearthCompareAndSet(
-      this.#assignmentKey(channel),
-      `${this.#prefix}assignments`,
-      expectedVersion === undefined ? '' : String(expectedVersion),
-      stored ? JSON.stringify(stored) : '',
-      channel,
-      `${this.#prefix}node-channels:`,
-      ...(stored ? [stored.core, ...stored.edges] : []),
+    const result = await redisCall(() =>
+      this.#scripts.hearthCompareAndSet(
+        this.#assignmentKey(channel),
+        `${this.#prefix}assignments`,
+        expectedVersion === undefined ? '' : String(expectedVersion),
+        stored ? JSON.stringify(stored) : '',
+        channel,
+        `${this.#prefix}node-channels:`,
+        ...(stored ? [stored.core, ...stored.edges] : []),
+      ),
     );
     return result === 1;
   }
 
   async assignments(): Promise<ChannelAssignment[]> {
-    const channels = (await this.#redis.smembers(`${this.#prefix}assignments`)).sort();
+    const channels = (
+      await redisCall(() => this.#redis.smembers(`${this.#prefix}assignments`))
+    ).sort();
     if (channels.length === 0) return [];
-    const texts = await this.#redis.mget(channels.map((channel) => this.#assignmentKey(channel)));
+    const texts = await redisCall(() =>
+      this.#redis.mget(channels.map((channel) => this.#assignmentKey(channel))),
+    );
     return channels.flatMap((channel, index) => {
       const text = texts[index];
       return text == null ? [] : [this.#parseAssignment(channel, text)];
@@ -510,7 +549,9 @@ export class RedisNodeRegistry implements NodeRegistry {
   }
 
   async channelsOnNode(id: string): Promise<string[]> {
-    return (await this.#redis.smembers(`${this.#prefix}node-channels:${id}`)).sort();
+    return (
+      await redisCall(() => this.#redis.smembers(`${this.#prefix}node-channels:${id}`))
+    ).sort();
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,138 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ServiceUnavailableError } from '@hearth/server-common';
+import type { NodeDownMessage } from '../../src/nodes/placement-events';
+import type { PlacementService } from '../../src/nodes/placement-service';
+import { createPlacementService } from '../../src/nodes/placement-service';
+import { startRedis, type TestRedis } from '../support/redis';
+import { capturingLogger, sleep, waitUntil } from './helpers';
+
+// The production ratios (3 s timeout, 1 s heartbeats, 1 s sweeps) scaled down; the sweep runs
+// often so that one runs right after Redis is back, before the next heartbeat.
+const NODE_TIMEOUT_MS = 1000;
+const SWEEP_MS = 100;
+const HEARTBEAT_MS = 300;
+// Longer than the node timeout: every heartbeat of that long is lost.
+const OUTAGE_MS = 3000;
+
+const { logger } = capturingLogger();
+
+let redis: TestRedis | undefined;
+let cleanup: Array<() => Promise<void> | void> = [];
+
+afterEach(async () => {
+  for (const step of cleanup.reverse()) await step();
+  cleanup = [];
+  await redis?.stop();
+  redis = undefined;
+});
+
+const voice = (id: string) => ({
+  id,
+  kind: 'voice' as const,
+  signalingUrl: `wss://${id}.example/ws`,
+  limits: {},
+});
+
+/**
+ * Two api instances on one Redis with three nodes: `live-a` and `live-b` heartbeat throughout,
+ * `dead-c` stops when the outage starts. Returns what each instance heard as nodeDown.
+ */
+async function cluster() {
+  redis = await startRedis({ persistent: true });
+  const services = [0, 1].map(() =>
+    createPlacementService({
+      redisUrl: redis!.url,
+      logger,
+      nodeTimeoutMs: NODE_TIMEOUT_MS,
+      sweepIntervalMs: SWEEP_MS,
+    }),
+  ) as [PlacementService, PlacementService];
+  for (const service of services) {
+    cleanup.push(() => service.stop());
+    await service.start();
+  }
+  const heard = services.map((service) => {
+    const nodeDown: NodeDownMessage[] = [];
+    service.events.on('nodeDown', (event) => nodeDown.push(event));
+    return nodeDown;
+  });
+  const [one, two] = services;
+  await one.register(voice('live-a'));
+  await two.register(voice('live-b'));
+  await one.register(voice('dead-c'));
+  const beating = new Set(['live-a', 'live-b', 'dead-c']);
+  // Like the node hub: a heartbeat that cannot be written is lost, and the node sends the next.
+  const beat = setInterval(() => {
+    for (const id of beating) {
+      const via = id === 'live-b' ? two : one;
+      via.heartbeat(id, { participants: 0 }).catch(() => undefined);
+    }
+  }, HEARTBEAT_MS);
+  cleanup.push(() => clearInterval(beat));
+  // Several heartbeats and sweeps with Redis up: nobody is marked down.
+  await sleep(2 * NODE_TIMEOUT_MS);
+  expect(heard).toEqual([[], []]);
+  return { one, two, heard, stopHeartbeats: (id: string) => beating.delete(id) };
+}
+
+/** After the outage: only the node that really stopped is marked down, and placement works. */
+async function expectRecovered(
+  { one, two, heard }: Awaited<ReturnType<typeof cluster>>,
+  backAt: number,
+): Promise<void> {
+  await waitUntil(
+    () => heard.every((events) => events.length > 0),
+    'the silent node marked down on both instances',
+    4 * NODE_TIMEOUT_MS + OUTAGE_MS,
+  );
+  const detectedAfterMs = performance.now() - backAt;
+  // Another sweep or two: the live nodes still stand.
+  await sleep(NODE_TIMEOUT_MS);
+  for (const events of heard) {
+    expect(events.map((event) => event.nodeId)).toEqual(['dead-c']);
+  }
+  // The grace period is a full node timeout from when Redis answered again.
+  expect(detectedAfterMs).toBeGreaterThanOrEqual(NODE_TIMEOUT_MS);
+  expect(
+    (await one.nodes())
+      .map((node) => [node.id, node.status])
+      .sort(([a], [b]) => a!.localeCompare(b!)),
+  ).toEqual([
+    ['dead-c', 'down'],
+    ['live-a', 'up'],
+    ['live-b', 'up'],
+  ]);
+  const placed = await two.placeParticipant('after-outage');
+  expect(['live-a', 'live-b']).toContain(placed.nodeId);
+  expect(one.detecting && two.detecting).toBe(true);
+}
+
+describe('the failure detector while Redis is out', () => {
+  it('Redis killed for longer than the node timeout: no heartbeating node is marked down, and placement works once it is back', async () => {
+    const state = await cluster();
+    state.stopHeartbeats('dead-c');
+    await redis!.kill();
+    // Placement needs the registry: it fails as unavailable (503), it does not hang.
+    const refused: unknown = await state.one.placeParticipant('during').catch((error) => error);
+    expect(refused).toBeInstanceOf(ServiceUnavailableError);
+    await sleep(OUTAGE_MS);
+    expect(state.one.detecting || state.two.detecting).toBe(false);
+    await redis!.restart();
+    await expectRecovered(state, performance.now());
+  });
+
+  it('Redis hung with SIGSTOP for longer than the node timeout: no heartbeating node is marked down after SIGCONT', async () => {
+    const state = await cluster();
+    state.stopHeartbeats('dead-c');
+    redis!.pause();
+    const started = performance.now();
+    const refused: unknown = await state.one.placeParticipant('during').catch((error) => error);
+    expect(refused).toBeInstanceOf(ServiceUnavailableError);
+    // Bounded by the command timeout (half the node timeout here), not by the outage.
+    expect(performance.now() - started).toBeLessThan(NODE_TIMEOUT_MS + 1000);
+    await sleep(OUTAGE_MS);
+    expect(state.one.detecting || state.two.detecting).toBe(false);
+    redis!.resume();
+    await expectRecovered(state, performance.now());
+  });
+});
