@@ -7,6 +7,8 @@ import {
   channelSchema,
   nodeListSchema,
   type ApiToNodeMessage,
+  type Participant,
+  type ReplayedSession,
   type RtpCapabilities,
 } from '@hearth/protocol';
 import { requestJoin, startTestApi, type TestApi } from './support/server';
@@ -80,6 +82,11 @@ class FakeNode {
     });
     await this.next((message) => message.type === 'registered');
     this.send({ type: 'heartbeat', load: { cpu: 0.1, participants: 0 } });
+  }
+
+  /** Replays the sessions the node serves, as a node does right after each register. */
+  replay(sessions: ReplayedSession[]): void {
+    this.send({ type: 'replay', sessions, done: true });
   }
 
   async next(match: (message: ApiToNodeMessage) => boolean): Promise<ApiToNodeMessage> {
@@ -254,5 +261,79 @@ describe('node control socket', () => {
     expect((await sessions())[0]).toEqual({ node_id: 'node-a', left_at: null });
     node.socket.terminate();
     await expect.poll(async () => (await sessions())[0]?.left_at ?? null).toBeInstanceOf(Date);
+  });
+
+  it('a node marked down has its sessions closed; registering again it replays them, listed and open again', async () => {
+    const { database } = await start();
+    const [a, b] = [await FakeNode.connect(), await FakeNode.connect()];
+    await a.register('node-a');
+    a.replay([]);
+    await b.register('node-b');
+    // Opens the channel, which the listing needs.
+    await requestJoin(api!.baseUrl, 'Ada', 'lobby');
+    const view = (id: string, displayName: string, muted = false): Participant => ({
+      id,
+      displayName,
+      muted,
+      deafened: false,
+      serverMuted: false,
+    });
+    const [ada, bo] = [crypto.randomUUID(), crypto.randomUUID()];
+    for (const [peerId, name] of [
+      [ada, 'Ada'],
+      [bo, 'Bo'],
+    ] as const) {
+      a.send({
+        type: 'sessionOpened',
+        peerId,
+        channel: 'lobby',
+        userId: `guest:${name}`,
+        displayName: name,
+      });
+      a.send({ type: 'participantChanged', channel: 'lobby', participant: view(peerId, name) });
+    }
+    const listed = async () => {
+      const response = await fetch(`${api!.baseUrl}/api/channels/lobby`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      return channelSchema
+        .parse(await response.json())
+        .participants.map((p) => `${p.displayName}${p.muted ? ' (muted)' : ''}`)
+        .sort();
+    };
+    const rows = async () =>
+      (
+        await database.query(
+          `SELECT display_name, left_at IS NULL AS open FROM session_history
+           WHERE node_id = 'node-a' ORDER BY display_name, joined_at`,
+        )
+      ).map((row) => `${String(row.display_name)}:${row.open ? 'open' : 'closed'}`);
+    await expect.poll(listed).toEqual(['Ada', 'Bo']);
+    await expect.poll(rows).toEqual(['Ada:open', 'Bo:open']);
+
+    // node-a stalls past the node timeout while node-b keeps beating.
+    const beat = setInterval(() => b.send({ type: 'heartbeat', load: {} }), 100);
+    try {
+      await b.next((message) => message.type === 'nodeDown' && message.nodeId === 'node-a');
+      await expect.poll(rows).toEqual(['Ada:closed', 'Bo:closed']);
+      await expect.poll(listed).toEqual([]);
+
+      // Back: told to register again, it replays who it still serves (Bo left meanwhile).
+      a.received.length = 0;
+      a.send({ type: 'heartbeat', load: {} });
+      await a.next((message) => message.type === 'registerAgain');
+      await a.register('node-a');
+      a.replay([
+        { peerId: ada, channel: 'lobby', userId: 'guest:Ada', participant: view(ada, 'Ada', true) },
+      ]);
+      await expect.poll(listed).toEqual(['Ada (muted)']);
+      await expect.poll(rows).toEqual(['Ada:closed', 'Ada:open', 'Bo:closed']);
+      // Ada leaves: her replayed session closes like any other.
+      a.send({ type: 'sessionClosed', peerId: ada });
+      await expect.poll(rows).toEqual(['Ada:closed', 'Ada:closed', 'Bo:closed']);
+      await expect.poll(listed).toEqual([]);
+    } finally {
+      clearInterval(beat);
+    }
   });
 });

@@ -66,4 +66,28 @@ describe.each([
     await store.upsert('node-b', 'games', participant('p4'));
     expect(await store.list('games')).toEqual([participant('p4')]);
   });
+
+  it('replaceNode() makes a node list exactly what it replays, leaving other nodes alone', async () => {
+    store = create();
+    await store.upsert('node-a', 'lobby', participant('p1'));
+    await store.upsert('node-a', 'games', participant('p2'));
+    await store.upsert('node-b', 'lobby', participant('p3'));
+    await store.replaceNode('node-a', [
+      { channel: 'lobby', participant: participant('p1', { muted: true }) },
+      { channel: 'lobby', participant: participant('p4') },
+    ]);
+    expect((await store.list('lobby')).sort(byId)).toEqual([
+      participant('p1', { muted: true }),
+      participant('p3'),
+      participant('p4'),
+    ]);
+    expect(await store.list('games')).toEqual([]);
+    await store.replaceNode('node-a', []);
+    expect(await store.list('lobby')).toEqual([participant('p3')]);
+    // What was replaced is the node's now: removing the node removes it.
+    await store.replaceNode('node-b', [{ channel: 'games', participant: participant('p5') }]);
+    await store.removeNode('node-b');
+    expect(await store.list('lobby')).toEqual([]);
+    expect(await store.list('games')).toEqual([]);
+  });
 });

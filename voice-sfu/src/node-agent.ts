@@ -1,10 +1,12 @@
 import type { WebSocket } from 'ws';
 import {
+  REPLAY_BATCH_SIZE,
   type ApiToNodeMessage,
   type JoinTokenClaims,
   type NodeLimits,
   type NodeLoad,
   type NodeToApiMessage,
+  type ReplayedSession,
 } from '@hearth/protocol';
 import { AppError, type Identity, type JoinTokens, type Logger } from '@hearth/server-common';
 import { Cascade } from './cascade';
@@ -34,6 +36,8 @@ export class NodeAgent {
   readonly #limits: NodeLimits;
   readonly #heartbeatMs: number;
   readonly #logger: Logger;
+  // Who each local peer is, for the replay after a register: the channel's views lack the user id.
+  readonly #sessions = new Map<string, { channel: string; userId: string }>();
   #send: ControlSend | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #lastCpu: { at: number; seconds: number } | undefined;
@@ -62,21 +66,25 @@ export class NodeAgent {
       logger: this.#logger,
     });
     options.node.channels.onOpened((channel) => {
-      channel.events.on('peerJoined', (peerId, identity) =>
+      channel.events.on('peerJoined', (peerId, identity) => {
+        this.#sessions.set(peerId, { channel: channel.name, userId: identity.userId });
         this.#emit({
           type: 'sessionOpened',
           peerId,
           channel: channel.name,
           userId: identity.userId,
           displayName: identity.displayName,
-        }),
-      );
+        });
+      });
       channel.events.on('participantUpserted', (participant, linkId) => {
         if (linkId === undefined) {
           this.#emit({ type: 'participantChanged', channel: channel.name, participant });
         }
       });
-      channel.events.on('peerLeft', (peerId) => this.#emit({ type: 'sessionClosed', peerId }));
+      channel.events.on('peerLeft', (peerId) => {
+        this.#sessions.delete(peerId);
+        this.#emit({ type: 'sessionClosed', peerId });
+      });
       channel.events.once('closed', () =>
         this.#emit({ type: 'channelClosed', channel: channel.name }),
       );
@@ -92,6 +100,8 @@ export class NodeAgent {
     this.#heartbeat = setInterval(() => void this.#beat(), this.#heartbeatMs);
   }
 
+  // Every register is followed by the replay of what the node serves: the api may have restarted
+  // or marked this node down meanwhile, and rebuilds presence and history from it.
   #register(send: ControlSend): void {
     send({
       type: 'register',
@@ -103,6 +113,23 @@ export class NodeAgent {
       },
       rtpCapabilities: this.#node.routerRtpCapabilities,
     });
+    const sessions = this.liveSessions();
+    for (let start = 0; start === 0 || start < sessions.length; start += REPLAY_BATCH_SIZE) {
+      const batch = sessions.slice(start, start + REPLAY_BATCH_SIZE);
+      send({ type: 'replay', sessions: batch, done: start + REPLAY_BATCH_SIZE >= sessions.length });
+    }
+  }
+
+  /** The sessions this node serves now, with each participant's current state. */
+  liveSessions(): ReplayedSession[] {
+    return this.#node.channels.list().flatMap((channel) =>
+      channel.localParticipants().flatMap((participant) => {
+        const session = this.#sessions.get(participant.id);
+        return session
+          ? [{ peerId: participant.id, channel: channel.name, userId: session.userId, participant }]
+          : [];
+      }),
+    );
   }
 
   /** Stops sending: the connection to the api is gone. */

@@ -9,6 +9,11 @@ export const nodeDownMessageSchema = z.object({
   type: z.literal('nodeDown'),
   nodeId: nodeIdSchema,
   channels: z.array(channelNameSchema),
+  /**
+   * When it was marked down (epoch milliseconds, the marking instance's clock): what the node
+   * reports after that, once it registers again, outlives the clean-up of its sessions.
+   */
+  at: z.number().int().nonnegative(),
 });
 
 /** A node stopped heartbeating and was marked down. */

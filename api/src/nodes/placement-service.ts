@@ -149,6 +149,11 @@ export class PlacementService {
     return this.#registry.inner;
   }
 
+  /** Time without a heartbeat after which a node is marked down, in milliseconds. */
+  get nodeTimeoutMs(): number {
+    return this.#nodeTimeoutMs;
+  }
+
   /**
    * Whether the failure detector reads silence as failure now: false while the registry's store
    * fails, and for one node timeout after it answers again.
@@ -380,11 +385,12 @@ export class PlacementService {
       const deadline = now - this.#nodeTimeoutMs;
       if (record.status !== 'up' || record.lastHeartbeatAt >= deadline) continue;
       if (!(await this.#registry.markDown(id, { lastHeartbeatBefore: deadline }))) continue;
+      const downAt = this.#clock();
       nodes.set(id, { ...record, status: 'down' });
       markedDown.push(id);
       const channels = await this.#registry.channelsOnNode(id);
       this.#logger.warn({ nodeId: id, channels: channels.length }, 'node marked down');
-      await this.#publish({ type: 'nodeDown', nodeId: id, channels });
+      await this.#publish({ type: 'nodeDown', nodeId: id, channels, at: downAt });
     }
 
     const downNodes = [...nodes.values()].filter((record) => record.status === 'down');

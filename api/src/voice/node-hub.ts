@@ -6,6 +6,7 @@ import {
   nodeToApiMessageSchema,
   type ApiToNodeMessage,
   type NodeToApiMessage,
+  type ReplayedSession,
   type RtpCapabilities,
 } from '@hearth/protocol';
 import { SerialQueue, keepAlive, type Logger } from '@hearth/server-common';
@@ -22,6 +23,16 @@ const nodeTopic = (nodeId: string) => `node.${nodeId}`;
 
 // A node that has not registered this long after connecting is dropped.
 const REGISTER_TIMEOUT_MS = 5000;
+// Sessions one node may replay: far above what a node serves, low enough to bound the buffer.
+const MAX_REPLAYED_SESSIONS = 100_000;
+/** Default period of the sweep that closes the sessions of nodes no longer up. */
+export const DEFAULT_SESSION_REAP_INTERVAL_MS = 30_000;
+
+/** A voice session this connection's node reported: its history row, and when it was seen live. */
+interface TrackedSession {
+  readonly id: string;
+  readonly seenAt: Date;
+}
 
 /** The api's end of one node's control connection, over a WebSocket or in process. */
 interface NodeConnection {
@@ -29,8 +40,10 @@ interface NodeConnection {
   close(code: number, reason: string): void;
   nodeId?: string;
   unsubscribe?: () => Promise<void>;
-  /** Open voice sessions of the node's participants: history row ids by peer id. */
-  sessions: Map<string, Promise<string | undefined>>;
+  /** Open voice sessions of the node's participants: history rows by peer id. */
+  sessions: Map<string, Promise<TrackedSession | undefined>>;
+  /** Sessions of a replay still arriving in batches, from the node's last register. */
+  replaying?: ReplayedSession[];
   /** The node's messages, handled one after another in the order it sent them. */
   inbox: SerialQueue;
 }
@@ -51,6 +64,8 @@ export class NodeHub {
   readonly #connections = new Set<NodeConnection>();
   #rtpCapabilities: RtpCapabilities | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
+  #reapTimer: NodeJS.Timeout | undefined;
+  #reaping: Promise<unknown> | undefined;
   #closed = false;
 
   private constructor(options: {
@@ -69,7 +84,12 @@ export class NodeHub {
     this.#presence = options.presence;
   }
 
-  /** Creates the hub and starts passing placement events on to connected nodes. */
+  /**
+   * Creates the hub and starts passing placement events on to connected nodes. It closes the
+   * session history of nodes marked down, and every `reapIntervalMs` (30 s by default; the first
+   * pass after two node timeouts, time for nodes to reconnect after an api restart) that of nodes
+   * the registry does not list as up: nodes that died while no api instance watched them.
+   */
   static async start(options: {
     placement: PlacementService;
     bus: ClusterBus;
@@ -77,17 +97,16 @@ export class NodeHub {
     clusterSecret: string;
     sessions: SessionHistory;
     presence: PresenceStore;
+    reapIntervalMs?: number;
   }): Promise<NodeHub> {
     const hub = new NodeHub(options);
     hub.#unsubscribe = await options.bus.subscribe(BROADCAST_TOPIC, (message) =>
       hub.#deliverToAll(message),
     );
     const events = options.placement.events;
-    events.on('nodeDown', ({ nodeId }) => {
+    events.on('nodeDown', ({ nodeId, at }) => {
       hub.#deliverLocally({ type: 'nodeDown', nodeId });
-      hub.#presence.removeNode(nodeId).catch((error: unknown) => {
-        hub.#logger.error({ err: error, node: nodeId }, 'clearing presence failed');
-      });
+      void hub.#nodeDown(nodeId, at);
     });
     events.on('assignmentChanged', ({ assignment }) =>
       hub.#deliverLocally({ type: 'assignment', assignment }),
@@ -95,7 +114,69 @@ export class NodeHub {
     events.on('released', ({ channel }) =>
       hub.#deliverLocally({ type: 'closeChannel', channel, reason: 'released' }),
     );
+    hub.#scheduleReap(
+      2 * options.placement.nodeTimeoutMs,
+      options.reapIntervalMs ?? DEFAULT_SESSION_REAP_INTERVAL_MS,
+    );
     return hub;
+  }
+
+  /**
+   * Closes the open history rows of nodes the registry does not list as up, seen before this
+   * pass began; resolves with the nodes it closed rows of. Safe on several instances at once.
+   */
+  async reapSessions(): Promise<string[]> {
+    const cutoff = new Date();
+    const [nodes, withOpenRows] = await Promise.all([
+      this.#placement.nodes(),
+      this.#sessions.nodesWithOpenSessions(),
+    ]);
+    const up = new Set(nodes.filter((node) => node.status === 'up').map((node) => node.id));
+    const reaped: string[] = [];
+    for (const nodeId of withOpenRows.filter((id) => !up.has(id))) {
+      // A node registering meanwhile replays its sessions after the cut-off: they stay open.
+      const closed = await this.#sessions.closeNode(nodeId, cutoff, cutoff);
+      if (closed > 0) {
+        reaped.push(nodeId);
+        this.#logger.warn({ node: nodeId, sessions: closed }, 'closed the sessions of a gone node');
+      }
+    }
+    return reaped;
+  }
+
+  #scheduleReap(delayMs: number, intervalMs: number): void {
+    if (this.#closed) return;
+    this.#reapTimer = setTimeout(() => {
+      this.#reaping = this.reapSessions()
+        .catch((error: unknown) => {
+          this.#logger.warn({ err: error }, 'closing the sessions of gone nodes failed');
+        })
+        .finally(() => {
+          this.#reaping = undefined;
+          this.#scheduleReap(intervalMs, intervalMs);
+        });
+    }, delayMs);
+    // The HTTP server keeps the process alive; this clean-up alone should not.
+    this.#reapTimer.unref();
+  }
+
+  // Every instance hears it and runs the same idempotent clean-up. Sessions the node replays
+  // after `at`, once it registers again, are spared; so is its presence if it is back already.
+  async #nodeDown(nodeId: string, at: number): Promise<void> {
+    const downAt = new Date(at);
+    await this.#sessions.closeNode(nodeId, downAt, downAt).catch((error: unknown) => {
+      this.#logger.error(
+        { err: error, node: nodeId },
+        'closing the sessions of a down node failed',
+      );
+    });
+    try {
+      const node = await this.#placement.node(nodeId);
+      if (node?.status === 'up' && Date.parse(node.registeredAt) >= at) return;
+      await this.#presence.removeNode(nodeId);
+    } catch (error) {
+      this.#logger.error({ err: error, node: nodeId }, 'clearing presence failed');
+    }
   }
 
   /** RTP capabilities reported by the nodes (all share one codec list), once one registered. */
@@ -172,6 +253,8 @@ export class NodeHub {
   /** Drops every connection and stops listening to the bus. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#reapTimer);
+    await this.#reaping;
     for (const connection of [...this.#connections]) {
       connection.close(1001, 'api stopping');
       this.#disconnect(connection);
@@ -221,6 +304,9 @@ export class NodeHub {
         case 'channelClosed':
           await this.#placement.leaveChannel(message.channel, nodeId);
           return;
+        case 'replay':
+          await this.#receiveReplay(connection, nodeId, message);
+          return;
       }
     } catch (error) {
       this.#logger.error(
@@ -247,8 +333,64 @@ export class NodeHub {
         this.#deliverTo(connection, relayed),
       );
     }
+    // The node replays its live sessions right after each register.
+    connection.replaying = [];
     connection.deliver({ type: 'registered', nodeId: registration.id });
     this.#logger.info({ node: registration.id, limits: registration.limits }, 'node registered');
+  }
+
+  async #receiveReplay(
+    connection: NodeConnection,
+    nodeId: string,
+    message: Extract<NodeToApiMessage, { type: 'replay' }>,
+  ): Promise<void> {
+    const replaying = connection.replaying;
+    if (!replaying) {
+      this.#logger.warn({ node: nodeId }, 'a replay without a register before it; ignored');
+      return;
+    }
+    if (replaying.length + message.sessions.length > MAX_REPLAYED_SESSIONS) {
+      connection.replaying = undefined;
+      this.#logger.error({ node: nodeId }, 'the replay is too large; ignored');
+      return;
+    }
+    replaying.push(...message.sessions);
+    if (!message.done) return;
+    connection.replaying = undefined;
+    await this.#applyReplay(connection, nodeId, replaying);
+  }
+
+  // The replay is the truth about the node: its history rows and its presence become exactly
+  // what it serves now. History is written in the background, as for single sessions.
+  async #applyReplay(
+    connection: NodeConnection,
+    nodeId: string,
+    sessions: ReplayedSession[],
+  ): Promise<void> {
+    const at = new Date();
+    const rows = this.#sessions.replay(nodeId, sessions, at).catch((error: unknown) => {
+      this.#logger.error({ err: error, node: nodeId }, 'replaying voice sessions failed');
+      return undefined;
+    });
+    const replayed = new Set(sessions.map((session) => session.peerId));
+    for (const peerId of [...connection.sessions.keys()]) {
+      // The replay closes the rows of peers it leaves out.
+      if (!replayed.has(peerId)) connection.sessions.delete(peerId);
+    }
+    for (const peerId of replayed) {
+      connection.sessions.set(
+        peerId,
+        rows.then((ids) => {
+          const id = ids?.get(peerId);
+          return id === undefined ? undefined : { id, seenAt: at };
+        }),
+      );
+    }
+    await this.#presence.replaceNode(
+      nodeId,
+      sessions.map(({ channel, participant }) => ({ channel, participant })),
+    );
+    this.#logger.info({ node: nodeId, sessions: sessions.length }, 'node replayed its sessions');
   }
 
   // Session history is written in the background: a slow database never holds up the node.
@@ -257,17 +399,23 @@ export class NodeHub {
     nodeId: string,
     message: Extract<NodeToApiMessage, { type: 'sessionOpened' }>,
   ): void {
+    const joinedAt = new Date();
     const opened = this.#sessions
       .open({
         userId: message.userId,
         displayName: message.displayName,
         channel: message.channel,
         nodeId,
+        peerId: message.peerId,
+        joinedAt,
       })
-      .catch((error: unknown) => {
-        this.#logger.error({ err: error, node: nodeId }, 'recording a voice session failed');
-        return undefined;
-      });
+      .then(
+        (id): TrackedSession => ({ id, seenAt: joinedAt }),
+        (error: unknown) => {
+          this.#logger.error({ err: error, node: nodeId }, 'recording a voice session failed');
+          return undefined;
+        },
+      );
     connection.sessions.set(message.peerId, opened);
   }
 
@@ -276,11 +424,15 @@ export class NodeHub {
     if (!opened) return;
     connection.sessions.delete(peerId);
     const leftAt = new Date();
-    void opened.then(async (id) => {
-      if (id === undefined) return;
-      await this.#sessions.close(id, leftAt).catch((error: unknown) => {
-        this.#logger.error({ err: error }, 'closing a voice session failed');
-      });
+    void opened.then(async (session) => {
+      if (session === undefined) return;
+      // If the node replayed the session to another instance since (this connection was cut and
+      // it reconnected there), the row is that instance's now and stays open.
+      await this.#sessions
+        .close(session.id, leftAt, { seenUpTo: session.seenAt })
+        .catch((error: unknown) => {
+          this.#logger.error({ err: error }, 'closing a voice session failed');
+        });
     });
   }
 

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { z } from 'zod';
 import { describeZodError, participantSchema, type Participant } from '@hearth/protocol';
+import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS } from '../nodes/registry';
 
 /**
  * Who is in which voice channel, across every node, as the nodes report it: what the channel
@@ -13,6 +14,14 @@ export interface PresenceStore {
   remove(nodeId: string, peerId: string): Promise<void>;
   /** Removes every participant of a node that went down. */
   removeNode(nodeId: string): Promise<void>;
+  /**
+   * Makes a node's participants exactly these, as the node replays them after registering:
+   * whatever else was listed for the node goes.
+   */
+  replaceNode(
+    nodeId: string,
+    participants: readonly { channel: string; participant: Participant }[],
+  ): Promise<void>;
   /** The participants of a channel, in no particular order. */
   list(channel: string): Promise<Participant[]>;
   /** Releases connections. */
@@ -55,6 +64,16 @@ export class InMemoryPresenceStore implements PresenceStore {
     this.#byNode.delete(nodeId);
   }
 
+  async replaceNode(
+    nodeId: string,
+    participants: readonly { channel: string; participant: Participant }[],
+  ): Promise<void> {
+    await this.removeNode(nodeId);
+    for (const { channel, participant } of participants) {
+      await this.upsert(nodeId, channel, participant);
+    }
+  }
+
   async list(channel: string): Promise<Participant[]> {
     return [...(this.#byChannel.get(channel)?.values() ?? [])];
   }
@@ -82,8 +101,17 @@ export class RedisPresenceStore implements PresenceStore {
   readonly #redis: Redis;
   readonly #prefix: string;
 
-  constructor(options: { url: string; prefix?: string }) {
-    this.#redis = new Redis(options.url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
+  constructor(options: {
+    url: string;
+    prefix?: string;
+    /** Time a command may take before it fails: a hung Redis must not hold up a node's messages. */
+    commandTimeoutMs?: number;
+  }) {
+    this.#redis = new Redis(options.url, {
+      maxRetriesPerRequest: 3,
+      enableAutoPipelining: true,
+      commandTimeout: options.commandTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
+    });
     this.#prefix = options.prefix ?? 'hearth:';
   }
 
@@ -112,6 +140,25 @@ export class RedisPresenceStore implements PresenceStore {
       transaction.hdel(this.#channelKey(channel), peerId);
     }
     await transaction.del(this.#nodeKey(nodeId)).exec();
+  }
+
+  async replaceNode(
+    nodeId: string,
+    participants: readonly { channel: string; participant: Participant }[],
+  ): Promise<void> {
+    const previous = await this.#redis.hgetall(this.#nodeKey(nodeId));
+    // One transaction: a reader never sees the node's participants half replaced.
+    const transaction = this.#redis.multi();
+    for (const [peerId, channel] of Object.entries(previous)) {
+      transaction.hdel(this.#channelKey(channel), peerId);
+    }
+    transaction.del(this.#nodeKey(nodeId));
+    for (const { channel, participant } of participants) {
+      transaction
+        .hset(this.#channelKey(channel), participant.id, JSON.stringify(participant))
+        .hset(this.#nodeKey(nodeId), participant.id, channel);
+    }
+    await transaction.exec();
   }
 
   async list(channel: string): Promise<Participant[]> {

@@ -310,6 +310,7 @@ describe.each(testBackends())('stores on $name', (backend) => {
         displayName: 'Ada',
         channel: 'lobby',
         nodeId: 'node-a',
+        peerId: crypto.randomUUID(),
         joinedAt,
       });
       const other = await stores.sessions.open({
@@ -317,6 +318,7 @@ describe.each(testBackends())('stores on $name', (backend) => {
         displayName: 'Bo',
         channel: 'lobby',
         nodeId: 'node-a',
+        peerId: crypto.randomUUID(),
       });
       expect(id).not.toBe(other);
       await stores.sessions.close(id, new Date('2024-06-01T10:30:00Z'));
@@ -338,6 +340,123 @@ describe.each(testBackends())('stores on $name', (backend) => {
       ]);
       const [open] = await db.query('SELECT left_at FROM session_history WHERE id = $1', [other]);
       expect(open).toEqual({ left_at: null });
+    });
+
+    const at = (minute: number) => new Date(Date.UTC(2024, 5, 1, 10, minute));
+    const replayed = (peerId: string, name: string, channel = 'lobby') => ({
+      peerId,
+      channel,
+      userId: `guest:${name}`,
+      participant: {
+        id: peerId,
+        displayName: name,
+        muted: false,
+        deafened: false,
+        serverMuted: false,
+      },
+    });
+    const openRows = async () =>
+      (
+        await db.query(
+          `SELECT node_id, peer_id, display_name FROM session_history WHERE left_at IS NULL
+           ORDER BY node_id, display_name`,
+        )
+      ).map((row) => `${String(row.node_id)}/${String(row.display_name)}`);
+
+    it('open() of a peer whose row is open keeps that row; close() with seenUpTo spares a row seen later', async () => {
+      const peerId = crypto.randomUUID();
+      const session = {
+        userId: 'guest:1',
+        displayName: 'Ada',
+        channel: 'lobby',
+        nodeId: 'node-a',
+        peerId,
+      };
+      const id = await stores.sessions.open({ ...session, joinedAt: at(0) });
+      expect(await stores.sessions.open({ ...session, joinedAt: at(5) })).toBe(id);
+      // Seen at minute 5 now: a close that only knew it up to minute 1 leaves it open.
+      await stores.sessions.close(id, at(6), { seenUpTo: at(1) });
+      expect(await openRows()).toEqual(['node-a/Ada']);
+      await stores.sessions.close(id, at(7), { seenUpTo: at(5) });
+      expect(await openRows()).toEqual([]);
+      // Once closed, the same peer opens a new row.
+      expect(await stores.sessions.open({ ...session, joinedAt: at(8) })).not.toBe(id);
+    });
+
+    it('replay() keeps the open rows of replayed peers, opens the missing ones and closes the rest of that node only', async () => {
+      const [ada, bo, cy, dee] = [1, 2, 3, 4].map(() => crypto.randomUUID()) as [
+        string,
+        string,
+        string,
+        string,
+      ];
+      const adaId = await stores.sessions.open({
+        userId: 'guest:Ada',
+        displayName: 'Ada',
+        channel: 'lobby',
+        nodeId: 'node-a',
+        peerId: ada,
+        joinedAt: at(0),
+      });
+      const boId = await stores.sessions.open({
+        userId: 'guest:Bo',
+        displayName: 'Bo',
+        channel: 'lobby',
+        nodeId: 'node-a',
+        peerId: bo,
+        joinedAt: at(0),
+      });
+      await stores.sessions.open({
+        userId: 'guest:Dee',
+        displayName: 'Dee',
+        channel: 'lobby',
+        nodeId: 'node-b',
+        peerId: dee,
+        joinedAt: at(0),
+      });
+      // node-a comes back serving Ada (still open here) and Cy (whose join was never recorded).
+      const ids = await stores.sessions.replay(
+        'node-a',
+        [replayed(ada, 'Ada'), replayed(cy, 'Cy'), replayed(cy, 'Cy')],
+        at(10),
+      );
+      expect(ids.get(ada)).toBe(adaId);
+      expect([...ids.keys()].sort()).toEqual([ada, cy].sort());
+      expect(await openRows()).toEqual(['node-a/Ada', 'node-a/Cy', 'node-b/Dee']);
+      const [bosRow] = await db.query('SELECT left_at FROM session_history WHERE id = $1', [boId]);
+      expect(bosRow).toEqual({ left_at: at(10) });
+      // An empty replay (a node restarted with nobody on it) closes all of the node's rows.
+      expect((await stores.sessions.replay('node-a', [], at(11))).size).toBe(0);
+      expect(await openRows()).toEqual(['node-b/Dee']);
+      expect(await stores.sessions.nodesWithOpenSessions()).toEqual(['node-b']);
+    });
+
+    it('closeNode() closes the rows of a node seen before the cut-off and spares those replayed after it', async () => {
+      const [ada, bo] = [crypto.randomUUID(), crypto.randomUUID()];
+      await stores.sessions.open({
+        userId: 'guest:Ada',
+        displayName: 'Ada',
+        channel: 'lobby',
+        nodeId: 'node-a',
+        peerId: ada,
+        joinedAt: at(0),
+      });
+      await stores.sessions.open({
+        userId: 'guest:Bo',
+        displayName: 'Bo',
+        channel: 'lobby',
+        nodeId: 'node-a',
+        peerId: bo,
+        joinedAt: at(0),
+      });
+      // The node was marked down at minute 5 and replayed only Ada at minute 6 (Bo's row closed
+      // then), before the close for minute 5 ran.
+      await stores.sessions.replay('node-a', [replayed(ada, 'Ada')], at(6));
+      expect(await stores.sessions.closeNode('node-a', at(5), at(5))).toBe(0);
+      expect(await openRows()).toEqual(['node-a/Ada']);
+      expect(await stores.sessions.closeNode('node-a', at(7), at(7))).toBe(1);
+      expect(await openRows()).toEqual([]);
+      expect(await stores.sessions.nodesWithOpenSessions()).toEqual([]);
     });
   });
 });

@@ -297,7 +297,7 @@ describe.each([
         'the failure announcements',
       );
       expect(heard.nodeDown).toEqual([
-        { type: 'nodeDown', nodeId: 'a', channels: ['hall', 'room'] },
+        { type: 'nodeDown', nodeId: 'a', channels: ['hall', 'room'], at: clock.now },
       ]);
       expect(heard.assignmentChanged.slice(2).map((event) => event.assignment?.core)).toEqual([
         'b',
@@ -457,7 +457,9 @@ describe('PlacementService failure detector in real time', () => {
       // Several sweeps later, still one announcement per instance.
       await sleep(4 * sweepMs);
       for (const h of heard) {
-        expect(h.nodeDown).toEqual([{ type: 'nodeDown', nodeId: 'rt-a', channels: ['rt-room'] }]);
+        expect(h.nodeDown).toEqual([
+          { type: 'nodeDown', nodeId: 'rt-a', channels: ['rt-room'], at: expect.any(Number) },
+        ]);
       }
       // Never before the timeout; the upper bound only catches a detector that does not run.
       expect(detectedAfter).toBeGreaterThanOrEqual(timeoutMs);

@@ -9,6 +9,20 @@ import {
   nodeRegistrationSchema,
 } from './nodes';
 
+/** Sessions per `replay` message: a few hundred bytes each, well inside one WebSocket frame. */
+export const REPLAY_BATCH_SIZE = 500;
+
+/** One live session a node replays after registering: who it serves, where, in what state. */
+export const replayedSessionSchema = z.object({
+  peerId: z.uuid(),
+  channel: channelNameSchema,
+  userId: z.string().min(1).max(128),
+  participant: participantSchema,
+});
+
+/** One live session a node replays after registering. */
+export type ReplayedSession = z.infer<typeof replayedSessionSchema>;
+
 /** What a node sends the api over its control WebSocket. */
 export const nodeToApiMessageSchema = z.discriminatedUnion('type', [
   /** First message: who the node is and what it can take. */
@@ -40,6 +54,16 @@ export const nodeToApiMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('sessionClosed'), peerId: z.uuid() }),
   /** The node no longer hosts the channel: its last participant and link are gone. */
   z.object({ type: z.literal('channelClosed'), channel: channelNameSchema }),
+  /**
+   * Sent right after each `register`: every session the node serves now, in batches, the last
+   * with `done`. The api rebuilds the node's presence and session history from it (after an api
+   * restart, or after the node was marked down) and closes the node's sessions not in it.
+   */
+  z.object({
+    type: z.literal('replay'),
+    sessions: z.array(replayedSessionSchema).max(REPLAY_BATCH_SIZE),
+    done: z.boolean(),
+  }),
 ]);
 
 /** A message from a node to the api. */
