@@ -113,15 +113,14 @@ async function download(key: string): Promise<string> {
   return file;
 }
 
-// Finds the ingest's own ffmpeg by its command line, which pulls the stream with the key.
-async function transcoderPids(streamKey: string): Promise<number[]> {
+// Finds the ingest's own ffmpeg by its command line, which names the stream's work folder.
+async function transcoderPids(streamId: string): Promise<number[]> {
   const pids: number[] = [];
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (cmdline.includes('ffmpeg') && cmdline.includes(`/live/${streamKey}?token=`))
-        pids.push(Number(entry));
+      if (cmdline.includes('ffmpeg') && cmdline.includes(streamId)) pids.push(Number(entry));
     } catch {
       // The process ended while the list was read.
     }
@@ -282,7 +281,8 @@ describe('RTMP ingest to S3', () => {
       15_000,
       'the stream',
     );
-    const [pid] = await transcoderPids(issued.streamKey);
+    const streamId = api.streams.channelStream('crash').stream!.id;
+    const [pid] = await transcoderPids(streamId);
     expect(pid).toBeDefined();
     process.kill(pid!, 'SIGKILL');
     await eventually(
@@ -294,7 +294,7 @@ describe('RTMP ingest to S3', () => {
       25_000,
       'segments after a discontinuity',
     );
-    expect(await transcoderPids(issued.streamKey)).not.toContain(pid);
+    expect(await transcoderPids(streamId)).not.toContain(pid);
     expect(await exited(publisher)).toBe(0);
   }, 60_000);
 

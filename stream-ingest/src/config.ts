@@ -2,11 +2,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseEnvConfig } from '@hearth/server-common';
+import { DEFAULT_RTMP_LIMITS, type RtmpLimits } from './rtmp-guard';
 
 const flag = z
   .enum(['true', 'false', '1', '0'])
   .transform((value) => value === 'true' || value === '1');
 const port = z.coerce.number().int().min(0).max(65535);
+const bytes = z.coerce.number().int().min(1024).max(0xffffff);
+const count = z.coerce.number().int().min(1).max(1_000_000);
+const millis = z.coerce.number().int().min(100).max(600_000);
 
 /** Settings of an ingest node. */
 export const ingestConfigSchema = z
@@ -42,6 +46,29 @@ export const ingestConfigSchema = z
     storage: z.enum(['s3', 'local']).default('s3'),
     /** Folder of the local storage provider. */
     localStorageDir: z.string().default(path.join(process.cwd(), '.data', 'hls')),
+    /** Largest RTMP message before a publish is authorized, in bytes. */
+    rtmpMaxMessageBytesBeforePublish: bytes.default(
+      DEFAULT_RTMP_LIMITS.maxMessageBytesBeforePublish,
+    ),
+    /** Largest RTMP message of an authorized publisher, in bytes (RTMP's own ceiling is 16 MiB). */
+    rtmpMaxMessageBytes: bytes.default(DEFAULT_RTMP_LIMITS.maxMessageBytes),
+    /** RTMP chunk streams one connection may open. */
+    rtmpMaxChunkStreams: z.coerce
+      .number()
+      .int()
+      .min(4)
+      .max(1024)
+      .default(DEFAULT_RTMP_LIMITS.maxChunkStreams),
+    /** RTMP connections open at once. */
+    rtmpMaxConnections: count.default(DEFAULT_RTMP_LIMITS.maxConnections),
+    /** RTMP connections open at once from one address (a TCP balancer counts as one address). */
+    rtmpMaxConnectionsPerAddress: count.default(DEFAULT_RTMP_LIMITS.maxConnectionsPerAddress),
+    /** Milliseconds from accept to the end of the RTMP handshake. */
+    rtmpHandshakeTimeoutMs: millis.default(DEFAULT_RTMP_LIMITS.handshakeTimeoutMs),
+    /** Milliseconds from accept until the publish is authorized. */
+    rtmpPublishTimeoutMs: millis.default(DEFAULT_RTMP_LIMITS.publishTimeoutMs),
+    /** Milliseconds an RTMP connection may stay silent. */
+    rtmpIdleTimeoutMs: millis.default(DEFAULT_RTMP_LIMITS.idleTimeoutMs),
   })
   .refine(
     (config) => (config.rtmpsCertPath === undefined) === (config.rtmpsKeyPath === undefined),
@@ -51,10 +78,28 @@ export const ingestConfigSchema = z
   )
   .refine((config) => config.retainSegments >= config.liveWindowSegments, {
     message: 'INGEST_RETAIN_SEGMENTS must be at least INGEST_LIVE_WINDOW',
+  })
+  .refine((config) => config.rtmpMaxMessageBytes >= config.rtmpMaxMessageBytesBeforePublish, {
+    message:
+      'INGEST_RTMP_MAX_MESSAGE_BYTES must be at least INGEST_RTMP_MAX_MESSAGE_BYTES_BEFORE_PUBLISH',
   });
 
 /** Settings of an ingest node. */
 export type IngestConfig = z.infer<typeof ingestConfigSchema>;
+
+/** The RTMP server's limits from an ingest config. */
+export function rtmpLimits(config: IngestConfig): RtmpLimits {
+  return {
+    maxMessageBytesBeforePublish: config.rtmpMaxMessageBytesBeforePublish,
+    maxMessageBytes: config.rtmpMaxMessageBytes,
+    maxChunkStreams: config.rtmpMaxChunkStreams,
+    maxConnections: config.rtmpMaxConnections,
+    maxConnectionsPerAddress: config.rtmpMaxConnectionsPerAddress,
+    handshakeTimeoutMs: config.rtmpHandshakeTimeoutMs,
+    publishTimeoutMs: config.rtmpPublishTimeoutMs,
+    idleTimeoutMs: config.rtmpIdleTimeoutMs,
+  };
+}
 
 /** Settings of the S3-compatible storage. */
 export const s3ConfigSchema = z.object({
@@ -92,6 +137,14 @@ export function loadIngestConfig(env: Record<string, string | undefined>): Inges
     INGEST_KEEP_VOD: 'keepVod',
     INGEST_STORAGE: 'storage',
     INGEST_LOCAL_STORAGE_DIR: 'localStorageDir',
+    INGEST_RTMP_MAX_MESSAGE_BYTES_BEFORE_PUBLISH: 'rtmpMaxMessageBytesBeforePublish',
+    INGEST_RTMP_MAX_MESSAGE_BYTES: 'rtmpMaxMessageBytes',
+    INGEST_RTMP_MAX_CHUNK_STREAMS: 'rtmpMaxChunkStreams',
+    INGEST_RTMP_MAX_CONNECTIONS: 'rtmpMaxConnections',
+    INGEST_RTMP_MAX_CONNECTIONS_PER_ADDRESS: 'rtmpMaxConnectionsPerAddress',
+    INGEST_RTMP_HANDSHAKE_TIMEOUT_MS: 'rtmpHandshakeTimeoutMs',
+    INGEST_RTMP_PUBLISH_TIMEOUT_MS: 'rtmpPublishTimeoutMs',
+    INGEST_RTMP_IDLE_TIMEOUT_MS: 'rtmpIdleTimeoutMs',
   });
 }
 

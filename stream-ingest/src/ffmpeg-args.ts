@@ -4,7 +4,7 @@ import { maxrateKbps, type X264Preset } from './ladder';
 
 /** Everything one ffmpeg run needs: where to read, where to write, and what to encode. */
 export interface FfmpegArgsOptions {
-  /** `rtmp://...` of the live publisher, or a local file path (read at its native rate). */
+  /** `FLV_STDIN_INPUT` for a live stream fed on stdin, a network URL, or a local file path (read at its native rate). */
   readonly inputUrl: string;
   /** Folder that receives one sub-folder per rendition. */
   readonly workDir: string;
@@ -29,6 +29,9 @@ export interface FfmpegArgs {
   /** Output pattern: `<workDir>/%v/index.m3u8`. */
   readonly output: string;
 }
+
+/** Input of a live stream that the ingest writes to ffmpeg's stdin as FLV. */
+export const FLV_STDIN_INPUT = 'pipe:0';
 
 /** Name of each media playlist inside its rendition folder. */
 export const PLAYLIST_NAME = 'index.m3u8';
@@ -136,6 +139,8 @@ export function gopFrames(fps: number, segmentSeconds: number): number {
 }
 
 function inputOptions(inputUrl: string): string[] {
+  // A pipe cannot be probed by seeking, so its format is named; it ends when the ingest closes it.
+  if (inputUrl === FLV_STDIN_INPUT) return ['-f', 'flv'];
   if (isNetworkInput(inputUrl)) return ['-rw_timeout', String(NETWORK_RW_TIMEOUT_US)];
   // A file is read at its native frame rate, so it behaves like a live publisher: segments come
   // out in real time and the speed figure means what it means for a live input.

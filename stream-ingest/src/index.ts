@@ -9,3 +9,4 @@ export * from './storage/s3-storage';
 export * from './storage/local-storage';
 export * from './ladder';
 export * from './ffmpeg-args';
+export * from './rtmp-guard';

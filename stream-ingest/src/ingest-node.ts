@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
-import type { IngestConfig } from './config';
+import { rtmpLimits, type IngestConfig } from './config';
 import type { IngestControlPlane, PublishGrant } from './control-plane';
 import { HlsPublisher } from './hls-publisher';
 import { renderMasterPlaylist } from './master-playlist';
@@ -132,6 +132,8 @@ export class IngestNode {
           ? { port: config.rtmpsPort, certPath: config.rtmpsCertPath, keyPath: config.rtmpsKeyPath }
           : undefined,
       logger,
+      limits: rtmpLimits(config),
+      registry: options.registry,
     });
     return new IngestNode({ ...options, logger, rtmp });
   }
@@ -172,6 +174,8 @@ export class IngestNode {
       request.close();
       return;
     }
+    // The publisher may now send media; it was held back while its key was checked.
+    request.accept();
     const streamLog = log.child({ stream: grant.streamId, channel: grant.channel });
     const ended = (reason: string) =>
       this.#controlPlane.report({ kind: 'ended', streamId: grant.streamId, reason });
@@ -214,7 +218,7 @@ export class IngestNode {
     const workDir = path.join(this.#config.workDir, grant.streamId);
     fs.mkdirSync(workDir, { recursive: true });
     const transcoder = new Transcoder({
-      inputUrl: this.rtmp.internalPlayUrl(request.app, request.streamKey),
+      input: { subscribe: (sink) => request.subscribe(sink) },
       workDir,
       source,
       segmentSeconds: this.#config.segmentSeconds,

@@ -13,7 +13,13 @@ import {
   type SourceInfo,
   type X264Preset,
 } from './ladder';
-import { buildFfmpegArgs, PLAYLIST_NAME, toArgv, type FfmpegArgs } from './ffmpeg-args';
+import {
+  buildFfmpegArgs,
+  FLV_STDIN_INPUT,
+  PLAYLIST_NAME,
+  toArgv,
+  type FfmpegArgs,
+} from './ffmpeg-args';
 import {
   DEFAULT_SPEED_POLICY,
   parseProgressLine,
@@ -43,10 +49,16 @@ export const DEFAULT_RESTART_POLICY: RestartPolicy = {
   stableMs: 60_000,
 };
 
+/** A live stream handed to ffmpeg as FLV on its stdin, so nothing about it is in ffmpeg's argv. */
+export interface FlvFeed {
+  /** Sends the stream from its last keyframe on to `sink` until the returned function is called. */
+  subscribe(sink: (chunk: Buffer) => void): () => void;
+}
+
 /** Settings of one Transcoder. */
 export interface TranscoderOptions {
-  /** `rtmp://...` of the live publisher, or a local file path (read at its native rate). */
-  readonly inputUrl: string;
+  /** A live FLV feed, or a local file path (read at its native rate). */
+  readonly input: FlvFeed | string;
   /** Folder for this stream's output; every ffmpeg run writes into its own `run-<n>` folder. */
   readonly workDir: string;
   /** Size and rate of the published video, which bound the ladder. */
@@ -128,6 +140,10 @@ const RESCAN_INTERVAL_MS = 1_000;
 // Warning and error lines kept to explain an exit.
 const KEPT_ERROR_LINES = 5;
 
+// FLV waiting in ffmpeg's stdin pipe beyond this means ffmpeg stopped reading: about 16 s of a
+// 8 Mbit/s publisher. The run is killed and restarted rather than buffering without bound.
+const MAX_FEED_BACKLOG_BYTES = 16 * 1024 * 1024;
+
 /** Builds the fluent-ffmpeg command for a set of arguments; `run()` spawns it. */
 export function createFfmpegCommand(args: FfmpegArgs, ffmpegPath: string): FfmpegCommand {
   // Options are passed spread out: given one array, fluent-ffmpeg splits every element holding
@@ -163,6 +179,8 @@ interface Run {
   quitReason: 'stop' | 'adapt' | undefined;
   up: boolean;
   exited: boolean;
+  /** Stops the live feed into this run's stdin. */
+  unsubscribe: (() => void) | undefined;
 }
 
 /**
@@ -286,11 +304,13 @@ export class Transcoder {
       quitReason: undefined,
       up: false,
       exited: false,
+      unsubscribe: undefined,
     };
     this.#run = run;
+    const input = this.#options.input;
     try {
       const args = buildFfmpegArgs({
-        inputUrl: this.#options.inputUrl,
+        inputUrl: typeof input === 'string' ? input : FLV_STDIN_INPUT,
         workDir: runDir,
         renditions: plan.renditions,
         segmentSeconds: this.#options.segmentSeconds,
@@ -336,12 +356,27 @@ export class Transcoder {
     }
     run.process = child;
     this.#logger.info({ run: run.index, pid: child?.pid }, 'ffmpeg spawned');
-    // Writing `q` races with ffmpeg exiting by itself; the resulting EPIPE is harmless.
+    // Writing to stdin races with ffmpeg exiting by itself; the resulting EPIPE is harmless.
     child?.stdin?.on('error', (error) =>
       this.#logger.debug({ run: run.index, err: error }, 'ffmpeg stdin closed'),
     );
+    const input = this.#options.input;
+    if (typeof input !== 'string' && child?.stdin) this.#feed(run, input, child.stdin);
     // A quit requested before the process existed is delivered now.
     if (run.quitReason) this.#signalQuit(run);
+  }
+
+  #feed(run: Run, input: FlvFeed, stdin: NodeJS.WritableStream & { writableLength: number }): void {
+    run.unsubscribe = input.subscribe((chunk) => {
+      if (run.exited || run.quitReason) return;
+      if (stdin.writableLength > MAX_FEED_BACKLOG_BYTES) {
+        this.#logger.error({ run: run.index }, 'ffmpeg stopped reading its input; killing it');
+        run.unsubscribe?.();
+        run.process?.kill('SIGKILL');
+        return;
+      }
+      stdin.write(chunk);
+    });
   }
 
   #onStderr(run: Run, rawLine: string): void {
@@ -421,7 +456,16 @@ export class Transcoder {
   #signalQuit(run: Run): void {
     const child = run.process;
     if (!child) return;
-    if (run.up && child.stdin?.writable) {
+    if (run.unsubscribe) {
+      // A live feed ends like a publisher leaving: at the end of its input ffmpeg closes every
+      // output properly, with the last segments and ENDLIST.
+      run.unsubscribe();
+      if (run.up) {
+        child.stdin?.end();
+        return;
+      }
+      child.kill('SIGTERM');
+    } else if (run.up && child.stdin?.writable) {
       // `q` makes ffmpeg close every output properly: last segments and ENDLIST are written.
       child.stdin.write('q');
     } else {
@@ -436,6 +480,7 @@ export class Transcoder {
     // fluent-ffmpeg's error messages quote ffmpeg's output, which names the input URL.
     const error = rawError ? new Error(redactStreamUrls(rawError.message)) : undefined;
     run.exited = true;
+    run.unsubscribe?.();
     clearTimeout(run.killTimer);
     this.#closeRun(run);
     const livedMs = performance.now() - run.startedAtMs;

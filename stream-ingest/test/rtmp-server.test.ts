@@ -6,6 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '@hearth/server-common';
+import { DEFAULT_RTMP_LIMITS } from '../src/rtmp-guard';
 import { RtmpServer, type PublishRequest } from '../src/rtmp-server';
 
 const run = promisify(execFile);
@@ -54,8 +55,14 @@ function exitCode(child: ReturnType<typeof spawn>): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
-function nextPublish(target: RtmpServer): Promise<PublishRequest> {
-  return new Promise((resolve) => target.events.once('publish', resolve));
+// Accepts the publish the way the ingest does once the key checks out, unless told not to.
+function nextPublish(target: RtmpServer, { accept = true } = {}): Promise<PublishRequest> {
+  return new Promise((resolve) =>
+    target.events.once('publish', (request) => {
+      if (accept) request.accept();
+      resolve(request);
+    }),
+  );
 }
 
 async function freePort(): Promise<number> {
@@ -133,45 +140,56 @@ describe('RtmpServer', () => {
     expect(await exitCode(first)).toBe(0);
   });
 
-  it('refuses RTMP players that lack the ingest token', async () => {
+  it('refuses every RTMP player; subscribe() feeds the accepted stream as FLV that ffprobe reads', async () => {
     server = await RtmpServer.start({ host: '127.0.0.1', port: 0, logger });
     const published = nextPublish(server);
     const publisher = publish(`rtmp://127.0.0.1:${server.port}/live/watched`, 6);
-    await published;
+    const request = await published;
     const player = spawn(
       'ffmpeg',
-      [
-        '-loglevel',
-        'error',
-        '-i',
-        `rtmp://127.0.0.1:${server.port}/live/watched`,
-        '-t',
-        '1',
-        '-f',
-        'null',
-        '-',
-      ],
+      ['-loglevel', 'error', '-i', `rtmp://127.0.0.1:${server.port}/live/watched`, '-t', '1'],
       { stdio: 'ignore' },
     );
     expect(await exitCode(player)).not.toBe(0);
-    const internal = spawn(
-      'ffmpeg',
-      [
-        '-loglevel',
-        'error',
-        '-i',
-        server.internalPlayUrl('live', 'watched'),
-        '-t',
-        '1',
-        '-f',
-        'null',
-        '-',
-      ],
-      { stdio: 'ignore' },
-    );
-    expect(await exitCode(internal)).toBe(0);
+    const chunks: Buffer[] = [];
+    const unsubscribe = request.subscribe((chunk) => chunks.push(chunk));
+    await expect
+      .poll(() => Buffer.concat(chunks).length, { timeout: 5000 })
+      .toBeGreaterThan(50_000);
+    unsubscribe();
+    tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-flv-'));
+    const file = path.join(tempDir, 'feed.flv');
+    fs.writeFileSync(file, Buffer.concat(chunks));
+    const { stdout } = await run('ffprobe', [
+      '-v',
+      'error',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=codec_name,width,height',
+      '-of',
+      'csv=p=0',
+      file,
+    ]);
+    expect(stdout.trim()).toBe('h264,640,360');
     publisher.kill('SIGINT');
     await exitCode(publisher);
+  });
+
+  it('closes a publisher that is never accepted once the publish timeout passes', async () => {
+    server = await RtmpServer.start({
+      host: '127.0.0.1',
+      port: 0,
+      logger,
+      limits: { ...DEFAULT_RTMP_LIMITS, publishTimeoutMs: 500 },
+    });
+    const published = nextPublish(server, { accept: false });
+    const publisher = publish(`rtmp://127.0.0.1:${server.port}/live/slow`, 6);
+    const request = await published;
+    const closed = new Promise<void>((resolve) => request.onClosed(resolve));
+    await closed;
+    expect(request.videoInfo().width).toBe(0);
+    expect(await exitCode(publisher)).not.toBe(0);
   });
 
   it('start() on a taken port fails with a clear error instead of exiting the process', async () => {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SegmentReady } from '../src/hls-types';
-import { buildFfmpegArgs, toArgv } from '../src/ffmpeg-args';
+import { buildFfmpegArgs, FLV_STDIN_INPUT, toArgv } from '../src/ffmpeg-args';
 import { selectLadder } from '../src/ladder';
 import { parseMediaPlaylist } from '../src/media-playlist-parser';
 import {
@@ -47,7 +47,7 @@ afterAll(() => {
 function makeTranscoder(name: string, overrides: Partial<TranscoderOptions> = {}) {
   const { logger, records } = memoryLogger();
   const transcoder = new Transcoder({
-    inputUrl: input,
+    input,
     workDir: path.join(tmp, name),
     source: SOURCE,
     segmentSeconds: 2,
@@ -278,7 +278,7 @@ describe('Transcoder with real ffmpeg', () => {
 
   it("start() with a missing input rejects with FfmpegStartError carrying ffmpeg's error", async () => {
     const { transcoder, events, records } = makeTranscoder('no-input', {
-      inputUrl: path.join(tmp, 'missing.flv'),
+      input: path.join(tmp, 'missing.flv'),
     });
     const error = await transcoder.start().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FfmpegStartError);
@@ -312,7 +312,7 @@ describe('Transcoder lifecycle', () => {
     // Two variants make "-var_stream_map" hold exactly one space, which fluent-ffmpeg would split
     // in two if the options were passed as one array.
     const args = buildFfmpegArgs({
-      inputUrl: 'rtmp://127.0.0.1/live/key',
+      inputUrl: FLV_STDIN_INPUT,
       workDir: '/w/run-0',
       renditions: selectLadder(SOURCE),
       segmentSeconds: 2,

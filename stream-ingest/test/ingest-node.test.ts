@@ -1,0 +1,224 @@
+import { randomBytes } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startNginxEdge, type NginxProcess } from '@hearth/cdn-config';
+import { exited, publishLikeObs } from '../../e2e/support/obs';
+import { eventually } from '../../e2e/support/wait';
+import { ingestConfig } from '../src/config';
+import { IngestNode } from '../src/ingest-node';
+import { LocalStorage } from '../src/storage/local-storage';
+import { FakeControlPlane } from './support/fake-control-plane';
+import { RtmpFuzzer, fuzzSeed, recordPublisherSession, runRtmpFuzz } from './support/rtmp-fuzz';
+import { TEST_BUCKET, TestS3Server } from './support/s3rver';
+
+let node: IngestNode | undefined;
+let s3: TestS3Server | undefined;
+let edge: NginxProcess | undefined;
+const publishers: ChildProcess[] = [];
+const tempDirs: string[] = [];
+
+afterEach(async () => {
+  for (const publisher of publishers.splice(0)) publisher.kill('SIGKILL');
+  await node?.stop();
+  await edge?.stop();
+  await s3?.close();
+  node = undefined;
+  edge = undefined;
+  s3 = undefined;
+  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function tempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
+function capturedLogger(): { logger: pino.Logger; lines: string[] } {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(line: Buffer, _encoding, done) {
+      lines.push(line.toString());
+      done();
+    },
+  });
+  return { logger: pino({ level: 'trace' }, sink), lines };
+}
+
+function streamKey(): string {
+  return `sk_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('hex')}`;
+}
+
+// Every process's command line, except the ones named.
+function commandLines(except: (number | undefined)[]): { pid: number; argv: string }[] {
+  const found: { pid: number; argv: string }[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || except.includes(Number(entry))) continue;
+    try {
+      const argv = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      found.push({ pid: Number(entry), argv });
+    } catch {
+      // The process ended while the list was read.
+    }
+  }
+  return found;
+}
+
+function filesUnder(root: string): string[] {
+  return fs.readdirSync(root, { recursive: true, encoding: 'utf8' });
+}
+
+describe('IngestNode', () => {
+  it('the stream key reaches no log line, metric, child argv, object name or playback URL', async () => {
+    const { logger, lines } = capturedLogger();
+    const registry = new Registry();
+    const controlPlane = new FakeControlPlane();
+    const key = streamKey();
+    const secret = key.split('_')[2]!;
+    controlPlane.addKey(key, 'keyed');
+    const storageDir = tempDir('hearth-hls-');
+    const workDir = tempDir('hearth-work-');
+    node = await IngestNode.start({
+      config: ingestConfig({ rtmpPort: '0', workDir }),
+      controlPlane,
+      storage: new LocalStorage(storageDir),
+      logger,
+      registry,
+    });
+    const publisher = publishLikeObs({
+      url: `rtmp://127.0.0.1:${node.rtmp.port}/live/${key}`,
+      seconds: 6,
+      width: 640,
+      height: 360,
+    });
+    publishers.push(publisher);
+    await eventually(
+      async () => fs.existsSync(path.join(storageDir, 'live/keyed/master.m3u8')),
+      15_000,
+      'the master playlist',
+    );
+    // While the stream is transcoded: the ingest's ffmpeg runs (found by its work folder), and
+    // no process but the publisher itself holds the key in its argv.
+    const others = commandLines([publisher.pid, process.pid]);
+    expect(others.some(({ argv }) => argv.includes('ffmpeg') && argv.includes(workDir))).toBe(true);
+    expect(others.filter(({ argv }) => argv.includes(secret))).toEqual([]);
+    expect(await exited(publisher)).toBe(0);
+    await eventually(
+      async () => controlPlane.reports.some((report) => report.kind === 'ended'),
+      15_000,
+      'the end of the stream',
+    );
+    const metrics = await registry.metrics();
+    expect(metrics).toContain('ingest_rtmp_connections');
+    expect(metrics).not.toContain(secret);
+    expect(lines.length).toBeGreaterThan(20);
+    expect(lines.join('')).not.toContain(secret);
+    const names = filesUnder(storageDir);
+    expect(names.some((name) => name.endsWith('.ts'))).toBe(true);
+    expect(names.filter((name) => name.includes(secret))).toEqual([]);
+    const master = fs.readFileSync(path.join(storageDir, 'live/keyed/master.m3u8'), 'utf8');
+    expect(master).not.toContain(secret);
+  }, 45_000);
+
+  it('10,000 malformed RTMP messages over many connections: the live stream keeps advancing on the edge, memory stays bounded, every hostile connection is closed', async () => {
+    const { logger } = capturedLogger();
+    const controlPlane = new FakeControlPlane();
+    const key = streamKey();
+    controlPlane.addKey(key, 'fuzzed');
+    controlPlane.addKey('recorded_session', 'recorded');
+    s3 = await TestS3Server.start();
+    edge = await startNginxEdge({ originUrl: s3.endpoint, bucket: TEST_BUCKET });
+    node = await IngestNode.start({
+      config: ingestConfig({
+        rtmpPort: '0',
+        workDir: tempDir('hearth-work-'),
+        rtmpHandshakeTimeoutMs: '1000',
+        rtmpPublishTimeoutMs: '1500',
+      }),
+      controlPlane,
+      storage: s3.storage(),
+      logger,
+      registry: new Registry(),
+    });
+    const port = node.rtmp.port;
+    const session = await recordPublisherSession(port, 'recorded_session');
+    expect(session.length).toBeGreaterThan(20);
+    await eventually(
+      async () => node!.liveStreamIds.length === 0,
+      10_000,
+      'the recorded stream to end',
+    );
+
+    const publisher = publishLikeObs({
+      url: `rtmp://127.0.0.1:${port}/live/${key}`,
+      seconds: 90,
+      width: 640,
+      height: 360,
+    });
+    publishers.push(publisher);
+    const playlistUrl = `${edge.url}/live/fuzzed/360p30/index.m3u8`;
+    const lastSegment = async () => {
+      const response = await fetch(playlistUrl);
+      if (!response.ok) return undefined;
+      return (await response.text())
+        .split('\n')
+        .filter((line) => line.endsWith('.ts'))
+        .at(-1);
+    };
+    await eventually(async () => (await lastSegment()) !== undefined, 20_000, 'the live stream');
+
+    // Watch the edge and the memory while the fuzzer runs.
+    const segmentTimes: number[] = [];
+    let seen: string | undefined;
+    let peakRss = 0;
+    const baselineRss = process.memoryUsage().rss;
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const segment = await lastSegment();
+        if (segment !== undefined && segment !== seen) {
+          seen = segment;
+          segmentTimes.push(Date.now());
+        }
+        peakRss = Math.max(peakRss, process.memoryUsage().rss);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    })();
+    const seed = fuzzSeed();
+    const report = await runRtmpFuzz({
+      port,
+      fuzzer: new RtmpFuzzer(seed, session),
+      connections: 400,
+      messagesPerConnection: 36,
+      concurrency: 12,
+      closeWaitMs: 3000,
+    });
+    // Two more segments after the fuzzing show the stream outlived it.
+    const segmentsAtEnd = segmentTimes.length;
+    await eventually(
+      async () => segmentTimes.length >= segmentsAtEnd + 2,
+      10_000,
+      'a segment after the fuzz',
+    );
+    watching = false;
+    await watcher;
+
+    const context = `seed ${seed}: ${JSON.stringify(report)}`;
+    expect(report.malformed, context).toBeGreaterThanOrEqual(10_000);
+    expect(report.leftOpen, context).toBe(0);
+    await expect.poll(() => node!.rtmp.connections, { timeout: 5000 }).toBe(1);
+    expect(node.liveStreamIds).toHaveLength(1);
+    // Segments are 2 s; the edge caches a live playlist for 1 s and it is polled every 0.25 s.
+    const gaps = segmentTimes.slice(1).map((time, index) => time - segmentTimes[index]!);
+    expect(Math.max(...gaps), context).toBeLessThan(2 * 2000 + 1250);
+    expect(segmentTimes.length).toBeGreaterThanOrEqual(3);
+    // Stated bound: the fuzz adds less than 150 MiB to the resident set of this process.
+    expect(peakRss - baselineRss, context).toBeLessThan(150 * 1024 * 1024);
+  }, 120_000);
+});
