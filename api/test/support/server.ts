@@ -62,6 +62,8 @@ export async function startTestApi(
     streamUrls?: StreamUrls;
     /** The database to use instead of a fresh in-memory PGlite one; the api closes it. */
     database?: SqlClient;
+    /** Port to listen on; a free one when left out. */
+    port?: number;
   } = {},
 ): Promise<TestApi> {
   const tempDistDir = options.api?.webDistDir
@@ -89,7 +91,7 @@ export async function startTestApi(
     database: options.database ?? (await openTestDatabase()),
   });
   const { app, voice, streams, ingest, database, stores } = platform;
-  const server = app.listen(0, '127.0.0.1');
+  const server = app.listen(options.port ?? 0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;
   return {
