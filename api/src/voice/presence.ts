@@ -112,6 +112,9 @@ export class RedisPresenceStore implements PresenceStore {
       enableAutoPipelining: true,
       commandTimeout: options.commandTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
     });
+    // A lost connection shows as failed commands, which their callers log; without a listener
+    // ioredis would also print every reconnect attempt on stderr.
+    this.#redis.on('error', () => undefined);
     this.#prefix = options.prefix ?? 'hearth:';
   }
 

@@ -3,7 +3,9 @@ import { ServiceUnavailableError } from '@hearth/server-common';
 import type { NodeDownMessage } from '../../src/nodes/placement-events';
 import type { PlacementService } from '../../src/nodes/placement-service';
 import { createPlacementService } from '../../src/nodes/placement-service';
+import { channelSchema, nodeListSchema } from '@hearth/protocol';
 import { startRedis, type TestRedis } from '../support/redis';
+import { TestSignalingClient, startTestApi } from '../support/server';
 import { capturingLogger, sleep, waitUntil } from './helpers';
 
 // The production ratios (3 s timeout, 1 s heartbeats, 1 s sweeps) scaled down; the sweep runs
@@ -134,5 +136,79 @@ describe('the failure detector while Redis is out', () => {
     expect(state.one.detecting || state.two.detecting).toBe(false);
     redis!.resume();
     await expectRecovered(state, performance.now());
+  });
+});
+
+describe('the api while Redis is out', () => {
+  it('Redis restarted empty: the voice call goes on, the node registers again and replays, and GET /api/channels lists it again', async () => {
+    redis = await startRedis();
+    const adminToken = 'redis-outage-admin-token-0123456789abcdef012345';
+    const api = await startTestApi({
+      api: {
+        redisUrl: redis.url,
+        adminToken,
+        nodeTimeoutMs: String(NODE_TIMEOUT_MS),
+        sweepIntervalMs: String(SWEEP_MS),
+      },
+    });
+    cleanup.push(() => api.close());
+    const client = await TestSignalingClient.connect(api.baseUrl, 'Ada', { channel: 'lobby' });
+    cleanup.push(() => client.close());
+    const caps = (await client.request('getRouterRtpCapabilities')) as {
+      data: { rtpCapabilities: unknown };
+    };
+    expect(
+      await client.request('join', {
+        channel: 'lobby',
+        rtpCapabilities: caps.data.rtpCapabilities,
+      }),
+    ).toMatchObject({ ok: true });
+    const listed = async () => {
+      const response = await fetch(`${api.baseUrl}/api/channels/lobby`, {
+        headers: { authorization: 'Guest Observer' },
+      });
+      if (response.status !== 200) return [`(${response.status})`];
+      return channelSchema.parse(await response.json()).participants.map((p) => p.displayName);
+    };
+    const openRows = async () =>
+      api.database.query(
+        `SELECT id, display_name FROM session_history WHERE left_at IS NULL ORDER BY display_name`,
+      );
+    await expect.poll(listed).toEqual(['Ada']);
+    await expect.poll(async () => (await openRows()).length).toBe(1);
+    const [adasRow] = await openRows();
+
+    await redis.kill();
+    // Joins need the registry: they answer 503 while it is out.
+    const refused = await fetch(`${api.baseUrl}/api/voice/join`, {
+      method: 'POST',
+      headers: { authorization: 'Guest Bo', 'content-type': 'application/json' },
+      body: JSON.stringify({ channel: 'lobby' }),
+    });
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toEqual({
+      error: { code: 'unavailable', message: 'node registry unavailable' },
+    });
+    await sleep(OUTAGE_MS);
+    // The call itself goes on: the node still answers its client.
+    expect(await client.request('getRouterRtpCapabilities')).toMatchObject({ ok: true });
+
+    // Redis comes back without its data: the node's next heartbeat finds it unknown, so it
+    // registers again and replays its session.
+    await redis.restart();
+    const nodes = async () => {
+      const response = await fetch(`${api.baseUrl}/api/nodes`, {
+        headers: { authorization: `Bearer ${adminToken}` },
+      });
+      if (response.status !== 200) return [`(${response.status})`];
+      return nodeListSchema.parse(await response.json()).nodes.map((n) => n.status);
+    };
+    await expect.poll(nodes, { timeout: 10_000 }).toEqual(['up']);
+    await expect.poll(listed, { timeout: 5000 }).toEqual(['Ada']);
+    // Her session never ended: the same row is open.
+    expect(await openRows()).toEqual([adasRow]);
+    const bo = await TestSignalingClient.connect(api.baseUrl, 'Bo', { channel: 'lobby' });
+    cleanup.push(() => bo.close());
+    expect(client.socket.readyState).toBe(client.socket.OPEN);
   });
 });
