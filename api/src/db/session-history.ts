@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import type { ReplayedSession } from '@hearth/protocol';
 import { parseRows, type SqlClient } from './sql-client';
 
 /** A voice session as it starts. */
@@ -16,6 +15,18 @@ export interface OpenedSession {
   readonly peerId: string;
   /** When it joined, which is also when the api saw it live; now when left out. */
   readonly joinedAt?: Date;
+}
+
+/** A session a node serves now, as it replays it: no join time, the replay is when it was seen. */
+export interface LiveSession {
+  /** The peer's id on the node. */
+  readonly peerId: string;
+  /** Channel it is in. */
+  readonly channel: string;
+  /** Account id, or a guest's generated id. */
+  readonly userId: string;
+  /** Name shown in the channel. */
+  readonly displayName: string;
 }
 
 /**
@@ -40,11 +51,7 @@ export interface SessionHistory {
    * a new one (joined at `at`), all are seen at `at`, and the node's other open rows close at
    * `at`. Resolves with the row id of each peer.
    */
-  replay(
-    nodeId: string,
-    sessions: readonly ReplayedSession[],
-    at: Date,
-  ): Promise<Map<string, string>>;
+  replay(nodeId: string, sessions: readonly LiveSession[], at: Date): Promise<Map<string, string>>;
   /**
    * Closes, at `at`, the open rows of a node (marked down, or found gone) last seen before
    * `seenBefore`; resolves with how many it closed.
@@ -104,7 +111,7 @@ export class SqlSessionHistory implements SessionHistory {
   /** Reconciles a node's open rows with what it replays, in one transaction. */
   async replay(
     nodeId: string,
-    sessions: readonly ReplayedSession[],
+    sessions: readonly LiveSession[],
     at: Date,
   ): Promise<Map<string, string>> {
     // A peer replayed twice would make the upsert touch one row twice, which PostgreSQL refuses.
@@ -124,7 +131,7 @@ export class SqlSessionHistory implements SessionHistory {
                 nodeId,
                 at,
                 unique.map((session) => session.userId),
-                unique.map((session) => session.participant.displayName),
+                unique.map((session) => session.displayName),
                 unique.map((session) => session.channel),
                 unique.map((session) => session.peerId),
               ],

@@ -11,7 +11,7 @@ import {
 } from '@hearth/protocol';
 import { SerialQueue, keepAlive, type Logger } from '@hearth/server-common';
 import type { ClusterBus } from '../cluster/bus';
-import type { SessionHistory } from '../db/session-history';
+import type { LiveSession, SessionHistory } from '../db/session-history';
 import type { PresenceStore } from './presence';
 import type { PlacementService } from '../nodes/placement-service';
 import { NodeNotRegisteredError } from '../nodes/registry';
@@ -27,6 +27,9 @@ const REGISTER_TIMEOUT_MS = 5000;
 const MAX_REPLAYED_SESSIONS = 100_000;
 /** Default period of the sweep that closes the sessions of nodes no longer up. */
 export const DEFAULT_SESSION_REAP_INTERVAL_MS = 30_000;
+// After a history write failed (the database was out), the node's history is written again
+// whole, on a heartbeat, at most this often.
+const RESYNC_INTERVAL_MS = 2000;
 
 /** A voice session this connection's node reported: its history row, and when it was seen live. */
 interface TrackedSession {
@@ -42,6 +45,12 @@ interface NodeConnection {
   unsubscribe?: () => Promise<void>;
   /** Open voice sessions of the node's participants: history rows by peer id. */
   sessions: Map<string, Promise<TrackedSession | undefined>>;
+  /** The node's live sessions as it reported them, by peer id: what a resync writes. */
+  live: Map<string, LiveSession>;
+  /** Set when a history write failed: the history may not match `live` until a resync. */
+  stale: boolean;
+  /** When the last resync started (epoch milliseconds), to space them out. */
+  resyncedAt: number;
   /** Sessions of a replay still arriving in batches, from the node's last register. */
   replaying?: ReplayedSession[];
   /** The node's messages, handled one after another in the order it sent them. */
@@ -206,6 +215,9 @@ export class NodeHub {
       },
       close: (code, reason) => socket.close(code, reason),
       sessions: new Map(),
+      live: new Map(),
+      stale: false,
+      resyncedAt: 0,
       inbox: new SerialQueue(),
     };
     this.#connections.add(connection);
@@ -236,6 +248,9 @@ export class NodeHub {
       deliver: (message) => queueMicrotask(() => receive(message)),
       close: () => this.#disconnect(connection),
       sessions: new Map(),
+      live: new Map(),
+      stale: false,
+      resyncedAt: 0,
       inbox: new SerialQueue(),
     };
     this.#connections.add(connection);
@@ -277,6 +292,7 @@ export class NodeHub {
       }
       switch (message.type) {
         case 'heartbeat':
+          this.#resyncIfStale(connection, nodeId);
           await this.#placement.heartbeat(nodeId, message.load).catch((error: unknown) => {
             // Silent too long (a stall, a cut link): it was marked down and its channels moved.
             // It comes back as a fresh node with whatever it still serves.
@@ -367,17 +383,41 @@ export class NodeHub {
     nodeId: string,
     sessions: ReplayedSession[],
   ): Promise<void> {
+    connection.live = new Map(
+      sessions.map(({ peerId, channel, userId, participant }) => [
+        peerId,
+        { peerId, channel, userId, displayName: participant.displayName },
+      ]),
+    );
+    this.#writeLive(connection, nodeId);
+    await this.#presence.replaceNode(
+      nodeId,
+      sessions.map(({ channel, participant }) => ({ channel, participant })),
+    );
+    this.#logger.info({ node: nodeId, sessions: sessions.length }, 'node replayed its sessions');
+  }
+
+  // Writes the node's whole live set to history: rows of live peers stay or open, the node's
+  // other rows close. Closes of peers that leave meanwhile wait for it, through their entry.
+  #writeLive(connection: NodeConnection, nodeId: string): void {
     const at = new Date();
-    const rows = this.#sessions.replay(nodeId, sessions, at).catch((error: unknown) => {
-      this.#logger.error({ err: error, node: nodeId }, 'replaying voice sessions failed');
-      return undefined;
-    });
-    const replayed = new Set(sessions.map((session) => session.peerId));
+    const live = [...connection.live.values()];
+    const rows = this.#sessions.replay(nodeId, live, at).then(
+      (ids) => {
+        connection.stale = false;
+        return ids;
+      },
+      (error: unknown) => {
+        connection.stale = true;
+        this.#logger.error({ err: error, node: nodeId }, 'writing voice sessions failed');
+        return undefined;
+      },
+    );
     for (const peerId of [...connection.sessions.keys()]) {
-      // The replay closes the rows of peers it leaves out.
-      if (!replayed.has(peerId)) connection.sessions.delete(peerId);
+      // The write closes the rows of peers it leaves out.
+      if (!connection.live.has(peerId)) connection.sessions.delete(peerId);
     }
-    for (const peerId of replayed) {
+    for (const { peerId } of live) {
       connection.sessions.set(
         peerId,
         rows.then((ids) => {
@@ -386,11 +426,15 @@ export class NodeHub {
         }),
       );
     }
-    await this.#presence.replaceNode(
-      nodeId,
-      sessions.map(({ channel, participant }) => ({ channel, participant })),
-    );
-    this.#logger.info({ node: nodeId, sessions: sessions.length }, 'node replayed its sessions');
+  }
+
+  // A history write failed while the node kept reporting: once the database answers again, the
+  // node's live set is written whole, which also closes the rows of peers that left meanwhile.
+  #resyncIfStale(connection: NodeConnection, nodeId: string): void {
+    const now = Date.now();
+    if (!connection.stale || now - connection.resyncedAt < RESYNC_INTERVAL_MS) return;
+    connection.resyncedAt = now;
+    this.#writeLive(connection, nodeId);
   }
 
   // Session history is written in the background: a slow database never holds up the node.
@@ -400,6 +444,12 @@ export class NodeHub {
     message: Extract<NodeToApiMessage, { type: 'sessionOpened' }>,
   ): void {
     const joinedAt = new Date();
+    connection.live.set(message.peerId, {
+      peerId: message.peerId,
+      channel: message.channel,
+      userId: message.userId,
+      displayName: message.displayName,
+    });
     const opened = this.#sessions
       .open({
         userId: message.userId,
@@ -412,6 +462,7 @@ export class NodeHub {
       .then(
         (id): TrackedSession => ({ id, seenAt: joinedAt }),
         (error: unknown) => {
+          connection.stale = true;
           this.#logger.error({ err: error, node: nodeId }, 'recording a voice session failed');
           return undefined;
         },
@@ -420,6 +471,7 @@ export class NodeHub {
   }
 
   #closeSession(connection: NodeConnection, peerId: string): void {
+    connection.live.delete(peerId);
     const opened = connection.sessions.get(peerId);
     if (!opened) return;
     connection.sessions.delete(peerId);
@@ -431,6 +483,7 @@ export class NodeHub {
       await this.#sessions
         .close(session.id, leftAt, { seenUpTo: session.seenAt })
         .catch((error: unknown) => {
+          connection.stale = true;
           this.#logger.error({ err: error }, 'closing a voice session failed');
         });
     });

@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { errorBodySchema } from '@hearth/protocol';
+import { WebSocket } from 'ws';
+import type { z } from 'zod';
+import { errorBodySchema, type nodeToApiMessageSchema } from '@hearth/protocol';
 import { AppError, ServiceUnavailableError } from '@hearth/server-common';
 import { PostgresClient } from '../../src/db/postgres-client';
 import { isUniqueViolation } from '../../src/db/sql-client';
@@ -33,12 +35,17 @@ afterAll(async () => {
   await postgres?.stop();
 });
 
+const CLUSTER_SECRET = 'database-outage-cluster-secret-0123456789abcdef';
+
 async function startApi(): Promise<TestApi> {
   const database = new PostgresClient(await postgres.createDatabase(), () => undefined, {
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     statementTimeoutMs: STATEMENT_TIMEOUT_MS,
   });
-  api = await startTestApi({ api: { embeddedVoice: 'false' }, database });
+  api = await startTestApi({
+    api: { embeddedVoice: 'false', clusterSecret: CLUSTER_SECRET },
+    database,
+  });
   return api;
 }
 
@@ -131,6 +138,67 @@ describe('the api while PostgreSQL is out', () => {
     const recoveredMs = await timeToRecover();
     expect(recoveredMs).toBeLessThan(5000);
     expect((await createChannel('after')).status).toBe(201);
+  });
+});
+
+describe('voice session history across a database outage', () => {
+  let socket: WebSocket | undefined;
+  let beat: NodeJS.Timeout | undefined;
+
+  afterEach(() => {
+    clearInterval(beat);
+    socket?.terminate();
+  });
+
+  it('sessions that opened and closed while the database was down are right in history once it is back', async () => {
+    await startApi();
+    socket = new WebSocket(`${api!.baseUrl.replace('http', 'ws')}/ws/nodes`, {
+      headers: { authorization: `Cluster ${CLUSTER_SECRET}` },
+    });
+    await new Promise((resolve, reject) => {
+      socket!.once('open', resolve);
+      socket!.once('error', reject);
+    });
+    const send = (message: z.input<typeof nodeToApiMessageSchema>) =>
+      socket!.send(JSON.stringify(message));
+    send({
+      type: 'register',
+      registration: { id: 'node-a', kind: 'voice', limits: {} },
+      rtpCapabilities: { codecs: [], headerExtensions: [] },
+    });
+    send({ type: 'replay', sessions: [], done: true });
+    beat = setInterval(() => send({ type: 'heartbeat', load: {} }), 200);
+    const opened = (name: string) => {
+      const peerId = crypto.randomUUID();
+      send({
+        type: 'sessionOpened',
+        peerId,
+        channel: 'lobby',
+        userId: `guest:${name}`,
+        displayName: name,
+      });
+      return peerId;
+    };
+    const openRows = async () =>
+      (
+        await api!.database.query(
+          'SELECT display_name FROM session_history WHERE left_at IS NULL ORDER BY display_name',
+        )
+      ).map((row) => String(row.display_name));
+    const bo = opened('Bo');
+    await expect.poll(openRows).toEqual(['Bo']);
+
+    await postgres.kill();
+    // Ada joins and Bo leaves while nothing can be written.
+    opened('Ada');
+    send({ type: 'sessionClosed', peerId: bo });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await postgres.restart();
+    await expect.poll(openRows, { timeout: 10_000, interval: 100 }).toEqual(['Ada']);
+    const [bosRow] = await api!.database.query(
+      "SELECT left_at FROM session_history WHERE display_name = 'Bo'",
+    );
+    expect(bosRow!.left_at).toBeInstanceOf(Date);
   });
 });
 

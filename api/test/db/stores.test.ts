@@ -347,13 +347,7 @@ describe.each(testBackends())('stores on $name', (backend) => {
       peerId,
       channel,
       userId: `guest:${name}`,
-      participant: {
-        id: peerId,
-        displayName: name,
-        muted: false,
-        deafened: false,
-        serverMuted: false,
-      },
+      displayName: name,
     });
     const openRows = async () =>
       (
