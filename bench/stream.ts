@@ -277,10 +277,9 @@ async function runHearth(
   ingest.events.on('uploaded', ({ kind, ms }) => {
     if (kind === 'segment') uploads.push(ms);
   });
-  const renditionsOf = (channel: string) =>
-    api.streams
-      .channelStream(channel)
-      .stream?.renditions.map((r) => r.name)
+  const renditionsOf = async (channel: string) =>
+    (await api.streams.channelStream(channel)).stream?.renditions
+      .map((rendition) => rendition.name)
       .join(' + ') ?? '';
   try {
     const key = await api.streams.createKey('bench');
@@ -297,7 +296,7 @@ async function runHearth(
       `${edge.url}/live/bench/master.m3u8`,
       publishedAt,
     );
-    const renditions = renditionsOf('bench');
+    const renditions = await renditionsOf('bench');
     await stopProcess(publisher);
 
     // The full four-rung ladder from a 1080p60 source, for its encode speed.
@@ -307,7 +306,7 @@ async function runHearth(
       `rtmp://127.0.0.1:${ingest.rtmp.port}/live/${key60.streamKey}`,
     );
     await firstPlayable(`${edge.url}/live/bench60/master.m3u8`);
-    const renditions60 = renditionsOf('bench60');
+    const renditions60 = await renditionsOf('bench60');
     await new Promise((resolve) => setTimeout(resolve, (quick ? 10 : 25) * 1000));
     await stopProcess(publisher60);
     await eventually(async () => ingest.liveStreamIds.length === 0, 20_000, 'streams to end');

@@ -154,7 +154,7 @@ describe('RTMP ingest to S3', () => {
       expect(segmentUris(playlist).length).toBeGreaterThan(0);
     }
     expect(firstMasterMs).toBeLessThan(15_000);
-    expect(api.streams.channelStream('show').stream?.state).toBe('live');
+    expect((await api.streams.channelStream('show')).stream?.state).toBe('live');
     // The ingest node is in the node registry, reporting the stream in its load.
     await eventually(
       async () => {
@@ -194,7 +194,7 @@ describe('RTMP ingest to S3', () => {
       );
     }
     await eventually(
-      async () => api.streams.channelStream('show').stream?.state === 'ended',
+      async () => (await api.streams.channelStream('show')).stream?.state === 'ended',
       5000,
       'ended',
     );
@@ -229,7 +229,7 @@ describe('RTMP ingest to S3', () => {
     expect(code).not.toBe(0);
     expect(await listKeys('')).toEqual([]);
     expect(fs.readdirSync(workDir!)).toEqual([]);
-    expect(api.streams.liveStreams()).toEqual([]);
+    expect(await api.streams.liveStreams()).toEqual([]);
   }, 30_000);
 
   it('a second publisher on a live key is refused and the first keeps streaming', async () => {
@@ -249,7 +249,7 @@ describe('RTMP ingest to S3', () => {
       8000,
       'the first stream to keep producing segments',
     );
-    expect(api.streams.liveStreams()).toHaveLength(1);
+    expect(await api.streams.liveStreams()).toHaveLength(1);
     expect(await exited(first)).toBe(0);
   }, 60_000);
 
@@ -269,7 +269,7 @@ describe('RTMP ingest to S3', () => {
       15_000,
       'ENDLIST after rotation',
     );
-    expect(api.streams.channelStream('rot').stream?.state).toBe('ended');
+    expect((await api.streams.channelStream('rot')).stream?.state).toBe('ended');
   }, 60_000);
 
   it('a killed ffmpeg is restarted: a discontinuity is marked and segments keep coming', async () => {
@@ -281,7 +281,7 @@ describe('RTMP ingest to S3', () => {
       15_000,
       'the stream',
     );
-    const streamId = api.streams.channelStream('crash').stream!.id;
+    const streamId = (await api.streams.channelStream('crash')).stream!.id;
     const [pid] = await transcoderPids(streamId);
     expect(pid).toBeDefined();
     process.kill(pid!, 'SIGKILL');

@@ -138,7 +138,9 @@ describe('watching a live stream in Chromium', () => {
       .toMatch(/^sk_/);
     const rotated = (await page.getByTestId('stream-key').textContent())!.trim();
     expect(rotated).not.toBe(first);
-    await expect(api.streams.authorizePublish(first, { ip: '127.0.0.1' })).rejects.toMatchObject({
+    await expect(
+      api.streams.authorizePublish(first, { ip: '127.0.0.1', nodeId: 'ingest-a' }),
+    ).rejects.toMatchObject({
       code: 'forbidden',
     });
   }, 60_000);

@@ -13,7 +13,8 @@ const forTests = process.argv.includes('--test');
 // Build tools and libraries for the mediasoup worker (ENVIRONMENT.md lists why each is needed),
 // ffmpeg for the transcoding ladder and nginx for the CDN edge; then what the test suite and
 // benchmarks drive for real: nginx-rtmp is the comparison in bench:stream, PostgreSQL and Redis
-// back the production stores, and wrk loads the api in bench:api.
+// back the production stores, nginx's stream module balances RTMP over two ingest nodes, and
+// wrk loads the api in bench:api.
 const runtimePackages = [
   'ffmpeg',
   'nginx',
@@ -28,7 +29,14 @@ const runtimePackages = [
   'libabsl-dev',
   'nlohmann-json3-dev',
 ];
-const testPackages = ['chromium', 'libnginx-mod-rtmp', 'postgresql', 'redis-server', 'wrk'];
+const testPackages = [
+  'chromium',
+  'libnginx-mod-rtmp',
+  'libnginx-mod-stream',
+  'postgresql',
+  'redis-server',
+  'wrk',
+];
 
 function log(message) {
   console.log(`[setup] ${message}`);

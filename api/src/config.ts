@@ -98,6 +98,11 @@ export const apiConfigSchema = z
      * off, voice comes from voice-sfu processes that register with the api.
      */
     embeddedVoice: flag.optional(),
+    /**
+     * Runs an ingest node as a supervised child process (`stream-ingest/src/main.ts`); on by
+     * default in the embedded profile. When off, ingest nodes run with `npm run ingest-node`.
+     */
+    embeddedIngest: flag.optional(),
     /** Voice joins per second allowed to one client address (burst of twice that). */
     joinRatePerSecond: z.coerce.number().int().min(1).default(5),
     /** Lifetime of the join tokens voice nodes admit clients with, in seconds. */
@@ -134,6 +139,7 @@ export const apiConfigSchema = z
     ...config,
     guestAccess: config.guestAccess ?? config.profile === 'embedded',
     embeddedVoice: config.embeddedVoice ?? config.profile === 'embedded',
+    embeddedIngest: config.embeddedIngest ?? config.profile === 'embedded',
     guestGrants:
       config.guestGrants ??
       (config.profile === 'embedded'
@@ -168,6 +174,7 @@ const envKeys: Record<string, string> = {
   API_DB_CONNECT_TIMEOUT_MS: 'databaseConnectTimeoutMs',
   API_DB_STATEMENT_TIMEOUT_MS: 'databaseStatementTimeoutMs',
   API_EMBEDDED_VOICE: 'embeddedVoice',
+  API_EMBEDDED_INGEST: 'embeddedIngest',
   API_JOIN_RATE: 'joinRatePerSecond',
   API_JOIN_TOKEN_TTL: 'joinTokenTtlSeconds',
   API_NODE_TIMEOUT_MS: 'nodeTimeoutMs',

@@ -1,8 +1,15 @@
+import type { AddressInfo } from 'node:net';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { ConfigError, createLogger, loadAllConfigs } from '@hearth/server-common';
+import {
+  ConfigError,
+  createLogger,
+  loadAllConfigs,
+  type SupervisedProcess,
+} from '@hearth/server-common';
 import { loadIngestConfig, loadS3Config } from '@hearth/stream-ingest';
 import { loadVoiceConfig } from '@hearth/voice-sfu';
 import { loadApiConfig } from './config';
+import { superviseIngestNode } from './ingest-child';
 import { startMediaBackends } from './media-backends';
 import { resolveClusterSecret } from './nodes/config';
 import { startPlatform } from './platform';
@@ -45,14 +52,24 @@ async function main(): Promise<void> {
     logger,
     registry,
     streamUrls: { rtmpUrl, playbackBaseUrl: media.playbackBaseUrl },
-    ingest: { config: ingestConfig, storage: media.storage },
   }).catch(async (error: unknown) => {
     await media.close();
     throw error;
   });
   const server = platform.app.listen(config.port, config.host);
+  let ingestNode: SupervisedProcess | undefined;
   server.once('listening', () => {
     const base = `http://${config.host}:${config.port}`;
+    if (config.embeddedIngest) {
+      const { port } = server.address() as AddressInfo;
+      ingestNode = superviseIngestNode({
+        apiUrl: `http://${loopbackFor(config.host)}:${port}`,
+        clusterSecret: config.clusterSecret,
+        rtmpUrl,
+        storageEnv: media.ingestEnv,
+        logger,
+      });
+    }
     logger.info({ url: base, profile: config.profile }, 'listening');
     process.stdout.write(
       `\nHearth is running (${config.profile} profile).\n` +
@@ -72,6 +89,8 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'shutting down');
     setTimeout(() => process.exit(code), 10_000).unref();
     server.close();
+    // The ingest node ends its streams (ENDLIST) and deregisters while the api still listens.
+    await ingestNode?.stop();
     await platform.close().catch((error: unknown) => logger.error({ err: error }, 'close failed'));
     await media.close();
     process.exit(code);
@@ -82,6 +101,10 @@ async function main(): Promise<void> {
   });
   process.once('SIGTERM', () => void shutdown('SIGTERM', 0));
   process.once('SIGINT', () => void shutdown('SIGINT', 0));
+}
+
+function loopbackFor(host: string): string {
+  return host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
 }
 
 main().catch((error: unknown) => {

@@ -19,6 +19,8 @@ export interface MediaBackends {
   playbackBaseUrl: string;
   /** What runs for it, to print at start-up. */
   description: string;
+  /** `S3_*` settings an ingest node process needs to write to this storage. */
+  ingestEnv: Record<string, string>;
   /** Stops the embedded servers, if any. */
   close(): Promise<void>;
 }
@@ -43,6 +45,7 @@ export async function startMediaBackends(options: {
       storage: new LocalStorage(ingest.localStorageDir),
       playbackBaseUrl: trimSlash(config.cdnBaseUrl),
       description: `local folder ${ingest.localStorageDir}`,
+      ingestEnv: {},
       close: async () => undefined,
     };
   }
@@ -64,6 +67,9 @@ export async function startMediaBackends(options: {
         bucket: s3.bucket,
         port: config.edgePort,
       });
+      if (edge.replacedStalePids.length > 0) {
+        logger.warn({ pids: edge.replacedStalePids }, 'replaced a CDN edge an earlier run left');
+      }
     }
   } catch (error) {
     await embedded?.stop();
@@ -77,6 +83,16 @@ export async function startMediaBackends(options: {
   }
   return {
     storage: new S3Storage({ ...s3, region: s3.region, bucket: s3.bucket }),
+    ingestEnv: Object.fromEntries(
+      Object.entries({
+        S3_ENDPOINT: s3.endpoint,
+        S3_REGION: s3.region,
+        S3_BUCKET: s3.bucket,
+        S3_ACCESS_KEY_ID: s3.accessKeyId,
+        S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+        S3_FORCE_PATH_STYLE: String(s3.forcePathStyle),
+      }).filter((entry): entry is [string, string] => entry[1] !== undefined),
+    ),
     playbackBaseUrl,
     description: [
       embedded ? `S3 (s3rver) at ${embedded.endpoint}` : `S3 at ${s3.endpoint ?? 'AWS'}`,

@@ -2,20 +2,30 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { Registry } from 'prom-client';
 import { ConfigError, JoinTokens, type Logger } from '@hearth/server-common';
-import { IngestNode, type IngestConfig, type ObjectStorage } from '@hearth/stream-ingest';
+import {
+  IngestAgent,
+  IngestNode,
+  type IngestConfig,
+  type ObjectStorage,
+} from '@hearth/stream-ingest';
 import { NodeAgent, VoiceNode, type VoiceConfig } from '@hearth/voice-sfu';
 import { AccessTokens } from './accounts/access-tokens';
 import { AccountService } from './accounts/account-service';
 import { LoginThrottle } from './accounts/login-throttle';
 import { createApp, type ApiApp } from './app';
 import { Authenticator } from './auth';
-import type { ApiConfig } from './config';
+import { databaseTimeouts, type ApiConfig } from './config';
 import { migrate } from './db/migrations';
-import { registerIngestNode } from './ingest-registration';
 import { openDatabase } from './db/open-database';
 import type { SqlClient } from './db/sql-client';
 import { createStores, type Stores } from './db/stores';
 import { createPlacementService, type PlacementService } from './nodes/placement-service';
+import { IngestMessageHandler } from './streams/ingest-messages';
+import {
+  InMemoryLiveStreamStore,
+  RedisLiveStreamStore,
+  type LiveStreamStore,
+} from './streams/live-stream-store';
 import { StreamService, type StreamUrls } from './streams/stream-service';
 import { NodeHub } from './voice/node-hub';
 import { InMemoryPresenceStore, RedisPresenceStore, type PresenceStore } from './voice/presence';
@@ -78,7 +88,12 @@ export async function startPlatform(options: {
   };
   const database =
     options.database ??
-    (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger }));
+    (await openDatabase({
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+      logger,
+      timeouts: databaseTimeouts(config),
+    }));
   started.push(() => database.close());
   let placement: PlacementService;
   let nodeHub: NodeHub;
@@ -109,6 +124,22 @@ export async function startPlatform(options: {
       : new InMemoryPresenceStore();
     const opened = presence;
     started.push(() => opened.close());
+    const liveStreams: LiveStreamStore = config.redisUrl
+      ? new RedisLiveStreamStore({ url: config.redisUrl, logger })
+      : new InMemoryLiveStreamStore();
+    started.push(() => liveStreams.close());
+    const service = new StreamService({
+      keys: stores.streamKeys,
+      channels: stores.channels,
+      history: stores.streamHistory,
+      store: liveStreams,
+      bus: placement.bus,
+      urls: options.streamUrls,
+      logger,
+    });
+    streams = service;
+    await service.start();
+    started.push(() => service.close());
     nodeHub = await NodeHub.start({
       placement,
       bus: placement.bus,
@@ -116,8 +147,21 @@ export async function startPlatform(options: {
       clusterSecret,
       sessions: stores.sessions,
       presence,
+      ingest: new IngestMessageHandler({ streams: service, logger }),
     });
-    started.push(() => nodeHub.close());
+    const hub = nodeHub;
+    started.push(() => hub.close());
+    // A rotation through this instance reaches the ingest node wherever it is connected.
+    service.events.on('keyRevoked', (keyId) => {
+      hub.revokeKey(keyId).catch((error: unknown) => {
+        logger.error({ err: error }, 'key revocation not sent to the ingest nodes');
+      });
+    });
+    placement.events.on('nodeDown', ({ nodeId, at }) => {
+      service.nodeGone(nodeId, new Date(at)).catch((error: unknown) => {
+        logger.error({ err: error, node: nodeId }, 'ending the streams of a gone node failed');
+      });
+    });
     if (config.embeddedVoice) {
       const node = await VoiceNode.start(
         options.voiceConfig,
@@ -137,31 +181,28 @@ export async function startPlatform(options: {
       started.push(() => agent.close());
       agent.attach(nodeHub.attachLocal((message) => agent.receive(message)));
     }
-    streams = new StreamService({
-      keys: stores.streamKeys,
-      channels: stores.channels,
-      history: stores.streamHistory,
-      urls: options.streamUrls,
-      logger,
-    });
     if (options.ingest) {
+      // An ingest node in this process (tests): it talks to the hub exactly as a node process
+      // does over its control socket.
+      const agent = new IngestAgent({
+        nodeId: `ingest-in-process-${os.hostname()}`,
+        rtmpUrl: options.streamUrls.rtmpUrl,
+        limits: {},
+        heartbeatMs: EMBEDDED_HEARTBEAT_MS,
+        logger,
+      });
+      agent.attach(hub.attachLocal((message) => agent.receive(message)));
+      started.push(() => agent.close());
       const running = await IngestNode.start({
         config: options.ingest.config,
         storage: options.ingest.storage,
-        controlPlane: streams,
+        controlPlane: agent,
         logger,
         registry,
       });
       ingest = running;
       started.push(() => running.stop());
-      const stopReports = await registerIngestNode({
-        placement,
-        ingest: running,
-        nodeId: `ingest-${os.hostname()}`,
-        rtmpUrl: options.streamUrls.rtmpUrl,
-        logger,
-      });
-      started.push(stopReports);
+      agent.bind(running);
     }
   } catch (error) {
     await stopStarted();
@@ -219,7 +260,6 @@ export async function startPlatform(options: {
       closed = true;
       // Live streams end and their history is written before the database goes.
       await ingest?.stop();
-      await streams.settle();
       await stopStarted();
     },
   };

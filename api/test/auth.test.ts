@@ -456,8 +456,11 @@ describe('events socket', () => {
     await expect.poll(() => streams.events.listenerCount('streamLive')).toBe(1);
     for (const channel of ['secret', 'club']) {
       const issued = await streams.createKey(channel);
-      const grant = await streams.authorizePublish(issued.streamKey, { ip: '127.0.0.1' });
-      streams.report({ kind: 'live', streamId: grant.streamId });
+      const grant = await streams.authorizePublish(issued.streamKey, {
+        ip: '127.0.0.1',
+        nodeId: 'ingest-a',
+      });
+      await streams.report('ingest-a', { kind: 'live', streamId: grant.streamId });
     }
     await expect
       .poll(() => received.map((message) => `${message.method} ${message.data.stream?.channel}`))

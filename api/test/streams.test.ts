@@ -82,9 +82,12 @@ describe('stream key routes', () => {
     const first = issuedStreamKeySchema.parse(
       await (await post('/api/channels/rot/stream-key')).json(),
     );
-    const grant = await streams.authorizePublish(first.streamKey, { ip: '127.0.0.1' });
+    const grant = await streams.authorizePublish(first.streamKey, {
+      ip: '127.0.0.1',
+      nodeId: 'ingest-a',
+    });
     const revoked: string[] = [];
-    streams.onKeyRevoked((keyId) => revoked.push(keyId));
+    streams.events.on('keyRevoked', (keyId) => revoked.push(keyId));
 
     const rotated = await post('/api/channels/rot/stream-key/rotate');
     expect(rotated.status).toBe(200);
@@ -92,7 +95,7 @@ describe('stream key routes', () => {
     expect(second.streamKey).not.toBe(first.streamKey);
     expect(revoked).toEqual([grant.keyId]);
     await expect(
-      streams.authorizePublish(first.streamKey, { ip: '127.0.0.1' }),
+      streams.authorizePublish(first.streamKey, { ip: '127.0.0.1', nodeId: 'ingest-a' }),
     ).rejects.toMatchObject({
       code: 'forbidden',
     });
@@ -109,7 +112,7 @@ describe('stream key routes', () => {
     });
     expect(deleted.status).toBe(204);
     await expect(
-      streams.authorizePublish(issued.streamKey, { ip: '127.0.0.1' }),
+      streams.authorizePublish(issued.streamKey, { ip: '127.0.0.1', nodeId: 'ingest-a' }),
     ).rejects.toMatchObject({
       code: 'forbidden',
     });
@@ -123,7 +126,7 @@ describe('stream key routes', () => {
       await (await post('/api/channels/gone/stream-key')).json(),
     );
     const revoked: string[] = [];
-    streams.onKeyRevoked((keyId) => revoked.push(keyId));
+    streams.events.on('keyRevoked', (keyId) => revoked.push(keyId));
     const deleted = await fetch(`${api!.baseUrl}/api/channels/gone`, {
       method: 'DELETE',
       headers: guest,
@@ -131,7 +134,7 @@ describe('stream key routes', () => {
     expect(deleted.status).toBe(204);
     expect(revoked).toEqual([issued.key.id]);
     await expect(
-      streams.authorizePublish(issued.streamKey, { ip: '127.0.0.1' }),
+      streams.authorizePublish(issued.streamKey, { ip: '127.0.0.1', nodeId: 'ingest-a' }),
     ).rejects.toMatchObject({
       code: 'forbidden',
     });
@@ -166,28 +169,35 @@ describe('publish authorization and live streams', () => {
   it('authorizePublish() refuses unknown and malformed keys, and a second stream on a live channel', async () => {
     const { streams } = await start();
     const issued = await streams.createKey('live1');
-    await expect(streams.authorizePublish('nope', { ip: '1.2.3.4' })).rejects.toMatchObject({
+    await expect(
+      streams.authorizePublish('nope', { ip: '1.2.3.4', nodeId: 'ingest-a' }),
+    ).rejects.toMatchObject({
       code: 'forbidden',
     });
     const forged = `sk_${issued.key.id}_${'0'.repeat(64)}`;
-    await expect(streams.authorizePublish(forged, { ip: '1.2.3.4' })).rejects.toMatchObject({
+    await expect(
+      streams.authorizePublish(forged, { ip: '1.2.3.4', nodeId: 'ingest-a' }),
+    ).rejects.toMatchObject({
       code: 'forbidden',
     });
 
-    const grant = await streams.authorizePublish(issued.streamKey, { ip: '1.2.3.4' });
+    const grant = await streams.authorizePublish(issued.streamKey, {
+      ip: '1.2.3.4',
+      nodeId: 'ingest-a',
+    });
     expect(grant).toMatchObject({
       channel: 'live1',
       keyId: issued.key.id,
       storagePrefix: 'live/live1',
     });
     await expect(
-      streams.authorizePublish(issued.streamKey, { ip: '1.2.3.4' }),
+      streams.authorizePublish(issued.streamKey, { ip: '1.2.3.4', nodeId: 'ingest-a' }),
     ).rejects.toMatchObject({
       code: 'conflict',
     });
-    streams.report({ kind: 'ended', streamId: grant.streamId, reason: 'test' });
+    await streams.report('ingest-a', { kind: 'ended', streamId: grant.streamId, reason: 'test' });
     await expect(
-      streams.authorizePublish(issued.streamKey, { ip: '1.2.3.4' }),
+      streams.authorizePublish(issued.streamKey, { ip: '1.2.3.4', nodeId: 'ingest-a' }),
     ).resolves.toMatchObject({
       channel: 'live1',
     });
@@ -196,9 +206,16 @@ describe('publish authorization and live streams', () => {
   it('a stream is recorded in stream_history from publish to end', async () => {
     const { streams, database } = await start();
     const issued = await streams.createKey('logged');
-    const grant = await streams.authorizePublish(issued.streamKey, { ip: '10.0.0.7' });
-    streams.report({ kind: 'live', streamId: grant.streamId });
-    streams.report({ kind: 'ended', streamId: grant.streamId, reason: 'publisher left' });
+    const grant = await streams.authorizePublish(issued.streamKey, {
+      ip: '10.0.0.7',
+      nodeId: 'ingest-a',
+    });
+    await streams.report('ingest-a', { kind: 'live', streamId: grant.streamId });
+    await streams.report('ingest-a', {
+      kind: 'ended',
+      streamId: grant.streamId,
+      reason: 'publisher left',
+    });
     await streams.settle();
     const rows = await database.query(
       'SELECT channel, key_id, publisher_ip, storage_prefix, live_at, ended_at, end_reason FROM stream_history WHERE id = $1',
@@ -235,9 +252,12 @@ describe('publish authorization and live streams', () => {
     await expect.poll(async () => (await read()).stream).toBeNull();
     await expect.poll(() => received.length).toBe(1);
 
-    const grant = await streams.authorizePublish(issued.streamKey, { ip: '127.0.0.1' });
+    const grant = await streams.authorizePublish(issued.streamKey, {
+      ip: '127.0.0.1',
+      nodeId: 'ingest-a',
+    });
     expect((await read()).stream).toMatchObject({ state: 'starting', viewers: 1 });
-    streams.report({
+    await streams.report('ingest-a', {
       kind: 'started',
       streamId: grant.streamId,
       renditions: [
@@ -246,21 +266,22 @@ describe('publish authorization and live streams', () => {
           width: 1280,
           height: 720,
           fps: 30,
-          videoBitrateKbps: 2000,
-          audioBitrateKbps: 128,
-          codecs: 'avc1.64001f,mp4a.40.2',
-          passthrough: false,
+          bitrateKbps: 2128,
         },
       ],
     });
-    streams.report({ kind: 'live', streamId: grant.streamId });
+    await streams.report('ingest-a', { kind: 'live', streamId: grant.streamId });
     expect((await read()).stream).toMatchObject({
       state: 'live',
       renditions: [{ name: '720p30', width: 1280, height: 720, fps: 30, bitrateKbps: 2128 }],
     });
     const live = await fetch(`${baseUrl}/api/streams`, { headers: guest });
     expect(liveStreamListSchema.parse(await live.json()).streams).toHaveLength(1);
-    streams.report({ kind: 'ended', streamId: grant.streamId, reason: 'publisher left' });
+    await streams.report('ingest-a', {
+      kind: 'ended',
+      streamId: grant.streamId,
+      reason: 'publisher left',
+    });
     expect((await read()).stream).toMatchObject({ state: 'ended', endedAt: expect.any(String) });
 
     await expect

@@ -8,3 +8,5 @@ export * from './nginx';
 export * from './cloudfront';
 export * from './nginx-process';
 export * from './edge';
+/** The TCP balancer config that puts several ingest nodes behind one RTMP URL. */
+export * from './ingest-balancer';

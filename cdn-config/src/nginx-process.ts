@@ -6,6 +6,10 @@ import path from 'node:path';
 
 /** Debian's nginx binary. */
 export const NGINX_BIN = '/usr/sbin/nginx';
+// nginx runs under util-linux's setpriv, which asks the kernel to send it SIGTERM (nginx's fast
+// shutdown, workers included) when the process that started it dies, even by SIGKILL.
+const SETPRIV = '/usr/bin/setpriv';
+const PREFIX_NAME = 'hearth-nginx-';
 // nginx's graceful shutdown waits for requests in flight; after this it is killed.
 const STOP_TIMEOUT_MS = 5_000;
 const START_TIMEOUT_MS = 10_000;
@@ -33,7 +37,7 @@ export interface NginxLayout {
 }
 
 function createLayout(port: number): NginxLayout {
-  const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-nginx-'));
+  const prefix = fs.mkdtempSync(path.join(os.tmpdir(), PREFIX_NAME));
   // mkdtemp makes the prefix 0700. Started as root, nginx runs its workers as `nobody`, and
   // they must be able to walk into the prefix to reach the cache files: with 0700 every cached
   // response fails with "open() ... failed (13: Permission denied)" and a 500.
@@ -114,6 +118,43 @@ export function isRunning(pid: number): boolean {
   return stat !== '' && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
 }
 
+/**
+ * Master processes of nginx instances this code started (their prefix is a `hearth-nginx-`
+ * folder) whose config listens on `port`: edges left behind by an earlier run.
+ */
+export function staleEdgePids(port: number): number[] {
+  const found: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    // A running nginx master rewrites its command line into one space-separated title.
+    const argv = readIfExists(`/proc/${entry}/cmdline`).split(/[\0 ]+/);
+    const config = argv[argv.indexOf('-c') + 1];
+    if (!argv.some((word) => word.endsWith('nginx')) || !config?.includes(PREFIX_NAME)) continue;
+    if (readIfExists(config).includes(`listen 127.0.0.1:${port};`)) found.push(Number(entry));
+  }
+  return found;
+}
+
+/**
+ * Makes `port` free for a new edge: an edge an earlier run left on it is stopped (never used as
+ * if it were new); any other program on it is an error. Resolves with the stale masters stopped.
+ */
+export async function takeOverPort(port: number): Promise<number[]> {
+  if (!(await canConnect(port))) return [];
+  const stale = staleEdgePids(port);
+  if (stale.length === 0) throw new Error(`port ${port} is in use by another program`);
+  for (const pid of stale) {
+    const workers = childPids(pid);
+    process.kill(pid, 'SIGTERM');
+    const deadline = Date.now() + STOP_TIMEOUT_MS;
+    while (isRunning(pid) && Date.now() < deadline) await delay(50);
+    for (const leftover of [pid, ...workers].filter(isRunning)) process.kill(leftover, 'SIGKILL');
+  }
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  while ((await canConnect(port)) && Date.now() < deadline) await delay(50);
+  return stale;
+}
+
 /** Result of `nginx -t` on a config. */
 export interface NginxConfigTest {
   /** True when nginx accepted the config. */
@@ -149,6 +190,8 @@ export async function testNginxConfig(
 export class NginxProcess {
   /** Files and port of this instance. */
   readonly layout: NginxLayout;
+  /** Masters of stale edges on the same port that were stopped before this one started. */
+  replacedStalePids: number[] = [];
   #child: ChildProcess;
   #exit: Promise<void>;
   #exited = false;
@@ -173,7 +216,8 @@ export class NginxProcess {
   /**
    * Starts nginx with the config `render` returns; the config must keep nginx in the
    * foreground (`daemon off`) and use the layout's paths. Resolves once the port accepts.
-   * Without `port`, a free loopback port is picked.
+   * Without `port`, a free loopback port is picked; a given port held by an edge of an earlier
+   * run is taken over (`takeOverPort`). nginx dies with this process.
    */
   static async start(
     render: (layout: NginxLayout) => string,
@@ -181,11 +225,17 @@ export class NginxProcess {
   ): Promise<NginxProcess> {
     let lastError: Error | undefined;
     const attempts = options.port === undefined ? START_ATTEMPTS : 1;
+    const replaced = options.port === undefined ? [] : await takeOverPort(options.port);
     for (let attempt = 0; attempt < attempts; attempt += 1) {
       const layout = createLayout(options.port ?? (await freePort()));
       fs.writeFileSync(layout.configPath, render(layout));
-      const child = spawn(NGINX_BIN, nginxArgs(layout), { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(
+        SETPRIV,
+        ['--pdeathsig', 'SIGTERM', '--', NGINX_BIN, ...nginxArgs(layout)],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
       const nginx = new NginxProcess(layout, child);
+      nginx.replacedStalePids = replaced;
       if (await nginx.#waitUntilListening()) return nginx;
       const log = nginx.errorLog();
       await nginx.stop();
@@ -198,7 +248,8 @@ export class NginxProcess {
   async #waitUntilListening(): Promise<boolean> {
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline && !this.#exited) {
-      if (await canConnect(this.layout.port)) return true;
+      // The port answering is not enough: it must be this nginx that answers, still running.
+      if ((await canConnect(this.layout.port)) && !this.#exited) return true;
       await delay(50);
     }
     return false;

@@ -122,30 +122,80 @@ export type S3Config = z.infer<typeof s3ConfigSchema>;
 
 /** Reads the ingest settings from `INGEST_*` environment variables. */
 export function loadIngestConfig(env: Record<string, string | undefined>): IngestConfig {
-  return parseEnvConfig(ingestConfigSchema, env, 'INGEST_', {
-    INGEST_RTMP_HOST: 'rtmpHost',
-    INGEST_RTMP_PORT: 'rtmpPort',
-    INGEST_RTMPS_PORT: 'rtmpsPort',
-    INGEST_RTMPS_CERT: 'rtmpsCertPath',
-    INGEST_RTMPS_KEY: 'rtmpsKeyPath',
-    INGEST_APP: 'app',
-    INGEST_SEGMENT_SECONDS: 'segmentSeconds',
-    INGEST_PASSTHROUGH: 'passthrough',
-    INGEST_WORK_DIR: 'workDir',
-    INGEST_LIVE_WINDOW: 'liveWindowSegments',
-    INGEST_RETAIN_SEGMENTS: 'retainSegments',
-    INGEST_KEEP_VOD: 'keepVod',
-    INGEST_STORAGE: 'storage',
-    INGEST_LOCAL_STORAGE_DIR: 'localStorageDir',
-    INGEST_RTMP_MAX_MESSAGE_BYTES_BEFORE_PUBLISH: 'rtmpMaxMessageBytesBeforePublish',
-    INGEST_RTMP_MAX_MESSAGE_BYTES: 'rtmpMaxMessageBytes',
-    INGEST_RTMP_MAX_CHUNK_STREAMS: 'rtmpMaxChunkStreams',
-    INGEST_RTMP_MAX_CONNECTIONS: 'rtmpMaxConnections',
-    INGEST_RTMP_MAX_CONNECTIONS_PER_ADDRESS: 'rtmpMaxConnectionsPerAddress',
-    INGEST_RTMP_HANDSHAKE_TIMEOUT_MS: 'rtmpHandshakeTimeoutMs',
-    INGEST_RTMP_PUBLISH_TIMEOUT_MS: 'rtmpPublishTimeoutMs',
-    INGEST_RTMP_IDLE_TIMEOUT_MS: 'rtmpIdleTimeoutMs',
-  });
+  return parseEnvConfig(ingestConfigSchema, env, 'INGEST_', ingestEnvKeys, nodeEnvKeys);
+}
+
+const ingestEnvKeys: Record<string, keyof IngestConfig> = {
+  INGEST_RTMP_HOST: 'rtmpHost',
+  INGEST_RTMP_PORT: 'rtmpPort',
+  INGEST_RTMPS_PORT: 'rtmpsPort',
+  INGEST_RTMPS_CERT: 'rtmpsCertPath',
+  INGEST_RTMPS_KEY: 'rtmpsKeyPath',
+  INGEST_APP: 'app',
+  INGEST_SEGMENT_SECONDS: 'segmentSeconds',
+  INGEST_PASSTHROUGH: 'passthrough',
+  INGEST_WORK_DIR: 'workDir',
+  INGEST_LIVE_WINDOW: 'liveWindowSegments',
+  INGEST_RETAIN_SEGMENTS: 'retainSegments',
+  INGEST_KEEP_VOD: 'keepVod',
+  INGEST_STORAGE: 'storage',
+  INGEST_LOCAL_STORAGE_DIR: 'localStorageDir',
+  INGEST_RTMP_MAX_MESSAGE_BYTES_BEFORE_PUBLISH: 'rtmpMaxMessageBytesBeforePublish',
+  INGEST_RTMP_MAX_MESSAGE_BYTES: 'rtmpMaxMessageBytes',
+  INGEST_RTMP_MAX_CHUNK_STREAMS: 'rtmpMaxChunkStreams',
+  INGEST_RTMP_MAX_CONNECTIONS: 'rtmpMaxConnections',
+  INGEST_RTMP_MAX_CONNECTIONS_PER_ADDRESS: 'rtmpMaxConnectionsPerAddress',
+  INGEST_RTMP_HANDSHAKE_TIMEOUT_MS: 'rtmpHandshakeTimeoutMs',
+  INGEST_RTMP_PUBLISH_TIMEOUT_MS: 'rtmpPublishTimeoutMs',
+  INGEST_RTMP_IDLE_TIMEOUT_MS: 'rtmpIdleTimeoutMs',
+};
+
+/** Settings of a standalone ingest node process: its link to the api and its own HTTP port. */
+export const ingestNodeConfigSchema = z.object({
+  /** Id the node registers under; unique in the cluster. */
+  nodeId: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,128}$/)
+    .default(`ingest-${os.hostname()}`),
+  /** Address of the HTTP server for `/health` and `/metrics`. */
+  httpHost: z.string().min(1).default('127.0.0.1'),
+  /** Port of that HTTP server; 0 picks a free one. */
+  httpPort: port.default(4490),
+  /** Base URL of the api the node registers with. */
+  apiUrl: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:8080'),
+  /** Secret shared with the api: authenticates the node on its control socket. */
+  clusterSecret: z.string().min(32),
+  /** RTMP URL streamers use for this node (or for the balancer in front of it). */
+  publicRtmpUrl: z.url({ protocol: /^rtmps?$/ }).optional(),
+  /** Streams the node transcodes at once; placement sends no more. */
+  maxStreams: z.coerce.number().int().min(1).optional(),
+  /** Milliseconds between load reports to the api. */
+  heartbeatMs: z.coerce.number().int().min(100).max(10_000).default(1000),
+  /** Milliseconds a SIGTERM may take to end the streams before the process exits anyway. */
+  stopTimeoutMs: millis.default(20_000),
+  /** Log level. */
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+});
+
+/** Settings of a standalone ingest node process. */
+export type IngestNodeConfig = z.infer<typeof ingestNodeConfigSchema>;
+
+const nodeEnvKeys: Record<string, keyof IngestNodeConfig> = {
+  INGEST_NODE_ID: 'nodeId',
+  INGEST_HTTP_HOST: 'httpHost',
+  INGEST_HTTP_PORT: 'httpPort',
+  INGEST_API_URL: 'apiUrl',
+  INGEST_CLUSTER_SECRET: 'clusterSecret',
+  INGEST_PUBLIC_RTMP_URL: 'publicRtmpUrl',
+  INGEST_MAX_STREAMS: 'maxStreams',
+  INGEST_HEARTBEAT_MS: 'heartbeatMs',
+  INGEST_STOP_TIMEOUT_MS: 'stopTimeoutMs',
+  INGEST_LOG_LEVEL: 'logLevel',
+};
+
+/** Reads the standalone process settings from `INGEST_*` environment variables. */
+export function loadIngestNodeConfig(env: Record<string, string | undefined>): IngestNodeConfig {
+  return parseEnvConfig(ingestNodeConfigSchema, env, 'INGEST_', nodeEnvKeys, ingestEnvKeys);
 }
 
 /** Reads the S3 settings from `S3_*` environment variables. */

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { cacheRuleFor } from '@hearth/cdn-config';
 import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
@@ -152,6 +153,9 @@ export class HlsPublisher {
   readonly #byPlaylistKey = new Map<string, RenditionState>();
   // Local files of segment jobs, removed once the job is finished.
   readonly #localFiles = new Map<number, string>();
+  // Sizes of segments not uploaded yet, by job id.
+  readonly #pendingBytes = new Map<number, number>();
+  #backlogBytes = 0;
   // Local file removals in progress; `end()` waits for them so that `ended` means all is tidy.
   readonly #removals = new Set<Promise<void>>();
   #masterQueued = false;
@@ -247,6 +251,11 @@ export class HlsPublisher {
     return this.#queue.size;
   }
 
+  /** Bytes of segments waiting for upload. */
+  get backlogBytes(): number {
+    return this.#backlogBytes;
+  }
+
   /** True once the master playlist is up. */
   get live(): boolean {
     return this.#live;
@@ -276,6 +285,9 @@ export class HlsPublisher {
       expectedMs: segment.durationSec * 1000,
     });
     state.nextSeq += 1;
+    const bytes = fileSize(segment.localPath);
+    this.#pendingBytes.set(jobId, bytes);
+    this.#backlogBytes += bytes;
     if (this.#deleteLocalFiles) this.#localFiles.set(jobId, segment.localPath);
     const record: SegmentRecord = {
       key,
@@ -435,6 +447,8 @@ export class HlsPublisher {
   }
 
   #jobFinished(jobId: number): void {
+    this.#backlogBytes -= this.#pendingBytes.get(jobId) ?? 0;
+    this.#pendingBytes.delete(jobId);
     const file = this.#localFiles.get(jobId);
     if (file === undefined) return;
     this.#localFiles.delete(jobId);
@@ -449,5 +463,14 @@ export class HlsPublisher {
   #assertOpen(): void {
     if (this.#aborted) throw new AppError('unavailable', 'the publisher was aborted');
     if (this.#ending) throw new AppError('unavailable', 'the publisher has ended');
+  }
+}
+
+// A segment that vanished before it was measured counts as empty; its upload reports the loss.
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
   }
 }

@@ -10,3 +10,4 @@ export * from './storage/local-storage';
 export * from './ladder';
 export * from './ffmpeg-args';
 export * from './rtmp-guard';
+export * from './ingest-agent';

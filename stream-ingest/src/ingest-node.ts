@@ -1,9 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import {
+  nodeLoadSchema,
+  type IngestedStream,
+  type NodeLoad,
+  type RenditionInfo,
+} from '@hearth/protocol';
 import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
 import { rtmpLimits, type IngestConfig } from './config';
 import type { IngestControlPlane, PublishGrant } from './control-plane';
+import { ProcessCpuMeter } from './cpu-meter';
+import type { Rendition } from './hls-types';
 import { HlsPublisher } from './hls-publisher';
 import { renderMasterPlaylist } from './master-playlist';
 import { RtmpServer, type PublishRequest } from './rtmp-server';
@@ -30,6 +38,8 @@ class LiveRun {
   readonly request: PublishRequest;
   readonly transcoder: Transcoder;
   readonly publisher: HlsPublisher;
+  /** Last speed ffmpeg reported, 1 = real time. */
+  speed: number | undefined;
   #ending: Promise<void> | undefined;
 
   constructor(options: {
@@ -83,6 +93,7 @@ export class IngestNode {
   readonly #pending = new Map<string, { keyId: string; request: PublishRequest }>();
   readonly #revokedWhilePending = new Set<string>();
   readonly #stopRevocations: () => void;
+  readonly #cpu = new ProcessCpuMeter();
   #stopping = false;
 
   private constructor(options: {
@@ -140,7 +151,34 @@ export class IngestNode {
 
   /** Streams being ingested, by stream id. */
   get liveStreamIds(): string[] {
-    return [...this.#runs.keys()];
+    return [...this.#runs.values()].map((run) => run.grant.streamId);
+  }
+
+  /** Every stream being ingested, as the node replays them to the api after registering. */
+  streams(): IngestedStream[] {
+    return [...this.#runs.values()].map((run) => ({
+      grant: run.grant,
+      state: run.publisher.live ? 'live' : 'starting',
+      renditions: run.transcoder.renditions.map(describeRendition),
+    }));
+  }
+
+  /**
+   * The node's load since the previous call: CPU of this process and its ffmpeg processes as a
+   * share of the machine, streams, the slowest transcode speed, and bytes waiting for upload.
+   */
+  load(): NodeLoad {
+    const runs = [...this.#runs.values()];
+    const pids = runs.flatMap((run) =>
+      run.transcoder.pid === undefined ? [] : [run.transcoder.pid],
+    );
+    const speeds = runs.flatMap((run) => (run.speed === undefined ? [] : [run.speed]));
+    return nodeLoadSchema.parse({
+      cpu: this.#cpu.sample(pids),
+      streams: runs.length,
+      transcodeSpeed: speeds.length > 0 ? Math.min(...speeds) : 0,
+      uploadBacklogBytes: runs.reduce((sum, run) => sum + run.publisher.backlogBytes, 0),
+    });
   }
 
   /** Ends every stream cleanly, then stops the RTMP server. */
@@ -243,6 +281,7 @@ export class IngestNode {
     this.#runs.set(grant.streamId, run);
     transcoder.events.on('segment', (segment) => publisher.addSegment(segment));
     transcoder.events.on('speed', (speed) => {
+      run.speed = speed;
       this.#metrics.transcodeSpeed.set({ channel: grant.channel }, speed);
       this.events.safeEmit('speed', { channel: grant.channel, speed });
     });
@@ -265,7 +304,11 @@ export class IngestNode {
     publisher.events.on('live', () =>
       this.#controlPlane.report({ kind: 'live', streamId: grant.streamId }),
     );
-    this.#controlPlane.report({ kind: 'started', streamId: grant.streamId, renditions });
+    this.#controlPlane.report({
+      kind: 'started',
+      streamId: grant.streamId,
+      renditions: renditions.map(describeRendition),
+    });
     transcoder.start().catch((error: unknown) => {
       // A publisher that left before ffmpeg encoded anything stops the transcoder on purpose.
       if (transcoder.state !== 'failed') return;
@@ -308,6 +351,17 @@ export class IngestNode {
       void this.#end(run, 'stream key revoked');
     }
   }
+}
+
+/** A rendition as players and dashboards see it. */
+export function describeRendition(rendition: Rendition): RenditionInfo {
+  return {
+    name: rendition.name,
+    width: rendition.width,
+    height: rendition.height,
+    fps: rendition.fps,
+    bitrateKbps: rendition.videoBitrateKbps + rendition.audioBitrateKbps,
+  };
 }
 
 async function waitForVideoInfo(

@@ -8,6 +8,5 @@ export * from './signaling-session';
 export * from './voice-node';
 export * from './worker-pool';
 export * from './cascade';
-export * from './control-socket';
 export * from './node-agent';
 export * from './server';

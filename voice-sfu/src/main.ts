@@ -1,9 +1,14 @@
 // A standalone voice-sfu node: `node --import tsx voice-sfu/src/main.ts`. It serves signaling for
 // the channels the api places on it and registers with the api at VOICE_API_URL.
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { ConfigError, JoinTokens, createLogger, loadAllConfigs } from '@hearth/server-common';
+import {
+  ConfigError,
+  JoinTokens,
+  connectControlSocket,
+  createLogger,
+  loadAllConfigs,
+} from '@hearth/server-common';
 import { loadVoiceConfig, loadVoiceServerConfig } from './config';
-import { connectControlSocket } from './control-socket';
 import { NodeAgent } from './node-agent';
 import { startVoiceServer } from './server';
 import { VoiceNode } from './voice-node';

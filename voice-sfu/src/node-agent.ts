@@ -215,6 +215,8 @@ export class NodeAgent {
       channels: channels.length,
       bitrateKbps: Math.round(bitrateKbps),
       streams: 0,
+      transcodeSpeed: 0,
+      uploadBacklogBytes: 0,
     };
   }
 

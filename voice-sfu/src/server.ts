@@ -1,8 +1,7 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { MAX_WEBSOCKET_FRAME_BYTES } from '@hearth/protocol';
-import { keepAlive } from '@hearth/server-common';
+import { keepAlive, listenHttp, notFound, serveOpsEndpoint } from '@hearth/server-common';
 import type { NodeAgent } from './node-agent';
 import type { VoiceNode } from './voice-node';
 
@@ -27,27 +26,8 @@ export async function startVoiceServer(options: {
   const { node, agent } = options;
   const sockets = new WebSocketServer({ noServer: true, maxPayload: MAX_WEBSOCKET_FRAME_BYTES });
   const server = http.createServer((request, response) => {
-    const { pathname } = new URL(request.url ?? '/', 'http://node');
-    if (request.method === 'GET' && pathname === '/health') {
-      response.writeHead(200, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ status: 'ok', node: agent.nodeId }));
-      return;
-    }
-    if (request.method === 'GET' && pathname === '/metrics') {
-      node.registry.metrics().then(
-        (text) => {
-          response.writeHead(200, { 'content-type': node.registry.contentType });
-          response.end(text);
-        },
-        () => {
-          response.writeHead(500);
-          response.end();
-        },
-      );
-      return;
-    }
-    response.writeHead(404, { 'content-type': 'application/json' });
-    response.end(JSON.stringify({ error: { code: 'not_found', message: 'no such endpoint' } }));
+    const ops = { registry: node.registry, health: () => ({ node: agent.nodeId }) };
+    if (!serveOpsEndpoint(request, response, ops)) notFound(response);
   });
   server.on('upgrade', (request, socket, head) => {
     const url = new URL(request.url ?? '/', 'http://node');
@@ -60,13 +40,9 @@ export async function startVoiceServer(options: {
       agent.acceptWithToken(websocket, url.searchParams.get('token') ?? undefined);
     });
   });
-  server.listen(options.port, options.host);
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  const port = await listenHttp(server, options.host, options.port);
   return {
-    port: (server.address() as AddressInfo).port,
+    port,
     async close() {
       for (const client of sockets.clients) client.terminate();
       sockets.close();

@@ -206,6 +206,18 @@ export class PlacementService {
     return toNodeInfo(record);
   }
 
+  /**
+   * A node leaving on purpose: it is marked down at once and announced like a failure, so its
+   * channels move and its sessions and streams close; it is forgotten after the usual retention.
+   */
+  async deregister(id: string): Promise<void> {
+    this.#checkOpen();
+    if (!(await this.#registry.markDown(parseInput(nodeIdSchema, id, 'node id')))) return;
+    const channels = await this.#registry.channelsOnNode(id);
+    this.#logger.info({ nodeId: id, channels: channels.length }, 'node deregistered');
+    await this.#publish({ type: 'nodeDown', nodeId: id, channels, at: this.#clock() });
+  }
+
   /** Records a node's load; throws `NodeNotRegisteredError` when the node must register again. */
   async heartbeat(id: string, input: NodeLoadInput): Promise<void> {
     this.#checkOpen();

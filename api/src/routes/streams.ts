@@ -34,8 +34,8 @@ export function registerStreamRoutes(
     ctx.body = { keys: await deps.streams.listKeys() };
   });
 
-  router.get('/api/streams', limit, signedIn, requireGrant('join'), (ctx) => {
-    ctx.body = { streams: deps.streams.liveStreams() };
+  router.get('/api/streams', limit, signedIn, requireGrant('join'), async (ctx) => {
+    ctx.body = { streams: await deps.streams.liveStreams() };
   });
 
   router.get(
@@ -44,8 +44,8 @@ export function registerStreamRoutes(
     signedIn,
     channelParam(),
     requireGrant('join'),
-    (ctx) => {
-      ctx.body = deps.streams.channelStream(ctx.params.name!);
+    async (ctx) => {
+      ctx.body = await deps.streams.channelStream(ctx.params.name!);
     },
   );
 }

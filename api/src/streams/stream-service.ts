@@ -1,20 +1,21 @@
 import { randomUUID } from 'node:crypto';
-import type {
-  ChannelStream,
-  IssuedStreamKey,
-  LiveStream,
-  StreamKeyDetails,
-  StreamKeyInfo,
+import { z } from 'zod';
+import {
+  liveStreamSchema,
+  type ChannelStream,
+  type IngestedStream,
+  type IssuedStreamKey,
+  type LiveStream,
+  type PublishGrant,
+  type StreamKeyDetails,
+  type StreamKeyInfo,
+  type StreamReport,
 } from '@hearth/protocol';
 import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
-import type {
-  IngestControlPlane,
-  PublishGrant,
-  Rendition,
-  StreamReport,
-} from '@hearth/stream-ingest';
 import type { ChannelDirectory } from '../channel-directory';
+import type { ClusterBus } from '../cluster/bus';
 import type { StreamHistory } from '../db/stream-history';
+import type { LiveStreamStore, StreamRecord } from './live-stream-store';
 import {
   generateStreamKey,
   parseStreamKey,
@@ -33,7 +34,7 @@ export type StreamServiceEvents = {
   streamEnded: [LiveStream];
   /** A channel's viewer count changed. */
   viewerCount: [channel: string, viewers: number];
-  /** A key was rotated or revoked; streams using it must end. */
+  /** A key was rotated or revoked through this instance; streams using it must end. */
   keyRevoked: [keyId: string];
 };
 
@@ -45,45 +46,86 @@ export interface StreamUrls {
   playbackBaseUrl: string;
 }
 
-interface StreamEntry {
-  stream: LiveStream;
-  keyId: string;
-}
+/** Bus topic on which every api instance hears of stream changes, to tell its web clients. */
+const STREAM_EVENTS_TOPIC = 'streams.events';
 
-// How long an ended stream stays listed, so players that poll see "ended" rather than "offline".
-const ENDED_STREAM_RETENTION_MS = 60_000;
+const streamEventSchema = z.discriminatedUnion('event', [
+  z.object({
+    event: z.enum(['streamStarted', 'streamLive', 'streamEnded']),
+    stream: liveStreamSchema,
+  }),
+  z.object({
+    event: z.literal('viewerCount'),
+    channel: z.string(),
+    viewers: z.number().int().nonnegative(),
+  }),
+]);
+
+type StreamEvent = z.infer<typeof streamEventSchema>;
+
+/** Why the api ends the streams of an ingest node that went away. */
+export const NODE_GONE_REASON = 'ingest node gone';
 
 /**
- * Stream keys, publish authorization, and the registry of live streams with their viewers. It is
- * the control plane the ingest nodes talk to.
+ * Stream keys, publish authorization, and the live streams with their viewers, kept in a store
+ * every api instance shares. Ingest nodes ask it, through the node hub, whether a key may publish
+ * and report what their streams do; every change reaches the web clients of every instance.
  */
-export class StreamService implements IngestControlPlane {
-  /** Stream lifecycle and viewer events. */
+export class StreamService {
+  /** Stream lifecycle and viewer events, as every instance hears them. */
   readonly events: TypedEmitter<StreamServiceEvents>;
   readonly #keys: StreamKeyStore;
   readonly #channels: ChannelDirectory;
   readonly #history: StreamHistory;
+  readonly #store: LiveStreamStore;
+  readonly #bus: ClusterBus;
   readonly #pendingHistory = new Set<Promise<void>>();
   readonly #urls: StreamUrls;
   readonly #logger: Logger;
-  readonly #streams = new Map<string, StreamEntry>();
-  readonly #viewers = new Map<string, number>();
+  #unsubscribe: (() => Promise<void>) | undefined;
 
   constructor(options: {
     keys: StreamKeyStore;
     channels: ChannelDirectory;
     history: StreamHistory;
+    store: LiveStreamStore;
+    bus: ClusterBus;
     urls: StreamUrls;
     logger: Logger;
   }) {
     this.#keys = options.keys;
     this.#channels = options.channels;
     this.#history = options.history;
+    this.#store = options.store;
+    this.#bus = options.bus;
     this.#urls = options.urls;
     this.#logger = options.logger.child({ component: 'streams' });
     this.events = new TypedEmitter((error, event) =>
       this.#logger.error({ err: error, event }, 'stream event listener failed'),
     );
+  }
+
+  /** Starts hearing stream changes made through any api instance. */
+  async start(): Promise<void> {
+    this.#unsubscribe = await this.#bus.subscribe(STREAM_EVENTS_TOPIC, (message) => {
+      const parsed = streamEventSchema.safeParse(message);
+      if (!parsed.success) {
+        this.#logger.error('bad stream event on the bus');
+        return;
+      }
+      const event = parsed.data;
+      if (event.event === 'viewerCount') {
+        this.events.safeEmit('viewerCount', event.channel, event.viewers);
+      } else {
+        this.events.safeEmit(event.event, event.stream);
+      }
+    });
+  }
+
+  /** Stops hearing the bus and waits for history writes. */
+  async close(): Promise<void> {
+    await this.#unsubscribe?.();
+    await this.settle();
   }
 
   /** The master playlist URL of a channel; it stays the same across its streams. */
@@ -131,34 +173,42 @@ export class StreamService implements IngestControlPlane {
     return (await this.#keys.list()).map(describeKey);
   }
 
-  /** Accepts a publisher whose key is current and whose channel is not live already. */
-  async authorizePublish(streamKey: string, publisher: { ip: string }): Promise<PublishGrant> {
+  /**
+   * Accepts a publisher on `nodeId` whose key is current and whose channel is not live already;
+   * refuses with `forbidden` (bad key) or `conflict` (live). The key is never logged.
+   */
+  async authorizePublish(
+    streamKey: string,
+    publisher: { ip: string; nodeId: string },
+  ): Promise<PublishGrant> {
     const parsed = parseStreamKey(streamKey);
     const record = parsed ? await this.#keys.byId(parsed.id) : undefined;
     if (!parsed || !record || !secretMatches(parsed.secret, record.secretHash)) {
       this.#logger.warn({ ip: publisher.ip }, 'publish refused: unknown or revoked stream key');
       throw new AppError('forbidden', 'unknown or revoked stream key');
     }
-    if (this.#liveEntry(record.channel)) {
-      throw new AppError('conflict', `channel ${record.channel} is already live`);
-    }
-    // The stream is registered before anything is awaited, so two publishers racing for the same
-    // channel cannot both pass the check above.
     const streamId = randomUUID();
-    const stream: LiveStream = {
-      id: streamId,
-      channel: record.channel,
-      state: 'starting',
-      startedAt: new Date().toISOString(),
-      endedAt: null,
-      playbackUrl: this.playbackUrl(record.channel),
-      viewers: 0,
-      renditions: [],
-    };
-    this.#streams.set(streamId, { stream, keyId: record.id });
     const storagePrefix = `live/${record.channel}`;
+    const startedAt = new Date();
+    // The claim is atomic in the shared store: of two publishers racing for one channel, on any
+    // nodes and through any api instances, one wins.
+    const claimed = await this.#store.claim({
+      stream: {
+        id: streamId,
+        channel: record.channel,
+        state: 'starting',
+        startedAt: startedAt.toISOString(),
+        endedAt: null,
+        playbackUrl: this.playbackUrl(record.channel),
+        renditions: [],
+      },
+      keyId: record.id,
+      nodeId: publisher.nodeId,
+      seenAt: startedAt.toISOString(),
+    });
+    if (!claimed) throw new AppError('conflict', `channel ${record.channel} is already live`);
     try {
-      record.lastUsedAt = new Date();
+      record.lastUsedAt = startedAt;
       await this.#keys.put(record);
       await this.#history.started({
         id: streamId,
@@ -166,40 +216,111 @@ export class StreamService implements IngestControlPlane {
         keyId: record.id,
         publisherIp: publisher.ip,
         storagePrefix,
-        startedAt: new Date(stream.startedAt),
+        startedAt,
+        nodeId: publisher.nodeId,
       });
     } catch (error) {
-      this.#streams.delete(streamId);
+      await this.#store.end(streamId, new Date());
       throw error;
     }
     return { streamId, channel: record.channel, keyId: record.id, storagePrefix };
   }
 
-  /** Applies a report from an ingest node. */
-  report(report: StreamReport): void {
-    const entry = this.#streams.get(report.streamId);
-    if (!entry || entry.stream.state === 'ended') return;
+  /** Applies a report from the ingest node `nodeId`; reports on other nodes' streams are ignored. */
+  async report(nodeId: string, report: StreamReport): Promise<void> {
+    const record = await this.#store.get(report.streamId);
+    if (!record || record.nodeId !== nodeId) return;
     if (report.kind === 'started') {
-      entry.stream = { ...entry.stream, renditions: report.renditions.map(describeRendition) };
-      this.#record(
-        report.streamId,
-        this.#history.renditions(report.streamId, entry.stream.renditions),
-      );
-      this.events.safeEmit('streamStarted', this.#withViewers(entry.stream));
+      const next = await this.#store.update(report.streamId, { renditions: report.renditions });
+      if (!next) return;
+      this.#record(report.streamId, this.#history.renditions(report.streamId, report.renditions));
+      await this.#announce('streamStarted', next);
     } else if (report.kind === 'live') {
-      entry.stream = { ...entry.stream, state: 'live' };
+      const next = await this.#store.update(report.streamId, { state: 'live' });
+      if (!next) return;
       this.#record(report.streamId, this.#history.live(report.streamId, new Date()));
-      this.events.safeEmit('streamLive', this.#withViewers(entry.stream));
+      await this.#announce('streamLive', next);
     } else {
-      const endedAt = new Date();
-      entry.stream = { ...entry.stream, state: 'ended', endedAt: endedAt.toISOString() };
-      this.#record(report.streamId, this.#history.ended(report.streamId, endedAt, report.reason));
-      this.events.safeEmit('streamEnded', this.#withViewers(entry.stream));
-      this.#logger.info({ stream: report.streamId, reason: report.reason }, 'stream ended');
-      setTimeout(() => {
-        if (this.#streams.get(report.streamId) === entry) this.#streams.delete(report.streamId);
-      }, ENDED_STREAM_RETENTION_MS).unref();
+      await this.#end(record, report.reason);
     }
+  }
+
+  /**
+   * Takes what a node that just registered runs as the truth: its streams are live again (after
+   * an api restart, or a mark-down that ended them), and its other streams end.
+   */
+  async replay(nodeId: string, streams: readonly IngestedStream[]): Promise<void> {
+    const seenAt = new Date().toISOString();
+    const replayed = new Set(streams.map(({ grant }) => grant.streamId));
+    for (const record of await this.#store.live()) {
+      if (record.nodeId === nodeId && !replayed.has(record.stream.id)) {
+        await this.#end(record, 'not running on its node after it registered');
+      }
+    }
+    for (const { grant, state, renditions } of streams) {
+      const known = await this.#store.get(grant.streamId);
+      if (known && known.stream.state !== 'ended') {
+        // Vouched for now: a "node gone" decided before this replay must not end it.
+        await this.#store.update(grant.streamId, { seenAt });
+        continue;
+      }
+      const claimed = await this.#store.claim({
+        stream: {
+          id: grant.streamId,
+          channel: grant.channel,
+          state,
+          startedAt: known?.stream.startedAt ?? new Date().toISOString(),
+          endedAt: null,
+          playbackUrl: this.playbackUrl(grant.channel),
+          renditions,
+        },
+        keyId: grant.keyId,
+        nodeId,
+        seenAt,
+      });
+      if (!claimed) {
+        this.#logger.warn({ node: nodeId, stream: grant.streamId }, 'replayed stream conflicts');
+        continue;
+      }
+      this.#record(grant.streamId, this.#history.reopen(grant.streamId));
+      const record = await this.#store.get(grant.streamId);
+      if (record) await this.#announce(state === 'live' ? 'streamLive' : 'streamStarted', record);
+    }
+    const closed = await this.#history.closeNode(
+      nodeId,
+      new Date(),
+      'not running on its node after it registered',
+      [...replayed],
+    );
+    if (closed > 0) this.#logger.warn({ node: nodeId, streams: closed }, 'closed stale streams');
+  }
+
+  /**
+   * Ends the streams of an ingest node that went away at `since` (its connection dropped, or it
+   * was marked down), except those it vouched for since: it came back and replayed them, maybe
+   * through another api instance.
+   */
+  async nodeGone(nodeId: string, since: Date): Promise<void> {
+    const kept: string[] = [];
+    for (const record of await this.#store.live()) {
+      if (record.nodeId !== nodeId) continue;
+      if (Date.parse(record.seenAt) >= since.getTime()) kept.push(record.stream.id);
+      else await this.#end(record, NODE_GONE_REASON, since);
+    }
+    await this.#history.closeNode(nodeId, new Date(), NODE_GONE_REASON, kept);
+  }
+
+  /**
+   * Ends the history rows left open by nodes not in `upNodes` (nodes that died while no api
+   * instance watched them); resolves with how many it ended.
+   */
+  async closeStreamsOfGoneNodes(upNodes: ReadonlySet<string>): Promise<number> {
+    let closed = 0;
+    for (const nodeId of await this.#history.nodesWithOpenStreams()) {
+      if (nodeId !== null && upNodes.has(nodeId)) continue;
+      closed += await this.#history.closeNode(nodeId, new Date(), NODE_GONE_REASON);
+    }
+    return closed;
   }
 
   /** Resolves once every stream history write started so far has finished (before closing the db). */
@@ -207,43 +328,71 @@ export class StreamService implements IngestControlPlane {
     while (this.#pendingHistory.size > 0) await Promise.all(this.#pendingHistory);
   }
 
-  /** Subscribes to key rotations and revocations. */
-  onKeyRevoked(listener: (keyId: string) => void): () => void {
-    this.events.on('keyRevoked', listener);
-    return () => this.events.off('keyRevoked', listener);
-  }
-
-  /** Streams that are starting or live. */
-  liveStreams(): LiveStream[] {
-    return [...this.#streams.values()]
-      .filter(({ stream }) => stream.state !== 'ended')
-      .map(({ stream }) => this.#withViewers(stream));
+  /** Streams that are starting or live, on every node. */
+  async liveStreams(): Promise<LiveStream[]> {
+    const records = await this.#store.live();
+    const viewers = await this.#store.viewers(records.map(({ stream }) => stream.channel));
+    return records.map(({ stream }) => ({ ...stream, viewers: viewers.get(stream.channel) ?? 0 }));
   }
 
   /** A channel's current (or just ended) stream, or offline. */
-  channelStream(channel: string): ChannelStream {
-    const entries = [...this.#streams.values()].filter(({ stream }) => stream.channel === channel);
-    const latest = entries.find(({ stream }) => stream.state !== 'ended') ?? entries.at(-1);
+  async channelStream(channel: string): Promise<ChannelStream> {
+    const record = await this.#store.ofChannel(channel);
     return {
       channel,
       playbackUrl: this.playbackUrl(channel),
-      stream: latest ? this.#withViewers(latest.stream) : null,
+      stream: record ? await this.#withViewers(record) : null,
     };
   }
 
   /** Counts one viewer of a channel until the returned function is called. */
   addViewer(channel: string): () => void {
-    this.#setViewers(channel, (this.#viewers.get(channel) ?? 0) + 1);
+    this.#changeViewers(channel, 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.#setViewers(channel, (this.#viewers.get(channel) ?? 1) - 1);
+      this.#changeViewers(channel, -1);
     };
   }
 
-  // Ingest reports are fire-and-forget; their history writes are tracked so `settle()` can wait
-  // for them, and a failed write is logged rather than disturbing the stream.
+  #changeViewers(channel: string, delta: number): void {
+    this.#store
+      .addViewers(channel, delta)
+      .then((viewers) =>
+        this.#bus.publish(STREAM_EVENTS_TOPIC, { event: 'viewerCount', channel, viewers }),
+      )
+      .catch((error: unknown) => {
+        this.#logger.warn({ err: error, channel }, 'viewer count not updated');
+      });
+  }
+
+  async #end(record: StreamRecord, reason: string, seenBefore?: Date): Promise<void> {
+    const endedAt = new Date();
+    const ended = await this.#store.end(record.stream.id, endedAt, seenBefore);
+    if (!ended) return;
+    this.#record(record.stream.id, this.#history.ended(record.stream.id, endedAt, reason));
+    this.#logger.info({ stream: record.stream.id, reason }, 'stream ended');
+    await this.#announce('streamEnded', ended);
+  }
+
+  async #announce(
+    event: Exclude<StreamEvent['event'], 'viewerCount'>,
+    record: StreamRecord,
+  ): Promise<void> {
+    const stream = await this.#withViewers(record);
+    await this.#bus.publish(STREAM_EVENTS_TOPIC, { event, stream }).catch((error: unknown) => {
+      this.#logger.warn({ err: error, stream: stream.id }, 'stream event not published');
+    });
+  }
+
+  async #withViewers(record: StreamRecord): Promise<LiveStream> {
+    const viewers = await this.#store.viewers([record.stream.channel]);
+    return { ...record.stream, viewers: viewers.get(record.stream.channel) ?? 0 };
+  }
+
+  // History writes run in the background and are tracked so `settle()` can wait for them; a
+  // failed write is logged rather than disturbing the stream.
   #record(streamId: string, write: Promise<void>): void {
     const tracked = write
       .catch((error: unknown) =>
@@ -276,22 +425,6 @@ export class StreamService implements IngestControlPlane {
     if (!record) throw new AppError('not_found', `channel ${channel} has no stream key`);
     return record;
   }
-
-  #liveEntry(channel: string): StreamEntry | undefined {
-    return [...this.#streams.values()].find(
-      ({ stream }) => stream.channel === channel && stream.state !== 'ended',
-    );
-  }
-
-  #setViewers(channel: string, viewers: number): void {
-    if (viewers <= 0) this.#viewers.delete(channel);
-    else this.#viewers.set(channel, viewers);
-    this.events.safeEmit('viewerCount', channel, Math.max(0, viewers));
-  }
-
-  #withViewers(stream: LiveStream): LiveStream {
-    return { ...stream, viewers: this.#viewers.get(stream.channel) ?? 0 };
-  }
 }
 
 function describeKey(record: StreamKeyRecord): StreamKeyInfo {
@@ -300,15 +433,5 @@ function describeKey(record: StreamKeyRecord): StreamKeyInfo {
     channel: record.channel,
     createdAt: record.createdAt.toISOString(),
     lastUsedAt: record.lastUsedAt?.toISOString() ?? null,
-  };
-}
-
-function describeRendition(rendition: Rendition) {
-  return {
-    name: rendition.name,
-    width: rendition.width,
-    height: rendition.height,
-    fps: rendition.fps,
-    bitrateKbps: rendition.videoBitrateKbps + rendition.audioBitrateKbps,
   };
 }

@@ -14,6 +14,12 @@ import type { ClusterBus } from '../cluster/bus';
 import type { LiveSession, SessionHistory } from '../db/session-history';
 import type { PresenceStore } from './presence';
 import type { PlacementService } from '../nodes/placement-service';
+import {
+  INGEST_MESSAGE_TYPES,
+  INGEST_ONLY_DELIVERIES,
+  type IngestMessageHandler,
+  type IngestToApiMessage,
+} from '../streams/ingest-messages';
 import { NodeNotRegisteredError } from '../nodes/registry';
 
 /** Bus topic every api instance listens on to reach the nodes connected to it. */
@@ -42,6 +48,8 @@ interface NodeConnection {
   deliver(message: ApiToNodeMessage): void;
   close(code: number, reason: string): void;
   nodeId?: string;
+  /** What the node registered as. */
+  kind?: 'voice' | 'ingest';
   unsubscribe?: () => Promise<void>;
   /** Open voice sessions of the node's participants: history rows by peer id. */
   sessions: Map<string, Promise<TrackedSession | undefined>>;
@@ -70,6 +78,7 @@ export class NodeHub {
   readonly #secretHash: Buffer;
   readonly #sessions: SessionHistory;
   readonly #presence: PresenceStore;
+  readonly #ingest: IngestMessageHandler | undefined;
   readonly #connections = new Set<NodeConnection>();
   #rtpCapabilities: RtpCapabilities | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
@@ -84,6 +93,7 @@ export class NodeHub {
     clusterSecret: string;
     sessions: SessionHistory;
     presence: PresenceStore;
+    ingest?: IngestMessageHandler;
   }) {
     this.#placement = options.placement;
     this.#bus = options.bus;
@@ -91,6 +101,7 @@ export class NodeHub {
     this.#secretHash = sha256(options.clusterSecret);
     this.#sessions = options.sessions;
     this.#presence = options.presence;
+    this.#ingest = options.ingest;
   }
 
   /**
@@ -106,6 +117,8 @@ export class NodeHub {
     clusterSecret: string;
     sessions: SessionHistory;
     presence: PresenceStore;
+    /** Answers ingest nodes; without it, their messages are refused. */
+    ingest?: IngestMessageHandler;
     reapIntervalMs?: number;
   }): Promise<NodeHub> {
     const hub = new NodeHub(options);
@@ -150,6 +163,7 @@ export class NodeHub {
         this.#logger.warn({ node: nodeId, sessions: closed }, 'closed the sessions of a gone node');
       }
     }
+    await this.#ingest?.reap(up);
     return reaped;
   }
 
@@ -290,7 +304,15 @@ export class NodeHub {
         connection.close(4409, 'register first');
         return;
       }
+      if (INGEST_MESSAGE_TYPES.has(message.type)) {
+        await this.#handleIngest(connection, nodeId, message as IngestToApiMessage);
+        return;
+      }
       switch (message.type) {
+        case 'deregister':
+          this.#logger.info({ node: nodeId }, 'node deregistered');
+          await this.#placement.deregister(nodeId);
+          return;
         case 'heartbeat':
           this.#resyncIfStale(connection, nodeId);
           await this.#placement.heartbeat(nodeId, message.load).catch((error: unknown) => {
@@ -332,6 +354,26 @@ export class NodeHub {
     }
   }
 
+  async #handleIngest(
+    connection: NodeConnection,
+    nodeId: string,
+    message: IngestToApiMessage,
+  ): Promise<void> {
+    if (connection.kind !== 'ingest' || !this.#ingest) {
+      this.#logger.warn(
+        { node: nodeId, type: message.type },
+        'ingest message from a non-ingest node',
+      );
+      return;
+    }
+    await this.#ingest.handle(nodeId, message, (reply) => connection.deliver(reply));
+  }
+
+  /** Tells every ingest node, through every api instance, that a stream key is revoked. */
+  async revokeKey(keyId: string): Promise<void> {
+    await this.#bus.publish(BROADCAST_TOPIC, { type: 'keyRevoked', keyId });
+  }
+
   async #register(
     connection: NodeConnection,
     message: Extract<NodeToApiMessage, { type: 'register' }>,
@@ -345,6 +387,7 @@ export class NodeHub {
     this.#rtpCapabilities ??= message.rtpCapabilities;
     if (connection.nodeId === undefined) {
       connection.nodeId = registration.id;
+      connection.kind = registration.kind;
       connection.unsubscribe = await this.#bus.subscribe(nodeTopic(registration.id), (relayed) =>
         this.#deliverTo(connection, relayed),
       );
@@ -495,6 +538,16 @@ export class NodeHub {
     for (const peerId of [...connection.sessions.keys()]) this.#closeSession(connection, peerId);
     void connection.unsubscribe?.();
     if (connection.nodeId) this.#logger.warn({ node: connection.nodeId }, 'node disconnected');
+    // An api instance that stops drops its nodes on purpose; they reconnect elsewhere and replay.
+    if (connection.kind === 'ingest' && connection.nodeId && !this.#closed) {
+      const nodeId = connection.nodeId;
+      this.#ingest?.disconnected(nodeId, new Date()).catch((error: unknown) => {
+        this.#logger.error(
+          { err: error, node: nodeId },
+          'ending the streams of a lost node failed',
+        );
+      });
+    }
   }
 
   #deliverTo(connection: NodeConnection, message: unknown): void {
@@ -508,7 +561,7 @@ export class NodeHub {
 
   #deliverToAll(message: unknown): void {
     for (const connection of this.#connections) {
-      if (connection.nodeId) this.#deliverTo(connection, message);
+      if (connection.nodeId && concerns(connection, message)) this.#deliverTo(connection, message);
     }
   }
 
@@ -516,9 +569,16 @@ export class NodeHub {
   // only the nodes connected to it.
   #deliverLocally(message: ApiToNodeMessage): void {
     for (const connection of this.#connections) {
-      if (connection.nodeId) connection.deliver(message);
+      if (connection.nodeId && concerns(connection, message)) connection.deliver(message);
     }
   }
+}
+
+// Stream messages go to ingest nodes only; placement and cascade messages to voice nodes only.
+function concerns(connection: NodeConnection, message: unknown): boolean {
+  const type = (message as { type?: unknown } | null)?.type;
+  const forIngest = typeof type === 'string' && INGEST_ONLY_DELIVERIES.has(type);
+  return forIngest === (connection.kind === 'ingest');
 }
 
 function sha256(text: string): Buffer {

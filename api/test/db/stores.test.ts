@@ -279,6 +279,7 @@ describe.each(testBackends())('stores on $name', (backend) => {
         publisherIp: '127.0.0.1',
         storagePrefix: 'live/tv',
         startedAt,
+        nodeId: 'ingest-a',
       });
       const renditions = [{ name: '720p30', width: 1280, height: 720, fps: 30, bitrateKbps: 2128 }];
       await stores.streamHistory.renditions(id, renditions);
@@ -297,8 +298,41 @@ describe.each(testBackends())('stores on $name', (backend) => {
           live_at: new Date('2024-06-01T10:00:04Z'),
           ended_at: new Date('2024-06-01T11:00:00Z'),
           end_reason: 'publisher left',
+          node_id: 'ingest-a',
         },
       ]);
+    });
+
+    it("closeNode() ends a node's open rows but those kept; reopen() opens one again", async () => {
+      const started = (id: string, nodeId: string) =>
+        stores.streamHistory.started({
+          id,
+          channel: `c-${id.slice(0, 8)}`,
+          keyId: 'aaaaaaaaaaaaaaaa',
+          publisherIp: '127.0.0.1',
+          storagePrefix: 'live/x',
+          startedAt: new Date(),
+          nodeId,
+        });
+      const [kept, closed, elsewhere] = [randomUUID(), randomUUID(), randomUUID()];
+      await started(kept, 'ingest-a');
+      await started(closed, 'ingest-a');
+      await started(elsewhere, 'ingest-b');
+      expect((await stores.streamHistory.nodesWithOpenStreams()).sort()).toEqual([
+        'ingest-a',
+        'ingest-b',
+      ]);
+      const at = new Date('2024-06-01T12:00:00Z');
+      expect(await stores.streamHistory.closeNode('ingest-a', at, 'node gone', [kept])).toBe(1);
+      const open = async () =>
+        (await db.query('SELECT id FROM stream_history WHERE ended_at IS NULL ORDER BY id')).map(
+          (row) => row.id,
+        );
+      expect(await open()).toEqual([kept, elsewhere].sort());
+      await stores.streamHistory.reopen(closed);
+      expect(await open()).toEqual([kept, closed, elsewhere].sort());
+      expect(await stores.streamHistory.closeNode('ingest-a', at, 'node gone')).toBe(2);
+      expect(await open()).toEqual([elsewhere]);
     });
   });
 

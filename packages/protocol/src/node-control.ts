@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { cascadeMessageSchema } from './cascade';
 import { channelNameSchema, participantSchema } from './common';
 import { rtpCapabilitiesSchema } from './rtp';
+import { ingestedStreamSchema, publishGrantSchema, streamReportSchema } from './streams';
 import {
   channelAssignmentSchema,
   nodeIdSchema,
@@ -23,14 +24,17 @@ export const replayedSessionSchema = z.object({
 /** One live session a node replays after registering. */
 export type ReplayedSession = z.infer<typeof replayedSessionSchema>;
 
+/** Streams an ingest node may replay: far above what one node transcodes. */
+export const MAX_REPLAYED_STREAMS = 200;
+
 /** What a node sends the api over its control WebSocket. */
 export const nodeToApiMessageSchema = z.discriminatedUnion('type', [
   /** First message: who the node is and what it can take. */
   z.object({
     type: z.literal('register'),
     registration: nodeRegistrationSchema,
-    /** RTP capabilities of the node's routers, which clients may load before joining. */
-    rtpCapabilities: rtpCapabilitiesSchema,
+    /** RTP capabilities of a voice node's routers, which clients may load before joining. */
+    rtpCapabilities: rtpCapabilitiesSchema.optional(),
   }),
   /** Sent every second or so; a node that stops sending is marked down. */
   z.object({ type: z.literal('heartbeat'), load: nodeLoadSchema }),
@@ -64,6 +68,25 @@ export const nodeToApiMessageSchema = z.discriminatedUnion('type', [
     sessions: z.array(replayedSessionSchema).max(REPLAY_BATCH_SIZE),
     done: z.boolean(),
   }),
+  /** The node is stopping on purpose, its work finished: mark it down now. */
+  z.object({ type: z.literal('deregister') }),
+  /** An ingest node asks whether a publisher's stream key may publish; answered by id. */
+  z.object({
+    type: z.literal('authorizePublish'),
+    requestId: z.uuid(),
+    streamKey: z.string().max(256),
+    ip: z.string().max(64),
+  }),
+  /** An ingest node reports a change in one of its streams. */
+  z.object({ type: z.literal('streamReport'), report: streamReportSchema }),
+  /**
+   * Sent by an ingest node right after each `register`: every stream it runs now. The api ends
+   * the node's other streams and takes these as live (after an api restart, or a mark-down).
+   */
+  z.object({
+    type: z.literal('streamsReplay'),
+    streams: z.array(ingestedStreamSchema).max(MAX_REPLAYED_STREAMS),
+  }),
 ]);
 
 /** A message from a node to the api. */
@@ -87,6 +110,21 @@ export const apiToNodeMessageSchema = z.discriminatedUnion('type', [
     channel: channelNameSchema,
     reason: z.enum(['deleted', 'released']),
   }),
+  /** The answer to `authorizePublish`: the publisher may publish under this grant. */
+  z.object({
+    type: z.literal('publishAuthorized'),
+    requestId: z.uuid(),
+    grant: publishGrantSchema,
+  }),
+  /** The answer to `authorizePublish`: the publisher is refused, with an error code. */
+  z.object({
+    type: z.literal('publishRefused'),
+    requestId: z.uuid(),
+    code: z.string().max(64),
+    message: z.string().max(300),
+  }),
+  /** A stream key was rotated or revoked: streams published with it end. */
+  z.object({ type: z.literal('keyRevoked'), keyId: z.string().min(1).max(64) }),
 ]);
 
 /** A message from the api to a node. */

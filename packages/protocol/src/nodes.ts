@@ -53,6 +53,10 @@ export const nodeLoadSchema = z.object({
   bitrateKbps: z.number().nonnegative().default(0),
   /** Live streams being ingested (ingest nodes). */
   streams: count,
+  /** Slowest transcode speed among the node's streams, 1 = real time; 0 without streams. */
+  transcodeSpeed: z.number().nonnegative().default(0),
+  /** Bytes of segments and playlists waiting for upload (ingest nodes). */
+  uploadBacklogBytes: count,
 });
 
 /** The load a node reports in each heartbeat. */

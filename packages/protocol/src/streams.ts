@@ -50,6 +50,9 @@ export const renditionInfoSchema = z.object({
   bitrateKbps: z.number(),
 });
 
+/** One rendition of a live stream, as players and dashboards see it. */
+export type RenditionInfo = z.infer<typeof renditionInfoSchema>;
+
 /** Where a stream is in its life. */
 export const streamStateSchema = z.enum(['starting', 'live', 'ended']);
 
@@ -100,3 +103,51 @@ export type EventNotificationMethod = keyof typeof eventNotificationSchemas;
 export type EventNotificationData<M extends EventNotificationMethod> = z.infer<
   (typeof eventNotificationSchemas)[M]
 >;
+
+/** Renditions one stream may report: far above any ladder, low enough to bound a message. */
+const MAX_RENDITIONS = 16;
+
+/** A change in a stream's life that its ingest node reports to the api. */
+export const streamReportSchema = z.discriminatedUnion('kind', [
+  /** The transcoder starts, with these renditions. */
+  z.object({
+    kind: z.literal('started'),
+    streamId: z.uuid(),
+    renditions: z.array(renditionInfoSchema).max(MAX_RENDITIONS),
+  }),
+  /** The first segments of every rendition are playable. */
+  z.object({ kind: z.literal('live'), streamId: z.uuid() }),
+  /** The stream ended, and why. */
+  z.object({ kind: z.literal('ended'), streamId: z.uuid(), reason: z.string().max(200) }),
+]);
+
+/** A change in a stream's life that its ingest node reports to the api. */
+export type StreamReport = z.infer<typeof streamReportSchema>;
+
+/** What the api grants a publisher whose key it accepted. */
+export const publishGrantSchema = z.object({
+  /** New id of this stream. */
+  streamId: z.uuid(),
+  /** Channel it publishes to. */
+  channel: channelNameSchema,
+  /** Id of the key used, so a rotation or revocation can end the stream. */
+  keyId: z.string().min(1).max(64),
+  /** Object key prefix the stream's playlists and segments go under. */
+  storagePrefix: z.string().min(1).max(300),
+});
+
+/** What the api grants a publisher whose key it accepted. */
+export type PublishGrant = z.infer<typeof publishGrantSchema>;
+
+/** A stream an ingest node runs, as it replays them after each register. */
+export const ingestedStreamSchema = z.object({
+  /** The grant it runs under. */
+  grant: publishGrantSchema,
+  /** `live` once its first segments are playable. */
+  state: z.enum(['starting', 'live']),
+  /** Renditions being produced. */
+  renditions: z.array(renditionInfoSchema).max(MAX_RENDITIONS),
+});
+
+/** A stream an ingest node runs. */
+export type IngestedStream = z.infer<typeof ingestedStreamSchema>;

@@ -11,18 +11,20 @@ export class ConfigError extends Error {
 
 /**
  * Parses the environment variables with `prefix` against a schema, refusing unknown ones.
- * `keys` maps each variable name to the config field it sets.
+ * `keys` maps each variable name to the config field it sets; `othersKeys` names variables of
+ * the same prefix that another settings group reads.
  */
 export function parseEnvConfig<S extends z.ZodType>(
   schema: S,
   env: Record<string, string | undefined>,
   prefix: string,
   keys: Record<string, string>,
+  othersKeys: Record<string, string> = {},
 ): z.infer<S> {
   const problems: string[] = [];
   const raw: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith(prefix) || value === undefined) continue;
+    if (!name.startsWith(prefix) || value === undefined || name in othersKeys) continue;
     const field = keys[name];
     if (field === undefined) problems.push(`${name}: unknown setting`);
     else raw[field] = value;

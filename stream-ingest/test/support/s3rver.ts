@@ -62,6 +62,16 @@ export class TestS3Server {
     });
   }
 
+  /** The `S3_*` settings an ingest node process needs to write to this server's bucket. */
+  ingestEnv(): Record<string, string> {
+    return {
+      S3_ENDPOINT: this.endpoint,
+      S3_BUCKET: TEST_BUCKET,
+      S3_ACCESS_KEY_ID: this.#server.credentials.accessKeyId,
+      S3_SECRET_ACCESS_KEY: this.#server.credentials.secretAccessKey,
+    };
+  }
+
   /** Stops serving (an outage); stored objects stay. */
   stop(): Promise<void> {
     return this.#server.stop();

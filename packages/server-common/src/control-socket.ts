@@ -3,9 +3,20 @@ import {
   MAX_WEBSOCKET_FRAME_BYTES,
   apiToNodeMessageSchema,
   describeZodError,
+  type ApiToNodeMessage,
+  type NodeToApiMessage,
 } from '@hearth/protocol';
-import type { Logger } from '@hearth/server-common';
-import type { NodeAgent } from './node-agent';
+import type { Logger } from './logger';
+
+/** What runs over a node's control connection: a voice node's or an ingest node's agent. */
+export interface ControlPeer {
+  /** A connection opened: register, then talk through `send` until `detach`. */
+  attach(send: (message: NodeToApiMessage) => void): void;
+  /** The connection is gone: stop sending. */
+  detach(): void;
+  /** Handles one validated message from the api. */
+  receive(message: ApiToNodeMessage): void;
+}
 
 /** The node's end of its control connection to the api. */
 export interface ControlSocket {
@@ -21,7 +32,7 @@ const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
  * backoff; the api meanwhile marks the node down if it stays away too long.
  */
 export function connectControlSocket(options: {
-  agent: NodeAgent;
+  agent: ControlPeer;
   apiUrl: string;
   clusterSecret: string;
   logger: Logger;

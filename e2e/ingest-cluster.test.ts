@@ -1,0 +1,217 @@
+import { randomBytes } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { NginxProcess, renderIngestBalancerConfig } from '@hearth/cdn-config';
+import { liveStreamListSchema, nodeListSchema, type NodeInfo } from '@hearth/protocol';
+import { PostgresClient } from '../api/src/db/postgres-client';
+import { TestPostgres } from '../api/test/support/postgres';
+import { startRedis, type TestRedis } from '../api/test/support/redis';
+import { startTestApi, type TestApi } from '../api/test/support/server';
+import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
+import { IngestNodeProcess } from './support/ingest-node';
+import { exited, publishLikeObs } from './support/obs';
+import { eventually } from './support/wait';
+
+const guest = { authorization: 'Guest Operator' };
+const clusterSecret = randomBytes(32).toString('hex');
+
+interface Cluster {
+  apis: [TestApi, TestApi];
+  nodes: [IngestNodeProcess, IngestNodeProcess];
+  balancer: NginxProcess;
+  s3: TestS3Server;
+}
+
+const cleanups: (() => Promise<unknown>)[] = [];
+const publishers: ChildProcess[] = [];
+
+afterEach(async () => {
+  for (const publisher of publishers.splice(0)) publisher.kill('SIGKILL');
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+// Two api instances on one PostgreSQL and one Redis, an ingest node connected to each, and an
+// nginx stream balancer in front of both nodes: the set-up the README describes.
+async function startCluster(): Promise<Cluster> {
+  const postgres = await TestPostgres.start();
+  cleanups.push(() => postgres.stop());
+  const databaseUrl = await postgres.createDatabase();
+  const redis: TestRedis = await startRedis();
+  cleanups.push(() => redis.stop());
+  const s3 = await TestS3Server.start();
+  cleanups.push(() => s3.close());
+  const apis: TestApi[] = [];
+  for (let index = 0; index < 2; index++) {
+    const api = await startTestApi({
+      api: { redisUrl: redis.url, clusterSecret, nodeTimeoutMs: '2000', sweepIntervalMs: '250' },
+      database: new PostgresClient(databaseUrl, () => undefined),
+    });
+    cleanups.push(() => api.close());
+    apis.push(api);
+  }
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-cluster-'));
+  cleanups.push(async () => fs.rmSync(workDir, { recursive: true, force: true }));
+  const nodes: IngestNodeProcess[] = [];
+  for (const [index, api] of apis.entries()) {
+    const node = await IngestNodeProcess.start({
+      nodeId: `ingest-${index + 1}`,
+      apiUrl: api.baseUrl,
+      clusterSecret,
+      workDir: path.join(workDir, `node-${index + 1}`),
+      env: s3.ingestEnv(),
+    });
+    cleanups.push(async () => {
+      node.kill('SIGKILL');
+      await node.exited();
+    });
+    nodes.push(node);
+  }
+  const balancer = await NginxProcess.start((layout) =>
+    renderIngestBalancerConfig({
+      listen: `127.0.0.1:${layout.port}`,
+      nodes: nodes.map((node) => `127.0.0.1:${node.rtmpPort}`),
+      pidFile: layout.pidFile,
+      errorLogPath: layout.errorLogPath,
+    }),
+  );
+  cleanups.push(() => balancer.stop());
+  for (const api of apis) {
+    await eventually(
+      async () => (await ingestNodes(api)).filter((node) => node.status === 'up').length === 2,
+      15_000,
+      'both ingest nodes up',
+    );
+  }
+  return {
+    apis: apis as [TestApi, TestApi],
+    nodes: nodes as [IngestNodeProcess, IngestNodeProcess],
+    balancer,
+    s3,
+  };
+}
+
+async function ingestNodes(api: TestApi): Promise<NodeInfo[]> {
+  const response = await fetch(`${api.baseUrl}/api/nodes`, { headers: guest });
+  return nodeListSchema.parse(await response.json()).nodes.filter((n) => n.kind === 'ingest');
+}
+
+async function liveStreams(api: TestApi) {
+  const response = await fetch(`${api.baseUrl}/api/streams`, { headers: guest });
+  return liveStreamListSchema
+    .parse(await response.json())
+    .streams.map(({ id, channel, state }) => ({ id, channel, state }));
+}
+
+async function playlist(s3: TestS3Server, key: string): Promise<string> {
+  const response = await fetch(`${s3.endpoint}/${TEST_BUCKET}/${key}`);
+  return response.ok ? response.text() : '';
+}
+
+function publish(balancer: NginxProcess, streamKey: string, seconds = 40): ChildProcess {
+  const publisher = publishLikeObs({
+    url: `rtmp://127.0.0.1:${balancer.layout.port}/live/${streamKey}`,
+    seconds,
+    width: 640,
+    height: 360,
+  });
+  publishers.push(publisher);
+  return publisher;
+}
+
+describe('ingest nodes behind a TCP balancer, with two api instances on Redis', () => {
+  it('any node takes any key; both instances list the same streams; a rotation through either instance ends the stream on its node; SIGTERM ends streams with ENDLIST and deregisters', async () => {
+    const { apis, nodes, balancer, s3 } = await startCluster();
+    const [first, second] = apis;
+    const show = await first.streams.createKey('show');
+    const other = await second.streams.createKey('other');
+    const showPublisher = publish(balancer, show.streamKey);
+    await eventually(
+      async () => (await liveStreams(second)).some((s) => s.state === 'live'),
+      25_000,
+      'the first stream live',
+    );
+    publish(balancer, other.streamKey);
+    await eventually(
+      async () => (await liveStreams(first)).filter((s) => s.state === 'live').length === 2,
+      25_000,
+      'both streams live',
+    );
+    // least_conn sent the second publisher to the other node: each node runs one stream.
+    await eventually(
+      async () => (await ingestNodes(first)).every((node) => node.load.streams === 1),
+      5000,
+      'one stream per node',
+    );
+    const sorted = async (api: TestApi) =>
+      (await liveStreams(api)).sort((a, b) => a.channel.localeCompare(b.channel));
+    expect(await sorted(first)).toEqual(await sorted(second));
+
+    // Rotated through the second instance: the stream ends wherever it is ingested.
+    const rotated = await fetch(`${second.baseUrl}/api/channels/show/stream-key/rotate`, {
+      method: 'POST',
+      headers: guest,
+    });
+    expect(rotated.status).toBe(200);
+    expect(await exited(showPublisher)).not.toBe(0);
+    await eventually(
+      async () =>
+        (await first.streams.channelStream('show')).stream?.state === 'ended' &&
+        (await playlist(s3, 'live/show/360p30/index.m3u8')).includes('#EXT-X-ENDLIST'),
+      15_000,
+      'the rotated stream ended with ENDLIST',
+    );
+
+    // SIGTERM on the node holding "other": ENDLIST, then the node is down at once.
+    const holder = (await ingestNodes(first)).find((node) => node.load.streams === 1)!;
+    const node = nodes.find((candidate) => candidate.nodeId === holder.id)!;
+    node.kill('SIGTERM');
+    expect(await node.exited()).toBe(0);
+    const exitedAt = Date.now();
+    expect(await playlist(s3, 'live/other/360p30/index.m3u8')).toContain('#EXT-X-ENDLIST');
+    await eventually(
+      async () =>
+        (await ingestNodes(second)).find((candidate) => candidate.id === holder.id)?.status ===
+        'down',
+      5000,
+      'the stopped node down',
+    );
+    // Deregistered, not timed out: the node timeout is 2 s.
+    expect(Date.now() - exitedAt).toBeLessThan(1500);
+    expect(await liveStreams(second)).toEqual([]);
+  }, 120_000);
+
+  it('a SIGKILLed node: its stream ends at once, the publisher reconnects through the balancer and is live again on the other node at the same playback URL', async () => {
+    const { apis, nodes, balancer } = await startCluster();
+    const [first, second] = apis;
+    const key = await first.streams.createKey('crash');
+    const before = publish(balancer, key.streamKey);
+    await eventually(
+      async () => (await liveStreams(second)).some((s) => s.state === 'live'),
+      25_000,
+      'the stream live',
+    );
+    const { stream: running } = await second.streams.channelStream('crash');
+    const holder = (await ingestNodes(first)).find((node) => node.load.streams === 1)!;
+    nodes.find((node) => node.nodeId === holder.id)!.kill('SIGKILL');
+    expect(await exited(before)).not.toBe(0);
+    // The publisher comes back at once, as OBS's reconnect does, through the same URL.
+    publish(balancer, key.streamKey);
+    await eventually(
+      async () => {
+        const { stream } = await first.streams.channelStream('crash');
+        return stream?.state === 'live' && stream.id !== running!.id;
+      },
+      30_000,
+      'live again',
+    );
+    const { stream: again, playbackUrl } = await second.streams.channelStream('crash');
+    expect(playbackUrl).toBe(running!.playbackUrl);
+    expect(again!.playbackUrl).toBe(running!.playbackUrl);
+    const survivor = (await ingestNodes(second)).find((node) => node.id !== holder.id)!;
+    expect(survivor.load.streams).toBe(1);
+    expect((await second.streams.channelStream('crash')).stream?.id).not.toBe(running!.id);
+  }, 120_000);
+});

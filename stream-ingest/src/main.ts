@@ -1,0 +1,102 @@
+// A standalone ingest node: `npm run ingest-node`. It takes RTMP(S) from streamers, transcodes
+// and uploads their streams, and registers with the api at INGEST_API_URL, which decides who may
+// publish. SIGTERM ends its streams cleanly (last segments, ENDLIST) and deregisters it.
+import http from 'node:http';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  ConfigError,
+  READY_MESSAGE,
+  connectControlSocket,
+  createLogger,
+  listenHttp,
+  loadAllConfigs,
+  notFound,
+  serveOpsEndpoint,
+} from '@hearth/server-common';
+import { loadIngestConfig, loadIngestNodeConfig, loadS3Config } from './config';
+import { IngestAgent } from './ingest-agent';
+import { IngestNode } from './ingest-node';
+import { LocalStorage } from './storage/local-storage';
+import { S3Storage } from './storage/s3-storage';
+
+async function main(): Promise<void> {
+  const [ingestConfig, nodeConfig, s3Config] = loadAllConfigs(
+    process.env,
+    loadIngestConfig,
+    loadIngestNodeConfig,
+    loadS3Config,
+  );
+  const logger = createLogger('stream-ingest', { level: nodeConfig.logLevel }).child({
+    node: nodeConfig.nodeId,
+  });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const storage =
+    ingestConfig.storage === 'local'
+      ? new LocalStorage(ingestConfig.localStorageDir)
+      : new S3Storage({ ...s3Config, region: s3Config.region, bucket: s3Config.bucket });
+  const rtmpUrl =
+    nodeConfig.publicRtmpUrl ??
+    `rtmp://${ingestConfig.rtmpHost}:${ingestConfig.rtmpPort}/${ingestConfig.app}`;
+  const agent = new IngestAgent({
+    nodeId: nodeConfig.nodeId,
+    rtmpUrl,
+    limits: { maxStreams: nodeConfig.maxStreams },
+    heartbeatMs: nodeConfig.heartbeatMs,
+    logger,
+  });
+  const node = await IngestNode.start({
+    config: ingestConfig,
+    controlPlane: agent,
+    storage,
+    logger,
+    registry,
+  });
+  agent.bind(node);
+  const server = http.createServer((request, response) => {
+    const ops = {
+      registry,
+      health: () => ({ node: nodeConfig.nodeId, streams: node.liveStreamIds.length }),
+    };
+    if (!serveOpsEndpoint(request, response, ops)) notFound(response);
+  });
+  const httpPort = await listenHttp(server, nodeConfig.httpHost, nodeConfig.httpPort).catch(
+    async (error: unknown) => {
+      await node.stop();
+      throw error;
+    },
+  );
+  const control = connectControlSocket({
+    agent,
+    apiUrl: nodeConfig.apiUrl,
+    clusterSecret: nodeConfig.clusterSecret,
+    logger,
+  });
+  logger.info({ rtmpPort: node.rtmp.port, httpPort, rtmpUrl }, 'ingest node listening');
+  // Under a supervisor (the embedded profile), a child that got this far counts as started.
+  process.send?.(READY_MESSAGE);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: ending streams');
+    setTimeout(() => process.exit(1), nodeConfig.stopTimeoutMs).unref();
+    // New publishers are refused from here; open streams get their last segments and ENDLIST.
+    await node.stop().catch((error: unknown) => logger.error({ err: error }, 'stop failed'));
+    agent.deregister();
+    control.close();
+    server.closeAllConnections();
+    server.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    error instanceof ConfigError ? `${error.message}\n` : `start-up failed: ${String(error)}\n`,
+  );
+  process.exit(1);
+});
