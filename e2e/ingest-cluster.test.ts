@@ -1,29 +1,13 @@
-import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { NginxProcess, renderIngestBalancerConfig } from '@hearth/cdn-config';
-import { liveStreamListSchema, nodeListSchema, type NodeInfo } from '@hearth/protocol';
-import { PostgresClient } from '../api/src/db/postgres-client';
-import { TestPostgres } from '../api/test/support/postgres';
-import { startRedis, type TestRedis } from '../api/test/support/redis';
-import { startTestApi, type TestApi } from '../api/test/support/server';
-import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
-import { IngestNodeProcess } from './support/ingest-node';
+import type { NginxProcess } from '@hearth/cdn-config';
+import type { TestApi } from '../api/test/support/server';
+import { TEST_BUCKET, type TestS3Server } from '../stream-ingest/test/support/s3rver';
+import { ingestNodes, liveStreams, startIngestCluster } from './support/ingest-cluster';
 import { exited, publishLikeObs } from './support/obs';
 import { eventually } from './support/wait';
 
 const guest = { authorization: 'Guest Operator' };
-const clusterSecret = randomBytes(32).toString('hex');
-
-interface Cluster {
-  apis: [TestApi, TestApi];
-  nodes: [IngestNodeProcess, IngestNodeProcess];
-  balancer: NginxProcess;
-  s3: TestS3Server;
-}
 
 const cleanups: (() => Promise<unknown>)[] = [];
 const publishers: ChildProcess[] = [];
@@ -33,77 +17,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-// Two api instances on one PostgreSQL and one Redis, an ingest node connected to each, and an
-// nginx stream balancer in front of both nodes: the set-up the README describes.
-async function startCluster(): Promise<Cluster> {
-  const postgres = await TestPostgres.start();
-  cleanups.push(() => postgres.stop());
-  const databaseUrl = await postgres.createDatabase();
-  const redis: TestRedis = await startRedis();
-  cleanups.push(() => redis.stop());
-  const s3 = await TestS3Server.start();
-  cleanups.push(() => s3.close());
-  const apis: TestApi[] = [];
-  for (let index = 0; index < 2; index++) {
-    const api = await startTestApi({
-      api: { redisUrl: redis.url, clusterSecret, nodeTimeoutMs: '2000', sweepIntervalMs: '250' },
-      database: new PostgresClient(databaseUrl, () => undefined),
-    });
-    cleanups.push(() => api.close());
-    apis.push(api);
-  }
-  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-cluster-'));
-  cleanups.push(async () => fs.rmSync(workDir, { recursive: true, force: true }));
-  const nodes: IngestNodeProcess[] = [];
-  for (const [index, api] of apis.entries()) {
-    const node = await IngestNodeProcess.start({
-      nodeId: `ingest-${index + 1}`,
-      apiUrl: api.baseUrl,
-      clusterSecret,
-      workDir: path.join(workDir, `node-${index + 1}`),
-      env: s3.ingestEnv(),
-    });
-    cleanups.push(async () => {
-      node.kill('SIGKILL');
-      await node.exited();
-    });
-    nodes.push(node);
-  }
-  const balancer = await NginxProcess.start((layout) =>
-    renderIngestBalancerConfig({
-      listen: `127.0.0.1:${layout.port}`,
-      nodes: nodes.map((node) => `127.0.0.1:${node.rtmpPort}`),
-      pidFile: layout.pidFile,
-      errorLogPath: layout.errorLogPath,
-    }),
-  );
-  cleanups.push(() => balancer.stop());
-  for (const api of apis) {
-    await eventually(
-      async () => (await ingestNodes(api)).filter((node) => node.status === 'up').length === 2,
-      15_000,
-      'both ingest nodes up',
-    );
-  }
-  return {
-    apis: apis as [TestApi, TestApi],
-    nodes: nodes as [IngestNodeProcess, IngestNodeProcess],
-    balancer,
-    s3,
-  };
-}
-
-async function ingestNodes(api: TestApi): Promise<NodeInfo[]> {
-  const response = await fetch(`${api.baseUrl}/api/nodes`, { headers: guest });
-  return nodeListSchema.parse(await response.json()).nodes.filter((n) => n.kind === 'ingest');
-}
-
-async function liveStreams(api: TestApi) {
-  const response = await fetch(`${api.baseUrl}/api/streams`, { headers: guest });
-  return liveStreamListSchema
-    .parse(await response.json())
-    .streams.map(({ id, channel, state }) => ({ id, channel, state }));
-}
+const startCluster = () => startIngestCluster(cleanups);
 
 async function playlist(s3: TestS3Server, key: string): Promise<string> {
   const response = await fetch(`${s3.endpoint}/${TEST_BUCKET}/${key}`);
