@@ -1,24 +1,22 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { z } from 'zod';
-import {
-  channelSchema,
-  nodeListSchema,
-  voiceJoinSchema,
-  type nodeToApiMessageSchema,
-} from '@hearth/protocol';
+import type { WebSocket } from 'ws';
+import { channelSchema, nodeListSchema, voiceJoinSchema } from '@hearth/protocol';
 import { PostgresClient } from '../src/db/postgres-client';
+import {
+  connectDoomedNode,
+  killProcess,
+  spawnTsx,
+  startApiProcess,
+  stopProcess,
+} from './support/api-processes';
 import { TestPostgres } from './support/postgres';
 import { TestSignalingClient } from './support/server';
 
 // An api process with its embedded voice node, and a voice-sfu process, on one PostgreSQL. The
 // api is killed with SIGKILL and started again on the same port, as a supervisor would.
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLUSTER_SECRET = 'crash-recovery-cluster-secret-0123456789abcdef';
 const ADMIN_TOKEN = 'crash-recovery-admin-token-0123456789abcdef01234';
 const NODE_TIMEOUT_MS = 1000;
@@ -55,55 +53,22 @@ async function freePort(): Promise<number> {
 }
 
 function startProcess(script: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnTsx(script, env);
   processes.push(child);
   return child;
 }
 
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
-const readySchema = z.object({ baseUrl: z.url() });
-
 /** Starts the api process on `port` and resolves once it listens. */
 async function startApi(databaseUrl: string, port: number): Promise<ChildProcess> {
-  const child = startProcess('api/test/support/api-process.ts', {
-    HEARTH_TEST_DATABASE_URL: databaseUrl,
-    HEARTH_TEST_PORT: String(port),
-    HEARTH_TEST_CLUSTER_SECRET: CLUSTER_SECRET,
-    HEARTH_TEST_ADMIN_TOKEN: ADMIN_TOKEN,
-    HEARTH_TEST_NODE_TIMEOUT_MS: String(NODE_TIMEOUT_MS),
+  const child = await startApiProcess({
+    databaseUrl,
+    port,
+    clusterSecret: CLUSTER_SECRET,
+    adminToken: ADMIN_TOKEN,
+    nodeTimeoutMs: NODE_TIMEOUT_MS,
   });
-  let output = '';
-  child.stderr!.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000)));
-  await new Promise<void>((resolve, reject) => {
-    let line = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      line += chunk.toString();
-      if (line.includes('\n')) {
-        readySchema.parse(JSON.parse(line.split('\n')[0]!));
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`the api exited with ${code}: ${output}`)));
-  });
+  processes.push(child);
   return child;
-}
-
-async function killed(child: ChildProcess): Promise<void> {
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
 }
 
 async function upNodes(baseUrl: string): Promise<string[]> {
@@ -154,33 +119,6 @@ async function participants(baseUrl: string, channel: string): Promise<string[]>
     .sort();
 }
 
-/** A node that registers by hand and dies with the api: it never comes back. */
-async function connectDoomedNode(baseUrl: string): Promise<void> {
-  const socket = new WebSocket(`${baseUrl.replace('http', 'ws')}/ws/nodes`, {
-    headers: { authorization: `Cluster ${CLUSTER_SECRET}` },
-  });
-  sockets.push(socket);
-  await new Promise((resolve, reject) => {
-    socket.once('open', resolve);
-    socket.once('error', reject);
-  });
-  const send = (message: z.input<typeof nodeToApiMessageSchema>) =>
-    socket.send(JSON.stringify(message));
-  send({
-    type: 'register',
-    registration: { id: 'node-doomed', kind: 'voice', limits: {} },
-    rtpCapabilities: { codecs: [], headerExtensions: [] },
-  });
-  send({ type: 'replay', sessions: [], done: true });
-  send({
-    type: 'sessionOpened',
-    peerId: crypto.randomUUID(),
-    channel: 'hall',
-    userId: 'guest:Dee',
-    displayName: 'Dee',
-  });
-}
-
 describe('crash recovery of voice sessions', () => {
   it('after a SIGKILL of the api, the restarted api closes the dead nodes’ rows and the voice node that reconnects replays its sessions', async () => {
     const databaseUrl = await postgres.createDatabase();
@@ -205,7 +143,7 @@ describe('crash recovery of voice sessions', () => {
     // Ada talks on the voice-sfu node, Cy on the api's own node; Dee's node dies with the api.
     expect(await join(baseUrl, 'Ada', 'lobby', [EMBEDDED_NODE])).toBe('node-x');
     expect(await join(baseUrl, 'Cy', 'games', ['node-x'])).toBe(EMBEDDED_NODE);
-    await connectDoomedNode(baseUrl);
+    sockets.push(await connectDoomedNode(baseUrl, CLUSTER_SECRET));
     const openRows = async () =>
       (
         await db!.query(
@@ -219,7 +157,7 @@ describe('crash recovery of voice sessions', () => {
       `SELECT id FROM session_history WHERE display_name = 'Ada' AND left_at IS NULL`,
     );
 
-    await killed(first);
+    await killProcess(first);
     // Nobody was left to close anything.
     expect(await openRows()).toEqual(before);
 
