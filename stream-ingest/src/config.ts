@@ -42,6 +42,16 @@ export const ingestConfigSchema = z
     retainSegments: z.coerce.number().int().min(6).max(100_000).default(30),
     /** Keeps every segment and publishes a VOD playlist when the stream ends. */
     keepVod: flag.default(false),
+    /**
+     * Bytes of segments one stream may keep on disk waiting for storage (an S3 outage); past it
+     * the oldest waiting segments are dropped and counted. 512 MiB is about 9 minutes of a full
+     * 1080p60 ladder.
+     */
+    spoolMaxBytes: z.coerce
+      .number()
+      .int()
+      .min(16 * 1024 * 1024)
+      .default(512 * 1024 * 1024),
     /** Where segments go: an S3-compatible bucket or a local folder. */
     storage: z.enum(['s3', 'local']).default('s3'),
     /** Folder of the local storage provider. */
@@ -138,6 +148,7 @@ const ingestEnvKeys: Record<string, keyof IngestConfig> = {
   INGEST_LIVE_WINDOW: 'liveWindowSegments',
   INGEST_RETAIN_SEGMENTS: 'retainSegments',
   INGEST_KEEP_VOD: 'keepVod',
+  INGEST_SPOOL_MAX_BYTES: 'spoolMaxBytes',
   INGEST_STORAGE: 'storage',
   INGEST_LOCAL_STORAGE_DIR: 'localStorageDir',
   INGEST_RTMP_MAX_MESSAGE_BYTES_BEFORE_PUBLISH: 'rtmpMaxMessageBytesBeforePublish',

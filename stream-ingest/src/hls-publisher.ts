@@ -38,6 +38,8 @@ export type HlsPublisherEvents = {
   slowUpload: [SlowUploadInfo];
   /** An upload or cleanup failed for good (permanent storage error). */
   error: [FailedInfo];
+  /** A segment waiting for upload was dropped because the spool was full. */
+  dropped: [{ key: string }];
   /** The master playlist and every rendition's first playlist are up: the stream is playable. */
   live: [];
   /** `end()` finished: final playlists are up and nothing is left to upload. */
@@ -75,6 +77,11 @@ export interface HlsPublisherOptions {
   readonly retry?: Partial<RetryPolicy> | undefined;
   /** Logger; the publisher adds the stream id. */
   readonly logger: Logger;
+  /**
+   * Bytes of segments that may wait for upload (the spool, on disk); past it the oldest waiting
+   * segments are dropped, counted and left out of the playlists. Unlimited when absent.
+   */
+  readonly maxBacklogBytes?: number | undefined;
 }
 
 /** Live playlist length by default: 6 segments, 12 s at 2 s segments. */
@@ -156,6 +163,9 @@ export class HlsPublisher {
   // Sizes of segments not uploaded yet, by job id.
   readonly #pendingBytes = new Map<number, number>();
   #backlogBytes = 0;
+  readonly #maxBacklogBytes: number;
+  // Set once a newer stream of the channel publishes the live playlists: this one leaves them.
+  #yielded = false;
   // Local file removals in progress; `end()` waits for them so that `ended` means all is tidy.
   readonly #removals = new Set<Promise<void>>();
   #masterQueued = false;
@@ -188,6 +198,7 @@ export class HlsPublisher {
       options.deleteBatchSize ?? DEFAULT_DELETE_BATCH_SIZE,
     );
     this.#keepVod = options.keepVod ?? false;
+    this.#maxBacklogBytes = options.maxBacklogBytes ?? Infinity;
     this.#deleteLocalFiles = options.deleteLocalFiles ?? true;
     this.#logger = options.logger.child({ stream: options.streamId, prefix: options.prefix });
     for (const { name } of options.renditions) {
@@ -239,6 +250,10 @@ export class HlsPublisher {
     this.#queue.events.on('failed', (info) => {
       this.#jobFinished(info.id);
       if (info.kind === 'segment') this.#dropSegment(info.id);
+      if (info.reason === 'dropped' && info.kind === 'segment') {
+        this.#logger.warn({ key: info.key }, 'upload spool full: oldest waiting segment dropped');
+        this.events.safeEmit('dropped', { key: info.key });
+      }
       // A dependency failure follows a segment failure that was already reported.
       if (info.reason === 'permanent-error') this.events.safeEmit('error', info);
     });
@@ -308,6 +323,27 @@ export class HlsPublisher {
     }
     this.#publishLive(state, false);
     this.#cleanup(state, false);
+    this.#enforceSpool();
+  }
+
+  /**
+   * Leaves the channel's live and master playlists to a newer stream of the same channel: the
+   * queued versions of this stream are dropped and no more are written. Its segments (and VOD
+   * playlist) still upload.
+   */
+  yieldLivePlaylists(): void {
+    if (this.#yielded) return;
+    this.#yielded = true;
+    for (const state of this.#renditions.values()) this.#queue.dropKey(state.playlistKey);
+    this.#queue.dropKey(`${this.#prefix}/master.m3u8`);
+  }
+
+  // Drops the oldest segments still waiting for upload while the spool is over its size.
+  #enforceSpool(): void {
+    for (const jobId of [...this.#pendingBytes.keys()]) {
+      if (this.#backlogBytes <= this.#maxBacklogBytes) return;
+      this.#queue.drop(jobId);
+    }
   }
 
   /**
@@ -347,6 +383,7 @@ export class HlsPublisher {
   }
 
   #publishLive(state: RenditionState, ended: boolean): void {
+    if (this.#yielded) return;
     const text = renderMediaPlaylist({
       targetDuration: state.targetDuration,
       mediaSequence: state.mediaSequence,
@@ -399,7 +436,7 @@ export class HlsPublisher {
    */
   replaceMasterPlaylist(masterPlaylist: string): void {
     this.#masterPlaylist = masterPlaylist;
-    if (!this.#masterQueued || this.#aborted) return;
+    if (!this.#masterQueued || this.#aborted || this.#yielded) return;
     const masterKey = `${this.#prefix}/master.m3u8`;
     this.#queue.put({
       key: masterKey,
@@ -414,7 +451,7 @@ export class HlsPublisher {
     if (!state || state.playlistUploaded) return;
     state.playlistUploaded = true;
     // A player reading the master playlist must find every variant it lists.
-    if (this.#masterQueued || this.#aborted) return;
+    if (this.#masterQueued || this.#aborted || this.#yielded) return;
     if (![...this.#renditions.values()].every((other) => other.playlistUploaded)) return;
     this.#masterQueued = true;
     const masterKey = `${this.#prefix}/master.m3u8`;

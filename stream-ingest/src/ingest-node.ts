@@ -25,6 +25,7 @@ interface IngestMetrics {
   transcodeSpeed: Gauge<'channel'>;
   uploadSeconds: Histogram<'kind'>;
   transcoderRestarts: Counter;
+  droppedSegments: Counter;
 }
 
 // A publisher's metadata (size, frame rate) arrives just after it starts publishing; without it
@@ -54,12 +55,9 @@ class LiveRun {
     this.publisher = options.publisher;
   }
 
-  /** Stops the transcoder, publishes the final playlists, and resolves when all is uploaded. */
-  end(): Promise<void> {
-    this.#ending ??= (async () => {
-      await this.transcoder.stop();
-      await this.publisher.end();
-    })();
+  /** Stops the transcoder; resolves once ffmpeg has written its last segments. */
+  stopTranscoder(): Promise<void> {
+    this.#ending ??= this.transcoder.stop();
     return this.#ending;
   }
 }
@@ -89,6 +87,8 @@ export class IngestNode {
   readonly #logger: Logger;
   readonly #metrics: IngestMetrics;
   readonly #runs = new Map<string, LiveRun>();
+  // Ended streams whose last uploads are still draining (during an S3 outage, say).
+  readonly #draining = new Set<LiveRun>();
   // Publishers accepted but still waiting for their metadata, by session id.
   readonly #pending = new Map<string, { keyId: string; request: PublishRequest }>();
   readonly #revokedWhilePending = new Set<string>();
@@ -186,6 +186,7 @@ export class IngestNode {
     this.#stopping = true;
     this.#stopRevocations();
     await Promise.all([...this.#runs.values()].map((run) => this.#end(run, 'node shutting down')));
+    await Promise.all([...this.#draining].map((run) => run.publisher.end().catch(() => undefined)));
     await this.rtmp.stop();
   }
 
@@ -274,11 +275,17 @@ export class IngestNode {
       liveWindowSegments: this.#config.liveWindowSegments,
       retainSegments: this.#config.retainSegments,
       keepVod: this.#config.keepVod,
+      maxBacklogBytes: this.#config.spoolMaxBytes,
       deleteLocalFiles: true,
       logger: log,
     });
     const run = new LiveRun({ grant, request, transcoder, publisher });
     this.#runs.set(grant.streamId, run);
+    // An earlier stream of the channel still draining must not overwrite this one's playlists.
+    for (const earlier of this.#draining) {
+      if (earlier.grant.channel === grant.channel) earlier.publisher.yieldLivePlaylists();
+    }
+    publisher.events.on('dropped', () => this.#metrics.droppedSegments.inc());
     transcoder.events.on('segment', (segment) => publisher.addSegment(segment));
     transcoder.events.on('speed', (speed) => {
       run.speed = speed;
@@ -320,21 +327,27 @@ export class IngestNode {
     return run;
   }
 
+  // The stream ends for the streamer (and the api) once ffmpeg has stopped: a republish is
+  // accepted at once, even while its last uploads wait for storage, which drain in the background.
   async #end(run: LiveRun, reason: string): Promise<void> {
-    if (!this.#runs.has(run.grant.streamId)) return;
+    const streamId = run.grant.streamId;
+    if (!this.#runs.has(streamId) || this.#draining.has(run)) return;
+    this.#draining.add(run);
     try {
-      await run.end();
+      await run.stopTranscoder();
     } catch (error) {
-      this.#logger.error({ err: error, stream: run.grant.streamId }, 'stream did not end cleanly');
+      this.#logger.error({ err: error, stream: streamId }, 'transcoder did not stop cleanly');
+    }
+    this.#runs.delete(streamId);
+    this.#metrics.transcodeSpeed.remove({ channel: run.grant.channel });
+    this.#controlPlane.report({ kind: 'ended', streamId, reason });
+    try {
+      await run.publisher.end();
+    } catch (error) {
+      this.#logger.error({ err: error, stream: streamId }, 'stream did not end cleanly');
     } finally {
-      if (this.#runs.delete(run.grant.streamId)) {
-        this.#metrics.transcodeSpeed.remove({ channel: run.grant.channel });
-        fs.rmSync(path.join(this.#config.workDir, run.grant.streamId), {
-          recursive: true,
-          force: true,
-        });
-        this.#controlPlane.report({ kind: 'ended', streamId: run.grant.streamId, reason });
-      }
+      this.#draining.delete(run);
+      fs.rmSync(path.join(this.#config.workDir, streamId), { recursive: true, force: true });
     }
   }
 
@@ -404,6 +417,11 @@ function registerIngestMetrics(registry: Registry, liveStreams: () => number): I
       help: 'Time to upload one object to storage',
       labelNames: ['kind'],
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+      registers,
+    }),
+    droppedSegments: new Counter({
+      name: 'ingest_dropped_segments_total',
+      help: 'Segments dropped from a full upload spool during a storage outage',
       registers,
     }),
     transcoderRestarts: new Counter({

@@ -114,7 +114,7 @@ export interface SlowUploadInfo extends JobInfo {
 /** A job given up for good. */
 export interface FailedInfo extends JobInfo {
   /** A permanent storage error, or a dependency that failed. */
-  readonly reason: 'permanent-error' | 'dependency-failed';
+  readonly reason: 'permanent-error' | 'dependency-failed' | 'dropped';
   /** The storage error, or for a dependency failure an error naming the dependency. */
   readonly error: StorageError;
 }
@@ -306,6 +306,37 @@ export class UploadQueue {
     this.#addUnit(unit);
     this.#pump();
     return entry.id;
+  }
+
+  /**
+   * Takes a put out of the queue before it runs, as a failure with reason `dropped` (puts that
+   * depend on it then fail as `dependency-failed`). False when the job is unknown, already
+   * finished, a delete, or running now.
+   */
+  drop(jobId: number): boolean {
+    const job = this.#jobs.get(jobId);
+    const unit = job && this.#unitOf.get(job);
+    if (!job || !unit || unit.op !== 'put' || unit.running) return false;
+    unit.versions.splice(unit.versions.indexOf(job as Version), 1);
+    this.#forget(job);
+    if (unit.versions.length === 0) this.#removeUnit(unit);
+    this.#failed.add(job.id);
+    const error = new StorageError('dropped from a full upload spool', {
+      transient: false,
+      key: job.key,
+    });
+    this.events.safeEmit('failed', { ...this.#info(job), reason: 'dropped', error });
+    this.#settled();
+    this.#pump();
+    return true;
+  }
+
+  /** Drops every queued put of `key` that is not running now (see `drop`); returns how many. */
+  dropKey(key: string): number {
+    const ids = [...this.#jobs.values()]
+      .filter((job) => job.key === key && job.kind !== 'cleanup')
+      .map((job) => job.id);
+    return ids.filter((id) => this.drop(id)).length;
   }
 
   /** Resolves once every job queued before the call has finished (succeeded or failed). */

@@ -173,6 +173,69 @@ describe('HlsPublisher on s3rver', () => {
     );
   });
 
+  it('an outage longer than the spool holds: the oldest waiting segments are dropped and counted, the rest upload after, and the playlists stay valid', async () => {
+    server = await TestS3Server.start();
+    const s3 = server;
+    const storage = s3StorageFor(s3);
+    const segmentBytes = 32 * 1024;
+    source = new SegmentSource({ bytes: segmentBytes });
+    const spool = 4 * segmentBytes;
+    const hls = createPublisher(storage, {
+      renditions: testRenditions('a'),
+      liveWindowSegments: 6,
+      retainSegments: 100,
+      keepVod: true,
+      maxBacklogBytes: spool,
+      concurrency: 1,
+      retry: { baseDelayMs: 50, maxDelayMs: 200 },
+    });
+    const dropped = collect<{ key: string }>((listener) => hls.events.on('dropped', listener));
+    const errors = collect<FailedInfo>((listener) => hls.events.on('error', listener));
+    hls.addSegment(source.next('a'));
+    await waitFor(() => hls.backlogBytes === 0, 5000, 'the first segment uploaded');
+    await s3.stop();
+    const files: string[] = [];
+    let peakBacklog = 0;
+    for (let index = 0; index < 12; index++) {
+      const segment = source.next('a');
+      files.push(segment.localPath);
+      hls.addSegment(segment);
+      peakBacklog = Math.max(peakBacklog, hls.backlogBytes);
+      await sleep(20);
+    }
+    // At most the spool, plus the one upload that may be running when the spool is full.
+    expect(peakBacklog).toBeLessThanOrEqual(spool + segmentBytes);
+    expect(dropped.length).toBeGreaterThanOrEqual(7);
+    expect(dropped.length).toBeLessThanOrEqual(8);
+    const droppedUris = dropped.map(({ key }) => key.split('/').at(-1)!);
+    // The oldest go first: what is dropped is the front of the outage.
+    expect(droppedUris).toEqual(uris(1, dropped.length));
+    for (const uri of droppedUris) {
+      const index = Number(uri.match(/s1-(\d+)\.ts/)![1]);
+      expect(fs.existsSync(files[index - 1]!)).toBe(false);
+    }
+    await s3.resume();
+    await hls.end();
+    storage.close();
+    expect(errors).toEqual([]);
+    const endpoint = s3.endpoint;
+    const vod = parsePlaylist((await fetchObject(endpoint, 'live/c/a/vod.m3u8')).text);
+    const kept = [
+      0,
+      ...Array.from({ length: 12 - dropped.length }, (_, i) => dropped.length + 1 + i),
+    ];
+    expect(vod.uris).toEqual(kept.map((index) => `s1-${index}.ts`));
+    // The jump over the dropped segments is marked, so players reset instead of stalling.
+    expect(vod.discontinuities).toEqual([`s1-${dropped.length + 1}.ts`]);
+    for (const uri of vod.uris) expect(await objectExists(endpoint, `live/c/a/${uri}`)).toBe(true);
+    for (const uri of droppedUris) {
+      expect(await objectExists(endpoint, `live/c/a/${uri}`)).toBe(false);
+    }
+    const live = parsePlaylist((await fetchObject(endpoint, 'live/c/a/index.m3u8')).text);
+    expect(live.ended).toBe(true);
+    expect(live.uris).toEqual(vod.uris.slice(-6));
+  });
+
   it('addSegment() through a 10 s storage outage loses no segment, keeps playlists consistent, and reports slow uploads', async () => {
     server = await TestS3Server.start();
     const s3 = server;

@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { startNginxEdge, type NginxProcess } from '@hearth/cdn-config';
 import { exited, publishLikeObs } from '../../e2e/support/obs';
 import { eventually } from '../../e2e/support/wait';
@@ -125,6 +126,67 @@ describe('IngestNode', () => {
     const master = fs.readFileSync(path.join(storageDir, 'live/keyed/master.m3u8'), 'utf8');
     expect(master).not.toContain(secret);
   }, 45_000);
+
+  it('S3 down when the publisher leaves: the stream ends at once, a republish is a new stream at once, and the backlog drains later without touching the new playlists', async () => {
+    const { logger } = capturedLogger();
+    const controlPlane = new FakeControlPlane();
+    const key = streamKey();
+    controlPlane.addKey(key, 'outage');
+    s3 = await TestS3Server.start();
+    node = await IngestNode.start({
+      config: ingestConfig({ rtmpPort: '0', workDir: tempDir('hearth-work-') }),
+      controlPlane,
+      storage: s3.storage(),
+      logger,
+      registry: new Registry(),
+    });
+    const url = `rtmp://127.0.0.1:${node.rtmp.port}/live/${key}`;
+    const first = publishLikeObs({ url, seconds: 8, width: 640, height: 360 });
+    publishers.push(first);
+    const playlistUrl = `${s3.endpoint}/${TEST_BUCKET}/live/outage/360p30/index.m3u8`;
+    await eventually(async () => (await fetch(playlistUrl)).ok, 15_000, 'the first stream');
+    const firstId = node.liveStreamIds[0]!;
+    const listed = async (streamId: string) =>
+      (
+        await s3!
+          .client()
+          .send(new ListObjectsV2Command({ Bucket: TEST_BUCKET, Prefix: 'live/outage/360p30/' }))
+      ).Contents?.filter((object) => object.Key!.includes(streamId)).length ?? 0;
+    const uploadedBeforeOutage = await listed(firstId);
+    await s3.stop();
+    expect(await exited(first)).toBe(0);
+    const leftAt = Date.now();
+    await eventually(
+      async () => controlPlane.reports.some((r) => r.kind === 'ended' && r.streamId === firstId),
+      5000,
+      'the end reported while S3 is down',
+    );
+    const endedAfterMs = Date.now() - leftAt;
+    const second = publishLikeObs({ url, seconds: 12, width: 640, height: 360 });
+    publishers.push(second);
+    await eventually(
+      async () => node!.liveStreamIds.length === 1 && node!.liveStreamIds[0] !== firstId,
+      10_000,
+      'the republish accepted while S3 is down',
+    );
+    const secondId = node.liveStreamIds[0]!;
+    await s3.resume();
+    // The first stream's outage segments reach S3 in the background...
+    await eventually(async () => (await listed(firstId)) > uploadedBeforeOutage, 20_000, 'drain');
+    // ...while the channel's live playlist belongs to the new stream and never ends.
+    await eventually(
+      async () => (await (await fetch(playlistUrl)).text()).includes(secondId),
+      20_000,
+      'the new stream in the playlist',
+    );
+    for (let check = 0; check < 5; check++) {
+      const text = await (await fetch(playlistUrl)).text();
+      expect(text).not.toContain(firstId);
+      expect(text).not.toContain('#EXT-X-ENDLIST');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect(endedAfterMs).toBeLessThan(3000);
+  }, 90_000);
 
   it('10,000 malformed RTMP messages over many connections: the live stream keeps advancing on the edge, memory stays bounded, every hostile connection is closed', async () => {
     const { logger } = capturedLogger();

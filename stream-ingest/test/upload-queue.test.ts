@@ -460,3 +460,47 @@ describe('UploadQueue on s3rver', () => {
     ]);
   });
 });
+
+describe('UploadQueue drops', () => {
+  it('drop() takes a waiting put out as "dropped", fails its dependents, and leaves a running put alone', async () => {
+    const storage = new MemoryStorage();
+    const held = storage.hold('s/0.ts');
+    const uploads = createQueue(storage, { concurrency: 1 });
+    const failed = collect<FailedInfo>((listener) => uploads.events.on('failed', listener));
+    const running = uploads.put({ key: 's/0.ts', kind: 'segment', body: '0', meta: segmentMeta });
+    const waiting = uploads.put({ key: 's/1.ts', kind: 'segment', body: '1', meta: segmentMeta });
+    const playlist = uploads.put({
+      key: 's/index.m3u8',
+      kind: 'playlist',
+      body: 'lists 0 and 1',
+      meta: playlistMeta,
+      dependsOn: [running, waiting],
+    });
+    await sleep(20);
+    expect(uploads.drop(running)).toBe(false);
+    expect(uploads.drop(waiting)).toBe(true);
+    expect(uploads.drop(waiting)).toBe(false);
+    held.release();
+    await uploads.drain();
+    expect(failed.map(({ id, reason }) => [id, reason])).toEqual([
+      [waiting, 'dropped'],
+      [playlist, 'dependency-failed'],
+    ]);
+    expect([...storage.objects.keys()]).toEqual(['s/0.ts']);
+  });
+
+  it('dropKey() drops every waiting version of one key and nothing else', async () => {
+    const storage = new MemoryStorage();
+    const held = storage.hold(/./);
+    const uploads = createQueue(storage, { concurrency: 1 });
+    uploads.put({ key: 'other', kind: 'segment', body: 'x', meta: segmentMeta });
+    for (const body of ['v1', 'v2', 'v3']) {
+      uploads.put({ key: 'p.m3u8', kind: 'playlist', body, meta: playlistMeta });
+    }
+    await sleep(20);
+    expect(uploads.dropKey('p.m3u8')).toBe(3);
+    held.release();
+    await uploads.drain();
+    expect([...storage.objects.keys()]).toEqual(['other']);
+  });
+});
