@@ -103,6 +103,13 @@ export const apiConfigSchema = z
      * default in the embedded profile. When off, ingest nodes run with `npm run ingest-node`.
      */
     embeddedIngest: flag.optional(),
+    /**
+     * RTMP URL handed to streamers with their key: the ingest nodes' balancer in production. By
+     * default the embedded ingest node's own address.
+     */
+    rtmpUrl: z
+      .url({ protocol: /^rtmps?$/, error: 'must be an rtmp:// or rtmps:// URL' })
+      .optional(),
     /** Voice joins per second allowed to one client address (burst of twice that). */
     joinRatePerSecond: z.coerce.number().int().min(1).default(5),
     /** Lifetime of the join tokens voice nodes admit clients with, in seconds. */
@@ -175,6 +182,7 @@ const envKeys: Record<string, string> = {
   API_DB_STATEMENT_TIMEOUT_MS: 'databaseStatementTimeoutMs',
   API_EMBEDDED_VOICE: 'embeddedVoice',
   API_EMBEDDED_INGEST: 'embeddedIngest',
+  API_RTMP_URL: 'rtmpUrl',
   API_JOIN_RATE: 'joinRatePerSecond',
   API_JOIN_TOKEN_TTL: 'joinTokenTtlSeconds',
   API_NODE_TIMEOUT_MS: 'nodeTimeoutMs',

@@ -45,7 +45,9 @@ async function main(): Promise<void> {
   collectDefaultMetrics({ register: registry });
 
   const media = await startMediaBackends({ config, ingest: ingestConfig, s3: s3Config, logger });
-  const rtmpUrl = `rtmp://${ingestConfig.rtmpHost}:${ingestConfig.rtmpPort}/${ingestConfig.app}`;
+  const rtmpUrl =
+    config.rtmpUrl ??
+    `rtmp://${ingestConfig.rtmpHost}:${ingestConfig.rtmpPort}/${ingestConfig.app}`;
   const platform = await startPlatform({
     config,
     voiceConfig,

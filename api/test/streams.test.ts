@@ -319,3 +319,52 @@ describe('publish authorization and live streams', () => {
     expect(code).toBe(4400);
   });
 });
+
+describe('stream crash recovery', () => {
+  async function openRows(database: TestApi['database']): Promise<string[]> {
+    const rows = await database.query(
+      'SELECT id FROM stream_history WHERE ended_at IS NULL ORDER BY id',
+    );
+    return rows.map((row) => row.id as string);
+  }
+
+  it('replay(): streams the node still runs stay live (again), the others end with their rows', async () => {
+    const { streams, database } = await start();
+    const kept = await streams.authorizePublish((await streams.createKey('kept')).streamKey, {
+      ip: '127.0.0.1',
+      nodeId: 'ingest-a',
+    });
+    await streams.authorizePublish((await streams.createKey('lost')).streamKey, {
+      ip: '127.0.0.1',
+      nodeId: 'ingest-a',
+    });
+    await streams.report('ingest-a', { kind: 'live', streamId: kept.streamId });
+    // The node was thought gone (its connection dropped), then came back with one stream.
+    await streams.nodeGone('ingest-a', new Date());
+    expect(await streams.liveStreams()).toEqual([]);
+    await streams.replay('ingest-a', [{ grant: kept, state: 'live', renditions: [] }]);
+    await streams.settle();
+    expect((await streams.liveStreams()).map((stream) => [stream.id, stream.state])).toEqual([
+      [kept.streamId, 'live'],
+    ]);
+    expect((await streams.channelStream('lost')).stream?.state).toBe('ended');
+    expect(await openRows(database)).toEqual([kept.streamId]);
+  });
+
+  it('nodeGone() spares streams replayed after the cut; closeStreamsOfGoneNodes() closes rows of nodes not up', async () => {
+    const { streams, database } = await start();
+    const grant = await streams.authorizePublish((await streams.createKey('race')).streamKey, {
+      ip: '127.0.0.1',
+      nodeId: 'ingest-a',
+    });
+    const cut = new Date(Date.now() - 1000);
+    await streams.replay('ingest-a', [{ grant, state: 'starting', renditions: [] }]);
+    await streams.nodeGone('ingest-a', cut);
+    await streams.settle();
+    expect((await streams.liveStreams()).map((stream) => stream.id)).toEqual([grant.streamId]);
+    expect(await openRows(database)).toEqual([grant.streamId]);
+    expect(await streams.closeStreamsOfGoneNodes(new Set(['ingest-a']))).toBe(0);
+    expect(await streams.closeStreamsOfGoneNodes(new Set(['ingest-b']))).toBe(1);
+    expect(await openRows(database)).toEqual([]);
+  });
+});
