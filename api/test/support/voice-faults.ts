@@ -176,8 +176,9 @@ export async function floodSignaling(
     while (sent < options.messages && attackerOpen()) {
       const batchEnd = Math.min(options.messages, sent + 100);
       for (; sent < batchEnd; sent++) attacker.socket.send(malformedFrame(random, sent));
-      // Halfway through, someone joins the channel.
-      if (!lateJoin && sent >= options.messages / 2) {
+      // Once the flood is under way, someone joins the channel; early, so that it also happens
+      // when the rate limit cuts the attacker off after a few hundred frames.
+      if (!lateJoin) {
         lateJoin = joinOverSignaling(api, 'late', options.channel).then(
           (client) => (clients.push(client), true),
           () => false,
@@ -228,9 +229,13 @@ function isOwnAnswer(message: ServerMessage): boolean {
   return message.kind === 'response' && message.ok;
 }
 
-// The late joiner's arrival is news every participant is meant to get.
+// The late joiner's arrival, and the attacker's departure when it is cut off, are news every
+// participant is meant to get.
 function isRosterChange(message: ServerMessage): boolean {
-  return message.kind === 'notification' && message.method === 'participantJoined';
+  return (
+    message.kind === 'notification' &&
+    (message.method === 'participantJoined' || message.method === 'participantLeft')
+  );
 }
 
 /** What killing the worker holding a channel's core did to that channel's clients. */
