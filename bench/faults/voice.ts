@@ -104,7 +104,7 @@ const workerKilled: FaultScenario = {
       return [
         {
           scenario: 'mediasoup worker killed',
-          done: `SIGKILL of the worker holding the core of a channel with ${r.clients} signaling clients (2 workers)`,
+          done: `SIGKILL of the worker holding the core of a channel with ${r.clients} signaling clients (2 workers); clients retry as the web client does (250 ms doubling), and all share one address, so the api's join rate limit (5/s per address) spaces their rejoins`,
           held: `${r.told}/${r.clients} clients told to reconnect; ${r.rejoined}/${r.clients} joined again over a fresh placement; ${r.workers} workers afterwards`,
           recovery: `clients rejoined after p50 ${r.rejoinMs.p50} ms, max ${r.rejoinMs.max} ms; worker replaced on its port after ${r.replacedMs} ms`,
           dataLost: `the channel's media objects on that worker (clients rebuild them on rejoin); audio gap ≈ ${r.rejoinMs.max} ms plus ICE/DTLS in a browser`,

@@ -292,9 +292,16 @@ export async function killCoreWorker(
         if (!(await Promise.race([notice, closed]).catch(() => false))) return;
         told++;
         client.close();
-        const again = await joinOverSignaling(api, `member-${index}`, options.channel).catch(
-          () => undefined,
-        );
+        // As the web client does: retry with a delay doubling from 250 ms, since clients that
+        // share one address also share the api's join rate limit.
+        let again: TestSignalingClient | undefined;
+        for (let attempt = 0; !again && attempt < 6; attempt++) {
+          if (attempt > 0)
+            await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** (attempt - 1)));
+          again = await joinOverSignaling(api, `member-${index}`, options.channel).catch(
+            () => undefined,
+          );
+        }
         if (!again) return;
         clients.push(again);
         rejoinTimes.push(performance.now() - killedAt);
