@@ -81,6 +81,13 @@ describe('ingest nodes behind a TCP balancer, with two api instances on Redis', 
     // SIGTERM on the node holding "other": ENDLIST, then the node is down at once.
     const holder = (await ingestNodes(first)).find((node) => node.load.streams === 1)!;
     const node = nodes.find((candidate) => candidate.nodeId === holder.id)!;
+    // The node's own operational endpoints, which load balancers and Prometheus scrape.
+    const health = await fetch(`http://127.0.0.1:${node.httpPort}/health`);
+    expect(await health.json()).toEqual({ status: 'ok', node: holder.id, streams: 1 });
+    const metrics = await (await fetch(`http://127.0.0.1:${node.httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/^ingest_live_streams 1$/m);
+    expect(metrics).toMatch(/^ingest_rtmp_connections 1$/m);
+    expect(holder.load.cpu).toBeGreaterThan(0);
     node.kill('SIGTERM');
     expect(await node.exited()).toBe(0);
     const exitedAt = Date.now();

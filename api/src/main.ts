@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import {
-  ConfigError,
   createLogger,
   loadAllConfigs,
+  runService,
   type SupervisedProcess,
 } from '@hearth/server-common';
 import { loadIngestConfig, loadS3Config } from '@hearth/stream-ingest';
@@ -15,7 +15,7 @@ import { resolveClusterSecret } from './nodes/config';
 import { startPlatform } from './platform';
 import { JWT_SECRET_FILE, readOrCreateSecret, writeAdminToken } from './secret-files';
 
-async function main(): Promise<void> {
+async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<void> }> {
   // Every service's settings are read before anything starts.
   const [loaded, voiceConfig, ingestConfig, s3Config] = loadAllConfigs(
     process.env,
@@ -101,17 +101,11 @@ async function main(): Promise<void> {
     logger.fatal({ err: error }, 'http server failed');
     void shutdown('error', 1);
   });
-  process.once('SIGTERM', () => void shutdown('SIGTERM', 0));
-  process.once('SIGINT', () => void shutdown('SIGINT', 0));
+  return { onStop: (signal) => shutdown(signal, 0) };
 }
 
 function loopbackFor(host: string): string {
   return host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(
-    error instanceof ConfigError ? `${error.message}\n` : `start-up failed: ${String(error)}\n`,
-  );
-  process.exit(1);
-});
+runService(main);

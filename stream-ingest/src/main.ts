@@ -4,12 +4,12 @@
 import http from 'node:http';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import {
-  ConfigError,
   READY_MESSAGE,
   connectControlSocket,
   createLogger,
   listenHttp,
   loadAllConfigs,
+  runService,
   notFound,
   serveOpsEndpoint,
 } from '@hearth/server-common';
@@ -19,7 +19,7 @@ import { IngestNode } from './ingest-node';
 import { LocalStorage } from './storage/local-storage';
 import { S3Storage } from './storage/s3-storage';
 
-async function main(): Promise<void> {
+async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<void> }> {
   const [ingestConfig, nodeConfig, s3Config] = loadAllConfigs(
     process.env,
     loadIngestConfig,
@@ -76,10 +76,7 @@ async function main(): Promise<void> {
   // Under a supervisor (the embedded profile), a child that got this far counts as started.
   process.send?.(READY_MESSAGE);
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+  const shutdown = async (signal: NodeJS.Signals) => {
     logger.info({ signal }, 'shutting down: ending streams');
     setTimeout(() => process.exit(1), nodeConfig.stopTimeoutMs).unref();
     // New publishers are refused from here; open streams get their last segments and ENDLIST.
@@ -90,13 +87,7 @@ async function main(): Promise<void> {
     server.close();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  return { onStop: shutdown };
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(
-    error instanceof ConfigError ? `${error.message}\n` : `start-up failed: ${String(error)}\n`,
-  );
-  process.exit(1);
-});
+runService(main);

@@ -1,10 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Writable } from 'node:stream';
 import type net from 'node:net';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { DEFAULT_RTMP_LIMITS, redactStreamNames, type RtmpLimits } from '../src/rtmp-guard';
+import { publishLikeObs } from '../../e2e/support/obs';
 import { RtmpServer, type PublishRequest } from '../src/rtmp-server';
 import {
   amfNumber,
@@ -80,28 +81,13 @@ async function legitimatePublisher(
     }),
   );
   children.push(
-    spawn(
-      'ffmpeg',
-      [
-        '-loglevel',
-        'error',
-        '-re',
-        '-f',
-        'lavfi',
-        '-i',
-        'testsrc2=size=320x240:rate=15',
-        '-t',
-        '30',
-        '-c:v',
-        'libx264',
-        '-preset',
-        'ultrafast',
-        '-f',
-        'flv',
-        `rtmp://127.0.0.1:${target.port}/live/${key}`,
-      ],
-      { stdio: 'ignore' },
-    ),
+    publishLikeObs({
+      url: `rtmp://127.0.0.1:${target.port}/live/${key}`,
+      seconds: 30,
+      width: 320,
+      height: 240,
+      fps: 15,
+    }),
   );
   const request = await published;
   let closedEarly = false;

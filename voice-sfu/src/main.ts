@@ -2,18 +2,18 @@
 // the channels the api places on it and registers with the api at VOICE_API_URL.
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import {
-  ConfigError,
   JoinTokens,
   connectControlSocket,
   createLogger,
   loadAllConfigs,
+  runService,
 } from '@hearth/server-common';
 import { loadVoiceConfig, loadVoiceServerConfig } from './config';
 import { NodeAgent } from './node-agent';
 import { startVoiceServer } from './server';
 import { VoiceNode } from './voice-node';
 
-async function main(): Promise<void> {
+async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<void> }> {
   const [voiceConfig, serverConfig] = loadAllConfigs(
     process.env,
     loadVoiceConfig,
@@ -53,10 +53,7 @@ async function main(): Promise<void> {
   });
   logger.info({ port: server.port, publicUrl: serverConfig.publicUrl }, 'voice node listening');
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+  const shutdown = async (signal: NodeJS.Signals) => {
     logger.info({ signal }, 'shutting down');
     setTimeout(() => process.exit(0), 5000).unref();
     control.close();
@@ -64,13 +61,7 @@ async function main(): Promise<void> {
     await server.close();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  return { onStop: shutdown };
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(
-    error instanceof ConfigError ? `${error.message}\n` : `start-up failed: ${String(error)}\n`,
-  );
-  process.exit(1);
-});
+runService(main);

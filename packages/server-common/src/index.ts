@@ -11,3 +11,4 @@ export * from './hs256-jwt';
 export * from './control-socket';
 export * from './ops-http';
 export * from './supervised-process';
+export * from './process-main';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
+import { publishLikeObs } from '../../../e2e/support/obs';
 import {
   HANDSHAKE_BLOCK,
   MessageType,
@@ -218,36 +218,13 @@ export async function recordPublisherSession(
   });
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   const { port } = proxy.address() as net.AddressInfo;
-  const publisher = spawn(
-    'ffmpeg',
-    [
-      '-loglevel',
-      'error',
-      '-re',
-      '-f',
-      'lavfi',
-      '-i',
-      'testsrc2=size=320x240:rate=15',
-      '-f',
-      'lavfi',
-      '-i',
-      'sine=sample_rate=48000',
-      '-t',
-      String(seconds),
-      '-c:v',
-      'libx264',
-      '-preset',
-      'ultrafast',
-      '-g',
-      '15',
-      '-c:a',
-      'aac',
-      '-f',
-      'flv',
-      `rtmp://127.0.0.1:${port}/live/${streamName}`,
-    ],
-    { stdio: 'ignore' },
-  );
+  const publisher = publishLikeObs({
+    url: `rtmp://127.0.0.1:${port}/live/${streamName}`,
+    seconds,
+    width: 320,
+    height: 240,
+    fps: 15,
+  });
   await new Promise((resolve) => publisher.once('exit', resolve));
   await new Promise((resolve) => proxy.close(resolve));
   return parseClientStream(Buffer.concat(recorded));
