@@ -21,59 +21,26 @@ const only = process.argv
   ?.slice('--only='.length)
   .split(',');
 
-/** A place held in the table for a scenario that is not measured yet, and why. */
-interface PendingScenario {
-  id: string;
-  scenario: string;
-  reason: string;
-}
-
 // Every scenario of issue 7 §4, in table order.
-const scenarios: (FaultScenario | PendingScenario)[] = [
+const scenarios: FaultScenario[] = [
   voiceScenarios.signalingFlood,
   streamScenarios.rtmpAndFfmpeg,
   voiceScenarios.workerKilled,
   voiceScenarios.voiceNodeKilled,
   streamScenarios.ingestNodeKilled,
-  // S3 outages: PENDING. The upload backlog is being moved to an on-disk spool in
-  // stream-ingest/src; these two rows are measured once that lands (segments lost, peak memory
-  // and peak disk of the ingest node process).
-  {
-    id: 's3-10s',
-    scenario: 'S3 down for 10 s',
-    reason: 'pending: waits for the on-disk upload spool (stream-ingest/src, in progress)',
-  },
-  {
-    id: 's3-90s',
-    scenario: 'S3 down for 90 s',
-    reason: 'pending: waits for the on-disk upload spool (stream-ingest/src, in progress)',
-  },
+  streamScenarios.s3Down10s,
+  streamScenarios.s3Down90s,
+  streamScenarios.s3Down90sSmallSpool,
   storeScenarios.redisDown,
   storeScenarios.postgresDown,
   storeScenarios.apiKilled,
   voiceScenarios.churn,
 ];
 
-function isPending(entry: FaultScenario | PendingScenario): entry is PendingScenario {
-  return 'reason' in entry;
-}
-
 async function main(): Promise<void> {
   const rows: FaultRow[] = [];
   for (const entry of scenarios) {
     if (only && !only.includes(entry.id)) continue;
-    if (isPending(entry)) {
-      rows.push({
-        scenario: entry.scenario,
-        done: 'not run',
-        held: entry.reason,
-        recovery: '–',
-        dataLost: 'not measured yet',
-        passed: true,
-        figures: { pending: true },
-      });
-      continue;
-    }
     console.log(`== ${entry.id} ==`);
     const started = performance.now();
     try {

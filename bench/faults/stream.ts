@@ -103,10 +103,12 @@ interface StreamingStack {
   s3: TestS3Server;
   edge: NginxProcess;
   node: IngestNodeProcess;
+  /** The node's work folder, where segments wait for upload (its spool). */
+  workDir: string;
   close(): Promise<void>;
 }
 
-async function startStreamingStack(): Promise<StreamingStack> {
+async function startStreamingStack(env: Record<string, string> = {}): Promise<StreamingStack> {
   const s3 = await TestS3Server.start();
   const edge = await startNginxEdge({ originUrl: s3.endpoint, bucket: TEST_BUCKET });
   const api = await startTestApi({
@@ -124,6 +126,7 @@ async function startStreamingStack(): Promise<StreamingStack> {
       // As in the fuzz test: hostile connections that stall are closed sooner than by default.
       INGEST_RTMP_HANDSHAKE_TIMEOUT_MS: '1000',
       INGEST_RTMP_PUBLISH_TIMEOUT_MS: '1500',
+      ...env,
     },
   });
   await timeUntil(
@@ -136,6 +139,7 @@ async function startStreamingStack(): Promise<StreamingStack> {
     s3,
     edge,
     node,
+    workDir,
     async close() {
       node.kill('SIGKILL');
       await node.exited();
@@ -379,5 +383,142 @@ const ingestNodeKilled: FaultScenario = {
   },
 };
 
+// Bytes of every file under a folder: the ingest node's spool on disk.
+function folderBytes(root: string): number {
+  let total = 0;
+  for (const entry of fs.readdirSync(root, { recursive: true, encoding: 'utf8' })) {
+    try {
+      const stat = fs.statSync(path.join(root, entry));
+      if (stat.isFile()) total += stat.size;
+    } catch {
+      // Uploaded and removed while the folder was read.
+    }
+  }
+  return total;
+}
+
+// The node's count of segments dropped from a full spool.
+async function droppedSegments(node: IngestNodeProcess): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${node.httpPort}/metrics`)).text();
+  return Number(/^ingest_dropped_segments_total (\d+)/m.exec(text)?.[1] ?? Number.NaN);
+}
+
+/**
+ * S3 stopped for `outageSeconds` under a 1280x720 stream (720p30 + 480p30 ladder) with VOD kept:
+ * segments lost (gaps in the VOD playlists, and the node's drop counter), peak memory of the
+ * ingest node process, peak spool on disk, and the time until the edge advances again.
+ */
+function s3Outage(options: {
+  id: string;
+  outageSeconds: number;
+  spoolBytes?: number;
+}): FaultScenario {
+  return {
+    id: options.id,
+    async run() {
+      const env: Record<string, string> = { INGEST_KEEP_VOD: 'true' };
+      if (options.spoolBytes !== undefined) env.INGEST_SPOOL_MAX_BYTES = String(options.spoolBytes);
+      const stack = await startStreamingStack(env);
+      const { api, node, edge, s3, workDir } = stack;
+      let watcher: EdgeWatcher | undefined;
+      let publisher: ChildProcess | undefined;
+      try {
+        const key = await api.streams.createKey('outage');
+        publisher = publishLikeObs({
+          url: `rtmp://127.0.0.1:${node.rtmpPort}/live/${key.streamKey}`,
+          seconds: options.outageSeconds + 40,
+        });
+        watcher = new EdgeWatcher(`${edge.url}/live/outage/720p30/index.m3u8`);
+        await timeUntil(async () => watcher!.arrivals.length >= 3, 40_000, 'the live stream');
+        const baselineKiB = residentKiB(node.pid);
+        let peakKiB = baselineKiB;
+        let peakSpool = folderBytes(workDir);
+        console.log(`   S3 down for ${options.outageSeconds} s`);
+        await s3.stop();
+        const outageEnds = performance.now() + options.outageSeconds * 1000;
+        while (performance.now() < outageEnds) {
+          peakKiB = Math.max(peakKiB, residentKiB(node.pid));
+          peakSpool = Math.max(peakSpool, folderBytes(workDir));
+          await sleep(250);
+        }
+        const arrivalsBefore = watcher.arrivals.length;
+        await s3.resume();
+        const backAt = performance.now();
+        await timeUntil(
+          async () => watcher!.arrivals.length > arrivalsBefore,
+          60_000,
+          'the edge advancing again',
+        );
+        const advancingMs = performance.now() - backAt;
+        const dropped = await droppedSegments(node);
+        await exited(publisher);
+        // The VOD playlists, complete once the stream ended and the backlog drained.
+        const vodTexts: string[] = [];
+        for (const rendition of ['720p30', '480p30']) {
+          await timeUntil(
+            async () =>
+              (await fetch(`${s3.endpoint}/${TEST_BUCKET}/live/outage/${rendition}/vod.m3u8`)).ok,
+            60_000,
+            `the ${rendition} VOD playlist`,
+          );
+          vodTexts.push(
+            await (
+              await fetch(`${s3.endpoint}/${TEST_BUCKET}/live/outage/${rendition}/vod.m3u8`)
+            ).text(),
+          );
+        }
+        // Segment numbers run from 0 without a gap unless something was lost.
+        const missing = vodTexts.map((text) => {
+          const numbers = [...text.matchAll(/-(\d+)\.ts$/gm)].map((match) => Number(match[1]));
+          const last = Math.max(...numbers);
+          return last + 1 - numbers.length;
+        });
+        const lost = missing.reduce((sum, count) => sum + count, 0);
+        const figures = {
+          outageSeconds: options.outageSeconds,
+          spoolMaxBytes: options.spoolBytes ?? 512 * 1024 * 1024,
+          rssBaselineMiB: Math.round(baselineKiB / 102.4) / 10,
+          rssPeakMiB: Math.round(peakKiB / 102.4) / 10,
+          spoolPeakMiB: Math.round(peakSpool / 104857.6) / 10,
+          edgeAdvancingAgainMs: Math.round(advancingMs),
+          segmentsMissingFromVod: missing,
+          droppedCounter: dropped,
+        };
+        const spool = options.spoolBytes
+          ? `spool capped at ${options.spoolBytes / 1024 / 1024} MiB`
+          : 'default 512 MiB spool';
+        return [
+          {
+            scenario: `S3 down for ${options.outageSeconds} s (${spool})`,
+            done: `s3rver stopped for ${options.outageSeconds} s under a 1280x720 stream (720p30 + 480p30), VOD kept, then back`,
+            held: `ingest RSS ${figures.rssBaselineMiB} → peak ${figures.rssPeakMiB} MiB; spool on disk peak ${figures.spoolPeakMiB} MiB; segments missing from the VOD playlists ${missing.join(' + ')}, drop counter ${dropped}; playlists valid and complete after the drain`,
+            recovery: `the edge advanced ${seconds(advancingMs)} after S3 was back`,
+            dataLost:
+              lost === 0
+                ? 'none'
+                : `${lost} segments (${dropped} dropped from the full spool, oldest first, counted and marked as discontinuities)`,
+            passed: options.spoolBytes === undefined ? lost === 0 : lost === dropped && dropped > 0,
+            figures,
+          },
+        ];
+      } finally {
+        await watcher?.stop();
+        publisher?.kill('SIGKILL');
+        await stack.close();
+      }
+    },
+  };
+}
+
 /** Live-stream scenarios in table order. */
-export const streamScenarios = { rtmpAndFfmpeg, ingestNodeKilled };
+export const streamScenarios = {
+  rtmpAndFfmpeg,
+  ingestNodeKilled,
+  s3Down10s: s3Outage({ id: 's3-10s', outageSeconds: 10 }),
+  s3Down90s: s3Outage({ id: 's3-90s', outageSeconds: 90 }),
+  s3Down90sSmallSpool: s3Outage({
+    id: 's3-90s-spool',
+    outageSeconds: 90,
+    spoolBytes: 16 * 1024 * 1024,
+  }),
+};
