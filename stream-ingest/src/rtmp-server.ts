@@ -141,6 +141,9 @@ export class RtmpServer {
       ? tls.createServer({
           cert: fs.readFileSync(options.rtmps.certPath),
           key: fs.readFileSync(options.rtmps.keyPath),
+          // A TLS peer is admitted (and counted) once its TLS handshake is done; until then only
+          // this bounds it, so it is held to the RTMP handshake's time as well.
+          handshakeTimeout: (options.limits ?? DEFAULT_RTMP_LIMITS).handshakeTimeoutMs,
         })
       : undefined;
     try {

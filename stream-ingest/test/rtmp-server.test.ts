@@ -55,6 +55,29 @@ function exitCode(child: ReturnType<typeof spawn>): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
+// A certificate for 127.0.0.1 in a temporary folder, removed after the test.
+async function selfSignedCertificate(): Promise<{ certPath: string; keyPath: string }> {
+  tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-rtmps-'));
+  const certPath = path.join(tempDir, 'cert.pem');
+  const keyPath = path.join(tempDir, 'key.pem');
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-keyout',
+    keyPath,
+    '-out',
+    certPath,
+  ]);
+  return { certPath, keyPath };
+}
+
 // Accepts the publish the way the ingest does once the key checks out, unless told not to.
 function nextPublish(target: RtmpServer, { accept = true } = {}): Promise<PublishRequest> {
   return new Promise((resolve) =>
@@ -90,24 +113,7 @@ describe('RtmpServer', () => {
   });
 
   it('publishes over RTMPS when a certificate is configured', async () => {
-    tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-rtmps-'));
-    const certPath = path.join(tempDir, 'cert.pem');
-    const keyPath = path.join(tempDir, 'key.pem');
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-keyout',
-      keyPath,
-      '-out',
-      certPath,
-    ]);
+    const { certPath, keyPath } = await selfSignedCertificate();
     const rtmpsPort = await freePort();
     server = await RtmpServer.start({
       host: '127.0.0.1',
@@ -190,6 +196,24 @@ describe('RtmpServer', () => {
     await closed;
     expect(request.videoInfo().width).toBe(0);
     expect(await exitCode(publisher)).not.toBe(0);
+  });
+
+  it('an RTMPS peer that never finishes its TLS handshake is closed after the handshake timeout', async () => {
+    const { certPath, keyPath } = await selfSignedCertificate();
+    const rtmpsPort = await freePort();
+    server = await RtmpServer.start({
+      host: '127.0.0.1',
+      port: 0,
+      rtmps: { port: rtmpsPort, certPath, keyPath },
+      logger,
+      limits: { ...DEFAULT_RTMP_LIMITS, handshakeTimeoutMs: 300 },
+    });
+    const silent = net.connect(rtmpsPort, '127.0.0.1');
+    silent.on('error', () => undefined);
+    silent.resume();
+    const started = Date.now();
+    await new Promise((resolve) => silent.once('close', resolve));
+    expect(Date.now() - started).toBeLessThan(2000);
   });
 
   it('start() on a taken port fails with a clear error instead of exiting the process', async () => {
