@@ -5,6 +5,7 @@ import type { TestApi } from '../api/test/support/server';
 import { TEST_BUCKET, type TestS3Server } from '../stream-ingest/test/support/s3rver';
 import { ingestNodes, liveStreams, startIngestCluster } from './support/ingest-cluster';
 import { exited, publishLikeObs } from './support/obs';
+import { transcoderPids } from './support/transcoders';
 import { eventually } from './support/wait';
 
 const guest = { authorization: 'Guest Operator' };
@@ -116,8 +117,12 @@ describe('ingest nodes behind a TCP balancer, with two api instances on Redis', 
     );
     const { stream: running } = await second.streams.channelStream('crash');
     const holder = (await ingestNodes(first)).find((node) => node.load.streams === 1)!;
+    const transcoders = transcoderPids(running!.id);
+    expect(transcoders).toHaveLength(1);
     nodes.find((node) => node.nodeId === holder.id)!.kill('SIGKILL');
     expect(await exited(before)).not.toBe(0);
+    // The dead node's ffmpeg reads its stdin: it ends with the node, nothing is left behind.
+    await eventually(async () => transcoderPids(running!.id).length === 0, 10_000, 'no orphan');
     // The publisher comes back at once, as OBS's reconnect does, through the same URL.
     publish(balancer, key.streamKey);
     await eventually(

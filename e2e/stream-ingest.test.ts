@@ -9,6 +9,7 @@ import { ingestConfig } from '@hearth/stream-ingest';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { probeSegment } from '../stream-ingest/test/support/ffmpeg-fixtures';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
+import { transcoderPids } from './support/transcoders';
 import { eventually } from './support/wait';
 import { exited, publishLikeObs } from './support/obs';
 
@@ -111,21 +112,6 @@ async function download(key: string): Promise<string> {
   const file = path.join(workDir!, `probe-${key.replaceAll('/', '_')}`);
   fs.writeFileSync(file, Buffer.from(await (await getObject(key)).arrayBuffer()));
   return file;
-}
-
-// Finds the ingest's own ffmpeg by its command line, which names the stream's work folder.
-async function transcoderPids(streamId: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (cmdline.includes('ffmpeg') && cmdline.includes(streamId)) pids.push(Number(entry));
-    } catch {
-      // The process ended while the list was read.
-    }
-  }
-  return pids;
 }
 
 describe('RTMP ingest to S3', () => {
