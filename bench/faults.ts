@@ -5,6 +5,7 @@
 //   --short          participant churn for 30 s instead of 10 minutes
 //   --only=a,b       only the scenarios with these ids (see `scenarios` below)
 import fs from 'node:fs';
+import * as prettier from 'prettier';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,7 +63,7 @@ async function main(): Promise<void> {
     }
     console.log(`   (${Math.round((performance.now() - started) / 1000)} s)`);
   }
-  report(rows);
+  await report(rows);
   if (rows.some((row) => !row.passed)) process.exitCode = 1;
 }
 
@@ -70,7 +71,7 @@ function cell(text: string): string {
   return text.replaceAll('|', '\\|').replaceAll('\n', ' ');
 }
 
-function report(rows: FaultRow[]): void {
+async function report(rows: FaultRow[]): Promise<void> {
   const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`;
   const failed = rows.filter((row) => !row.passed).map((row) => row.scenario);
   const lines = [
@@ -94,11 +95,12 @@ function report(rows: FaultRow[]): void {
     `${JSON.stringify({ machine, short, only: only ?? null, rows }, null, 2)}\n`,
   );
   fs.writeFileSync(path.join(resultsDir, 'faults.md'), `${markdown}\n`);
-  replaceReadmeSection(markdown);
+  await replaceReadmeSection(markdown);
 }
 
-// Only the marked section changes; the prose around it is written by hand.
-function replaceReadmeSection(markdown: string): void {
+// Only the marked section changes; the prose around it is written by hand. The README is then
+// formatted like every other file, so the check in `npm test` stays green.
+async function replaceReadmeSection(markdown: string): Promise<void> {
   const readme = fs.readFileSync(README, 'utf8');
   const open = '<!-- bench:faults -->';
   const close = '<!-- /bench:faults -->';
@@ -108,10 +110,8 @@ function replaceReadmeSection(markdown: string): void {
     console.warn(`README.md has no ${open} … ${close} section; left as it is`);
     return;
   }
-  fs.writeFileSync(
-    README,
-    `${readme.slice(0, start + open.length)}\n\n${markdown}\n\n${readme.slice(end)}`,
-  );
+  const text = `${readme.slice(0, start + open.length)}\n\n${markdown}\n\n${readme.slice(end)}`;
+  fs.writeFileSync(README, await prettier.format(text, { filepath: README }));
 }
 
 main().then(
