@@ -13,6 +13,7 @@ import {
   redactStreamUrls,
   Transcoder,
   type AdaptedInfo,
+  type FlvFeed,
   type TranscoderOptions,
 } from '../src/transcoder';
 import {
@@ -320,6 +321,41 @@ describe('Transcoder lifecycle', () => {
       listSize: 6,
     });
     expect(createFfmpegCommand(args, '/usr/bin/ffmpeg')._getArguments()).toEqual(toArgv(args));
+  });
+});
+
+describe('Transcoder on a live FLV feed', () => {
+  it('an ffmpeg that stops reading its feed is killed and restarted instead of buffering without bound', async () => {
+    // The first 4 MB of the test file: about 12 s of content, enough for ffmpeg to be encoding.
+    const start = fs.readFileSync(input).subarray(0, 4 * 1024 * 1024);
+    const sinks: ((chunk: Buffer) => void)[] = [];
+    const feed: FlvFeed = {
+      subscribe(sink) {
+        sinks.push(sink);
+        sink(start);
+        return () => undefined;
+      },
+    };
+    const { transcoder, events, records } = makeTranscoder('stalled', {
+      input: feed,
+      restartPolicy: { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 100, stableMs: 60_000 },
+    });
+    await transcoder.start();
+    const stalled = transcoder.pid!;
+    // A wedged ffmpeg: it no longer reads its stdin, and the feed keeps coming.
+    process.kill(stalled, 'SIGSTOP');
+    for (let megabytes = 0; megabytes < 20 && transcoder.pid === stalled; megabytes++) {
+      sinks[0]!(Buffer.alloc(1024 * 1024, 0x47));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await waitFor('a restarted ffmpeg', 20_000, () =>
+      events.includes('restarted 1') ? true : undefined,
+    );
+    expect(sinks).toHaveLength(2);
+    expect(transcoder.pid).not.toBe(stalled);
+    expect(
+      records.some((record) => record.msg === 'ffmpeg stopped reading its input; killing it'),
+    ).toBe(true);
   });
 });
 
