@@ -217,6 +217,10 @@ export class UploadQueue {
   readonly #byKey = new Map<string, Unit[]>();
   // Ids of jobs that failed for good; any other id below #nextId that is not queued succeeded.
   readonly #failed = new Set<number>();
+  // Waiting versions of a key replaced by a newer one before they ran: what depended on them
+  // waits for the newer one. Entries go once that one has succeeded.
+  readonly #supersededBy = new Map<number, number>();
+  readonly #supersedes = new Map<number, number[]>();
   #drainWaiters: DrainWaiter[] = [];
   #nextId = 1;
   #inFlight = 0;
@@ -268,6 +272,7 @@ export class UploadQueue {
     };
     const tail = this.#byKey.get(job.key)?.at(-1);
     if (tail?.op === 'put') {
+      this.#supersedeWaiting(tail, version);
       tail.versions.push(version);
       this.#track(version, tail);
     } else {
@@ -428,13 +433,40 @@ export class UploadQueue {
     }
   }
 
+  // Keeps a waiting unit to its oldest version and the newest: the versions in between would
+  // only ever be overtaken (puts of one key coalesce), and during a long outage they would pile
+  // up in memory, one per segment. What depends on them now depends on the newest.
+  #supersedeWaiting(unit: Unit & { op: 'put' }, newest: Version): void {
+    if (unit.running || unit.versions.length < 2) return;
+    for (const middle of unit.versions.splice(1)) {
+      this.#forget(middle);
+      this.#supersededBy.set(middle.id, newest.id);
+      this.#supersedes.set(newest.id, [
+        ...(this.#supersedes.get(newest.id) ?? []),
+        ...(this.#supersedes.get(middle.id) ?? []),
+        middle.id,
+      ]);
+      this.#supersedes.delete(middle.id);
+    }
+  }
+
+  // The job that carries a dependency now: the newest version that superseded it, if any.
+  #resolve(id: number): number {
+    let current = id;
+    for (let next = this.#supersededBy.get(current); next !== undefined;) {
+      current = next;
+      next = this.#supersededBy.get(current);
+    }
+    return current;
+  }
+
   #pumpOnce(): void {
     const seen = new Set<Unit>();
     for (const job of this.#jobs.values()) {
       if (this.#closed) return;
       const unit = this.#unitOf.get(job)!;
       if (unit.op === 'put') {
-        const failed = job.deps.find((id) => this.#failed.has(id));
+        const failed = job.deps.find((id) => this.#failed.has(this.#resolve(id)));
         if (failed !== undefined) {
           this.#failDependent(unit, job as Version, failed);
           continue;
@@ -445,11 +477,16 @@ export class UploadQueue {
       if (unit.running || unit.retryTimer || this.#inFlight >= this.#concurrency) continue;
       if (unit.keys.some((key) => this.#byKey.get(key)?.[0] !== unit)) continue;
       if (unit.op === 'delete') {
-        if (!unit.job.deps.some((id) => this.#jobs.has(id))) void this.#run(unit, unit.job);
+        if (!unit.job.deps.some((id) => this.#jobs.has(this.#resolve(id)))) {
+          void this.#run(unit, unit.job);
+        }
         continue;
       }
       const ready = unit.versions.findLast((version) =>
-        version.deps.every((id) => !this.#jobs.has(id) && !this.#failed.has(id)),
+        version.deps.every((id) => {
+          const carrier = this.#resolve(id);
+          return !this.#jobs.has(carrier) && !this.#failed.has(carrier);
+        }),
       );
       if (ready) void this.#run(unit, ready);
     }
@@ -490,7 +527,13 @@ export class UploadQueue {
     if (job.expectedMs !== undefined && latencyMs > job.expectedMs) this.#reportSlow(job);
     const attempts = unit.attempts + 1;
     unit.attempts = 0;
-    this.#finish(unit, job);
+    for (const finished of this.#finish(unit, job)) {
+      // Superseded versions of what succeeded are done too; their entries are not needed.
+      for (const superseded of this.#supersedes.get(finished.id) ?? []) {
+        this.#supersededBy.delete(superseded);
+      }
+      this.#supersedes.delete(finished.id);
+    }
     if (this.#failingSince !== undefined) {
       this.#logger.info(
         { failingMs: Math.round(performance.now() - this.#failingSince) },

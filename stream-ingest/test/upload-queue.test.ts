@@ -489,7 +489,7 @@ describe('UploadQueue drops', () => {
     expect([...storage.objects.keys()]).toEqual(['s/0.ts']);
   });
 
-  it('dropKey() drops every waiting version of one key and nothing else', async () => {
+  it('dropKey() drops every waiting version of one key (v2 was already superseded by v3) and nothing else', async () => {
     const storage = new MemoryStorage();
     const held = storage.hold(/./);
     const uploads = createQueue(storage, { concurrency: 1 });
@@ -498,9 +498,40 @@ describe('UploadQueue drops', () => {
       uploads.put({ key: 'p.m3u8', kind: 'playlist', body, meta: playlistMeta });
     }
     await sleep(20);
-    expect(uploads.dropKey('p.m3u8')).toBe(3);
+    expect(uploads.dropKey('p.m3u8')).toBe(2);
     held.release();
     await uploads.drain();
     expect([...storage.objects.keys()]).toEqual(['other']);
+  });
+});
+
+describe('UploadQueue memory while storage is away', () => {
+  it('a waiting key keeps only its oldest and newest versions; what depended on a superseded one waits for the newest', async () => {
+    const storage = new MemoryStorage();
+    const held = storage.hold('s/0.ts');
+    const uploads = createQueue(storage, { concurrency: 2 });
+    const segment = uploads.put({ key: 's/0.ts', kind: 'segment', body: '0', meta: segmentMeta });
+    const versions: number[] = [];
+    for (let index = 1; index <= 10; index++) {
+      versions.push(
+        uploads.put({
+          key: 's/index.m3u8',
+          kind: 'playlist',
+          body: `v${index}`,
+          meta: playlistMeta,
+          dependsOn: [segment],
+        }),
+      );
+    }
+    // The segment, and of ten playlist versions the first and the last.
+    expect(uploads.size).toBe(3);
+    uploads.delete({ keys: ['s/old.ts'], dependsOn: [versions[4]!] });
+    held.release();
+    await uploads.drain();
+    expect(storage.putsOf('s/index.m3u8')).toEqual(['v10']);
+    // The delete waited for the version that superseded the one it named.
+    expect(storage.indexOf('delete', 's/old.ts')).toBeGreaterThan(
+      storage.indexOf('put-end', 's/index.m3u8'),
+    );
   });
 });
