@@ -3,7 +3,12 @@ import type { Context, Middleware, ParameterizedContext } from 'koa';
 import type { z } from 'zod';
 import { channelNameSchema, describeZodError } from '@hearth/protocol';
 import type { Grant } from '@hearth/protocol';
-import { AppError, ServiceUnavailableError, TokenBucket, type Logger } from '@hearth/server-common';
+import {
+  AppError,
+  ServiceUnavailableError,
+  KeyedRateLimiter,
+  type Logger,
+} from '@hearth/server-common';
 import { holdsGrant, type Authenticator, type Principal } from './auth';
 
 /** Request state every handler can rely on. */
@@ -79,16 +84,9 @@ export function errorHandler(): Middleware {
 
 /** Refuses clients that exceed `ratePerSecond` requests per second (burst of twice that). */
 export function rateLimit(ratePerSecond: number): Middleware {
-  const buckets = new Map<string, TokenBucket>();
+  const limiter = new KeyedRateLimiter({ ratePerSecond, burst: ratePerSecond * 2 });
   return async (ctx, next) => {
-    // Bounded memory: forgetting every bucket now and then only ever grants a fresh burst.
-    if (buckets.size > 10_000) buckets.clear();
-    let bucket = buckets.get(ctx.ip);
-    if (!bucket) {
-      bucket = new TokenBucket(ratePerSecond, ratePerSecond * 2);
-      buckets.set(ctx.ip, bucket);
-    }
-    if (!bucket.take()) throw new AppError('rate_limited', 'too many requests; slow down');
+    if (!limiter.take(ctx.ip)) throw new AppError('rate_limited', 'too many requests; slow down');
     await next();
   };
 }

@@ -27,3 +27,49 @@ export class TokenBucket {
     return true;
   }
 }
+
+/**
+ * Token buckets by key (a client address) in bounded memory: past `maxKeys`, the least recently
+ * used bucket is forgotten, one at a time. A client that keeps knocking stays tracked, so many
+ * other addresses coming by cannot give it a fresh burst.
+ */
+export class KeyedRateLimiter {
+  readonly #ratePerSecond: number;
+  readonly #burst: number;
+  readonly #maxKeys: number;
+  readonly #now: () => number;
+  // Map order is use order: a bucket is moved to the end each time it is used.
+  readonly #buckets = new Map<string, TokenBucket>();
+
+  constructor(options: {
+    ratePerSecond: number;
+    burst: number;
+    maxKeys?: number;
+    now?: () => number;
+  }) {
+    this.#ratePerSecond = options.ratePerSecond;
+    this.#burst = options.burst;
+    this.#maxKeys = options.maxKeys ?? 10_000;
+    this.#now = options.now ?? (() => performance.now());
+  }
+
+  /** Keys tracked now. */
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  /** Takes one token for `key`; false when its bucket is empty. */
+  take(key: string): boolean {
+    let bucket = this.#buckets.get(key);
+    if (bucket) {
+      this.#buckets.delete(key);
+    } else {
+      bucket = new TokenBucket(this.#ratePerSecond, this.#burst, this.#now);
+      if (this.#buckets.size >= this.#maxKeys) {
+        this.#buckets.delete(this.#buckets.keys().next().value!);
+      }
+    }
+    this.#buckets.set(key, bucket);
+    return bucket.take();
+  }
+}
