@@ -22,7 +22,6 @@ import { Transcoder } from './transcoder';
 interface IngestMetrics {
   liveStreams: Gauge;
   refusedPublishes: Counter<'reason'>;
-  transcodeSpeed: Gauge<'channel'>;
   uploadSeconds: Histogram<'kind'>;
   transcoderRestarts: Counter;
   droppedSegments: Counter;
@@ -112,7 +111,10 @@ export class IngestNode {
     this.events = new TypedEmitter((error, event) =>
       this.#logger.error({ err: error, event }, 'ingest listener failed'),
     );
-    this.#metrics = registerIngestMetrics(options.registry, () => this.#runs.size);
+    this.#metrics = registerIngestMetrics(options.registry, {
+      liveStreams: () => this.#runs.size,
+      slowestSpeed: () => this.#slowestSpeed(),
+    });
     this.rtmp.events.on('publish', (request) => {
       this.#onPublish(request).catch((error: unknown) => {
         this.#logger.error({ err: error, session: request.id }, 'publish handling failed');
@@ -172,16 +174,23 @@ export class IngestNode {
     const pids = runs.flatMap((run) =>
       run.transcoder.pid === undefined ? [] : [run.transcoder.pid],
     );
-    const speeds = runs.flatMap((run) => (run.speed === undefined ? [] : [run.speed]));
     return nodeLoadSchema.parse({
       cpu: this.#cpu.sample(pids),
       streams: runs.length,
-      transcodeSpeed: speeds.length > 0 ? Math.min(...speeds) : 0,
+      transcodeSpeed: this.#slowestSpeed(),
       uploadBacklogBytes: runs.reduce((sum, run) => sum + run.publisher.backlogBytes, 0),
     });
   }
 
   /** Ends every stream cleanly, then stops the RTMP server. */
+  // The slowest speed ffmpeg reported among the live streams; 0 without streams.
+  #slowestSpeed(): number {
+    const speeds = [...this.#runs.values()].flatMap((run) =>
+      run.speed === undefined ? [] : [run.speed],
+    );
+    return speeds.length > 0 ? Math.min(...speeds) : 0;
+  }
+
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#stopRevocations();
@@ -289,7 +298,6 @@ export class IngestNode {
     transcoder.events.on('segment', (segment) => publisher.addSegment(segment));
     transcoder.events.on('speed', (speed) => {
       run.speed = speed;
-      this.#metrics.transcodeSpeed.set({ channel: grant.channel }, speed);
       this.events.safeEmit('speed', { channel: grant.channel, speed });
     });
     transcoder.events.on('restarted', () => this.#metrics.transcoderRestarts.inc());
@@ -339,7 +347,6 @@ export class IngestNode {
       this.#logger.error({ err: error, stream: streamId }, 'transcoder did not stop cleanly');
     }
     this.#runs.delete(streamId);
-    this.#metrics.transcodeSpeed.remove({ channel: run.grant.channel });
     this.#controlPlane.report({ kind: 'ended', streamId, reason });
     try {
       await run.publisher.end();
@@ -389,27 +396,34 @@ async function waitForVideoInfo(
   }
 }
 
-function registerIngestMetrics(registry: Registry, liveStreams: () => number): IngestMetrics {
+function registerIngestMetrics(
+  registry: Registry,
+  read: { liveStreams: () => number; slowestSpeed: () => number },
+): IngestMetrics {
   const registers = [registry];
+  // One series per node, not per channel: channel names are not for whoever reads /metrics, and
+  // a label per stream would grow without bound.
+  new Gauge({
+    name: 'ingest_transcode_speed_min_ratio',
+    help: 'ffmpeg speed (1 = real time) of the slowest live stream on this node; 0 without streams',
+    registers,
+    collect() {
+      this.set(read.slowestSpeed());
+    },
+  });
   return {
     liveStreams: new Gauge({
       name: 'ingest_live_streams',
       help: 'Streams being transcoded on this node',
       registers,
       collect() {
-        this.set(liveStreams());
+        this.set(read.liveStreams());
       },
     }),
     refusedPublishes: new Counter({
       name: 'ingest_refused_publishes_total',
       help: 'Publish attempts refused, by reason',
       labelNames: ['reason'],
-      registers,
-    }),
-    transcodeSpeed: new Gauge({
-      name: 'ingest_transcode_speed_ratio',
-      help: 'ffmpeg speed (1 = real time) of each live stream',
-      labelNames: ['channel'],
       registers,
     }),
     uploadSeconds: new Histogram({

@@ -117,7 +117,10 @@ describe('IngestNode', () => {
     );
     const metrics = await registry.metrics();
     expect(metrics).toContain('ingest_rtmp_connections');
+    expect(metrics).toMatch(/^ingest_transcode_speed_min_ratio \d/m);
     expect(metrics).not.toContain(secret);
+    // Nor the channel: whoever reads /metrics learns no channel names.
+    expect(metrics).not.toContain('keyed');
     expect(lines.length).toBeGreaterThan(20);
     expect(lines.join('')).not.toContain(secret);
     const names = filesUnder(storageDir);
