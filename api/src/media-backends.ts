@@ -1,20 +1,11 @@
 import path from 'node:path';
 import type { Logger } from '@hearth/server-common';
 import { nginxAvailable, startNginxEdge, type NginxProcess } from '@hearth/cdn-config';
-import {
-  EmbeddedS3Server,
-  LocalStorage,
-  S3Storage,
-  type IngestConfig,
-  type ObjectStorage,
-  type S3Config,
-} from '@hearth/stream-ingest';
+import { EmbeddedS3Server, type IngestConfig, type S3Config } from '@hearth/stream-ingest';
 import type { ApiConfig } from './config';
 
 /** Where segments go and where viewers fetch them from. */
 export interface MediaBackends {
-  /** Storage the ingest node writes to. */
-  storage: ObjectStorage;
   /** Base URL of HLS playback, without a trailing slash. */
   playbackBaseUrl: string;
   /** What runs for it, to print at start-up. */
@@ -42,7 +33,6 @@ export async function startMediaBackends(options: {
       throw new Error('INGEST_STORAGE=local needs API_CDN_BASE_URL: a web server for its folder');
     }
     return {
-      storage: new LocalStorage(ingest.localStorageDir),
       playbackBaseUrl: trimSlash(config.cdnBaseUrl),
       description: `local folder ${ingest.localStorageDir}`,
       ingestEnv: {},
@@ -82,7 +72,6 @@ export async function startMediaBackends(options: {
     logger.warn('nginx is not installed: viewers fetch HLS from the S3 server directly');
   }
   return {
-    storage: new S3Storage({ ...s3, region: s3.region, bucket: s3.bucket }),
     ingestEnv: Object.fromEntries(
       Object.entries({
         S3_ENDPOINT: s3.endpoint,

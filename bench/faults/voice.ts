@@ -3,7 +3,7 @@
 import { channelNodeSchema, nodeListSchema, voiceJoinSchema } from '@hearth/protocol';
 import { VoiceNode, voiceConfig } from '@hearth/voice-sfu';
 import { startTestApi, TestSignalingClient } from '../../api/test/support/server';
-import { floodSignaling, killCoreWorker } from '../../api/test/support/voice-faults';
+import { floodSignaling, joinOnSocket, killCoreWorker } from '../../api/test/support/voice-faults';
 import { startVoiceNodeProcess } from '../../e2e/support/voice-nodes';
 import { fuzzSeed } from '../../stream-ingest/test/support/rtmp-fuzz';
 import { runParticipantChurn } from '../../voice-sfu/test/support/churn';
@@ -34,17 +34,7 @@ export async function joinAvoiding(
   const url = new URL(placement.url, baseUrl.replace('http', 'ws'));
   url.searchParams.set('token', placement.token);
   const client = await TestSignalingClient.open(url.href);
-  const caps = (await client.request('getRouterRtpCapabilities')) as {
-    data: { rtpCapabilities: unknown };
-  };
-  const joined = await client.request('join', {
-    channel,
-    rtpCapabilities: caps.data.rtpCapabilities,
-  });
-  if (joined.kind !== 'response' || !joined.ok) {
-    client.close();
-    throw new Error(`join over signaling refused: ${JSON.stringify(joined)}`);
-  }
+  await joinOnSocket(client, channel);
   return { nodeId: placement.nodeId, client };
 }
 

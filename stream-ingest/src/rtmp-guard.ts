@@ -76,7 +76,7 @@ let installed = false;
  * the declared message length, and before it opens another chunk stream. A broken limit throws
  * an RtmpLimitError out of the connection's data handler, which closes that connection only.
  */
-export function installParserLimits(): void {
+function installParserLimits(): void {
   if (installed) return;
   installed = true;
   const prototype = NmsRtmp.prototype;

@@ -115,6 +115,8 @@ export class RtmpServer {
   readonly #metrics: RtmpMetrics;
   readonly #listeners: net.Server[] = [];
   readonly #sockets = new Set<net.Socket>();
+  // How an accepted publish lifts the pre-publish limits of its session.
+  readonly #allowStream = new WeakMap<NmsRtmpSession, (authorized: boolean) => void>();
 
   private constructor(options: RtmpServerOptions, port: number, nms: NodeMediaServer) {
     this.port = port;
@@ -259,9 +261,6 @@ export class RtmpServer {
       socket.resume();
     });
   }
-
-  // How an accepted publish lifts the pre-publish limits of its session.
-  readonly #allowStream = new WeakMap<NmsRtmpSession, (authorized: boolean) => void>();
 
   #drop(session: NmsRtmpSession, reason: CloseReason, error?: unknown): void {
     if (session.socket.destroyed) return;

@@ -48,6 +48,12 @@ export async function joinOverSignaling(
   channel: string,
 ): Promise<TestSignalingClient> {
   const client = await TestSignalingClient.connect(api.baseUrl, name, { channel });
+  await joinOnSocket(client, channel);
+  return client;
+}
+
+/** Loads the router's capabilities and joins `channel` on an open signaling client. */
+export async function joinOnSocket(client: TestSignalingClient, channel: string): Promise<void> {
   const caps = (await client.request('getRouterRtpCapabilities')) as {
     data: { rtpCapabilities: unknown };
   };
@@ -59,7 +65,6 @@ export async function joinOverSignaling(
     client.close();
     throw new Error(`join refused: ${JSON.stringify(joined)}`);
   }
-  return client;
 }
 
 /** Summarizes latencies by nearest rank. */
