@@ -17,6 +17,7 @@ import { AppError, keepAlive, type JoinTokens, type Logger } from '@hearth/serve
 import type { NodeAgent, VoiceNode } from '@hearth/voice-sfu';
 import type { AccountService } from './accounts/account-service';
 import { accountIdOf, type Authenticator } from './auth';
+import { clientAddress, trustedProxies } from './client-address';
 import type { ChannelDirectory, ChannelRecord } from './channel-directory';
 import type { ApiConfig } from './config';
 import type { MembershipStore } from './db/memberships';
@@ -89,7 +90,9 @@ export type ApiApp = ReturnType<typeof websockify<ApiState>>;
 /** Builds the api: REST routes, signaling WebSocket and the web app. It never listens. */
 export function createApp(deps: AppDeps): ApiApp {
   const app = websockify<ApiState>(new Koa(), { maxPayload: MAX_WEBSOCKET_FRAME_BYTES });
+  // Forwarding headers count only from API_TRUSTED_PROXIES, which `clientAddress` decides alone.
   app.proxy = false;
+  app.use(clientAddress(trustedProxies(deps.config.trustedProxies)));
   app.use(requestContext(deps.logger));
   app.use(errorHandler());
   app.use(apiRouter(deps).routes() as Koa.Middleware);

@@ -8,6 +8,7 @@ import {
   DEFAULT_DATABASE_STATEMENT_TIMEOUT_MS,
   type PostgresTimeouts,
 } from './db/postgres-client';
+import { addressRangeListSchema } from './client-address';
 import { nodesConfigShape } from './nodes/config';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -115,6 +116,11 @@ export const apiConfigSchema = z
     /** Lifetime of the join tokens voice nodes admit clients with, in seconds. */
     joinTokenTtlSeconds: z.coerce.number().int().min(10).max(3600).default(60),
     ...nodesConfigShape,
+    /**
+     * Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed (comma-separated CIDRs,
+     * IPv4 or IPv6); requests from anywhere else are taken as coming from their peer address.
+     */
+    trustedProxies: addressRangeListSchema.default([]),
     /** Extra origins allowed to open the signaling WebSocket (comma-separated). */
     allowedOrigins: z
       .string()
@@ -167,6 +173,7 @@ const envKeys: Record<string, string> = {
   API_LOG_LEVEL: 'logLevel',
   API_REST_RATE: 'restRatePerSecond',
   API_ALLOWED_ORIGINS: 'allowedOrigins',
+  API_TRUSTED_PROXIES: 'trustedProxies',
   API_CDN_BASE_URL: 'cdnBaseUrl',
   API_DATA_DIR: 'dataDir',
   API_EMBEDDED_S3_PORT: 'embeddedS3Port',

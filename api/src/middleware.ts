@@ -10,6 +10,7 @@ import {
   type Logger,
 } from '@hearth/server-common';
 import { holdsGrant, type Authenticator, type Principal } from './auth';
+import type { ClientAddress } from './client-address';
 
 /** Request state every handler can rely on. */
 export interface ApiState {
@@ -21,6 +22,8 @@ export interface ApiState {
   body: unknown;
   /** The authenticated caller (set by `authenticate`). */
   principal?: Principal;
+  /** Where the request came from, trusted proxies seen through (set by `clientAddress`). */
+  client: ClientAddress;
 }
 
 /** Koa context of an api request. */
@@ -82,11 +85,15 @@ export function errorHandler(): Middleware {
   };
 }
 
-/** Refuses clients that exceed `ratePerSecond` requests per second (burst of twice that). */
+/**
+ * Refuses client addresses that exceed `ratePerSecond` requests per second (burst of twice that);
+ * runs after `clientAddress`.
+ */
 export function rateLimit(ratePerSecond: number): Middleware {
   const limiter = new KeyedRateLimiter({ ratePerSecond, burst: ratePerSecond * 2 });
   return async (ctx, next) => {
-    if (!limiter.take(ctx.ip)) throw new AppError('rate_limited', 'too many requests; slow down');
+    const { address } = (ctx as ApiContext).state.client;
+    if (!limiter.take(address)) throw new AppError('rate_limited', 'too many requests; slow down');
     await next();
   };
 }
