@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { cacheRules, cacheRuleTableSchema, isCompressible, type CacheRule } from './cache-rules';
+import { PRIVATE_KEY_PREFIX } from './private-playback';
 import { s3ResponseHeaders } from './s3-headers';
 import { corsOriginSchema, parseOrThrow } from './validation';
 
@@ -47,6 +48,8 @@ export interface CloudFrontDefaultCacheBehavior {
 export interface CloudFrontCacheBehavior extends CloudFrontDefaultCacheBehavior {
   /** Viewer paths the behavior applies to; behaviors are tried in order. */
   readonly PathPattern: string;
+  /** Key groups whose keys sign the URLs or cookies a viewer needs; set on private paths only. */
+  readonly TrustedKeyGroups?: { readonly Enabled: true; readonly Items: readonly CfnString[] };
 }
 
 /** One S3 origin of a distribution. */
@@ -79,7 +82,7 @@ export interface CloudFrontDistributionConfig {
   readonly Origins: readonly CloudFrontS3Origin[];
   /** Behavior for paths no cache rule matches. */
   readonly DefaultCacheBehavior: CloudFrontDefaultCacheBehavior;
-  /** One behavior per cache rule, most specific first. */
+  /** Per cache rule one signed behavior for private channels, then one public behavior. */
   readonly CacheBehaviors: readonly CloudFrontCacheBehavior[];
 }
 
@@ -107,6 +110,12 @@ export interface CloudFrontResponseHeadersPolicyConfig {
 export const CLOUDFRONT_POLICY_LOGICAL_ID = 'HlsCorsResponseHeadersPolicy';
 /** Logical id of the distribution in the generated template. */
 export const CLOUDFRONT_DISTRIBUTION_LOGICAL_ID = 'HlsDistribution';
+/** Logical id of the key group that signs private playback, when the template creates it. */
+export const CLOUDFRONT_KEY_GROUP_LOGICAL_ID = 'PrivatePlaybackKeyGroup';
+/** Logical id of the public key in that key group. */
+export const CLOUDFRONT_PUBLIC_KEY_LOGICAL_ID = 'PrivatePlaybackPublicKey';
+/** Template parameter holding the PEM public key whose private key signs private playback. */
+export const CLOUDFRONT_PUBLIC_KEY_PARAMETER = 'PrivatePlaybackPublicKeyPem';
 /** Id of the single origin that every behavior targets. */
 export const CLOUDFRONT_ORIGIN_ID = 'hls-s3-origin';
 // A response headers policy may remove at most 10 headers (a CloudFront quota), so the first
@@ -150,6 +159,14 @@ export const cloudFrontOptionsSchema = z.strictObject({
   comment: z.string().max(128).default('Hearth live HLS'),
   /** Existing response headers policy id; by default the template's own policy is referenced. */
   responseHeadersPolicyId: z.string().min(1).optional(),
+  /**
+   * Existing key group whose keys sign private channels' URLs or cookies; by default the
+   * template creates one from the public key given as a template parameter.
+   */
+  privatePlaybackKeyGroupId: z
+    .string()
+    .regex(/^[a-z0-9-]+$/, 'must be a CloudFront key group id')
+    .optional(),
 });
 
 /** Options accepted by the CloudFront renderers (defaults applied by the schema). */
@@ -181,7 +198,13 @@ function behaviorFor(
 }
 
 // CloudFront, like the table, uses the first matching pattern, so behaviors keep table order.
-/** Renders a CloudFront `DistributionConfig` with one cache behavior per cache rule. */
+// Private channels' objects (`private/<channel>/...`) get the same behaviors, placed first and
+// restricted to trusted key groups: CloudFront answers 403 to a viewer without a valid signed
+// URL or signed cookies. HLS players resolve segment URLs relative to their playlist and drop
+// its query string, so signed cookies (CloudFront-Policy with a `private/<channel>/*` resource)
+// are what lets one signature cover a channel. A last `private/*` behavior keeps any other
+// private key from falling through to the unsigned default behavior.
+/** Renders a CloudFront `DistributionConfig`: per cache rule a signed then a public behavior. */
 export function renderCloudFrontDistribution(
   options: CloudFrontOptions,
   rules: readonly CacheRule[] = cacheRules,
@@ -191,6 +214,10 @@ export function renderCloudFrontDistribution(
   const policyId: CfnString = parsed.responseHeadersPolicyId ?? {
     Ref: CLOUDFRONT_POLICY_LOGICAL_ID,
   };
+  const trustedKeyGroups = {
+    Enabled: true,
+    Items: [parsed.privatePlaybackKeyGroupId ?? { Ref: CLOUDFRONT_KEY_GROUP_LOGICAL_ID }],
+  } as const;
   return {
     Enabled: true,
     Comment: parsed.comment,
@@ -213,10 +240,22 @@ export function renderCloudFrontDistribution(
     // A path no rule covers is not an HLS object: it is passed through uncached, and with an
     // origin access control limited to s3:GetObject the bucket cannot be listed through it.
     DefaultCacheBehavior: behaviorFor(0, false, policyId),
-    CacheBehaviors: table.map((rule) => ({
-      PathPattern: `*${rule.suffix}`,
-      ...behaviorFor(rule.edgeTtlSeconds, isCompressible(rule), policyId),
-    })),
+    CacheBehaviors: [
+      ...table.map((rule) => ({
+        PathPattern: `${PRIVATE_KEY_PREFIX}/*${rule.suffix}`,
+        ...behaviorFor(rule.edgeTtlSeconds, isCompressible(rule), policyId),
+        TrustedKeyGroups: trustedKeyGroups,
+      })),
+      {
+        PathPattern: `${PRIVATE_KEY_PREFIX}/*`,
+        ...behaviorFor(0, false, policyId),
+        TrustedKeyGroups: trustedKeyGroups,
+      },
+      ...table.map((rule) => ({
+        PathPattern: `*${rule.suffix}`,
+        ...behaviorFor(rule.edgeTtlSeconds, isCompressible(rule), policyId),
+      })),
+    ],
   };
 }
 
@@ -245,7 +284,11 @@ export function renderCloudFrontResponseHeadersPolicy(
   };
 }
 
-/** Renders a CloudFormation template (JSON text) with the policy and the distribution. */
+/**
+ * Renders a CloudFormation template (JSON text) with the policy, the key group of private
+ * playback (from the `PrivatePlaybackPublicKeyPem` parameter) and the distribution; resources
+ * given by id in the options are left out.
+ */
 export function renderCloudFrontTemplate(
   options: CloudFrontOptions,
   rules: readonly CacheRule[] = cacheRules,
@@ -258,6 +301,36 @@ export function renderCloudFrontTemplate(
       Properties: { ResponseHeadersPolicyConfig: renderCloudFrontResponseHeadersPolicy(options) },
     };
   }
+  const parameters: Record<string, unknown> = {};
+  if (!parsed.privatePlaybackKeyGroupId) {
+    parameters[CLOUDFRONT_PUBLIC_KEY_PARAMETER] = {
+      Type: 'String',
+      Description:
+        'PEM public key (RSA 2048) whose private key signs the URLs or cookies of private channels',
+    };
+    resources[CLOUDFRONT_PUBLIC_KEY_LOGICAL_ID] = {
+      Type: 'AWS::CloudFront::PublicKey',
+      Properties: {
+        PublicKeyConfig: {
+          // Public key names are unique per account, so the stack name keeps two stacks apart.
+          Name: { 'Fn::Sub': '${AWS::StackName}-private-playback' },
+          CallerReference: { 'Fn::Sub': '${AWS::StackName}-private-playback' },
+          EncodedKey: { Ref: CLOUDFRONT_PUBLIC_KEY_PARAMETER },
+          Comment: 'Verifies signed URLs and cookies of private channels',
+        },
+      },
+    };
+    resources[CLOUDFRONT_KEY_GROUP_LOGICAL_ID] = {
+      Type: 'AWS::CloudFront::KeyGroup',
+      Properties: {
+        KeyGroupConfig: {
+          Name: { 'Fn::Sub': '${AWS::StackName}-private-playback' },
+          Items: [{ Ref: CLOUDFRONT_PUBLIC_KEY_LOGICAL_ID }],
+          Comment: 'Signers of private channels',
+        },
+      },
+    };
+  }
   resources[CLOUDFRONT_DISTRIBUTION_LOGICAL_ID] = {
     Type: 'AWS::CloudFront::Distribution',
     Properties: { DistributionConfig: renderCloudFrontDistribution(options, rules) },
@@ -265,6 +338,7 @@ export function renderCloudFrontTemplate(
   const template = {
     AWSTemplateFormatVersion: '2010-09-09',
     Description: 'Hearth live HLS edge, generated by @hearth/cdn-config from the cache-rule table',
+    ...(Object.keys(parameters).length > 0 ? { Parameters: parameters } : {}),
     Resources: resources,
     Outputs: {
       DistributionDomainName: {

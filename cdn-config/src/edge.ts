@@ -15,6 +15,8 @@ export function startNginxEdge(options: {
   bucket: string;
   /** Port to listen on; a free one when omitted. */
   port?: number;
+  /** Secret that signs private channels' playback paths; without it none are served. */
+  playbackSigningSecret?: string;
 }): Promise<NginxProcess> {
   return NginxProcess.start(
     (layout) =>
@@ -29,6 +31,7 @@ export function startNginxEdge(options: {
         accessLogPath: layout.accessLogPath,
         tempDirectory: layout.tempDirectory,
         workerProcesses: 1,
+        playbackSigningSecret: options.playbackSigningSecret,
       }),
     { port: options.port },
   );

@@ -4,6 +4,8 @@ export * from './cache-rules';
 export * from './s3-headers';
 /** The nginx edge config generator and its options schema. */
 export * from './nginx';
+/** Private channels: their key prefix, and the signed playback paths the edges check. */
+export * from './private-playback';
 /** The CloudFront distribution, response headers policy, and template generators. */
 export * from './cloudfront';
 export * from './nginx-process';

@@ -58,6 +58,12 @@ function createLayout(port: number): NginxLayout {
   return layout;
 }
 
+// The config may hold the playback signing secret, so only the owner reads it: nginx's master,
+// which runs as the same user, reads the config before its workers drop privileges.
+function writeConfig(layout: NginxLayout, render: (layout: NginxLayout) => string): void {
+  fs.writeFileSync(layout.configPath, render(layout), { mode: 0o600 });
+}
+
 function nginxArgs(layout: NginxLayout): string[] {
   // -e sends the messages logged before the config's error_log is read to the prefix too.
   return ['-p', `${layout.prefix}/`, '-c', layout.configPath, '-e', layout.errorLogPath];
@@ -169,7 +175,7 @@ export async function testNginxConfig(
 ): Promise<NginxConfigTest> {
   const layout = createLayout(await freePort());
   try {
-    fs.writeFileSync(layout.configPath, render(layout));
+    writeConfig(layout, render);
     const result = spawnSync(NGINX_BIN, ['-t', ...nginxArgs(layout)], {
       encoding: 'utf8',
       timeout: START_TIMEOUT_MS,
@@ -228,7 +234,7 @@ export class NginxProcess {
     const replaced = options.port === undefined ? [] : await takeOverPort(options.port);
     for (let attempt = 0; attempt < attempts; attempt += 1) {
       const layout = createLayout(options.port ?? (await freePort()));
-      fs.writeFileSync(layout.configPath, render(layout));
+      writeConfig(layout, render);
       const child = spawn(
         SETPRIV,
         ['--pdeathsig', 'SIGTERM', '--', NGINX_BIN, ...nginxArgs(layout)],

@@ -15,6 +15,13 @@ import {
   renderNginx,
   type NginxNode,
 } from './nginx-syntax';
+import {
+  CHANNEL_NAME_PATTERN,
+  PRIVATE_KEY_PREFIX,
+  SIGNATURE_LENGTH,
+  SIGNED_PATH_PREFIX,
+  playbackSigningSecretSchema,
+} from './private-playback';
 import { s3ResponseHeaders } from './s3-headers';
 import { corsOriginSchema, parseOrThrow } from './validation';
 
@@ -82,6 +89,11 @@ export const nginxEdgeOptionsSchema = z.strictObject({
   corsAllowedOrigin: corsOriginSchema.default('*'),
   /** CA bundle that verifies an https origin's certificate. */
   originCaFile: pathSchema.default('/etc/ssl/certs/ca-certificates.crt'),
+  /**
+   * Secret shared with the api that signs private channels' playback paths; without it the edge
+   * serves no private object at all.
+   */
+  playbackSigningSecret: playbackSigningSecretSchema.optional(),
 });
 
 /** Options accepted by `renderNginxEdgeConfig` (defaults applied by the schema). */
@@ -148,11 +160,27 @@ function httpBasics(options: ParsedOptions, rules: readonly CacheRule[]): NginxN
       'log_format',
       'edge',
       quote(
-        '$remote_addr [$time_local] "$request" $status $body_bytes_sent ' +
+        '$remote_addr [$time_local] "$request_method $edge_logged_uri $server_protocol" ' +
+          '$status $body_bytes_sent ' +
           'cache=$upstream_cache_status upstream=$upstream_response_time rt=$request_time',
       ),
     ),
     directive('access_log', options.accessLogPath, 'edge'),
+    comment(
+      'A signature in a signed path lets anyone holding it watch a private channel until it ' +
+        'expires, so the log keeps the rest of the path and leaves the signature out.',
+    ),
+    block(
+      'map',
+      ['$request_uri', '$edge_logged_uri'],
+      [
+        directive(
+          quote(`~^${SIGNED_PATH_PREFIX}/[^/?]*/(.*)$`),
+          quote(`${SIGNED_PATH_PREFIX}/-/$1`),
+        ),
+        directive('default', '$request_uri'),
+      ],
+    ),
     blank,
     comment(
       'Every temp path is set explicitly: the compiled-in defaults are under /var/lib/nginx, ' +
@@ -450,7 +478,6 @@ function cachingDirectives(rule: CacheRule): NginxNode[] {
 
 function ruleLocations(rules: readonly CacheRule[], options: ParsedOptions): NginxNode[] {
   const kinds = [...new Set(rules.map(ruleKind))];
-  const scheme = originParts(options.originUrl).scheme;
   return [
     comment(
       'One location per cache rule. Regex locations are tried in the order written and the ' +
@@ -465,17 +492,101 @@ function ruleLocations(rules: readonly CacheRule[], options: ParsedOptions): Ngi
         `${rule.name}: *${rule.suffix}, edge TTL ${rule.edgeTtlSeconds} s ` +
           `(${rule.contentType}; ${rule.cacheControl}).`,
       ),
-      block(
-        'location',
-        ['~', regexForSuffix(rule.suffix)],
-        [
-          directive('rewrite', '^', `/${options.bucket}$uri?`, 'break'),
-          directive('proxy_pass', `${scheme}://${UPSTREAM}`),
-          ...cachingDirectives(rule),
-        ],
-      ),
+      block('location', ['~', regexForSuffix(rule.suffix)], originFetch(rule, options)),
       blank,
     ]),
+  ];
+}
+
+// What a rule's location does: map the path to its key in the bucket, fetch it, cache it.
+function originFetch(rule: CacheRule, options: ParsedOptions): NginxNode[] {
+  const scheme = originParts(options.originUrl).scheme;
+  return [
+    directive('rewrite', '^', `/${options.bucket}$uri?`, 'break'),
+    directive('proxy_pass', `${scheme}://${UPSTREAM}`),
+    ...cachingDirectives(rule),
+  ];
+}
+
+// The signed path's parts; the object part is limited to what HLS object names use, so the
+// rewrite below can never be handed a "?" or a path that climbs out of the channel.
+const SIGNED_PATH_REGEX =
+  `^${SIGNED_PATH_PREFIX}/(?<signed_signature>[A-Za-z0-9_-]{${SIGNATURE_LENGTH}})` +
+  `/(?<signed_expires>[0-9]{1,12})/(?<signed_channel>${CHANNEL_NAME_PATTERN})` +
+  '/(?<signed_object>[A-Za-z0-9_-][A-Za-z0-9._/-]*)$';
+
+function signedLocations(options: ParsedOptions): NginxNode[] {
+  const secret = options.playbackSigningSecret;
+  const check: NginxNode[] = secret
+    ? [
+        comment(
+          'secure_link_md5 builds the same string as signedString() in private-playback.ts. ' +
+            '$secure_link is empty for a wrong signature and "0" once the expiry has passed.',
+        ),
+        directive('secure_link', '$signed_signature,$signed_expires'),
+        directive(
+          'secure_link_md5',
+          quote(`$secure_link_expires:${PRIVATE_KEY_PREFIX}/$signed_channel:${secret}`),
+        ),
+        block('if', ['($secure_link', '!=', '1)'], [directive('return', '403')]),
+        comment(
+          'The object is served from the private location below, which nothing else reaches.',
+        ),
+        directive('rewrite', '^', `/${PRIVATE_KEY_PREFIX}/$signed_channel/$signed_object`, 'last'),
+      ]
+    : [
+        comment('No playback signing secret is configured, so no signature can be valid.'),
+        directive('return', '403'),
+      ];
+  return [
+    comment(
+      `Private channels: their objects are stored under ${PRIVATE_KEY_PREFIX}/<channel>/ and ` +
+        `served only at ${SIGNED_PATH_PREFIX}/<signature>/<expires>/<channel>/<object>. The ` +
+        'signature covers the expiry and the channel, not the object, so the relative URLs in ' +
+        "a channel's playlists inherit it and one signature serves all of that channel's " +
+        'objects until it expires. The ^~ prefix keeps the public rule locations from matching.',
+    ),
+    block(
+      'location',
+      ['^~', `${SIGNED_PATH_PREFIX}/`],
+      [
+        comment(
+          'Only refusals are answered in this location, so the server-wide mapping of 403 to ' +
+            '404 (meant for S3 answers) is replaced: a refused viewer gets a plain 403.',
+        ),
+        directive('error_page', '404', '=404', '@not_found'),
+        block('location', ['~', quote(SIGNED_PATH_REGEX)], check),
+        directive('return', '403'),
+      ],
+    ),
+    blank,
+  ];
+}
+
+function privateLocations(rules: readonly CacheRule[], options: ParsedOptions): NginxNode[] {
+  return [
+    comment(
+      `internal: a viewer asking for /${PRIVATE_KEY_PREFIX}/... directly gets a 404; only the ` +
+        'rewrite of a valid signed path reaches these locations. The rules and caching are those ' +
+        'of public objects; the cache key is the object key, so every signature of a channel ' +
+        'shares one cached copy.',
+    ),
+    block(
+      'location',
+      ['^~', `/${PRIVATE_KEY_PREFIX}/`],
+      [
+        directive('internal'),
+        ...rules.map((rule) =>
+          block(
+            'location',
+            ['~', regexForSuffix(rule.suffix)],
+            [directive('internal'), ...originFetch(rule, options)],
+          ),
+        ),
+        directive('return', '404'),
+      ],
+    ),
+    blank,
   ];
 }
 
@@ -501,6 +612,8 @@ export function renderNginxEdgeConfig(
           [],
           [
             ...serverCommon(parsed),
+            ...signedLocations(parsed),
+            ...privateLocations(table, parsed),
             ...ruleLocations(table, parsed),
             comment(
               'No rule, no object: this also keeps "/" from turning into a bucket listing at the ' +

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { cacheRules, type CacheRule } from '../src/cache-rules';
 import {
   CLOUDFRONT_DISTRIBUTION_LOGICAL_ID,
+  CLOUDFRONT_KEY_GROUP_LOGICAL_ID,
   CLOUDFRONT_POLICY_LOGICAL_ID,
+  CLOUDFRONT_PUBLIC_KEY_LOGICAL_ID,
   renderCloudFrontDistribution,
   renderCloudFrontResponseHeadersPolicy,
   renderCloudFrontTemplate,
@@ -38,9 +40,33 @@ function behavior(pathPattern: string, ttl: number, compress: boolean): Record<s
   return { PathPattern: pathPattern, ...defaultBehavior(ttl, compress) };
 }
 
+const templateKeyGroup = { Enabled: true, Items: [{ Ref: 'PrivatePlaybackKeyGroup' }] };
+
+function signedBehavior(
+  pathPattern: string,
+  ttl: number,
+  compress: boolean,
+  trustedKeyGroups: unknown = templateKeyGroup,
+): Record<string, unknown> {
+  return { ...behavior(pathPattern, ttl, compress), TrustedKeyGroups: trustedKeyGroups };
+}
+
+/** The public behaviors: those after the private ones. */
+function publicBehaviors(options: CloudFrontOptions, rules?: CacheRule[]): unknown[] {
+  return renderCloudFrontDistribution(options, rules).CacheBehaviors.filter(
+    (b) => !b.PathPattern.startsWith('private/'),
+  );
+}
+
 describe('renderCloudFrontDistribution()', () => {
-  it('renderCloudFrontDistribution() renders one behavior per rule, in table order', () => {
+  it('renderCloudFrontDistribution() renders a signed then a public behavior per rule, in table order', () => {
     expect(renderCloudFrontDistribution(options).CacheBehaviors).toEqual([
+      signedBehavior('private/*master.m3u8', 0, true),
+      signedBehavior('private/*.m3u8', 1, true),
+      signedBehavior('private/*.ts', YEAR, false),
+      signedBehavior('private/*.m4s', YEAR, false),
+      signedBehavior('private/*.mp4', YEAR, false),
+      signedBehavior('private/*', 0, false),
       behavior('*master.m3u8', 0, true),
       behavior('*.m3u8', 1, true),
       behavior('*.ts', YEAR, false),
@@ -71,8 +97,8 @@ describe('renderCloudFrontDistribution()', () => {
     const rules: CacheRule[] = cacheRules.map((rule) =>
       rule.name === 'ts-segment' ? { ...rule, edgeTtlSeconds: 600 } : rule,
     );
-    const before = renderCloudFrontDistribution(options).CacheBehaviors;
-    const after = renderCloudFrontDistribution(options, rules).CacheBehaviors;
+    const before = publicBehaviors(options);
+    const after = publicBehaviors(options, rules);
     expect(after[2]).toEqual(behavior('*.ts', 600, false));
     expect(after.filter((_, index) => index !== 2)).toEqual(
       before.filter((_, index) => index !== 2),
@@ -98,6 +124,31 @@ describe('renderCloudFrontDistribution()', () => {
       new Set(['5cc3b908-e619-4b99-88e5-2cf7f45965bd']),
     );
     expect(config.PriceClass).toBe('PriceClass_100');
+  });
+
+  it('renderCloudFrontDistribution() with an existing key group trusts it on every private behavior', () => {
+    const config = renderCloudFrontDistribution({
+      ...options,
+      privatePlaybackKeyGroupId: 'b0a2f2ad-3d0e-4e3c-9a57-7a0f3cf0e1c2',
+    });
+    const signed = config.CacheBehaviors.filter((b) => b.TrustedKeyGroups !== undefined);
+    expect(signed.map((b) => b.PathPattern)).toEqual([
+      'private/*master.m3u8',
+      'private/*.m3u8',
+      'private/*.ts',
+      'private/*.m4s',
+      'private/*.mp4',
+      'private/*',
+    ]);
+    for (const b of signed) {
+      expect(b.TrustedKeyGroups).toEqual({
+        Enabled: true,
+        Items: ['b0a2f2ad-3d0e-4e3c-9a57-7a0f3cf0e1c2'],
+      });
+    }
+    // No public behavior can match a private key first: all of them come after.
+    const firstPublic = config.CacheBehaviors.findIndex((b) => b.TrustedKeyGroups === undefined);
+    expect(firstPublic).toBe(signed.length);
   });
 
   it('renderCloudFrontDistribution() with a URL as domain name throws a TypeError', () => {
@@ -140,13 +191,27 @@ describe('renderCloudFrontResponseHeadersPolicy()', () => {
 describe('renderCloudFrontTemplate()', () => {
   it('renderCloudFrontTemplate() returns JSON with the policy, the distribution and an output', () => {
     const template = JSON.parse(renderCloudFrontTemplate(options)) as {
+      Parameters: Record<string, unknown>;
       Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
       Outputs: Record<string, unknown>;
     };
     expect(Object.keys(template.Resources)).toEqual([
       CLOUDFRONT_POLICY_LOGICAL_ID,
+      CLOUDFRONT_PUBLIC_KEY_LOGICAL_ID,
+      CLOUDFRONT_KEY_GROUP_LOGICAL_ID,
       CLOUDFRONT_DISTRIBUTION_LOGICAL_ID,
     ]);
+    expect(template.Parameters).toEqual({
+      PrivatePlaybackPublicKeyPem: { Type: 'String', Description: expect.any(String) },
+    });
+    expect(template.Resources[CLOUDFRONT_PUBLIC_KEY_LOGICAL_ID]).toMatchObject({
+      Type: 'AWS::CloudFront::PublicKey',
+      Properties: { PublicKeyConfig: { EncodedKey: { Ref: 'PrivatePlaybackPublicKeyPem' } } },
+    });
+    expect(template.Resources[CLOUDFRONT_KEY_GROUP_LOGICAL_ID]).toMatchObject({
+      Type: 'AWS::CloudFront::KeyGroup',
+      Properties: { KeyGroupConfig: { Items: [{ Ref: CLOUDFRONT_PUBLIC_KEY_LOGICAL_ID }] } },
+    });
     expect(template.Resources[CLOUDFRONT_POLICY_LOGICAL_ID]).toEqual({
       Type: 'AWS::CloudFront::ResponseHeadersPolicy',
       Properties: { ResponseHeadersPolicyConfig: renderCloudFrontResponseHeadersPolicy(options) },
@@ -163,10 +228,15 @@ describe('renderCloudFrontTemplate()', () => {
     });
   });
 
-  it('renderCloudFrontTemplate() with an existing policy id leaves the policy resource out', () => {
+  it('renderCloudFrontTemplate() with an existing policy and key group leaves their resources out', () => {
     const template = JSON.parse(
-      renderCloudFrontTemplate({ ...options, responseHeadersPolicyId: 'abc-123' }),
-    ) as { Resources: Record<string, unknown> };
+      renderCloudFrontTemplate({
+        ...options,
+        responseHeadersPolicyId: 'abc-123',
+        privatePlaybackKeyGroupId: 'def-456',
+      }),
+    ) as { Parameters?: unknown; Resources: Record<string, unknown> };
     expect(Object.keys(template.Resources)).toEqual([CLOUDFRONT_DISTRIBUTION_LOGICAL_ID]);
+    expect(template.Parameters).toBeUndefined();
   });
 });

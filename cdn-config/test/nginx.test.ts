@@ -29,10 +29,18 @@ function changedLines(before: string, after: string): [string, string][] {
   );
 }
 
-/** The body of the `location ~ <regex>` block, one trimmed directive per entry. */
-function locationBody(config: string, regex: string): string[] {
+/**
+ * The body of a `location ~ <regex>` block, one trimmed directive per entry: the public one (the
+ * last), or the first, which is the private channels' location nested under /private/.
+ */
+function locationBody(
+  config: string,
+  regex: string,
+  which: 'public' | 'private' = 'public',
+): string[] {
   const lines = config.split('\n');
-  const start = lines.findIndex((line) => line.trim() === `location ~ ${regex} {`);
+  const isStart = (line: string) => line.trim() === `location ~ ${regex} {`;
+  const start = which === 'public' ? lines.findLastIndex(isStart) : lines.findIndex(isStart);
   expect(start, `location ~ ${regex}`).toBeGreaterThan(-1);
   const end = lines.findIndex((line, index) => index > start && line.trim() === '}');
   return lines.slice(start + 1, end).map((line) => line.trim());
@@ -64,8 +72,14 @@ describe('renderNginxEdgeConfig()', () => {
           tcp_nopush on;
           keepalive_timeout 65s;
 
-          log_format edge "$remote_addr [$time_local] \\"$request\\" $status $body_bytes_sent cache=$upstream_cache_status upstream=$upstream_response_time rt=$request_time";
+          log_format edge "$remote_addr [$time_local] \\"$request_method $edge_logged_uri $server_protocol\\" $status $body_bytes_sent cache=$upstream_cache_status upstream=$upstream_response_time rt=$request_time";
           access_log /srv/edge/logs/access.log edge;
+          # A signature in a signed path lets anyone holding it watch a private channel until it
+          # expires, so the log keeps the rest of the path and leaves the signature out.
+          map $request_uri $edge_logged_uri {
+              "~^/live/_s/[^/?]*/(.*)$" "/live/_s/-/$1";
+              default $request_uri;
+          }
 
           # Every temp path is set explicitly: the compiled-in defaults are under /var/lib/nginx, which
           # an unprivileged nginx running from its own prefix cannot create.
@@ -237,6 +251,71 @@ describe('renderNginxEdgeConfig()', () => {
               proxy_intercept_errors on;
               error_page 403 404 =404 @not_found;
 
+              # Private channels: their objects are stored under private/<channel>/ and served only at
+              # /live/_s/<signature>/<expires>/<channel>/<object>. The signature covers the expiry and
+              # the channel, not the object, so the relative URLs in a channel's playlists inherit it
+              # and one signature serves all of that channel's objects until it expires. The ^~ prefix
+              # keeps the public rule locations from matching.
+              location ^~ /live/_s/ {
+                  # Only refusals are answered in this location, so the server-wide mapping of 403 to
+                  # 404 (meant for S3 answers) is replaced: a refused viewer gets a plain 403.
+                  error_page 404 =404 @not_found;
+                  location ~ "^/live/_s/(?<signed_signature>[A-Za-z0-9_-]{22})/(?<signed_expires>[0-9]{1,12})/(?<signed_channel>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/(?<signed_object>[A-Za-z0-9_-][A-Za-z0-9._/-]*)$" {
+                      # No playback signing secret is configured, so no signature can be valid.
+                      return 403;
+                  }
+                  return 403;
+              }
+
+              # internal: a viewer asking for /private/... directly gets a 404; only the rewrite of a
+              # valid signed path reaches these locations. The rules and caching are those of public
+              # objects; the cache key is the object key, so every signature of a channel shares one
+              # cached copy.
+              location ^~ /private/ {
+                  internal;
+                  location ~ master\\.m3u8$ {
+                      internal;
+                      rewrite ^ /hearth-live$uri? break;
+                      proxy_pass http://s3_origin;
+                      proxy_cache hls_edge;
+                      proxy_cache_bypass 1;
+                      proxy_no_cache 1;
+                  }
+                  location ~ \\.m3u8$ {
+                      internal;
+                      rewrite ^ /hearth-live$uri? break;
+                      proxy_pass http://s3_origin;
+                      proxy_cache hls_edge;
+                      proxy_cache_valid 200 1s;
+                      proxy_cache_use_stale updating;
+                  }
+                  location ~ \\.ts$ {
+                      internal;
+                      rewrite ^ /hearth-live$uri? break;
+                      proxy_pass http://s3_origin;
+                      proxy_cache hls_edge;
+                      proxy_cache_valid 200 31536000s;
+                      proxy_cache_use_stale error timeout invalid_header updating http_500 http_502 http_503 http_504;
+                  }
+                  location ~ \\.m4s$ {
+                      internal;
+                      rewrite ^ /hearth-live$uri? break;
+                      proxy_pass http://s3_origin;
+                      proxy_cache hls_edge;
+                      proxy_cache_valid 200 31536000s;
+                      proxy_cache_use_stale error timeout invalid_header updating http_500 http_502 http_503 http_504;
+                  }
+                  location ~ \\.mp4$ {
+                      internal;
+                      rewrite ^ /hearth-live$uri? break;
+                      proxy_pass http://s3_origin;
+                      proxy_cache hls_edge;
+                      proxy_cache_valid 200 31536000s;
+                      proxy_cache_use_stale error timeout invalid_header updating http_500 http_502 http_503 http_504;
+                  }
+                  return 404;
+              }
+
               # One location per cache rule. Regex locations are tried in the order written and the
               # first match wins, the same rule as cacheRuleFor(). Each maps /<key> to /<bucket>/<key>
               # (path-style S3); the trailing "?" of the rewrite drops the query string, so viewers
@@ -320,13 +399,49 @@ describe('renderNginxEdgeConfig()', () => {
     const regexes = [...renderNginxEdgeConfig(options).matchAll(/location ~ (\S+) \{/g)].map(
       (match) => match[1],
     );
-    expect(regexes).toEqual(['master\\.m3u8$', '\\.m3u8$', '\\.ts$', '\\.m4s$', '\\.mp4$']);
+    const perRule = ['master\\.m3u8$', '\\.m3u8$', '\\.ts$', '\\.m4s$', '\\.mp4$'];
+    // The signed path's location, then the private channels' rule locations, then the public ones.
+    expect(regexes).toEqual([expect.stringMatching(/^"\^\/live\/_s\//), ...perRule, ...perRule]);
+  });
+
+  it('renderNginxEdgeConfig() serves private objects with the public rules, internally only', () => {
+    const config = renderNginxEdgeConfig(options);
+    for (const regex of ['master\\.m3u8$', '\\.m3u8$', '\\.ts$']) {
+      expect(locationBody(config, regex, 'private')).toEqual([
+        'internal;',
+        ...locationBody(config, regex, 'public'),
+      ]);
+    }
+    expect(config).toContain('location ^~ /private/ {\n            internal;');
+  });
+
+  it('renderNginxEdgeConfig() with a playback signing secret checks signed paths with it', () => {
+    const secret = 'a1'.repeat(32);
+    const config = renderNginxEdgeConfig({ ...options, playbackSigningSecret: secret });
+    expect(config).toContain('secure_link $signed_signature,$signed_expires;');
+    expect(config).toContain(
+      `secure_link_md5 "$secure_link_expires:private/$signed_channel:${secret}";`,
+    );
+    expect(config).toContain('rewrite ^ /private/$signed_channel/$signed_object last;');
+    expect(renderNginxEdgeConfig(options)).not.toContain('secure_link');
+  });
+
+  it('renderNginxEdgeConfig() with a malformed signing secret throws without echoing it', () => {
+    const secret = 'short$secret';
+    expect(() => renderNginxEdgeConfig({ ...options, playbackSigningSecret: secret })).toThrow(
+      /must be 32 to 256 letters and digits\n {2}→ at playbackSigningSecret/,
+    );
+    expect(() => renderNginxEdgeConfig({ ...options, playbackSigningSecret: secret })).not.toThrow(
+      /short/,
+    );
   });
 
   it('renderNginxEdgeConfig() with a changed playlist TTL changes only that rule', () => {
     const before = renderNginxEdgeConfig(options);
     const after = renderNginxEdgeConfig(options, withRule('media-playlist', { edgeTtlSeconds: 4 }));
     expect(changedLines(before, after)).toEqual([
+      // The private channels' location, then the public one with its comment.
+      ['proxy_cache_valid 200 1s;', 'proxy_cache_valid 200 4s;'],
       [
         '# media-playlist: *.m3u8, edge TTL 1 s (application/vnd.apple.mpegurl; public, max-age=1).',
         '# media-playlist: *.m3u8, edge TTL 4 s (application/vnd.apple.mpegurl; public, max-age=1).',
