@@ -11,7 +11,7 @@ import {
 import { NodeAgent, VoiceNode, type VoiceConfig } from '@hearth/voice-sfu';
 import { AccessTokens } from './accounts/access-tokens';
 import { AccountService } from './accounts/account-service';
-import { LoginThrottle } from './accounts/login-throttle';
+import { DEFAULT_LOGIN_THROTTLE, LoginThrottle } from './accounts/login-throttle';
 import { createApp, type ApiApp } from './app';
 import { Authenticator } from './auth';
 import { databaseTimeouts, type ApiConfig } from './config';
@@ -32,10 +32,6 @@ import { InMemoryPresenceStore, RedisPresenceStore, type PresenceStore } from '.
 
 // The in-process voice node reports its load this often.
 const EMBEDDED_HEARTBEAT_MS = 1000;
-
-// A username with this many failed logins within the window waits until the window ends.
-const LOGIN_FAILURES_ALLOWED = 10;
-const LOGIN_FAILURE_WINDOW_MS = 10 * 60_000;
 
 /** The embedded platform: in-process voice and ingest nodes behind the api. */
 export interface Platform {
@@ -233,10 +229,7 @@ export async function startPlatform(options: {
       memberships: stores.memberships,
       refreshTokens: stores.refreshTokens,
       accessTokens,
-      throttle: new LoginThrottle({
-        maxFailures: LOGIN_FAILURES_ALLOWED,
-        windowMs: LOGIN_FAILURE_WINDOW_MS,
-      }),
+      throttle: new LoginThrottle(DEFAULT_LOGIN_THROTTLE),
       userGrants: config.userGrants,
       refreshTtlSeconds: config.refreshTokenTtlSeconds,
       registration: config.registration,

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { AccessTokens } from '../src/accounts/access-tokens';
-import { LoginThrottle } from '../src/accounts/login-throttle';
 import { hashPassword, verifyPassword } from '../src/accounts/passwords';
 import { createPrincipal, grantsIn, holdsGrant, identityIn } from '../src/auth';
 
@@ -29,30 +28,6 @@ describe('password hashing', () => {
     ['bcrypt$10$abc'],
   ])('verifyPassword() never matches the malformed or out-of-bounds hash %j', async (stored) => {
     expect(await verifyPassword('anything at all', stored)).toBe(false);
-  });
-});
-
-describe('LoginThrottle', () => {
-  it('holds a username back after maxFailures within the window, in any case, until the window ends', () => {
-    let now = 0;
-    const throttle = new LoginThrottle({ maxFailures: 3, windowMs: 60_000, now: () => now });
-    for (let failure = 0; failure < 3; failure++) {
-      expect(throttle.retryAfterMs('Ada')).toBe(0);
-      throttle.failed('ada');
-    }
-    now = 10_000;
-    expect(throttle.retryAfterMs('ADA')).toBe(50_000);
-    expect(throttle.retryAfterMs('bob')).toBe(0);
-    now = 60_000;
-    expect(throttle.retryAfterMs('ada')).toBe(0);
-  });
-
-  it('succeeded() forgets earlier failures', () => {
-    const throttle = new LoginThrottle({ maxFailures: 2, windowMs: 60_000, now: () => 0 });
-    throttle.failed('ada');
-    throttle.succeeded('ADA');
-    throttle.failed('ada');
-    expect(throttle.retryAfterMs('ada')).toBe(0);
   });
 });
 

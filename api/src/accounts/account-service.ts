@@ -1,4 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout } from 'node:timers/promises';
 import {
   SERVER_WIDE,
   type AuthUser,
@@ -93,16 +94,14 @@ export class AccountService {
 
   /**
    * Checks a username and password and starts a session. Unknown usernames cost one hash too,
-   * so the answer's timing does not tell which accounts exist; a username with too many recent
-   * failures must wait (`rate_limited`).
+   * so the answer's timing does not tell which accounts exist. A client address that failed too
+   * often is refused (`rate_limited`), even with the right password; a wrong password on a
+   * username that failed often is answered late. A right password is never held back for its
+   * username's failures, so nobody can lock its owner out.
    */
-  async login(body: LoginBody): Promise<TokenResponse> {
-    const retryAfterMs = this.#throttle.retryAfterMs(body.username);
-    if (retryAfterMs > 0) {
-      throw new AppError(
-        'rate_limited',
-        `too many failed logins for this username; try again in ${Math.ceil(retryAfterMs / 1000)} s`,
-      );
+  async login(body: LoginBody, clientAddress: string): Promise<TokenResponse> {
+    if (!this.#throttle.admit(clientAddress)) {
+      throw new AppError('rate_limited', 'too many failed logins from this address; try later');
     }
     const user = await this.#users.byUsername(body.username);
     const matches = await verifyPassword(
@@ -110,11 +109,11 @@ export class AccountService {
       user?.passwordHash ?? (await this.#decoy()),
     );
     if (!user || !matches) {
-      this.#throttle.failed(body.username);
+      await setTimeout(this.#throttle.failed(body.username));
       throw new AppError('unauthorized', 'invalid username or password');
     }
+    this.#throttle.succeeded(clientAddress);
     if (user.disabledAt) throw new AppError('unauthorized', 'this account is disabled');
-    this.#throttle.succeeded(body.username);
     return this.#startSession(user);
   }
 

@@ -1,79 +1,104 @@
+import { KeyedRateLimiter, LruMap } from '@hearth/server-common';
+
 /** Settings of a login throttle. */
 export interface LoginThrottleOptions {
-  /** Failed logins one username may have within `windowMs` before further attempts wait. */
-  readonly maxFailures: number;
-  /** Length of the counting window, in milliseconds. */
-  readonly windowMs: number;
-  /** Clock, for tests. */
+  /** Failed logins one client address may make in a burst before it is refused. */
+  readonly addressFailureBurst: number;
+  /** Failed logins per minute an address regains once its burst is spent. */
+  readonly addressFailuresPerMinute: number;
+  /** Failures of one username answered without delay. */
+  readonly usernameFreeFailures: number;
+  /** Delay of the first delayed failure of a username, in milliseconds; it doubles each time. */
+  readonly usernameBaseDelayMs: number;
+  /** Longest delay a failure waits, in milliseconds. */
+  readonly usernameMaxDelayMs: number;
+  /** A username's failures are forgotten this many milliseconds after its last one. */
+  readonly usernameMemoryMs: number;
+  /** Addresses, and usernames, tracked at most; past it the least recently used go first. */
+  readonly maxKeys?: number;
+  /** Clock in milliseconds, for tests. */
   readonly now?: () => number;
 }
 
-interface FailureCount {
-  failures: number;
-  windowStart: number;
+/**
+ * The api's settings: an address may fail 20 times at once, then twice a minute; a username's
+ * failures past the third wait 250 ms, doubling up to 2 s, and are forgotten after 15 quiet minutes.
+ */
+export const DEFAULT_LOGIN_THROTTLE: LoginThrottleOptions = {
+  addressFailureBurst: 20,
+  addressFailuresPerMinute: 2,
+  usernameFreeFailures: 3,
+  usernameBaseDelayMs: 250,
+  usernameMaxDelayMs: 2000,
+  usernameMemoryMs: 15 * 60_000,
+};
+
+interface UsernameFailures {
+  count: number;
+  lastAt: number;
 }
 
-// Entries kept at most; expired ones go first. The per-address rate limit on /api/auth bounds
-// how fast anyone can fill the table.
-const MAX_TRACKED = 10_000;
-
 /**
- * Counts failed logins per username (whatever its case, and whether or not the account exists)
- * and holds further attempts back once a username had too many, so passwords cannot be guessed
- * quickly from many addresses. Per process: each api instance counts its own attempts.
+ * Slows password guessing without ever locking out the owner of an account. The attacker's
+ * address is what gets refused: each address has a small allowance of failed logins that refills
+ * slowly, and a correct password gives its attempt back. A username under attack only makes
+ * failures slower, by a delay that grows with its failures up to a bound; a correct password,
+ * from any address with allowance left, is answered at once. State is per process, in bounded
+ * memory (least recently used keys are forgotten one at a time).
  */
 export class LoginThrottle {
-  readonly #maxFailures: number;
-  readonly #windowMs: number;
+  readonly #addresses: KeyedRateLimiter;
+  readonly #usernames: LruMap<UsernameFailures>;
+  readonly #options: LoginThrottleOptions;
   readonly #now: () => number;
-  readonly #counts = new Map<string, FailureCount>();
 
   constructor(options: LoginThrottleOptions) {
-    this.#maxFailures = options.maxFailures;
-    this.#windowMs = options.windowMs;
+    this.#options = options;
     this.#now = options.now ?? (() => Date.now());
+    const maxKeys = options.maxKeys ?? 10_000;
+    this.#addresses = new KeyedRateLimiter({
+      ratePerSecond: options.addressFailuresPerMinute / 60,
+      burst: options.addressFailureBurst,
+      maxKeys,
+      now: this.#now,
+    });
+    this.#usernames = new LruMap(maxKeys);
   }
 
-  /** Milliseconds until this username may try again; 0 when it may try now. */
-  retryAfterMs(username: string): number {
-    const count = this.#current(username.toLowerCase());
-    if (!count || count.failures < this.#maxFailures) return 0;
-    return count.windowStart + this.#windowMs - this.#now();
+  /**
+   * Takes one attempt from the address's allowance before the password is checked, so attempts
+   * in flight at once count too; false when the address must be refused.
+   */
+  admit(address: string): boolean {
+    return this.#addresses.take(address);
   }
 
-  /** Counts a failed login of this username. */
-  failed(username: string): void {
+  /**
+   * Counts a wrong password for a username (whatever its case, and whether or not the account
+   * exists) and returns how many milliseconds to wait before answering it.
+   */
+  failed(username: string): number {
     const key = username.toLowerCase();
-    const count = this.#current(key);
-    if (count) {
-      count.failures++;
-      return;
-    }
-    if (this.#counts.size >= MAX_TRACKED) this.#prune();
-    this.#counts.set(key, { failures: 1, windowStart: this.#now() });
+    const now = this.#now();
+    const known = this.#usernames.get(key);
+    const failures =
+      known && now - known.lastAt < this.#options.usernameMemoryMs
+        ? { count: known.count + 1, lastAt: now }
+        : { count: 1, lastAt: now };
+    this.#usernames.set(key, failures);
+    const delayed = failures.count - this.#options.usernameFreeFailures;
+    if (delayed <= 0) return 0;
+    return Math.min(
+      this.#options.usernameMaxDelayMs,
+      this.#options.usernameBaseDelayMs * 2 ** Math.min(delayed - 1, 30),
+    );
   }
 
-  /** Forgets the failures of a username that logged in. */
-  succeeded(username: string): void {
-    this.#counts.delete(username.toLowerCase());
-  }
-
-  #current(key: string): FailureCount | undefined {
-    const count = this.#counts.get(key);
-    if (count && this.#now() - count.windowStart >= this.#windowMs) {
-      this.#counts.delete(key);
-      return undefined;
-    }
-    return count;
-  }
-
-  // Drops expired windows; when every window is still open, the oldest go (Maps keep insertion
-  // order), which only ever grants those usernames a fresh allowance.
-  #prune(): void {
-    for (const key of [...this.#counts.keys()]) this.#current(key);
-    for (const key of this.#counts.keys()) {
-      if (this.#counts.size < MAX_TRACKED) break;
-      this.#counts.delete(key);
-    }
+  /**
+   * A correct password gives the address its attempt back. The username's failures stay: its
+   * owner signing in must not hand an attacker a fresh run of undelayed guesses.
+   */
+  succeeded(address: string): void {
+    this.#addresses.refund(address);
   }
 }

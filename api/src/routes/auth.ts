@@ -12,7 +12,7 @@ import { authenticate, callerOf, rateLimit, validateBody, type ApiState } from '
 
 /**
  * Adds the account routes under `/api/auth`. They have their own, stricter rate limit per client
- * address, on top of the per-username throttle of failed logins.
+ * address, on top of the login throttle (failures per address, delays per username).
  */
 export function registerAuthRoutes(router: Router<ApiState>, deps: AppDeps): void {
   const limit = rateLimit(deps.config.authRatePerSecond);
@@ -23,7 +23,7 @@ export function registerAuthRoutes(router: Router<ApiState>, deps: AppDeps): voi
   });
 
   router.post('/api/auth/login', limit, validateBody(loginBodySchema), async (ctx) => {
-    ctx.body = await deps.accounts.login(ctx.state.body as LoginBody);
+    ctx.body = await deps.accounts.login(ctx.state.body as LoginBody, ctx.state.client.address);
   });
 
   router.post('/api/auth/refresh', limit, validateBody(refreshBodySchema), async (ctx) => {

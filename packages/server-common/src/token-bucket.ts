@@ -26,6 +26,53 @@ export class TokenBucket {
     this.#tokens -= 1;
     return true;
   }
+
+  /** Gives back a token taken for an action that turned out not to count. */
+  refund(): void {
+    this.#tokens = Math.min(this.#burst, this.#tokens + 1);
+  }
+}
+
+/**
+ * A Map bounded to `maxKeys` entries: past it, the least recently used entry is forgotten, one at
+ * a time. `get` and `set` both count as use.
+ */
+export class LruMap<V> {
+  readonly #maxKeys: number;
+  // Map order is use order: an entry is moved to the end each time it is used.
+  readonly #entries = new Map<string, V>();
+
+  constructor(maxKeys: number) {
+    this.#maxKeys = maxKeys;
+  }
+
+  /** Entries held now. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** The entry of `key`, marked as just used; undefined when there is none. */
+  get(key: string): V | undefined {
+    const value = this.#entries.get(key);
+    if (value === undefined) return undefined;
+    this.#entries.delete(key);
+    this.#entries.set(key, value);
+    return value;
+  }
+
+  /** Stores the entry of `key` as the most recently used, forgetting the least used when full. */
+  set(key: string, value: V): void {
+    this.#entries.delete(key);
+    if (this.#entries.size >= this.#maxKeys) {
+      this.#entries.delete(this.#entries.keys().next().value!);
+    }
+    this.#entries.set(key, value);
+  }
+
+  /** Forgets the entry of `key`. */
+  delete(key: string): void {
+    this.#entries.delete(key);
+  }
 }
 
 /**
@@ -36,10 +83,8 @@ export class TokenBucket {
 export class KeyedRateLimiter {
   readonly #ratePerSecond: number;
   readonly #burst: number;
-  readonly #maxKeys: number;
   readonly #now: () => number;
-  // Map order is use order: a bucket is moved to the end each time it is used.
-  readonly #buckets = new Map<string, TokenBucket>();
+  readonly #buckets: LruMap<TokenBucket>;
 
   constructor(options: {
     ratePerSecond: number;
@@ -49,7 +94,7 @@ export class KeyedRateLimiter {
   }) {
     this.#ratePerSecond = options.ratePerSecond;
     this.#burst = options.burst;
-    this.#maxKeys = options.maxKeys ?? 10_000;
+    this.#buckets = new LruMap(options.maxKeys ?? 10_000);
     this.#now = options.now ?? (() => performance.now());
   }
 
@@ -61,15 +106,15 @@ export class KeyedRateLimiter {
   /** Takes one token for `key`; false when its bucket is empty. */
   take(key: string): boolean {
     let bucket = this.#buckets.get(key);
-    if (bucket) {
-      this.#buckets.delete(key);
-    } else {
+    if (!bucket) {
       bucket = new TokenBucket(this.#ratePerSecond, this.#burst, this.#now);
-      if (this.#buckets.size >= this.#maxKeys) {
-        this.#buckets.delete(this.#buckets.keys().next().value!);
-      }
+      this.#buckets.set(key, bucket);
     }
-    this.#buckets.set(key, bucket);
     return bucket.take();
+  }
+
+  /** Gives `key` back a token it took for an action that turned out not to count. */
+  refund(key: string): void {
+    this.#buckets.get(key)?.refund();
   }
 }
