@@ -111,11 +111,20 @@ describe('watching a live stream in Chromium', () => {
   }, 90_000);
 
   it('the streamer page creates a key, shows the OBS server after a reload, and rotates the key', async () => {
+    // The first account registered becomes the owner, who may stream in every channel.
+    const registered = await fetch(`${api.baseUrl}/api/auth/register`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username: 'streamer', password: 'correct horse battery' }),
+    });
+    expect(registered.status).toBe(201);
     const page = await (await browser.newContext()).newPage();
-    page.on('dialog', (dialog) => void dialog.accept());
+    await page.goto(`${api.baseUrl}/login`);
+    await page.getByTestId('login-username').fill('streamer');
+    await page.getByTestId('login-password').fill('correct horse battery');
+    await page.getByTestId('login-submit').click();
+    await page.waitForURL(`${api.baseUrl}/`);
     await page.goto(`${api.baseUrl}/stream/obs-test`);
-    await page.locator('form input').fill('Streamer');
-    await page.locator('form').getByRole('button').click();
     await page.getByTestId('create-key').click();
     await expect
       .poll(async () => (await page.getByTestId('stream-key').textContent())!.trim())
@@ -133,6 +142,7 @@ describe('watching a live stream in Chromium', () => {
     expect(await page.getByTestId('stream-key').textContent()).not.toContain(first);
 
     await page.getByTestId('rotate-key').click();
+    await page.getByTestId('rotate-key-confirm').click();
     await expect
       .poll(async () => (await page.getByTestId('stream-key').textContent())!.trim())
       .toMatch(/^sk_/);

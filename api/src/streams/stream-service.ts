@@ -345,6 +345,11 @@ export class StreamService {
     };
   }
 
+  /** How many people watch a channel right now, live or not. */
+  async viewers(channel: string): Promise<number> {
+    return (await this.#store.viewers([channel])).get(channel) ?? 0;
+  }
+
   /** Counts one viewer of a channel until the returned function is called. */
   addViewer(channel: string): () => void {
     this.#changeViewers(channel, 1);

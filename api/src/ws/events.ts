@@ -68,6 +68,7 @@ export function streamEvents(
     };
     const forChannel = (name: string) =>
       (channel === undefined || channel === name) && holdsGrant(principal, 'join', name);
+    let viewerCountSent = false;
     const unsubscribe = [
       subscribe(streams, 'streamStarted', (stream) => {
         if (forChannel(stream.channel)) send('streamStarted', { stream });
@@ -79,7 +80,9 @@ export function streamEvents(
         if (forChannel(stream.channel)) send('streamEnded', { stream });
       }),
       subscribe(streams, 'viewerCount', (name, viewers) => {
-        if (forChannel(name)) send('viewerCount', { channel: name, viewers });
+        if (!forChannel(name)) return;
+        viewerCountSent = true;
+        send('viewerCount', { channel: name, viewers });
       }),
     ];
     keepAlive(socket);
@@ -90,15 +93,17 @@ export function streamEvents(
       for (const stop of unsubscribe) stop();
       releaseViewer?.();
     });
-    // Only channels that exist have viewers, so made-up names cannot grow the count table.
-    if (
-      channel !== undefined &&
-      ctx.query.watch === '1' &&
-      (await channels.get(channel)) &&
-      !closed
-    ) {
-      releaseViewer = streams.addViewer(channel);
+    if (channel === undefined) return;
+    if (ctx.query.watch === '1') {
+      // Only channels that exist have viewers, so made-up names cannot grow the count table.
+      if ((await channels.get(channel)) && !closed) releaseViewer = streams.addViewer(channel);
+      return;
     }
+    // Counts are otherwise sent only when they change, and a stream's REST view carries none while
+    // it is offline: a streamer page opened before going live would show 0 watching until the
+    // next viewer came or went. A change heard meanwhile is newer than this snapshot.
+    const viewers = await streams.viewers(channel).catch(() => undefined);
+    if (viewers !== undefined && !viewerCountSent) send('viewerCount', { channel, viewers });
   };
 }
 

@@ -103,7 +103,8 @@ export function useStreamStatus(
     socketError.value = retryInMs === null ? `Live updates are unavailable: ${reason}.` : null;
   });
   // Stream notifications carry the viewer count of the moment the stream changed state, which
-  // is stale by now; `viewerCount` is the only source of viewer numbers once connected.
+  // is stale by now; `viewerCount` is the only source of viewer numbers once connected (the
+  // server sends the current count as soon as the socket opens, then every change).
   events.events.on('streamStarted', (data) => applyStream(data.stream));
   events.events.on('streamLive', (data) => applyStream(data.stream));
   events.events.on('streamEnded', (data) => applyStream(data.stream));

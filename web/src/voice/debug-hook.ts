@@ -19,6 +19,10 @@ export interface HearthDebugState {
   activeSpeakerId: string | null;
   /** Successful joins, rejoins included. */
   joinCount: number;
+  /** The microphone is muted (deafening mutes it too). */
+  muted: boolean;
+  /** Incoming audio is off. */
+  deafened: boolean;
 }
 
 /** The test and benchmark hook installed as `window.__hearth` by the channel view. */
@@ -55,6 +59,8 @@ export function installDebugHook(client: VoiceClient): () => void {
         participants: state.participants.map((participant) => ({ ...participant })),
         activeSpeakerId: state.activeSpeakerId,
         joinCount: state.joinCount,
+        muted: state.muted,
+        deafened: state.deafened,
       };
     },
     inboundAudio: () => client.inboundAudio(),

@@ -23,10 +23,12 @@ export interface VoiceChannel {
   setDeafened(deafened: boolean): void;
   /** Turns push-to-talk mode on or off. */
   setPushToTalk(enabled: boolean): void;
+  /** Opens the microphone while held in push-to-talk mode (the on-screen talk button). */
+  holdToTalk(held: boolean): void;
   /** Switches microphones. */
   selectMicrophone(deviceId: string): void;
-  /** Moderator action: mutes or releases another participant for everyone. */
-  setServerMuted(peerId: string, muted: boolean): void;
+  /** Moderator action: mutes or releases another participant for everyone; rejects if refused. */
+  setServerMuted(peerId: string, muted: boolean): Promise<void>;
   /** Starts audio blocked by the autoplay policy; call it from a click. */
   enableAudio(): void;
   /** Loads the media device ahead of the first join, so joining is faster. */
@@ -73,8 +75,12 @@ export function useVoiceChannel(options: UseVoiceChannelOptions = {}): VoiceChan
     setMuted: (muted) => client?.setMuted(muted),
     setDeafened: (deafened) => void client?.setDeafened(deafened),
     setPushToTalk: (enabled) => client?.setPushToTalk(enabled),
+    holdToTalk: (held) => client?.holdToTalk(held),
     selectMicrophone: (deviceId) => void client?.selectMicrophone(deviceId),
-    setServerMuted: (peerId, muted) => void client?.setServerMuted(peerId, muted),
+    setServerMuted: async (peerId, muted) => {
+      if (!client) throw new Error('not in a channel');
+      await client.setServerMuted(peerId, muted);
+    },
     enableAudio: () => void client?.enableAudio(),
     prepare: () => devices.preload(),
   };

@@ -1,5 +1,12 @@
-import type { Participant, VoiceJoin, VoiceNotificationData } from '@hearth/protocol';
+import {
+  errorCodeSchema,
+  type ErrorCode,
+  type Participant,
+  type VoiceJoin,
+  type VoiceNotificationData,
+} from '@hearth/protocol';
 import type { Device } from 'mediasoup-client';
+import { ApiError } from '../api/http';
 import { DeviceLoader } from './device-loader';
 import { TypedEmitter } from './emitter';
 import { MediaSession, type InboundAudioStats } from './media-session';
@@ -44,9 +51,9 @@ export interface VoiceState {
   activeSpeakerId: string | null;
   /** Peers heard within the last half second. */
   speaking: ReadonlySet<string>;
-  /** The caller muted the microphone (or a moderator did). */
+  /** The caller muted the microphone (or a moderator did); deafening mutes it too. */
   muted: boolean;
-  /** The caller turned off all incoming audio. */
+  /** The caller turned off all incoming audio, and with it the microphone. */
   deafened: boolean;
   /** A moderator muted the caller; unmuting is refused until they lift it. */
   serverMuted: boolean;
@@ -68,6 +75,11 @@ export interface VoiceState {
   error: string | null;
   /** Why the client closed, when it was not the user's choice. */
   closeReason: string | null;
+  /**
+   * Code of the refusal that closed the client, e.g. `not_found` for a channel that does not
+   * exist or `forbidden` for a caller removed by a moderator; null otherwise.
+   */
+  failureCode: SignalingErrorCode | null;
 }
 
 /** Events of a voice client. */
@@ -156,6 +168,8 @@ export class VoiceClient {
   #trackRequest: Promise<MediaStreamTrack | null> | null = null;
   #preferredMicrophoneId: string | null;
   #pushToTalkHeld = false;
+  // Deafening mutes the microphone; undeafening restores the mute state from before.
+  #mutedBeforeDeafen = false;
   #timings: JoinTimings = { joinStartedAt: null, firstRemoteAudioAt: null };
 
   constructor(options: VoiceClientOptions) {
@@ -183,6 +197,7 @@ export class VoiceClient {
       joinCount: 0,
       error: null,
       closeReason: null,
+      failureCode: null,
     };
   }
 
@@ -214,17 +229,32 @@ export class VoiceClient {
     this.#finish(null);
   }
 
-  /** Mutes or unmutes the microphone. Unmuting is refused while a moderator holds a mute. */
+  /**
+   * Mutes or unmutes the microphone. Unmuting is refused while a moderator holds a mute, and
+   * undeafens a deafened caller, as in Discord.
+   */
   setMuted(muted: boolean): void {
     if (this.#isClosed()) return;
+    if (this.#state.deafened) {
+      // Deafened means muted already; muting again keeps the microphone muted after undeafening.
+      this.#mutedBeforeDeafen = muted;
+      if (!muted) void this.setDeafened(false);
+      return;
+    }
     this.#update({ muted, error: null });
     this.#applyMicrophone();
   }
 
-  /** Turns all incoming audio off or on, locally at once and on the server. */
+  /**
+   * Turns all incoming audio off or on, locally at once and on the server. Deafening mutes the
+   * microphone too; undeafening restores the mute state from before.
+   */
   async setDeafened(deafened: boolean): Promise<void> {
-    if (this.#isClosed()) return;
-    this.#update({ deafened, error: null });
+    if (this.#isClosed() || deafened === this.#state.deafened) return;
+    if (deafened) this.#mutedBeforeDeafen = this.#state.muted;
+    const muted = deafened || this.#mutedBeforeDeafen || this.#state.serverMuted;
+    this.#update({ deafened, muted, error: null });
+    this.#applyMicrophone();
     this.#session?.setDeafened(deafened);
     const signaling = this.#signaling;
     // Until the join completes there is nothing to tell the server: the join flow applies the
@@ -243,6 +273,15 @@ export class VoiceClient {
     this.#pushToTalkHeld = false;
     this.#update({ pushToTalk: enabled });
     this.#applyMicrophone();
+  }
+
+  /**
+   * Opens the microphone while `held` in push-to-talk mode: the on-screen counterpart of the
+   * push-to-talk key, for touch screens.
+   */
+  holdToTalk(held: boolean): void {
+    if (this.#isClosed()) return;
+    this.#setPushToTalkHeld(held);
   }
 
   /** Switches to another microphone without interrupting the stream. */
@@ -283,15 +322,16 @@ export class VoiceClient {
     }
   }
 
-  /** Moderator action: mutes another participant for everyone, or lifts that mute. */
+  /**
+   * Moderator action: mutes another participant for everyone, or lifts that mute. Rejects with
+   * the server's refusal, for the caller to show next to the control that asked.
+   */
   async setServerMuted(peerId: string, muted: boolean): Promise<void> {
     const signaling = this.#signaling;
-    if (!signaling || this.#state.peerId === null) return;
-    try {
-      await signaling.request('setServerMuted', { peerId, muted });
-    } catch (error) {
-      if (signaling === this.#signaling) this.#reportActionError(error);
+    if (!signaling || this.#state.peerId === null) {
+      throw new SignalingError('not_joined', 'not connected to the channel right now');
     }
+    await signaling.request('setServerMuted', { peerId, muted });
   }
 
   /** Starts audio that the browser's autoplay policy blocked; call it from a user gesture. */
@@ -374,7 +414,7 @@ export class VoiceClient {
       this.#resetMedia();
       this.#closeSignaling();
       if (!isRetryable(error)) {
-        this.#finish(null, describeError(error));
+        this.#finish(null, describeError(error), failureCodeOf(error));
         return;
       }
       if (this.#nodeId !== null) this.#avoid = [this.#nodeId];
@@ -395,7 +435,7 @@ export class VoiceClient {
       placement = await this.#locate(this.#avoid);
     } catch (error) {
       throw isFinalPlacementError(error)
-        ? new SignalingError('forbidden', describeError(error))
+        ? new SignalingError(refusalCodeOf(error), describeError(error))
         : new SignalingError('unavailable', describeError(error));
     }
     this.#assertCurrent(attempt);
@@ -460,8 +500,15 @@ export class VoiceClient {
   #onSignalingClosed(signaling: SignalingClient, info: SignalingCloseInfo): void {
     if (signaling !== this.#signaling) return;
     this.#signaling = null;
+    // A joined caller's socket closed as forbidden was removed by a moderator (a kick or a ban):
+    // the server's reason is the whole story, and trying again would only be refused.
+    if (info.error.code === 'forbidden' && this.#state.peerId !== null) {
+      const reason = info.reason.replace(/[.!]+$/, '') || 'a moderator removed you';
+      this.#finish(`You were removed from #${this.#state.channel}: ${reason}.`, null, 'forbidden');
+      return;
+    }
     if (!isRetryable(info.error)) {
-      this.#finish(null, describeError(info.error));
+      this.#finish(null, describeError(info.error), info.error.code);
       return;
     }
     // While a join attempt runs, its pending request fails with this close and the attempt
@@ -514,7 +561,11 @@ export class VoiceClient {
     signaling?.close();
   }
 
-  #finish(closeReason: string | null, error: string | null = null): void {
+  #finish(
+    closeReason: string | null,
+    error: string | null = null,
+    failureCode: SignalingErrorCode | null = null,
+  ): void {
     if (this.#isClosed()) return;
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
@@ -524,7 +575,7 @@ export class VoiceClient {
     this.#track?.stop();
     this.#track = null;
     this.#pushToTalkHeld = false;
-    this.#update({ connection: 'closed', transmitting: false, closeReason, error });
+    this.#update({ connection: 'closed', transmitting: false, closeReason, error, failureCode });
   }
 
   #putParticipant(participant: Participant): void {
@@ -724,6 +775,17 @@ function openMicrophone(deviceId?: ConstrainDOMString): Promise<MediaStreamTrack
       if (!track) throw new Error('the browser returned no audio track');
       return track;
     });
+}
+
+// The api's own code of a refused placement (`not_found` for a channel that does not exist), so
+// the page can tell it apart from a missing grant.
+function refusalCodeOf(error: unknown): ErrorCode {
+  const code = errorCodeSchema.safeParse(error instanceof ApiError ? error.code : undefined);
+  return code.success ? code.data : 'forbidden';
+}
+
+function failureCodeOf(error: unknown): SignalingErrorCode | null {
+  return error instanceof SignalingError ? error.code : null;
 }
 
 function isRetryable(error: unknown): boolean {

@@ -1,0 +1,293 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApi, type TestApi } from '../api/test/support/server';
+import { hearthState, launchChromium } from './support/browser';
+import { eventually } from './support/wait';
+
+const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');
+const PASSWORD = 'correct horse battery';
+// The stream service takes reports from any node id; the tests play the ingest node's part.
+const INGEST_NODE = 'ingest-e2e';
+
+let api: TestApi;
+let browser: Browser;
+let ownerToken: string;
+const contexts: BrowserContext[] = [];
+
+async function rest(method: string, path: string, body?: unknown): Promise<Response> {
+  return fetch(`${api.baseUrl}${path}`, {
+    method,
+    headers: {
+      Authorization: `Bearer ${ownerToken}`,
+      ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+async function register(username: string, displayName: string): Promise<string> {
+  const response = await fetch(`${api.baseUrl}/api/auth/register`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username, password: PASSWORD, displayName }),
+  });
+  expect(response.status).toBe(201);
+  return ((await response.json()) as { accessToken: string }).accessToken;
+}
+
+async function channelNames(): Promise<string[]> {
+  const response = await rest('GET', '/api/channels');
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { channels: { name: string }[] }).channels.map(
+    (channel) => channel.name,
+  );
+}
+
+async function createChannel(name: string): Promise<void> {
+  expect((await rest('POST', '/api/channels', { name })).status).toBe(201);
+}
+
+async function newPage(): Promise<Page> {
+  const context = await browser.newContext();
+  contexts.push(context);
+  return context.newPage();
+}
+
+// Opens a page and waits for the app's answer on who the caller is, so that what the page
+// leaves out afterwards is left out on purpose, not merely not rendered yet.
+async function openAndKnowCaller(page: Page, url: string): Promise<void> {
+  const me = page.waitForResponse((response) => response.url().endsWith('/api/auth/me'));
+  await page.goto(`${api.baseUrl}${url}`);
+  expect((await me).status()).toBe(200);
+  await page.waitForLoadState('networkidle');
+}
+
+async function signIn(page: Page, username: string): Promise<void> {
+  await page.goto(`${api.baseUrl}/login`);
+  await page.getByTestId('login-username').fill(username);
+  await page.getByTestId('login-password').fill(PASSWORD);
+  await page.getByTestId('login-submit').click();
+  await page.waitForURL(`${api.baseUrl}/`);
+  await page.getByTestId('signed-in-as').waitFor();
+}
+
+function serverProducersPaused(channel: string): boolean[] {
+  return (api.voice!.channels.get(channel)?.producers() ?? []).map((producer) => producer.paused);
+}
+
+beforeAll(async () => {
+  api = await startTestApi({ api: { webDistDir } });
+  browser = await launchChromium();
+  // The first account registered on a fresh install becomes its owner.
+  ownerToken = await register('olive', 'Olive Owner');
+  await register('ada', 'Ada Lovelace');
+  await createChannel('general');
+});
+
+afterEach(async () => {
+  for (const context of contexts.splice(0)) await context.close();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await api?.close();
+});
+
+describe('the web app follows the roles', () => {
+  it('a guest is offered no create, delete or go-live controls, and the streamer page says why', async () => {
+    const page = await newPage();
+    await openAndKnowCaller(page, '/');
+    await page.locator('[data-testid="channel"][data-channel-name="general"]').waitFor();
+    // The guest can still join and watch.
+    expect(await page.getByRole('link', { name: 'Join general' }).count()).toBe(1);
+    expect(await page.getByRole('link', { name: 'Watch general' }).count()).toBe(1);
+    expect(await page.getByTestId('delete-channel').count()).toBe(0);
+    expect(await page.getByTestId('create-channel').count()).toBe(0);
+    expect(await page.getByTestId('go-live-link').count()).toBe(0);
+
+    await openAndKnowCaller(page, '/watch/general');
+    expect(await page.getByTestId('nav-go-live').count()).toBe(0);
+
+    await openAndKnowCaller(page, '/stream/general');
+    await page.getByTestId('stream-not-allowed').waitFor();
+    expect(await page.getByTestId('create-key').count()).toBe(0);
+    expect(await page.getByTestId('rotate-key').count()).toBe(0);
+  }, 60_000);
+
+  it('the owner is offered create, delete and go-live, and deleting asks for confirmation first', async () => {
+    await createChannel('scratch');
+    const page = await newPage();
+    await signIn(page, 'olive');
+    const row = page.locator('[data-testid="channel"][data-channel-name="scratch"]');
+    await row.getByTestId('delete-channel').waitFor();
+    await page.getByTestId('create-channel').waitFor();
+    expect(await row.getByTestId('go-live-link').count()).toBe(1);
+
+    await row.getByTestId('delete-channel').click();
+    await row.getByTestId('delete-channel-confirm').waitFor();
+    // Asking deleted nothing; cancelling neither.
+    expect(await channelNames()).toContain('scratch');
+    await row.getByRole('button', { name: 'Cancel' }).click();
+    expect(await channelNames()).toContain('scratch');
+
+    await row.getByTestId('delete-channel').click();
+    await row.getByTestId('delete-channel-confirm').click();
+    await eventually(
+      async () => !(await channelNames()).includes('scratch'),
+      10_000,
+      'the channel to be deleted',
+    );
+    await row.waitFor({ state: 'detached' });
+  }, 60_000);
+
+  it('a signed-in account joins from the channel list in one click, under its own name with no name box, and deafening mutes it', async () => {
+    const page = await newPage();
+    await signIn(page, 'ada');
+    // Accounts have no guest name box, on the list or in the room.
+    expect(await page.getByTestId('display-name').count()).toBe(0);
+    await page.getByRole('link', { name: 'Join general' }).click();
+    await eventually(
+      async () => (await hearthState(page))?.connection === 'connected',
+      20_000,
+      'the account to join general',
+    );
+    expect(await page.getByTestId('display-name').count()).toBe(0);
+    const self = page.locator('[data-testid="participant"][data-self="true"]');
+    expect(await self.getAttribute('data-display-name')).toBe('Ada Lovelace');
+    expect(await self.getAttribute('data-guest')).toBe('false');
+    await eventually(
+      async () => serverProducersPaused('general').length === 1,
+      10_000,
+      'the microphone producer on the server',
+    );
+    expect(serverProducersPaused('general')).toEqual([false]);
+
+    // Deafening mutes the microphone: in the client, on the server, and in the roster.
+    await page.getByTestId('deafen').click();
+    await eventually(
+      async () => {
+        const state = await hearthState(page);
+        return state?.muted === true && state.deafened === true;
+      },
+      5000,
+      'deafen to mute',
+    );
+    await eventually(
+      async () => serverProducersPaused('general')[0] === true,
+      5000,
+      'the producer to pause',
+    );
+    await self.getByText('muted', { exact: true }).waitFor();
+
+    // Undeafening restores the mute state from before: unmuted.
+    await page.getByTestId('deafen').click();
+    await eventually(
+      async () => (await hearthState(page))?.muted === false,
+      5000,
+      'undeafen to unmute',
+    );
+    await eventually(
+      async () => serverProducersPaused('general')[0] === false,
+      5000,
+      'the producer to resume',
+    );
+
+    // Muted before deafening stays muted after undeafening.
+    await page.getByTestId('mute').click();
+    await page.getByTestId('deafen').click();
+    await page.getByTestId('deafen').click();
+    await eventually(
+      async () => {
+        const state = await hearthState(page);
+        return state?.deafened === false && state.muted === true;
+      },
+      5000,
+      'undeafen to keep the earlier mute',
+    );
+    expect(serverProducersPaused('general')).toEqual([true]);
+  }, 90_000);
+
+  it('a guest opening a voice channel that does not exist gets "no such channel", and none is created', async () => {
+    const page = await newPage();
+    await page.goto(`${api.baseUrl}/voice/nowhere?name=Gus&autojoin=1`);
+    const notice = page.getByTestId('no-such-channel');
+    await notice.waitFor({ timeout: 15_000 });
+    expect(await notice.getAttribute('data-reason')).toBe('missing');
+    expect(await page.title()).toBe('No such channel · Hearth');
+    expect(await channelNames()).not.toContain('nowhere');
+  }, 60_000);
+
+  it('every page is titled by where the user is, after loading and after in-app navigation', async () => {
+    const page = await newPage();
+    const titles: [string, string][] = [
+      ['/', 'Channels · Hearth'],
+      ['/login', 'Sign in · Hearth'],
+      ['/voice/general', '#general · Hearth'],
+      ['/watch/general', 'Watch general · Hearth'],
+      ['/stream/general', 'Go live on general · Hearth'],
+    ];
+    for (const [url, title] of titles) {
+      await page.goto(`${api.baseUrl}${url}`);
+      await expect.poll(() => page.title()).toBe(title);
+    }
+    await page.goto(`${api.baseUrl}/`);
+    await page.getByRole('link', { name: 'Watch general' }).click();
+    await expect.poll(() => page.title()).toBe('Watch general · Hearth');
+    await page.getByRole('link', { name: 'Hearth' }).click();
+    await expect.poll(() => page.title()).toBe('Channels · Hearth');
+  }, 60_000);
+
+  it('/watch/<bad name> says there is no such channel, without validation text or asking the server', async () => {
+    const page = await newPage();
+    const asked: string[] = [];
+    page.on('request', (request) => asked.push(request.url()));
+    await page.goto(`${api.baseUrl}/watch/${encodeURIComponent('bad name!')}`);
+    const notice = page.getByTestId('no-such-channel');
+    await notice.waitFor();
+    expect(await notice.getAttribute('data-reason')).toBe('invalid');
+    const text = (await notice.textContent()) ?? '';
+    expect(text).toContain('There is no channel called “bad name!”');
+    expect(text).not.toMatch(/must be|regex|invalid/i);
+    expect(await page.title()).toBe('No such channel · Hearth');
+    await page.waitForLoadState('networkidle');
+    expect(asked.filter((url) => url.includes('/stream') || url.includes('/ws/'))).toEqual([]);
+  }, 30_000);
+
+  it('the streamer page counts viewers who came before it, and names a rotation elsewhere as why the stream ended', async () => {
+    await createChannel('cast');
+    const issued = await api.streams.createKey('cast');
+    const watcher = await newPage();
+    await watcher.goto(`${api.baseUrl}/watch/cast?name=Wendy`);
+    await eventually(async () => (await api.streams.viewers('cast')) === 1, 10_000, 'a viewer');
+
+    const streamer = await newPage();
+    await signIn(streamer, 'olive');
+    await streamer.goto(`${api.baseUrl}/stream/cast`);
+    await expect
+      .poll(() => streamer.getByTestId('key-id').textContent(), { timeout: 10_000 })
+      .toBe(issued.key.id);
+
+    const grant = await api.streams.authorizePublish(issued.streamKey, {
+      ip: '127.0.0.1',
+      nodeId: INGEST_NODE,
+    });
+    await api.streams.report(INGEST_NODE, { kind: 'live', streamId: grant.streamId });
+    await expect
+      .poll(() => streamer.getByTestId('live-status').textContent(), { timeout: 10_000 })
+      .toBe('Live, 1 watching.');
+
+    // Rotated elsewhere (the command line, another tab): the ingest node ends the stream.
+    const rotated = await api.streams.rotateKey('cast');
+    await api.streams.report(INGEST_NODE, {
+      kind: 'ended',
+      streamId: grant.streamId,
+      reason: 'stream key revoked',
+    });
+    await expect
+      .poll(() => streamer.getByTestId('live-status').textContent(), { timeout: 10_000 })
+      .toContain('The stream ended because its stream key was rotated.');
+    expect(await streamer.getByTestId('key-id').textContent()).toBe(rotated.key.id);
+  }, 60_000);
+});
