@@ -120,6 +120,22 @@ export function validateBody(schema: z.ZodType): Middleware {
   };
 }
 
+/**
+ * `validateBody` for a route whose body may be left out: a request without one (no
+ * Content-Length, or 0, and not chunked) goes on with `ctx.state.body` undefined.
+ */
+export function validateOptionalBody(schema: z.ZodType): Middleware {
+  const validate = validateBody(schema);
+  return async (ctx, next) => {
+    if (!ctx.request.length && !ctx.get('transfer-encoding')) {
+      ctx.state.body = undefined;
+      await next();
+      return;
+    }
+    await validate(ctx, next);
+  };
+}
+
 async function readBody(ctx: ParameterizedContext): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;

@@ -42,6 +42,8 @@ export interface ApiOperation {
   readonly auth?: { readonly grant?: Grant; readonly accountsOnly?: true };
   /** JSON request body. */
   readonly body?: z.ZodType;
+  /** The body may be left out (the refresh token then comes from its cookie). */
+  readonly bodyOptional?: true;
   /** Error statuses particular to this operation, with what they mean. */
   readonly errors?: Readonly<Record<number, string>>;
   /** Success status and its JSON body (none for 204). */
@@ -88,7 +90,8 @@ export const apiOperations: readonly ApiOperation[] = [
   {
     method: 'post',
     path: '/api/auth/register',
-    summary: 'Creates an account and signs it in (while registration is on)',
+    summary:
+      'Creates an account and signs it in (while registration is on); the refresh token comes in the body and in the hearth_refresh cookie (HttpOnly, SameSite=Strict, Path=/api/auth, Secure over TLS)',
     body: registerBodySchema,
     errors: { 403: 'Registration is disabled', 409: 'The username is taken' },
     success: { status: 201, schema: tokenResponseSchema },
@@ -96,7 +99,8 @@ export const apiOperations: readonly ApiOperation[] = [
   {
     method: 'post',
     path: '/api/auth/login',
-    summary: 'Signs in with username and password',
+    summary:
+      'Signs in with username and password; the refresh token comes in the body, for clients such as the CLI, and in the hearth_refresh cookie for browsers',
     body: loginBodySchema,
     errors: {
       401: 'Wrong username or password, or a disabled account',
@@ -107,16 +111,20 @@ export const apiOperations: readonly ApiOperation[] = [
   {
     method: 'post',
     path: '/api/auth/refresh',
-    summary: 'Trades a refresh token (single use) for a new access and refresh token',
+    summary:
+      'Trades a refresh token (single use) for a new access and refresh token. The token comes from the body, else from the hearth_refresh cookie; a refresh by cookie answers the new refresh token in the cookie only',
     body: refreshBodySchema,
+    bodyOptional: true,
     errors: { 401: 'Unknown, expired, revoked or already used refresh token' },
-    success: { status: 200, schema: tokenResponseSchema },
+    success: { status: 200, schema: tokenResponseSchema.partial({ refreshToken: true }) },
   },
   {
     method: 'post',
     path: '/api/auth/logout',
-    summary: 'Revokes the refresh token and every token of its login',
+    summary:
+      'Revokes the refresh token (from the body, else the cookie) and every token of its login, and clears the cookie',
     body: refreshBodySchema,
+    bodyOptional: true,
     success: { status: 204 },
   },
   {
@@ -330,7 +338,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       ...(operation.body
         ? {
             requestBody: {
-              required: true,
+              required: !operation.bodyOptional,
               content: { 'application/json': { schema: jsonSchema(operation.body) } },
             },
           }

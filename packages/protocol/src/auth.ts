@@ -79,6 +79,15 @@ export const tokenResponseSchema = z.object({
 /** Response of login, register and refresh. */
 export type TokenResponse = z.infer<typeof tokenResponseSchema>;
 
+/**
+ * Response of `POST /api/auth/refresh` when the refresh token came in the browser's httpOnly
+ * cookie: the new refresh token goes back in the cookie only, never to the page's scripts.
+ */
+export const sessionResponseSchema = tokenResponseSchema.omit({ refreshToken: true });
+
+/** Response of a refresh by cookie. */
+export type SessionResponse = z.infer<typeof sessionResponseSchema>;
+
 /** Response of `GET /api/auth/me`: who the caller is and what it may do. */
 export const meSchema = z.object({
   id: z.string(),
