@@ -209,6 +209,119 @@ describe('the web app follows the roles', () => {
     expect(serverProducersPaused('general')).toEqual([true]);
   }, 90_000);
 
+  it('a moderator kicks and bans from the roster after confirming; the removed page shows why and does not reconnect', async () => {
+    await createChannel('lounge');
+    const owner = await newPage();
+    await signIn(owner, 'olive');
+    const ada = await newPage();
+    await signIn(ada, 'ada');
+    for (const page of [owner, ada]) {
+      await page.goto(`${api.baseUrl}/voice/lounge?autojoin=1`);
+    }
+    const adaRow = owner.locator('[data-testid="participant"][data-display-name="Ada Lovelace"]');
+    await adaRow.getByTestId('kick').waitFor({ timeout: 20_000 });
+    // Nobody is offered moderation of themselves.
+    const ownRow = owner.locator('[data-testid="participant"][data-self="true"]');
+    expect(await ownRow.getByTestId('kick').count()).toBe(0);
+
+    await adaRow.getByTestId('kick').click();
+    expect((await hearthState(ada))?.connection).toBe('connected');
+    await adaRow.getByTestId('kick-confirm').click();
+    await ada.getByTestId('close-reason').waitFor({ timeout: 10_000 });
+    expect(await ada.getByTestId('close-reason').textContent()).toContain(
+      'You were removed from #lounge',
+    );
+    // A removed client stays out instead of reconnecting.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect((await hearthState(ada))?.connection).toBe('closed');
+    expect(api.voice!.channels.get('lounge')?.peerCount).toBe(1);
+
+    // A kick lets them back; a ban removes them and keeps them out.
+    await ada.getByTestId('join').click();
+    await adaRow.getByTestId('ban').waitFor({ timeout: 20_000 });
+    await adaRow.getByTestId('ban').click();
+    await adaRow.getByTestId('ban-confirm').click();
+    await eventually(
+      async () => (await hearthState(ada))?.connection === 'closed',
+      10_000,
+      'the banned page to close',
+    );
+    await ada.getByTestId('join').click();
+    await ada.getByTestId('voice-error').waitFor({ timeout: 10_000 });
+    expect((await hearthState(ada))?.connection).toBe('closed');
+    expect(api.voice!.channels.get('lounge')?.peerCount).toBe(1);
+  }, 90_000);
+
+  it('rosters mark guests, and a guest joins with the name box while an account has none', async () => {
+    const guest = await newPage();
+    await guest.goto(`${api.baseUrl}/voice/general`);
+    await guest.getByTestId('display-name').fill('Gus');
+    await guest.getByTestId('join').click();
+    const ada = await newPage();
+    await signIn(ada, 'ada');
+    await ada.goto(`${api.baseUrl}/voice/general?autojoin=1`);
+    const gusRow = ada.locator('[data-testid="participant"][data-display-name="Gus"]');
+    await gusRow.waitFor({ timeout: 20_000 });
+    expect(await gusRow.getAttribute('data-guest')).toBe('true');
+    expect(await gusRow.getByTestId('guest-badge').count()).toBe(1);
+    const self = ada.locator('[data-testid="participant"][data-self="true"]');
+    expect(await self.getByTestId('guest-badge').count()).toBe(0);
+  }, 60_000);
+
+  it('on a phone, channel rows fit 360 px and push-to-talk is a Talk button held on screen', async () => {
+    await createChannel('a-channel-name-long-enough-to-push-a-row-past-a-phone-edge');
+    const context = await browser.newContext({
+      viewport: { width: 360, height: 740 },
+      isMobile: true,
+      hasTouch: true,
+    });
+    contexts.push(context);
+    const page = await context.newPage();
+    await signIn(page, 'ada');
+    await page.locator('[data-testid="channel"]').nth(1).waitFor();
+    const overflowing = await page.evaluate(() =>
+      [...document.querySelectorAll('[data-testid="channel"], .card')].filter(
+        (element) => element.scrollWidth > element.clientWidth,
+      ),
+    );
+    expect(overflowing).toEqual([]);
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(
+      360,
+    );
+
+    await page.goto(`${api.baseUrl}/voice/general?autojoin=1`);
+    await eventually(
+      async () => serverProducersPaused('general').length === 1,
+      20_000,
+      'the microphone producer on the server',
+    );
+    await page.getByTestId('ptt').click();
+    expect(await page.getByTestId('ptt-hint').textContent()).toContain(
+      'Press and hold Talk to speak.',
+    );
+    expect(await page.getByTestId('ptt-hint').textContent()).not.toContain('Space');
+    await eventually(
+      async () => serverProducersPaused('general')[0] === true,
+      5000,
+      'push-to-talk to close the microphone',
+    );
+    const talk = page.getByTestId('talk');
+    const box = (await talk.boundingBox())!;
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.down();
+    await eventually(
+      async () => serverProducersPaused('general')[0] === false,
+      5000,
+      'holding Talk to open the microphone',
+    );
+    await page.mouse.up();
+    await eventually(
+      async () => serverProducersPaused('general')[0] === true,
+      5000,
+      'releasing Talk to close the microphone',
+    );
+  }, 60_000);
+
   it('a guest opening a voice channel that does not exist gets "no such channel", and none is created', async () => {
     const page = await newPage();
     await page.goto(`${api.baseUrl}/voice/nowhere?name=Gus&autojoin=1`);
@@ -221,6 +334,7 @@ describe('the web app follows the roles', () => {
 
   it('every page is titled by where the user is, after loading and after in-app navigation', async () => {
     const page = await newPage();
+    await signIn(page, 'ada');
     const titles: [string, string][] = [
       ['/', 'Channels · Hearth'],
       ['/login', 'Sign in · Hearth'],
@@ -259,7 +373,8 @@ describe('the web app follows the roles', () => {
     await createChannel('cast');
     const issued = await api.streams.createKey('cast');
     const watcher = await newPage();
-    await watcher.goto(`${api.baseUrl}/watch/cast?name=Wendy`);
+    await signIn(watcher, 'ada');
+    await watcher.goto(`${api.baseUrl}/watch/cast`);
     await eventually(async () => (await api.streams.viewers('cast')) === 1, 10_000, 'a viewer');
 
     const streamer = await newPage();
