@@ -322,13 +322,22 @@ describe('the web app follows the roles', () => {
     );
   }, 60_000);
 
-  it('a guest opening a voice channel that does not exist gets "no such channel", and none is created', async () => {
-    const page = await newPage();
-    await page.goto(`${api.baseUrl}/voice/nowhere?name=Gus&autojoin=1`);
-    const notice = page.getByTestId('no-such-channel');
-    await notice.waitFor({ timeout: 15_000 });
-    expect(await notice.getAttribute('data-reason')).toBe('missing');
-    expect(await page.title()).toBe('No such channel · Hearth');
+  it('a voice channel that does not exist is "no such channel" for a member and a guest, and none is created', async () => {
+    // Members may not create channels: they are told, instead of opening one by a typo.
+    const member = await newPage();
+    await signIn(member, 'ada');
+    await member.goto(`${api.baseUrl}/voice/nowhere?autojoin=1`);
+    const memberNotice = member.getByTestId('no-such-channel');
+    await memberNotice.waitFor({ timeout: 15_000 });
+    expect(await memberNotice.getAttribute('data-reason')).toBe('missing');
+    expect(await member.title()).toBe('No such channel · Hearth');
+    expect(await channelNames()).not.toContain('nowhere');
+
+    const guest = await newPage();
+    await guest.goto(`${api.baseUrl}/voice/nowhere?name=Gus&autojoin=1`);
+    const guestNotice = guest.getByTestId('no-such-channel');
+    await guestNotice.waitFor({ timeout: 15_000 });
+    expect(await guestNotice.getAttribute('data-reason')).toBe('missing');
     expect(await channelNames()).not.toContain('nowhere');
   }, 60_000);
 

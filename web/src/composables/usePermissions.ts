@@ -1,5 +1,6 @@
 import type { Grant } from '@hearth/protocol';
 import { computed, shallowRef, watch, type Ref } from 'vue';
+import { ApiError } from '../api/http';
 import { fetchPermissions, holds, type Permissions, type Role } from '../api/permissions';
 import { signedInUser } from '../api/session';
 
@@ -12,6 +13,11 @@ export interface PermissionsState {
   /** True once the first answer (or failure) arrived. */
   loaded: Readonly<Ref<boolean>>;
   /**
+   * The grants could not be read (the server is unreachable or failing), so what the caller may
+   * do is unknown; a caller the server does not admit at all simply holds nothing.
+   */
+  failed: Readonly<Ref<boolean>>;
+  /**
    * True when the caller holds `grant` server-wide, or in `channel` when one is named. False
    * while unknown: an action is offered only once it is known to be allowed.
    */
@@ -21,6 +27,7 @@ export interface PermissionsState {
 // One answer serves every view: the header and the page it shows ask at the same moment.
 const permissions = shallowRef<Permissions | null>(null);
 const loaded = shallowRef(false);
+const failed = shallowRef(false);
 let inFlight: Promise<void> | null = null;
 // Bumped on every sign-in change, so an answer about the previous caller is dropped.
 let generation = 0;
@@ -30,11 +37,15 @@ function reload(): Promise<void> {
   inFlight ??= fetchPermissions()
     .then(
       (answer) => {
-        if (asked === generation) permissions.value = answer;
+        if (asked !== generation) return;
+        permissions.value = answer;
+        failed.value = false;
       },
-      () => {
+      (failure: unknown) => {
         // Nothing is offered that the caller may not hold; the server still decides every call.
-        if (asked === generation) permissions.value = null;
+        if (asked !== generation) return;
+        permissions.value = null;
+        failed.value = !(failure instanceof ApiError && failure.status === 401);
       },
     )
     .finally(() => {
@@ -64,6 +75,7 @@ export function usePermissions(): PermissionsState {
     permissions,
     role: computed(() => permissions.value?.role ?? null),
     loaded,
+    failed,
     can: (grant, channel) => holds(permissions.value, grant, channel),
   };
 }

@@ -44,8 +44,9 @@ const RETRY_BASE_MS = 500;
 const RETRY_MAX_MS = 10_000;
 
 // The api closes the socket right after the upgrade with these codes when the request itself is
-// wrong (a bad channel name, a foreign origin); retrying the same request cannot succeed.
-const REFUSAL_CODES = new Set([4400, 4403]);
+// wrong (a bad channel name, a foreign origin, a channel the caller may not see); retrying the
+// same request cannot succeed.
+const REFUSAL_CODES = new Set([4400, 4403, 4404]);
 
 /**
  * Builds the events socket URL of this origin for one channel, with the caller's credentials
