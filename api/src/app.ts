@@ -35,6 +35,7 @@ import {
   validateBody,
   type ApiState,
 } from './middleware';
+import { metricsRoute } from './metrics-endpoint';
 import { buildOpenApiDocument } from './openapi';
 import type { PlacementService } from './nodes/placement-service';
 import { registerAdminRoutes } from './routes/admin';
@@ -80,7 +81,7 @@ export interface AppDeps {
   sessions: SessionHistory;
   /** Stream keys and live streams. */
   streams: StreamService;
-  /** Prometheus registry served at `/metrics`. */
+  /** Prometheus registry served at `/metrics` (see `metricsRoute` for who may read it). */
   registry: Registry;
 }
 
@@ -197,10 +198,7 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
   registerAdminRoutes(router, deps, { limit, signedIn });
   registerNodeRoutes(router, deps, { limit, signedIn, requireGrant: requireServerGrant });
 
-  router.get('/metrics', async (ctx) => {
-    ctx.type = deps.registry.contentType;
-    ctx.body = await deps.registry.metrics();
-  });
+  router.get('/metrics', metricsRoute(deps.registry, deps.config));
 
   const openApiDocument = buildOpenApiDocument();
   router.get('/api/docs', (ctx) => {

@@ -121,6 +121,15 @@ export const apiConfigSchema = z
      * IPv4 or IPv6); requests from anywhere else are taken as coming from their peer address.
      */
     trustedProxies: addressRangeListSchema.default([]),
+    /**
+     * Bearer token `/metrics` on the main port asks for, compared in constant time. Without it,
+     * the main port serves `/metrics` to anyone in the embedded profile and to nobody in production.
+     */
+    metricsToken: z.string().min(32).optional(),
+    /** Port of a listener serving only `/metrics` and `/health`; none when unset. */
+    metricsPort: z.coerce.number().int().min(0).max(65535).optional(),
+    /** Address the metrics listener binds: loopback unless Prometheus scrapes from elsewhere. */
+    metricsHost: z.string().min(1).default('127.0.0.1'),
     /** Extra origins allowed to open the signaling WebSocket (comma-separated). */
     allowedOrigins: z
       .string()
@@ -174,6 +183,9 @@ const envKeys: Record<string, string> = {
   API_REST_RATE: 'restRatePerSecond',
   API_ALLOWED_ORIGINS: 'allowedOrigins',
   API_TRUSTED_PROXIES: 'trustedProxies',
+  API_METRICS_TOKEN: 'metricsToken',
+  API_METRICS_PORT: 'metricsPort',
+  API_METRICS_HOST: 'metricsHost',
   API_CDN_BASE_URL: 'cdnBaseUrl',
   API_DATA_DIR: 'dataDir',
   API_EMBEDDED_S3_PORT: 'embeddedS3Port',

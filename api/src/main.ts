@@ -11,6 +11,7 @@ import { loadVoiceConfig } from '@hearth/voice-sfu';
 import { loadApiConfig } from './config';
 import { superviseIngestNode } from './ingest-child';
 import { startMediaBackends } from './media-backends';
+import { startMetricsListener, type MetricsListener } from './metrics-endpoint';
 import { resolveClusterSecret } from './nodes/config';
 import { startPlatform } from './platform';
 import { JWT_SECRET_FILE, readOrCreateSecret, writeAdminToken } from './secret-files';
@@ -58,6 +59,18 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
     await media.close();
     throw error;
   });
+  let metrics: MetricsListener | undefined;
+  if (config.metricsPort !== undefined) {
+    metrics = await startMetricsListener({
+      registry,
+      host: config.metricsHost,
+      port: config.metricsPort,
+    }).catch(async (error: unknown) => {
+      await platform.close();
+      await media.close();
+      throw error;
+    });
+  }
   const server = platform.app.listen(config.port, config.host);
   let ingestNode: SupervisedProcess | undefined;
   server.once('listening', () => {
@@ -81,7 +94,7 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
         `  HLS playback:   ${media.playbackBaseUrl}/live/<channel>/master.m3u8\n` +
         `  Media:          ${media.description}\n` +
         `  REST API:       ${base}/api/channels\n` +
-        `  Metrics:        ${base}/metrics\n\n`,
+        `  Metrics:        ${metricsWhere(config, base, metrics)}\n\n`,
     );
   });
   let stopping = false;
@@ -91,6 +104,7 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
     logger.info({ signal }, 'shutting down');
     setTimeout(() => process.exit(code), 10_000).unref();
     server.close();
+    await metrics?.close();
     // The ingest node ends its streams (ENDLIST) and deregisters while the api still listens.
     await ingestNode?.stop();
     await platform.close().catch((error: unknown) => logger.error({ err: error }, 'close failed'));
@@ -102,6 +116,19 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
     void shutdown('error', 1);
   });
   return { onStop: (signal) => shutdown(signal, 0) };
+}
+
+// Where /metrics can be read, for the start-up banner.
+function metricsWhere(
+  config: { profile: string; metricsToken?: string | undefined; metricsHost: string },
+  base: string,
+  listener: MetricsListener | undefined,
+): string {
+  const places = [];
+  if (listener) places.push(`http://${config.metricsHost}:${listener.port}/metrics`);
+  if (config.metricsToken !== undefined) places.push(`${base}/metrics (Bearer API_METRICS_TOKEN)`);
+  else if (config.profile === 'embedded') places.push(`${base}/metrics`);
+  return places.join(', ') || 'not served (set API_METRICS_PORT or API_METRICS_TOKEN)';
 }
 
 function loopbackFor(host: string): string {

@@ -266,7 +266,9 @@ export const apiOperations: readonly ApiOperation[] = [
   {
     method: 'get',
     path: '/metrics',
-    summary: 'Prometheus metrics',
+    summary:
+      'Prometheus metrics, with no channel names. With API_METRICS_TOKEN set it needs `Authorization: Bearer <token>`; without it, the embedded profile serves anyone and production nobody (scrape API_METRICS_PORT)',
+    errors: { 401: 'Missing or wrong metrics token', 404: 'Not served on this port' },
     success: { status: 200, text: true },
   },
   ...nodeOperations,
