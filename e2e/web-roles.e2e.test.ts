@@ -73,6 +73,24 @@ async function signIn(page: Page, username: string): Promise<void> {
   await page.getByTestId('signed-in-as').waitFor();
 }
 
+interface Box {
+  className: string;
+  scrollWidth: number;
+  clientWidth: number;
+}
+
+// Classes of the page's cards and channel rows whose content is wider than they are, and the
+// page itself when it scrolls sideways.
+function overflowing(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const { document } = globalThis as unknown as {
+      document: { documentElement: Box; querySelectorAll(selector: string): Iterable<Box> };
+    };
+    const boxes = [document.documentElement, ...document.querySelectorAll('.card, .channel')];
+    return boxes.filter((box) => box.scrollWidth > box.clientWidth).map((box) => box.className);
+  });
+}
+
 function serverProducersPaused(channel: string): boolean[] {
   return (api.voice!.channels.get(channel)?.producers() ?? []).map((producer) => producer.paused);
 }
@@ -279,15 +297,7 @@ describe('the web app follows the roles', () => {
     const page = await context.newPage();
     await signIn(page, 'ada');
     await page.locator('[data-testid="channel"]').nth(1).waitFor();
-    const overflowing = await page.evaluate(() =>
-      [...document.querySelectorAll('[data-testid="channel"], .card')].filter(
-        (element) => element.scrollWidth > element.clientWidth,
-      ),
-    );
-    expect(overflowing).toEqual([]);
-    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(
-      360,
-    );
+    expect(await overflowing(page)).toEqual([]);
 
     await page.goto(`${api.baseUrl}/voice/general?autojoin=1`);
     await eventually(

@@ -9,18 +9,20 @@ import type { WebSocket } from 'ws';
 import {
   MAX_WEBSOCKET_FRAME_BYTES,
   createChannelBodySchema,
+  updateChannelBodySchema,
   type Channel,
-  type CreateChannelBody,
   type Participant,
 } from '@hearth/protocol';
-import { AppError, keepAlive, type JoinTokens, type Logger } from '@hearth/server-common';
+import { AppError, keepAlive, type JoinTokenIssuer, type Logger } from '@hearth/server-common';
 import type { NodeAgent, VoiceNode } from '@hearth/voice-sfu';
 import type { AccountService } from './accounts/account-service';
 import { accountIdOf, type Authenticator } from './auth';
 import { clientAddress, trustedProxies } from './client-address';
+import { ChannelAccess } from './channel-access';
 import type { ChannelDirectory, ChannelRecord } from './channel-directory';
 import type { ApiConfig } from './config';
 import type { MembershipStore } from './db/memberships';
+import type { ModerationStore } from './db/moderation';
 import type { SessionHistory } from './db/session-history';
 import type { UserStore } from './db/users';
 import {
@@ -37,15 +39,18 @@ import {
 } from './middleware';
 import { metricsRoute } from './metrics-endpoint';
 import { buildOpenApiDocument } from './openapi';
+import { securityHeaders } from './security-headers';
 import type { PlacementService } from './nodes/placement-service';
 import { registerAdminRoutes } from './routes/admin';
 import { registerAuthRoutes } from './routes/auth';
+import { registerModerationRoutes } from './routes/moderation';
 import { registerNodeRoutes } from './routes/nodes';
 import { registerStreamRoutes } from './routes/streams';
 import { originAllowed } from './ws/origin';
 import type { StreamService } from './streams/stream-service';
 import type { NodeHub } from './voice/node-hub';
 import type { PresenceStore } from './voice/presence';
+import type { JoinReservations } from './voice/reservations';
 import { EMBEDDED_SIGNALING_PATH, registerVoiceRoutes } from './voice/routes';
 import { streamEvents } from './ws/events';
 
@@ -64,7 +69,7 @@ export interface AppDeps {
   /** Where voice nodes connect (`/ws/nodes`) and how messages reach them. */
   nodeHub: NodeHub;
   /** Signs the tokens voice nodes admit clients with. */
-  joinTokens: JoinTokens;
+  joinTokens: JoinTokenIssuer;
   /** Who is in which voice channel, on every node. */
   presence: PresenceStore;
   /** Channel records. */
@@ -79,6 +84,10 @@ export interface AppDeps {
   memberships: MembershipStore;
   /** Voice session history: `open` when someone joins a channel, `close` when they leave. */
   sessions: SessionHistory;
+  /** Bans and lasting server mutes. */
+  moderation: ModerationStore;
+  /** Seats held by join tokens not admitted yet. */
+  reservations: JoinReservations;
   /** Stream keys and live streams. */
   streams: StreamService;
   /** Prometheus registry served at `/metrics` (see `metricsRoute` for who may read it). */
@@ -94,12 +103,23 @@ export function createApp(deps: AppDeps): ApiApp {
   // Forwarding headers count only from API_TRUSTED_PROXIES, which `clientAddress` decides alone.
   app.proxy = false;
   app.use(clientAddress(trustedProxies(deps.config.trustedProxies)));
+  app.use(
+    securityHeaders({
+      playbackBaseUrl: deps.streams.playbackBaseUrl,
+      connectOrigins: deps.config.allowedOrigins,
+    }),
+  );
   app.use(requestContext(deps.logger));
   app.use(errorHandler());
   app.use(apiRouter(deps).routes() as Koa.Middleware);
   app.use(webApp(deps.config.webDistDir));
   app.ws.use(
-    streamEvents(deps.streams, deps.channels, deps.authenticator, deps.config.allowedOrigins),
+    streamEvents(
+      deps.streams,
+      new ChannelAccess({ channels: deps.channels, memberships: deps.memberships }),
+      deps.authenticator,
+      deps.config.allowedOrigins,
+    ),
   );
   app.ws.use(voiceSockets(deps));
   return app;
@@ -110,6 +130,7 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
   const router = new Router<ApiState>();
   const limit = rateLimit(deps.config.restRatePerSecond);
   const signedIn = authenticate(deps.authenticator);
+  const access = new ChannelAccess({ channels: deps.channels, memberships: deps.memberships });
 
   router.get('/api/health', (ctx) => {
     ctx.body = { status: 'ok', checks: { process: true } };
@@ -131,8 +152,13 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
     {
       placement: deps.placement,
       joinTokens: deps.joinTokens,
-      joinTokenTtlSeconds: deps.config.joinTokenTtlSeconds,
+      moderation: deps.moderation,
+      presence: deps.presence,
+      sessions: deps.sessions,
+      reservations: deps.reservations,
+      limits: deps.config,
       channels: deps.channels,
+      access,
       rtpCapabilities: () => deps.voice?.routerRtpCapabilities ?? deps.nodeHub.rtpCapabilities,
       joinRatePerSecond: deps.config.joinRatePerSecond,
     },
@@ -141,7 +167,8 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
   registerAuthRoutes(router, deps);
 
   router.get('/api/channels', limit, signedIn, requireGrant('join'), async (ctx) => {
-    const records = await deps.channels.list();
+    // Private channels are left out for those who may not access them.
+    const records = await access.filter(callerOf(ctx), await deps.channels.list());
     ctx.body = {
       channels: await Promise.all(records.map((record) => describeChannel(record, deps.presence))),
     };
@@ -154,8 +181,25 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
     channelParam(),
     requireGrant('join'),
     async (ctx) => {
-      const record = await deps.channels.get(ctx.params.name ?? '');
-      if (!record) throw new AppError('not_found', `no channel ${ctx.params.name}`);
+      const record = await access.require(callerOf(ctx), ctx.params.name!);
+      ctx.body = await describeChannel(record, deps.presence);
+    },
+  );
+
+  // Moderators of a channel make it private (members only) or public again. A live stream
+  // restarts, since its storage prefix decides which edge path serves it.
+  router.patch(
+    '/api/channels/:name',
+    limit,
+    signedIn,
+    channelParam(),
+    requireGrant('moderate'),
+    validateBody(updateChannelBodySchema),
+    async (ctx) => {
+      const { private: isPrivate } = updateChannelBodySchema.parse(ctx.state.body);
+      const before = await access.require(callerOf(ctx), ctx.params.name!);
+      const record = await deps.channels.setPrivate(before.name, isPrivate);
+      if (before.private !== record.private) await deps.streams.restartLiveStream(record.name);
       ctx.body = await describeChannel(record, deps.presence);
     },
   );
@@ -167,8 +211,10 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
     requireGrant('moderate'),
     validateBody(createChannelBodySchema),
     async (ctx) => {
-      const { name } = ctx.state.body as CreateChannelBody;
-      const record = await deps.channels.create(name, accountIdOf(callerOf(ctx)));
+      const { name, private: isPrivate } = createChannelBodySchema.parse(ctx.state.body);
+      const record = await deps.channels.create(name, accountIdOf(callerOf(ctx)), {
+        private: isPrivate,
+      });
       ctx.status = 201;
       ctx.body = await describeChannel(record, deps.presence);
     },
@@ -181,7 +227,7 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
     channelParam(),
     requireGrant('moderate'),
     async (ctx) => {
-      const name = ctx.params.name!;
+      const { name } = await access.require(callerOf(ctx), ctx.params.name!);
       // A deleted channel keeps no way to go live: its key goes first, which ends a live stream
       // (deleting the channel would drop the key row without telling anyone).
       await deps.streams.revokeKey(name).catch((error: unknown) => {
@@ -196,6 +242,7 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
 
   registerStreamRoutes(router, deps, { limit, signedIn });
   registerAdminRoutes(router, deps, { limit, signedIn });
+  registerModerationRoutes(router, deps, { limit, signedIn });
   registerNodeRoutes(router, deps, { limit, signedIn, requireGrant: requireServerGrant });
 
   router.get('/metrics', metricsRoute(deps.registry, deps.config));
@@ -215,7 +262,12 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
 // Participants are what the nodes report, so the list covers every node of a channel.
 async function describeChannel(record: ChannelRecord, presence: PresenceStore): Promise<Channel> {
   const participants: Participant[] = await presence.list(record.name);
-  return { name: record.name, createdAt: record.createdAt.toISOString(), participants };
+  return {
+    name: record.name,
+    createdAt: record.createdAt.toISOString(),
+    private: record.private,
+    participants,
+  };
 }
 
 // The app is a single-page app: known files are served as they are, and every other GET that

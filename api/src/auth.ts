@@ -1,23 +1,18 @@
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import {
-  SERVER_WIDE,
-  describeZodError,
-  displayNameSchema,
-  grantSchema,
-  type Grant,
-} from '@hearth/protocol';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { RANKS, SERVER_WIDE, grantSchema, type Grant, type Role } from '@hearth/protocol';
 import { AppError, type Identity } from '@hearth/server-common';
 import type { AccessTokens } from './accounts/access-tokens';
 
-/** Where a request's credentials were found: a header value or query parameters. */
+/** Where a request's credentials were found: a header value or a query parameter. */
 export interface Credentials {
-  /** `Authorization` header, if any: `Bearer <access token or operator token>` or `Guest <name>`. */
+  /** `Authorization` header, if any: `Bearer <access token, guest token or operator token>`. */
   authorization?: string | undefined;
-  /** `name` query parameter: a guest's display name, for browser WebSockets that cannot set headers. */
-  guestName?: string | undefined;
-  /** `access_token` query parameter: an access token, for the same WebSockets. */
+  /** `access_token` query parameter, for browser WebSockets that cannot set headers. */
   accessToken?: string | undefined;
 }
+
+/** What a principal is, before channel grants: the operator token, an account's role, a guest. */
+export type BaseRole = 'operator' | 'owner' | 'admin' | 'member' | 'guest';
 
 /** Who a request acts as, and what it may do in every channel and in single channels. */
 export interface Principal {
@@ -27,7 +22,9 @@ export interface Principal {
   readonly displayName: string;
   /** True for a display-name guest without an account. */
   readonly guest: boolean;
-  /** True when it holds every grant server-wide: the operator token, or an admin account. */
+  /** The operator token, the account's stored role, or guest. */
+  readonly baseRole: BaseRole;
+  /** True for the operator token, the owner and admins: every grant in every channel. */
   readonly admin: boolean;
   /** Grants held in every channel. */
   readonly serverGrants: ReadonlySet<Grant>;
@@ -42,17 +39,19 @@ export const OPERATOR_USER_ID = 'admin';
 export const ALL_GRANTS: readonly Grant[] = grantSchema.options;
 
 /**
- * Builds a principal from its grants; `admin` follows from holding every grant server-wide.
- * Channel grants already held server-wide are left out, so the map names only what it adds.
+ * Builds a principal from its role and grants: the operator, the owner and admins hold every
+ * grant server-wide. Channel grants already held server-wide are left out, so the map names only
+ * what it adds.
  */
 export function createPrincipal(options: {
   userId: string;
   displayName: string;
-  guest: boolean;
+  baseRole: BaseRole;
   serverGrants: Iterable<Grant>;
   channelGrants?: Iterable<readonly [string, Iterable<Grant>]>;
 }): Principal {
-  const serverGrants = new Set(options.serverGrants);
+  const admin = RANKS[options.baseRole] >= RANKS.admin;
+  const serverGrants = new Set(admin ? ALL_GRANTS : options.serverGrants);
   const channelGrants = new Map<string, ReadonlySet<Grant>>();
   for (const [channel, grants] of options.channelGrants ?? []) {
     const extra = new Set([...grants].filter((grant) => !serverGrants.has(grant)));
@@ -61,11 +60,25 @@ export function createPrincipal(options: {
   return {
     userId: options.userId,
     displayName: options.displayName,
-    guest: options.guest,
-    admin: ALL_GRANTS.every((grant) => serverGrants.has(grant)),
+    guest: options.baseRole === 'guest',
+    baseRole: options.baseRole,
+    admin,
     serverGrants,
     channelGrants,
   };
+}
+
+/** A principal's role in a channel (server-wide for `*`): moderator comes from `moderate`. */
+export function roleIn(principal: Principal, channel: string = SERVER_WIDE): Role {
+  if (principal.baseRole === 'member' && holdsGrant(principal, 'moderate', channel)) {
+    return 'moderator';
+  }
+  return principal.baseRole;
+}
+
+/** A principal's rank in a channel: it may act only on those ranked below it there. */
+export function rankIn(principal: Principal, channel: string = SERVER_WIDE): number {
+  return RANKS[roleIn(principal, channel)];
 }
 
 /** The grants a principal holds in one channel; `*` gives the server-wide grants alone. */
@@ -83,13 +96,14 @@ export function holdsGrant(
   return grantsIn(principal, channel).has(grant);
 }
 
-/** The identity a principal has inside one channel: its grants are those that apply there. */
+/** The identity a principal has inside one channel: its grants and rank are those there. */
 export function identityIn(principal: Principal, channel: string): Identity {
   return {
     userId: principal.userId,
     displayName: principal.displayName,
     guest: principal.guest,
     grants: grantsIn(principal, channel),
+    rank: rankIn(principal, channel),
   };
 }
 
@@ -99,51 +113,25 @@ export function accountIdOf(principal: Principal): string | undefined {
 }
 
 /**
- * Turns credentials into a principal: account access tokens (JWT), the operator token, and
- * display-name guests while guest access is on. Every route and socket asks through it.
+ * Turns credentials into a principal: access tokens of accounts and of guest sessions (JWT), and
+ * the operator token. Every route and socket asks through it.
  */
 export class Authenticator {
-  readonly #guestAccess: boolean;
-  readonly #guestGrants: ReadonlySet<Grant>;
   readonly #adminTokenHash: Buffer | undefined;
   readonly #accessTokens: AccessTokens;
 
-  constructor(options: {
-    guestAccess: boolean;
-    guestGrants: readonly Grant[];
-    adminToken?: string | undefined;
-    accessTokens: AccessTokens;
-  }) {
-    this.#guestAccess = options.guestAccess;
-    this.#guestGrants = new Set(options.guestGrants);
+  constructor(options: { adminToken?: string | undefined; accessTokens: AccessTokens }) {
     this.#adminTokenHash =
       options.adminToken === undefined ? undefined : sha256(options.adminToken);
     this.#accessTokens = options.accessTokens;
   }
 
-  /** Whether display-name guests are admitted. */
-  get guestAccess(): boolean {
-    return this.#guestAccess;
-  }
-
-  /** Resolves the caller; `unauthorized` without valid credentials, `bad_request` for a bad name. */
+  /** Resolves the caller; `unauthorized` without valid credentials. */
   async authenticate(credentials: Credentials): Promise<Principal> {
     const bearer =
       credentials.authorization?.match(/^Bearer (.+)$/)?.[1] ?? credentials.accessToken;
-    if (bearer !== undefined) return this.#bearer(bearer);
-    const guestName = credentials.guestName ?? parseGuestHeader(credentials.authorization);
-    if (guestName === undefined) throw new AppError('unauthorized', 'credentials required');
-    if (!this.#guestAccess) throw new AppError('unauthorized', 'guest access is disabled');
-    const parsed = displayNameSchema.safeParse(guestName);
-    if (!parsed.success) {
-      throw new AppError('bad_request', `invalid display name: ${describeZodError(parsed.error)}`);
-    }
-    return createPrincipal({
-      userId: `guest:${randomUUID()}`,
-      displayName: parsed.data,
-      guest: true,
-      serverGrants: this.#guestGrants,
-    });
+    if (bearer === undefined) throw new AppError('unauthorized', 'credentials required');
+    return this.#bearer(bearer);
   }
 
   // The operator's token (the admin CLI uses it) holds every grant; anything else must be an
@@ -155,7 +143,7 @@ export class Authenticator {
       return createPrincipal({
         userId: OPERATOR_USER_ID,
         displayName: 'admin',
-        guest: false,
+        baseRole: 'operator',
         serverGrants: ALL_GRANTS,
       });
     }
@@ -165,15 +153,4 @@ export class Authenticator {
 
 function sha256(text: string): Buffer {
   return createHash('sha256').update(text).digest();
-}
-
-// Guests authenticate REST calls with `Authorization: Guest <url-encoded display name>`.
-function parseGuestHeader(header: string | undefined): string | undefined {
-  const match = header?.match(/^Guest (.+)$/);
-  if (!match?.[1]) return undefined;
-  try {
-    return decodeURIComponent(match[1]);
-  } catch {
-    throw new AppError('bad_request', 'malformed Guest authorization header');
-  }
 }

@@ -6,6 +6,8 @@ export interface ChannelRecord {
   readonly createdAt: Date;
   /** Account that created it; null when a guest, the operator or a stream key opened it. */
   readonly createdBy: string | null;
+  /** Members only: see `canAccessChannel` in channel-access.ts. */
+  readonly private: boolean;
 }
 
 /** Where channel records live; `SqlChannelDirectory` keeps them in PGlite or PostgreSQL. */
@@ -15,7 +17,9 @@ export interface ChannelDirectory {
   /** One channel, if it exists. */
   get(name: string): Promise<ChannelRecord | undefined>;
   /** Creates a channel, noting the account that did; throws `conflict` when the name is taken. */
-  create(name: string, createdBy?: string): Promise<ChannelRecord>;
+  create(name: string, createdBy?: string, options?: { private?: boolean }): Promise<ChannelRecord>;
+  /** Makes a channel private or public; throws `not_found` when there is none. */
+  setPrivate(name: string, isPrivate: boolean): Promise<ChannelRecord>;
   /** Creates a channel unless it exists, and returns it. */
   ensure(name: string): Promise<ChannelRecord>;
   /** Deletes a channel and the grants given in it; throws `not_found` when there is none. */

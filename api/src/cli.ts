@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import {
+  accountRoleSchema,
   adminUserListSchema,
   adminUserSchema,
   channelListSchema,
@@ -32,7 +33,9 @@ const USAGE = `usage: npm run cli -- <command>
   stream-key revoke <channel>        remove it; a live stream on it ends
   stream-key list                    list keys (ids and dates, never secrets)
   channels list                      list channels and who is in them
-  channels create <channel>          create a channel
+  channels create <channel> [--private]
+                                     create a channel; --private: members only
+  channels private <channel> on|off  make a channel members only, or public again
   channels delete <channel>          delete a channel; everyone in it is disconnected
   users list                         list accounts
   users create <username> [--admin] [--password-stdin]
@@ -40,6 +43,9 @@ const USAGE = `usage: npm run cli -- <command>
                                      password is generated and printed once; --admin gives it
                                      every grant in every channel
   users disable <username>           disable an account and sign it out everywhere
+  users role <username> <owner|admin|member>
+                                     set an account's role; naming a new owner makes the old
+                                     one an admin (moderators are members with the moderate grant)
   grants list <username>             an account's grants per channel (* = every channel)
   grants set <username> <channel|*> <grant,...>
                                      set its grants there: join, speak, screen-share, moderate, stream
@@ -161,7 +167,16 @@ async function run(args: string[]): Promise<unknown> {
     return call('GET', '/api/channels', channelListSchema);
   if (group === 'channels' && command === 'create') {
     const name = parseArgument(channelNameSchema, target, 'channel');
-    return call('POST', '/api/channels', channelSchema, { name });
+    const unknown = rest.filter((flag) => flag !== '--private');
+    if (unknown.length > 0) throw new CliError(`unknown option ${unknown[0]}\n${USAGE}`);
+    return call('POST', '/api/channels', channelSchema, {
+      name,
+      private: rest.includes('--private'),
+    });
+  }
+  if (group === 'channels' && command === 'private') {
+    const setting = parseArgument(z.enum(['on', 'off']), rest[0], 'on or off');
+    return call('PATCH', channelPath(), channelSchema, { private: setting === 'on' });
   }
   if (group === 'channels' && command === 'delete') {
     await call('DELETE', channelPath(), null);
@@ -172,6 +187,10 @@ async function run(args: string[]): Promise<unknown> {
   if (group === 'users' && command === 'create') return createUser(target, rest);
   if (group === 'users' && command === 'disable')
     return call('POST', `${userPath()}/disable`, adminUserSchema);
+  if (group === 'users' && command === 'role') {
+    const role = parseArgument(accountRoleSchema, rest[0], 'role');
+    return call('PUT', `${userPath()}/role`, adminUserSchema, { role });
+  }
   if (group === 'grants' && command === 'list')
     return call('GET', `${userPath()}/grants`, userGrantsSchema);
   if (group === 'grants' && command === 'set') {

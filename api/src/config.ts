@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { grantSchema } from '@hearth/protocol';
 import { ConfigError, parseEnvConfig } from '@hearth/server-common';
+import { playbackSigningSecretSchema } from '@hearth/cdn-config';
 import {
   DEFAULT_DATABASE_CONNECT_TIMEOUT_MS,
   DEFAULT_DATABASE_STATEMENT_TIMEOUT_MS,
@@ -19,6 +20,20 @@ const grantList = z
   .string()
   .transform((value) => value.split(',').map((grant) => grant.trim()))
   .pipe(z.array(grantSchema).min(1));
+/** What a guest may ever hold: never `moderate` or `stream`. */
+const GUEST_GRANTABLE = ['join', 'speak', 'screen-share'] as const;
+const guestGrantList = z
+  .string()
+  .transform((value) => value.split(',').map((grant) => grant.trim()))
+  .pipe(
+    z
+      .array(
+        z.enum(GUEST_GRANTABLE, {
+          error: `guests may hold only ${GUEST_GRANTABLE.join(', ')}; never moderate or stream`,
+        }),
+      )
+      .min(1),
+  );
 const DATABASE_URL_PATTERN = /^postgres(ql)?:\/\//;
 const databaseUrlSchema = z
   .string()
@@ -36,10 +51,10 @@ export const apiConfigSchema = z
     /** Whether display-name guests may join without an account; defaults by profile. */
     guestAccess: flag.optional(),
     /**
-     * Grants a guest holds in every channel. By default guests may also moderate and stream in
-     * the embedded profile (one machine, loopback), and only join and speak in production.
+     * Grants a guest holds in every channel: join and speak by default, plus screen-share if
+     * configured; never moderate or stream. Accounts always hold at least these.
      */
-    guestGrants: grantList.optional(),
+    guestGrants: guestGrantList.default(['join', 'speak']),
     /** Grants every registered account holds in every channel, before its memberships. */
     userGrants: grantList.default(['join', 'speak', 'screen-share']),
     /** Whether anyone may create an account with `POST /api/auth/register`. */
@@ -95,6 +110,11 @@ export const apiConfigSchema = z
     /** Base URL viewers fetch HLS from (the CDN edge); the embedded profile fills it in. */
     cdnBaseUrl: z.url().optional(),
     /**
+     * Secret shared with the CDN edge that signs private channels' playback URLs (32-256 letters
+     * and digits); the embedded profile generates one into dataDir for its nginx edge.
+     */
+    playbackSigningSecret: playbackSigningSecretSchema.optional(),
+    /**
      * Runs a voice node inside the api process, as the embedded profile does by default; with it
      * off, voice comes from voice-sfu processes that register with the api.
      */
@@ -113,6 +133,13 @@ export const apiConfigSchema = z
       .optional(),
     /** Voice joins per second allowed to one client address (burst of twice that). */
     joinRatePerSecond: z.coerce.number().int().min(1).default(5),
+    /**
+     * Joins one identity may have waiting to connect at once (each holds a seat until its token
+     * is admitted or expires).
+     */
+    maxPendingJoins: z.coerce.number().int().min(1).max(100).default(3),
+    /** Voice sessions one identity may hold at once, across channels and nodes. */
+    maxVoiceSessions: z.coerce.number().int().min(1).max(100).default(4),
     /** Lifetime of the join tokens voice nodes admit clients with, in seconds. */
     joinTokenTtlSeconds: z.coerce.number().int().min(10).max(3600).default(60),
     ...nodesConfigShape,
@@ -130,7 +157,10 @@ export const apiConfigSchema = z
     metricsPort: z.coerce.number().int().min(0).max(65535).optional(),
     /** Address the metrics listener binds: loopback unless Prometheus scrapes from elsewhere. */
     metricsHost: z.string().min(1).default('127.0.0.1'),
-    /** Extra origins allowed to open the signaling WebSocket (comma-separated). */
+    /**
+     * Extra origins allowed to open the signaling WebSocket (comma-separated), and that pages may
+     * connect to under the Content-Security-Policy: list voice nodes' signaling origins here.
+     */
     allowedOrigins: z
       .string()
       .default('')
@@ -139,7 +169,8 @@ export const apiConfigSchema = z
           .split(',')
           .map((origin) => origin.trim())
           .filter(Boolean),
-      ),
+      )
+      .pipe(z.array(z.url({ error: 'must be origins such as https://voice-1.example.com' }))),
   })
   .superRefine((config, context) => {
     if (config.sweepIntervalMs >= config.nodeTimeoutMs) {
@@ -162,11 +193,8 @@ export const apiConfigSchema = z
     guestAccess: config.guestAccess ?? config.profile === 'embedded',
     embeddedVoice: config.embeddedVoice ?? config.profile === 'embedded',
     embeddedIngest: config.embeddedIngest ?? config.profile === 'embedded',
-    guestGrants:
-      config.guestGrants ??
-      (config.profile === 'embedded'
-        ? (['join', 'speak', 'moderate', 'stream'] as const)
-        : (['join', 'speak'] as const)),
+    // Members get at least what guests get.
+    userGrants: [...new Set([...config.userGrants, ...config.guestGrants])],
   }));
 
 /** Settings of the api process. */
@@ -187,6 +215,7 @@ const envKeys: Record<string, string> = {
   API_METRICS_PORT: 'metricsPort',
   API_METRICS_HOST: 'metricsHost',
   API_CDN_BASE_URL: 'cdnBaseUrl',
+  API_PLAYBACK_SIGNING_SECRET: 'playbackSigningSecret',
   API_DATA_DIR: 'dataDir',
   API_EMBEDDED_S3_PORT: 'embeddedS3Port',
   API_EDGE_PORT: 'edgePort',
@@ -204,6 +233,8 @@ const envKeys: Record<string, string> = {
   API_RTMP_URL: 'rtmpUrl',
   API_JOIN_RATE: 'joinRatePerSecond',
   API_JOIN_TOKEN_TTL: 'joinTokenTtlSeconds',
+  API_MAX_PENDING_JOINS: 'maxPendingJoins',
+  API_MAX_VOICE_SESSIONS: 'maxVoiceSessions',
   API_NODE_TIMEOUT_MS: 'nodeTimeoutMs',
   API_NODE_SWEEP_MS: 'sweepIntervalMs',
   API_CLUSTER_SECRET: 'clusterSecret',

@@ -14,7 +14,12 @@ import { startMediaBackends } from './media-backends';
 import { startMetricsListener, type MetricsListener } from './metrics-endpoint';
 import { resolveClusterSecret } from './nodes/config';
 import { startPlatform } from './platform';
-import { JWT_SECRET_FILE, readOrCreateSecret, writeAdminToken } from './secret-files';
+import {
+  JWT_SECRET_FILE,
+  PLAYBACK_SIGNING_SECRET_FILE,
+  readOrCreateSecret,
+  writeAdminToken,
+} from './secret-files';
 
 async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<void> }> {
   // Every service's settings are read before anything starts.
@@ -38,6 +43,11 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
       embedded && loaded.jwtSecret === undefined
         ? readOrCreateSecret(loaded.dataDir, JWT_SECRET_FILE)
         : loaded.jwtSecret,
+    // The embedded nginx edge and the api share it, and signed URLs outlive a restart.
+    playbackSigningSecret:
+      embedded && loaded.playbackSigningSecret === undefined
+        ? readOrCreateSecret(loaded.dataDir, PLAYBACK_SIGNING_SECRET_FILE)
+        : loaded.playbackSigningSecret,
     // Voice nodes started on this machine read the embedded profile's secret from the data folder.
     clusterSecret: resolveClusterSecret({ ...loaded, clusterSecret: loaded.clusterSecret }),
   };

@@ -56,6 +56,7 @@ export async function startMediaBackends(options: {
         originUrl: embedded.endpoint,
         bucket: s3.bucket,
         port: config.edgePort,
+        playbackSigningSecret: config.playbackSigningSecret,
       });
       if (edge.replacedStalePids.length > 0) {
         logger.warn({ pids: edge.replacedStalePids }, 'replaced a CDN edge an earlier run left');

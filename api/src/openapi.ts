@@ -2,12 +2,16 @@ import { z } from 'zod';
 import {
   adminUserListSchema,
   adminUserSchema,
+  banBodySchema,
+  banListSchema,
   channelListSchema,
   channelSchema,
   channelStreamSchema,
   createChannelBodySchema,
   createUserBodySchema,
   errorBodySchema,
+  guestSessionBodySchema,
+  guestSessionSchema,
   healthSchema,
   issuedStreamKeySchema,
   liveStreamListSchema,
@@ -16,9 +20,11 @@ import {
   refreshBodySchema,
   registerBodySchema,
   setGrantsBodySchema,
+  setRoleBodySchema,
   streamKeyDetailsSchema,
   streamKeyListSchema,
   tokenResponseSchema,
+  updateChannelBodySchema,
   userGrantsSchema,
   voiceCapabilitiesSchema,
   voiceJoinBodySchema,
@@ -30,14 +36,14 @@ import { nodeOperations } from './routes/nodes';
 /** One documented REST operation. */
 export interface ApiOperation {
   /** HTTP method. */
-  readonly method: 'get' | 'post' | 'put' | 'delete';
+  readonly method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   /** Path in Koa form, e.g. `/api/channels/:name`. */
   readonly path: string;
   /** One line saying what it does. */
   readonly summary: string;
   /**
    * Whether the caller must authenticate, and the grant it needs: in the `:name` channel when the
-   * path has one, server-wide otherwise. `accountsOnly` refuses display-name guests.
+   * path has one, server-wide otherwise. `accountsOnly` refuses guest sessions.
    */
   readonly auth?: { readonly grant?: Grant; readonly accountsOnly?: true };
   /** JSON request body. */
@@ -55,6 +61,9 @@ const pathParameters: Record<string, string> = {
   name: 'Channel name',
   username: 'Account username (any case)',
   channel: 'Channel name, or * for every channel',
+  peerId: "A participant's peer id in the channel, as its roster lists it",
+  scope: 'Channel name of a ban, or * for a server-wide ban',
+  userId: 'Account id, or guest session id (guest:<uuid>), of the banned user',
 };
 
 /** Every REST operation of the api, with the schemas it reads and answers. */
@@ -98,6 +107,15 @@ export const apiOperations: readonly ApiOperation[] = [
   },
   {
     method: 'post',
+    path: '/api/auth/guest',
+    summary:
+      'Starts a guest session under a display name (normalized: NFC, invisible and bidi characters removed) while guest access is on; send its access token as `Authorization: Bearer`. Guests hold the configured guest grants (join and speak by default), never moderate or stream',
+    body: guestSessionBodySchema,
+    errors: { 403: 'Guest access is disabled' },
+    success: { status: 201, schema: guestSessionSchema },
+  },
+  {
+    method: 'post',
     path: '/api/auth/login',
     summary:
       'Signs in with username and password; the refresh token comes in the body, for clients such as the CLI, and in the hearth_refresh cookie for browsers',
@@ -130,7 +148,7 @@ export const apiOperations: readonly ApiOperation[] = [
   {
     method: 'get',
     path: '/api/auth/me',
-    summary: 'Who the caller is and the grants it holds',
+    summary: 'Who the caller is, its role and the grants it holds',
     auth: {},
     success: { status: 200, schema: meSchema },
   },
@@ -149,9 +167,18 @@ export const apiOperations: readonly ApiOperation[] = [
     success: { status: 200, schema: channelSchema },
   },
   {
+    method: 'patch',
+    path: '/api/channels/:name',
+    summary: 'Makes a channel private (members only) or public again; a live stream restarts',
+    auth: { grant: 'moderate' },
+    body: updateChannelBodySchema,
+    errors: { 404: 'No such channel' },
+    success: { status: 200, schema: channelSchema },
+  },
+  {
     method: 'post',
     path: '/api/channels',
-    summary: 'Creates a channel',
+    summary: 'Creates a channel, public unless `private` is true',
     auth: { grant: 'moderate' },
     body: createChannelBodySchema,
     success: { status: 201, schema: channelSchema },
@@ -222,7 +249,8 @@ export const apiOperations: readonly ApiOperation[] = [
   {
     method: 'post',
     path: '/api/admin/users',
-    summary: 'Creates an account; `admin` gives it every grant in every channel',
+    summary:
+      'Creates an account; `admin` makes it an admin, with every grant in every channel (only the owner or the operator token may)',
     auth: { grant: 'moderate', accountsOnly: true },
     body: createUserBodySchema,
     success: { status: 201, schema: adminUserSchema },
@@ -232,6 +260,16 @@ export const apiOperations: readonly ApiOperation[] = [
     path: '/api/admin/users/:username/disable',
     summary: 'Disables an account and revokes its refresh tokens',
     auth: { grant: 'moderate', accountsOnly: true },
+    success: { status: 200, schema: adminUserSchema },
+  },
+  {
+    method: 'put',
+    path: '/api/admin/users/:username/role',
+    summary:
+      "Sets an account's role (owner, admin or member); only below the caller's own rank, on an account ranked below the caller. Naming a new owner makes the current one an admin",
+    auth: { grant: 'moderate', accountsOnly: true },
+    body: setRoleBodySchema,
+    errors: { 404: 'No such account' },
     success: { status: 200, schema: adminUserSchema },
   },
   {
@@ -258,6 +296,43 @@ export const apiOperations: readonly ApiOperation[] = [
     success: { status: 204 },
   },
   {
+    method: 'post',
+    path: '/api/channels/:name/participants/:peerId/kick',
+    summary:
+      "Disconnects a participant's user from the channel on every node; only someone ranked below the caller",
+    auth: { grant: 'moderate' },
+    errors: { 404: 'No such participant in the channel' },
+    success: { status: 204 },
+  },
+  {
+    method: 'post',
+    path: '/api/channels/:name/participants/:peerId/ban',
+    summary:
+      "Bans a participant's user from the channel, or from every channel with `serverWide` (needs moderate server-wide), and disconnects it; only someone ranked below the caller",
+    auth: { grant: 'moderate' },
+    body: banBodySchema,
+    errors: { 404: 'No such participant in the channel' },
+    success: { status: 204 },
+  },
+  {
+    method: 'get',
+    path: '/api/bans',
+    summary: 'Bans, newest first, a page at a time (`limit`, `offset`)',
+    auth: { grant: 'moderate' },
+    success: { status: 200, schema: banListSchema },
+  },
+  {
+    method: 'delete',
+    path: '/api/bans/:scope/:userId',
+    summary: 'Lifts a ban (needs moderate in its channel, or server-wide for *)',
+    auth: { grant: 'moderate' },
+    errors: {
+      403: 'Missing the "moderate" grant in the ban\'s channel, or server-wide for *',
+      404: 'No such ban',
+    },
+    success: { status: 204 },
+  },
+  {
     method: 'get',
     path: '/api/docs',
     summary: 'This OpenAPI document',
@@ -274,9 +349,11 @@ export const apiOperations: readonly ApiOperation[] = [
   ...nodeOperations,
 ];
 
-function jsonSchema(schema: z.ZodType): Record<string, unknown> {
+// Request bodies are described as clients send them (fields with defaults are optional), answers
+// as the api sends them.
+function jsonSchema(schema: z.ZodType, io: 'input' | 'output' = 'output'): Record<string, unknown> {
   const converted: Record<string, unknown> = z.toJSONSchema(schema, {
-    io: 'output',
+    io,
     unrepresentable: 'any',
   });
   // OpenAPI 3.1 schemas are JSON Schema 2020-12, which zod emits; the dialect is set once for the
@@ -318,7 +395,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
     if (operation.auth) responses['401'] = errorResponse('Missing or invalid credentials');
     if (operation.auth?.grant) {
       const where = path.includes('{name}') ? 'in the channel' : 'server-wide';
-      const guests = operation.auth.accountsOnly ? ', or a guest' : '';
+      const guests = operation.auth.accountsOnly ? ', or a guest session' : '';
       responses['403'] = errorResponse(
         `Missing the "${operation.auth.grant}" grant ${where}${guests}`,
       );
@@ -330,18 +407,12 @@ export function buildOpenApiDocument(): Record<string, unknown> {
     paths[path]![operation.method] = {
       summary: operation.summary,
       ...(parameters.length > 0 ? { parameters } : {}),
-      ...(operation.auth
-        ? {
-            security: operation.auth.accountsOnly
-              ? [{ bearer: [] }]
-              : [{ bearer: [] }, { guest: [] }],
-          }
-        : {}),
+      ...(operation.auth ? { security: [{ bearer: [] }] } : {}),
       ...(operation.body
         ? {
             requestBody: {
               required: !operation.bodyOptional,
-              content: { 'application/json': { schema: jsonSchema(operation.body) } },
+              content: { 'application/json': { schema: jsonSchema(operation.body, 'input') } },
             },
           }
         : {}),
@@ -361,17 +432,11 @@ export function buildOpenApiDocument(): Record<string, unknown> {
     components: {
       schemas: { Error: jsonSchema(errorBodySchema) },
       securitySchemes: {
-        guest: {
-          type: 'apiKey',
-          in: 'header',
-          name: 'Authorization',
-          description: '`Guest <url-encoded display name>`, while guest access is enabled',
-        },
         bearer: {
           type: 'http',
           scheme: 'bearer',
           description:
-            'An access token from /api/auth/login, /register or /refresh (a JWT), or the operator token',
+            'An access token from /api/auth/login, /register or /refresh (a JWT), a guest session token from /api/auth/guest, or the operator token',
         },
       },
     },

@@ -1,7 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { Registry } from 'prom-client';
-import { ConfigError, JoinTokens, type Logger } from '@hearth/server-common';
+import {
+  ConfigError,
+  JoinTokenIssuer,
+  JoinTokenVerifier,
+  type Logger,
+} from '@hearth/server-common';
 import {
   IngestAgent,
   IngestNode,
@@ -29,6 +34,11 @@ import {
 import { StreamService, type StreamUrls } from './streams/stream-service';
 import { NodeHub } from './voice/node-hub';
 import { InMemoryPresenceStore, RedisPresenceStore, type PresenceStore } from './voice/presence';
+import {
+  InMemoryReservationStore,
+  JoinReservations,
+  RedisReservationStore,
+} from './voice/reservations';
 
 // The in-process voice node reports its load this often.
 const EMBEDDED_HEARTBEAT_MS = 1000;
@@ -99,10 +109,12 @@ export async function startPlatform(options: {
   let ingest: IngestNode | undefined;
   let streams: StreamService;
   let stores: Stores;
+  let reservations: JoinReservations;
   // Voice nodes in other processes need the secret the operator configured; a node running only
   // in this process can do with one that lives as long as the process.
   const clusterSecret = config.clusterSecret ?? randomBytes(32).toString('hex');
-  const joinTokens = new JoinTokens(clusterSecret, config.joinTokenTtlSeconds);
+  // Join tokens are signed with a key only api instances can derive; nodes get its public half.
+  const joinTokens = new JoinTokenIssuer(config.jwtSecret, config.joinTokenTtlSeconds);
   try {
     const applied = await migrate(database);
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
@@ -131,6 +143,7 @@ export async function startPlatform(options: {
       store: liveStreams,
       bus: placement.bus,
       urls: options.streamUrls,
+      playbackSigningSecret: config.playbackSigningSecret,
       logger,
     });
     streams = service;
@@ -144,9 +157,33 @@ export async function startPlatform(options: {
       sessions: stores.sessions,
       presence,
       ingest: new IngestMessageHandler({ streams: service, logger }),
+      joinTokenKey: joinTokens.publicKey,
     });
     const hub = nodeHub;
     started.push(() => hub.close());
+    const { moderation } = stores;
+    const placed = placement;
+    const seats = new JoinReservations({
+      store: config.redisUrl
+        ? new RedisReservationStore({ url: config.redisUrl })
+        : new InMemoryReservationStore(),
+      releaseSeat: (nodeId) => placed.releaseSeat(nodeId),
+    });
+    reservations = seats;
+    started.push(() => seats.close());
+    hub.observe({
+      tokenAdmitted: (tokenId) => {
+        seats.settle(tokenId).catch((error: unknown) => {
+          logger.warn({ err: error }, 'settling a join reservation failed');
+        });
+      },
+      // An account's server mute outlives its session: its next join starts muted.
+      serverMuteChanged: (channel, userId, muted) => {
+        moderation.setServerMuted(channel, userId, muted).catch((error: unknown) => {
+          logger.error({ err: error, channel }, 'recording a server mute failed');
+        });
+      },
+    });
     // A rotation through this instance reaches the ingest node wherever it is connected.
     service.events.on('keyRevoked', (keyId) => {
       hub.revokeKey(keyId).catch((error: unknown) => {
@@ -169,7 +206,7 @@ export async function startPlatform(options: {
       const agent = new NodeAgent({
         node,
         nodeId: `embedded-${os.hostname()}`,
-        tokens: joinTokens,
+        tokens: new JoinTokenVerifier(),
         limits: {},
         heartbeatMs: EMBEDDED_HEARTBEAT_MS,
       });
@@ -205,7 +242,12 @@ export async function startPlatform(options: {
     throw error;
   }
   const { channels } = stores;
-  const accessTokens = new AccessTokens(config.jwtSecret, config.accessTokenTtlSeconds);
+  const accessTokens = new AccessTokens({
+    secret: config.jwtSecret,
+    ttlSeconds: config.accessTokenTtlSeconds,
+    guestAccess: config.guestAccess,
+    guestGrants: config.guestGrants,
+  });
   const app = createApp({
     config,
     logger,
@@ -219,8 +261,6 @@ export async function startPlatform(options: {
     channels,
     streams,
     authenticator: new Authenticator({
-      guestAccess: config.guestAccess,
-      guestGrants: config.guestGrants,
       adminToken: config.adminToken,
       accessTokens,
     }),
@@ -238,6 +278,8 @@ export async function startPlatform(options: {
     users: stores.users,
     memberships: stores.memberships,
     sessions: stores.sessions,
+    moderation: stores.moderation,
+    reservations,
   });
   let closed = false;
   return {

@@ -11,6 +11,9 @@ export const JWT_SECRET_FILE = 'jwt-secret';
 /** File name of the embedded profile's cluster secret inside the data folder. */
 export const CLUSTER_SECRET_FILE = 'cluster-secret';
 
+/** File name of the embedded profile's playback signing secret (private channels) inside it. */
+export const PLAYBACK_SIGNING_SECRET_FILE = 'playback-signing-secret';
+
 // Secrets are 32 random bytes as hex; a stored one shorter than this is not one of ours.
 const MIN_STORED_SECRET_LENGTH = 32;
 

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { AccessTokens } from '../src/accounts/access-tokens';
 import { hashPassword, verifyPassword } from '../src/accounts/passwords';
-import { createPrincipal, grantsIn, holdsGrant, identityIn } from '../src/auth';
+import {
+  ALL_GRANTS,
+  createPrincipal,
+  grantsIn,
+  holdsGrant,
+  identityIn,
+  rankIn,
+  roleIn,
+} from '../src/auth';
 
 const SECRET = 'unit-test-secret-that-is-long-enough-12345';
 
@@ -35,7 +43,7 @@ describe('principals', () => {
   const principal = createPrincipal({
     userId: 'u1',
     displayName: 'Ada',
-    guest: false,
+    baseRole: 'member',
     serverGrants: ['join', 'speak'],
     channelGrants: [
       ['studio', ['stream', 'join']],
@@ -63,39 +71,69 @@ describe('principals', () => {
       displayName: 'Ada',
       guest: false,
       grants: new Set(['join', 'speak', 'stream']),
+      rank: 1,
     });
     expect(identityIn(principal, 'lobby').grants).toEqual(new Set(['join', 'speak']));
   });
 
-  it('createPrincipal() marks a holder of every grant server-wide as admin', () => {
+  it('createPrincipal() gives admins every grant, and moderate in a channel makes a moderator there', () => {
     const admin = createPrincipal({
       userId: 'u2',
       displayName: 'Root',
-      guest: false,
-      serverGrants: ['join', 'speak', 'screen-share', 'moderate', 'stream'],
+      baseRole: 'admin',
+      serverGrants: ['join'],
     });
     expect(admin.admin).toBe(true);
+    expect(admin.serverGrants).toEqual(new Set(ALL_GRANTS));
+    const channelModerator = createPrincipal({
+      userId: 'u3',
+      displayName: 'Mo',
+      baseRole: 'member',
+      serverGrants: ['join'],
+      channelGrants: [['studio', ['moderate']]],
+    });
+    expect(roleIn(channelModerator, 'studio')).toBe('moderator');
+    expect(roleIn(channelModerator)).toBe('member');
+    expect(rankIn(channelModerator, 'studio')).toBeGreaterThan(rankIn(channelModerator));
   });
 });
 
+const tokenOptions = (secret: string, guestAccess = true) => ({
+  secret,
+  ttlSeconds: 60,
+  guestAccess,
+  guestGrants: ['join', 'speak'] as const,
+});
+
 describe('AccessTokens', () => {
+  it('a guest session token resolves to a guest with the configured guest grants only', () => {
+    const tokens = new AccessTokens(tokenOptions(SECRET));
+    const { token, userId } = tokens.signGuest('Bo');
+    const guest = tokens.verify(token);
+    expect(guest).toMatchObject({ userId, displayName: 'Bo', guest: true, admin: false });
+    expect(guest.serverGrants).toEqual(new Set(['join', 'speak']));
+    expect(() => new AccessTokens(tokenOptions(SECRET, false)).verify(token)).toThrow(
+      expect.objectContaining({ code: 'unauthorized', message: 'guest access is disabled' }),
+    );
+  });
+
   const account = createPrincipal({
     userId: '0b8e6bde-9f37-4d3c-9f43-2ad4f4c5c9a1',
     displayName: 'Ada',
-    guest: false,
+    baseRole: 'member',
     serverGrants: ['join'],
     channelGrants: [['studio', ['stream']]],
   });
 
   it('verify() of a signed token gives back the principal', async () => {
-    const tokens = new AccessTokens(SECRET, 60);
+    const tokens = new AccessTokens(tokenOptions(SECRET));
     const verified = await tokens.verify(await tokens.sign(account));
     expect(verified).toEqual(account);
   });
 
   it('verify() refuses a token of another secret and a garbled one with unauthorized', async () => {
-    const token = new AccessTokens(`${SECRET}-other`, 60).sign(account);
-    const tokens = new AccessTokens(SECRET, 60);
+    const token = new AccessTokens(tokenOptions(`${SECRET}-other`)).sign(account);
+    const tokens = new AccessTokens(tokenOptions(SECRET));
     expect(() => tokens.verify(token)).toThrow(
       expect.objectContaining({ code: 'unauthorized', message: 'invalid token' }),
     );
@@ -105,6 +143,6 @@ describe('AccessTokens', () => {
   });
 
   it('the constructor refuses a secret shorter than 32 characters', () => {
-    expect(() => new AccessTokens('short', 60)).toThrow(/at least 32/);
+    expect(() => new AccessTokens(tokenOptions('short'))).toThrow(/at least 32/);
   });
 });

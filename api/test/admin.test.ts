@@ -10,17 +10,20 @@ import {
   userGrantsSchema,
 } from '@hearth/protocol';
 import {
+  TEST_ADMIN_TOKEN,
   TEST_PASSWORD,
   bearer,
   expectError,
-  guest,
+  guestSession,
   loginAccount,
+  operator as operatorHeaders,
   registerAccount,
   sendJson,
 } from './support/accounts';
 import { requestJoin, startTestApi, type TestApi } from './support/server';
 
-const OPERATOR_TOKEN = 'op'.repeat(32);
+// The operator token every test api is configured with.
+const OPERATOR_TOKEN = TEST_ADMIN_TOKEN;
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 let api: TestApi | undefined;
@@ -30,12 +33,12 @@ afterEach(async () => {
   api = undefined;
 });
 
-async function start(): Promise<TestApi> {
-  api = await startTestApi({ api: { adminToken: OPERATOR_TOKEN } });
+async function start(options: Parameters<typeof startTestApi>[0] = {}): Promise<TestApi> {
+  api = await startTestApi(options);
   return api;
 }
 
-const operator = bearer(OPERATOR_TOKEN);
+const operator = operatorHeaders();
 
 describe('admin routes', () => {
   it('the operator creates, lists and disables accounts; a disabled account cannot log in or refresh', async () => {
@@ -51,6 +54,7 @@ describe('admin routes', () => {
       id: expect.any(String),
       username: 'Ada',
       displayName: 'Ada L.',
+      role: 'member',
       createdAt: expect.any(String),
       disabledAt: null,
     });
@@ -92,19 +96,21 @@ describe('admin routes', () => {
     );
   });
 
-  it('an account created with admin holds every grant everywhere', async () => {
+  it('an account created with admin has the admin role and holds every grant everywhere', async () => {
     const { baseUrl } = await start();
-    await sendJson(
+    const created = await sendJson(
       `${baseUrl}/api/admin/users`,
       'POST',
       { username: 'root', password: TEST_PASSWORD, admin: true },
       operator,
     );
+    expect(adminUserSchema.parse(await created.json()).role).toBe('admin');
     const { accessToken } = await loginAccount(baseUrl, 'root');
     const me = meSchema.parse(
       await (await fetch(`${baseUrl}/api/auth/me`, { headers: bearer(accessToken) })).json(),
     );
     expect(me.admin).toBe(true);
+    expect(me.role).toBe('admin');
     expect([...me.serverGrants].sort()).toEqual(
       ['join', 'moderate', 'screen-share', 'speak', 'stream'].sort(),
     );
@@ -112,6 +118,8 @@ describe('admin routes', () => {
 
   it('grants are set per channel or *, listed, and revoked; bad scopes, users and grants are refused', async () => {
     const { baseUrl } = await start();
+    // The first account registered is the owner; ada is an ordinary member.
+    await registerAccount(baseUrl, 'owner');
     await registerAccount(baseUrl, 'ada');
     const grantsUrl = `${baseUrl}/api/admin/users/ada/grants`;
     const set = await sendJson(
@@ -165,6 +173,7 @@ describe('admin routes', () => {
 
   it('a server-wide moderator manages accounts but cannot give grants it lacks or make admins (403)', async () => {
     const { baseUrl, stores } = await start();
+    await registerAccount(baseUrl, 'owner');
     const moderator = await registerAccount(baseUrl, 'mod');
     await registerAccount(baseUrl, 'ada');
     await stores.memberships.set(moderator.user.id, '*', ['moderate']);
@@ -193,15 +202,22 @@ describe('admin routes', () => {
     expect((await fetch(`${baseUrl}/api/admin/users`, { headers })).status).toBe(200);
   });
 
-  it('guests are refused (403) even where they hold moderate server-wide', async () => {
-    const { baseUrl } = await start();
+  it('guest sessions are refused (403), whatever grants guests hold', async () => {
+    const { baseUrl } = await start({ api: { guestGrants: 'join,speak,screen-share' } });
+    const headers = await guestSession(baseUrl, 'Mallory');
     expect(
-      await expectError(
-        await fetch(`${baseUrl}/api/admin/users`, { headers: guest('Mallory') }),
-        403,
-        'forbidden',
-      ),
+      await expectError(await fetch(`${baseUrl}/api/admin/users`, { headers }), 403, 'forbidden'),
     ).toContain('guests');
+    await expectError(
+      await sendJson(
+        `${baseUrl}/api/admin/users`,
+        'POST',
+        { username: 'mallory', password: TEST_PASSWORD, admin: true },
+        headers,
+      ),
+      403,
+      'forbidden',
+    );
   });
 });
 
@@ -235,10 +251,11 @@ describe('admin CLI', () => {
       'pass phrase 123\n',
     );
     expect(created).toMatchObject({ code: 0 });
-    expect(lastLine(created)).toMatchObject({ username: 'ada', disabledAt: null });
+    expect(lastLine(created)).toMatchObject({ username: 'ada', role: 'member', disabledAt: null });
     await loginAccount(baseUrl, 'ada', 'pass phrase 123');
 
     const generated = await cli(baseUrl, ['users', 'create', 'root', '--admin']);
+    expect(lastLine(generated)).toMatchObject({ username: 'root', role: 'admin' });
     const { password } = lastLine(generated) as { password: string };
     expect(password.length).toBeGreaterThanOrEqual(16);
     await loginAccount(baseUrl, 'root', password);

@@ -1,14 +1,15 @@
 import { SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { meSchema, tokenResponseSchema, type Me } from '@hearth/protocol';
+import { guestSessionSchema, meSchema, tokenResponseSchema, type Me } from '@hearth/protocol';
 import { apiOperations } from '../src/openapi';
 import {
   TEST_PASSWORD,
   bearer,
   expectError,
-  guest,
+  guestSession,
   loginAccount,
+  operator,
   registerAccount,
   sendJson,
 } from './support/accounts';
@@ -35,9 +36,14 @@ async function me(baseUrl: string, headers: Record<string, string>): Promise<Me>
 const refreshWith = (baseUrl: string, refreshToken: string) =>
   sendJson(`${baseUrl}/api/auth/refresh`, 'POST', { refreshToken });
 
+// The first account registered on a fresh install becomes its owner, who holds every grant; tests
+// of what an ordinary member may do register the owner first.
+const registerOwner = (baseUrl: string) => registerAccount(baseUrl, 'owner');
+
 describe('registration and login', () => {
   it('POST /api/auth/register creates an account whose access token works with its default grants', async () => {
     const { baseUrl } = await start();
+    const owner = await registerOwner(baseUrl);
     const tokens = await registerAccount(baseUrl, 'Ada', { displayName: 'Ada L.' });
     expect(tokens).toEqual({
       accessToken: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/),
@@ -51,6 +57,7 @@ describe('registration and login', () => {
       username: 'Ada',
       guest: false,
       admin: false,
+      role: 'member',
       serverGrants: ['join', 'speak', 'screen-share'],
       channelGrants: {},
     });
@@ -58,6 +65,46 @@ describe('registration and login', () => {
       headers: bearer(tokens.accessToken),
     });
     expect(channels.status).toBe(200);
+    // Only the first account became the owner, with every grant.
+    expect(await me(baseUrl, bearer(owner.accessToken))).toMatchObject({
+      username: 'owner',
+      admin: true,
+      role: 'owner',
+      serverGrants: expect.arrayContaining(['join', 'speak', 'screen-share', 'moderate', 'stream']),
+    });
+  });
+
+  it('POST /api/auth/guest starts a guest session under a normalized display name', async () => {
+    const { baseUrl } = await start();
+    const response = await sendJson(`${baseUrl}/api/auth/guest`, 'POST', {
+      displayName: ' Ada\u200b   Lovelace\u202e ',
+    });
+    expect(response.status).toBe(201);
+    const session = guestSessionSchema.parse(await response.json());
+    expect(session).toEqual({
+      accessToken: expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/),
+      expiresIn: expect.any(Number),
+      user: { id: expect.stringMatching(/^guest:[0-9a-f-]{36}$/), displayName: 'Ada Lovelace' },
+    });
+    expect(await me(baseUrl, bearer(session.accessToken))).toMatchObject({
+      id: session.user.id,
+      displayName: 'Ada Lovelace',
+      guest: true,
+      role: 'guest',
+    });
+    // Each session is its own guest, even under the same name.
+    const other = await me(baseUrl, await guestSession(baseUrl, 'Ada Lovelace'));
+    expect(other.id).not.toBe(session.user.id);
+    await expectError(
+      await sendJson(`${baseUrl}/api/auth/guest`, 'POST', { displayName: '\u200b' }),
+      400,
+      'bad_request',
+    );
+    await expectError(
+      await sendJson(`${baseUrl}/api/auth/guest`, 'POST', { displayName: 'Ada', admin: true }),
+      400,
+      'bad_request',
+    );
   });
 
   it('POST /api/auth/register refuses a bad username, a short password and a taken name in any case', async () => {
@@ -198,6 +245,7 @@ describe('refresh and logout', () => {
 
   it('grants given after login apply from the next refresh on', async () => {
     const { baseUrl, stores } = await start();
+    await registerOwner(baseUrl);
     const tokens = await registerAccount(baseUrl, 'ada');
     await stores.memberships.set(tokens.user.id, 'studio', ['stream']);
     const path = `${baseUrl}/api/channels/studio/stream-key`;
@@ -216,7 +264,7 @@ describe('refresh and logout', () => {
 
 describe('access tokens', () => {
   const key = new TextEncoder().encode(TEST_JWT_SECRET);
-  const claims = { name: 'Ada', grants: { server: ['join'], channels: {} } };
+  const claims = { name: 'Ada', role: 'member', grants: { server: ['join'], channels: {} } };
 
   it('an expired access token is 401 "access token expired"', async () => {
     const { baseUrl } = await start();
@@ -273,6 +321,7 @@ describe('grants on REST routes', () => {
       'get /api/docs',
       'get /api/voice/capabilities',
       'post /api/auth/register',
+      'post /api/auth/guest',
       'post /api/auth/login',
       'post /api/auth/refresh',
       'post /api/auth/logout',
@@ -300,6 +349,7 @@ describe('grants on REST routes', () => {
 
   it('a registered account can read but not create channels or manage stream keys by default (403)', async () => {
     const { baseUrl } = await start();
+    await registerOwner(baseUrl);
     const { accessToken } = await registerAccount(baseUrl, 'ada');
     const headers = bearer(accessToken);
     expect((await fetch(`${baseUrl}/api/streams`, { headers })).status).toBe(200);
@@ -320,6 +370,7 @@ describe('grants on REST routes', () => {
 
   it('moderate in one channel deletes that channel only; moderate server-wide creates channels', async () => {
     const { baseUrl, stores } = await start();
+    await registerOwner(baseUrl);
     const registered = await registerAccount(baseUrl, 'mod');
     await stores.channels.create('mine');
     await stores.channels.create('theirs');
@@ -360,7 +411,9 @@ describe('grants on REST routes', () => {
   });
 
   it('reading one channel needs join in it; listing needs join server-wide', async () => {
-    const { baseUrl, stores } = await start({ api: { userGrants: 'speak' } });
+    // Accounts hold at least the guest grants, so neither may include join here.
+    const { baseUrl, stores } = await start({ api: { userGrants: 'speak', guestGrants: 'speak' } });
+    await registerOwner(baseUrl);
     const registered = await registerAccount(baseUrl, 'ada');
     await stores.channels.create('club');
     await stores.memberships.set(registered.user.id, 'club', ['join']);
@@ -371,10 +424,17 @@ describe('grants on REST routes', () => {
     await expectError(await fetch(`${baseUrl}/api/channels`, { headers }), 403, 'forbidden');
   });
 
-  it('in the production profile guests are refused (401) and accounts work', async () => {
+  it('in the production profile no guest session starts (403) and accounts work', async () => {
     const { baseUrl } = await start({ api: { profile: 'production' } });
+    expect(
+      await expectError(
+        await sendJson(`${baseUrl}/api/auth/guest`, 'POST', { displayName: 'Ada' }),
+        403,
+        'forbidden',
+      ),
+    ).toBe('guest access is disabled');
     await expectError(
-      await fetch(`${baseUrl}/api/channels`, { headers: guest('Ada') }),
+      await fetch(`${baseUrl}/api/channels`, { headers: { authorization: 'Guest Ada' } }),
       401,
       'unauthorized',
     );
@@ -387,17 +447,34 @@ describe('grants on REST routes', () => {
   it('GET /api/auth/me describes a guest and the operator token', async () => {
     const token = 'o'.repeat(64);
     const { baseUrl } = await start({ api: { adminToken: token } });
-    expect(await me(baseUrl, guest('Gus'))).toEqual({
+    expect(await me(baseUrl, await guestSession(baseUrl, 'Gus'))).toEqual({
       id: expect.stringMatching(/^guest:/),
       displayName: 'Gus',
       username: null,
       guest: true,
       admin: false,
-      serverGrants: ['join', 'speak', 'moderate', 'stream'],
+      role: 'guest',
+      serverGrants: ['join', 'speak'],
       channelGrants: {},
     });
-    expect(await me(baseUrl, bearer(token))).toMatchObject({ id: 'admin', admin: true });
+    expect(await me(baseUrl, bearer(token))).toMatchObject({
+      id: 'admin',
+      admin: true,
+      role: 'operator',
+    });
     await expectError(await fetch(`${baseUrl}/api/auth/me`), 401, 'unauthorized');
+  });
+
+  it('the `Authorization: Guest <name>` header is no longer accepted (401)', async () => {
+    const { baseUrl } = await start();
+    for (const headers of [{ authorization: 'Guest Gus' }, { authorization: 'Guest %E0' }]) {
+      await expectError(await fetch(`${baseUrl}/api/auth/me`, { headers }), 401, 'unauthorized');
+      await expectError(
+        await sendJson(`${baseUrl}/api/voice/join`, 'POST', { channel: 'lobby' }, headers),
+        401,
+        'unauthorized',
+      );
+    }
   });
 });
 
@@ -415,8 +492,11 @@ describe('events socket', () => {
     new Promise<number>((resolve) => socket.once('close', resolve));
 
   it('/ws/events without credentials closes with 4401; without join in the channel with 4403', async () => {
-    const { baseUrl, stores } = await start({ api: { userGrants: 'speak' } });
+    const { baseUrl, stores } = await start({ api: { userGrants: 'speak', guestGrants: 'speak' } });
     expect(await closeCode(openEvents(baseUrl, 'channel=tv').socket)).toBe(4401);
+    // A guest's display name is no credential any more.
+    expect(await closeCode(openEvents(baseUrl, 'channel=tv&name=Ada').socket)).toBe(4401);
+    await registerOwner(baseUrl);
     const registered = await registerAccount(baseUrl, 'ada');
     await stores.memberships.set(registered.user.id, 'club', ['join']);
     const { accessToken } = await loginAccount(baseUrl, 'ada');
@@ -426,7 +506,10 @@ describe('events socket', () => {
   });
 
   it('/ws/events with an access token sends only the events of channels the account may join', async () => {
-    const { baseUrl, stores, streams } = await start({ api: { userGrants: 'speak' } });
+    const { baseUrl, stores, streams } = await start({
+      api: { userGrants: 'speak', guestGrants: 'speak' },
+    });
+    await registerOwner(baseUrl);
     const registered = await registerAccount(baseUrl, 'ada');
     await stores.memberships.set(registered.user.id, 'club', ['join']);
     const { accessToken } = await loginAccount(baseUrl, 'ada');
@@ -444,6 +527,26 @@ describe('events socket', () => {
     await expect
       .poll(() => received.map((message) => `${message.method} ${message.data.stream?.channel}`))
       .toEqual(['streamLive club']);
+    socket.close();
+  });
+
+  it('/ws/events takes a guest session token as access_token', async () => {
+    const { baseUrl, streams } = await start();
+    await sendJson(`${baseUrl}/api/channels`, 'POST', { name: 'tv' }, operator());
+    const { accessToken } = guestSessionSchema.parse(
+      await (await sendJson(`${baseUrl}/api/auth/guest`, 'POST', { displayName: 'Viewer' })).json(),
+    );
+    const { socket, received } = openEvents(baseUrl, `channel=tv&access_token=${accessToken}`);
+    await expect.poll(() => streams.events.listenerCount('streamLive')).toBe(1);
+    const issued = await streams.createKey('tv');
+    const grant = await streams.authorizePublish(issued.streamKey, {
+      ip: '127.0.0.1',
+      nodeId: 'ingest-a',
+    });
+    await streams.report('ingest-a', { kind: 'live', streamId: grant.streamId });
+    await expect
+      .poll(() => received.map((message) => `${message.method} ${message.data.stream?.channel}`))
+      .toContain('streamLive tv');
     socket.close();
   });
 });

@@ -12,13 +12,15 @@ import {
   startApiProcess,
   stopProcess,
 } from './support/api-processes';
+import { TEST_ADMIN_TOKEN, ensureChannel, guestSession, operator } from './support/accounts';
 import { TestPostgres } from './support/postgres';
 import { TestSignalingClient } from './support/server';
 
 // An api process with its embedded voice node, and a voice-sfu process, on one PostgreSQL. The
 // api is killed with SIGKILL and started again on the same port, as a supervisor would.
 const CLUSTER_SECRET = 'crash-recovery-cluster-secret-0123456789abcdef';
-const ADMIN_TOKEN = 'crash-recovery-admin-token-0123456789abcdef01234';
+// The operator token: the test's helpers create channels and read rosters with it.
+const ADMIN_TOKEN = TEST_ADMIN_TOKEN;
 const NODE_TIMEOUT_MS = 1000;
 const EMBEDDED_NODE = `embedded-${os.hostname()}`;
 
@@ -72,9 +74,7 @@ async function startApi(databaseUrl: string, port: number): Promise<ChildProcess
 }
 
 async function upNodes(baseUrl: string): Promise<string[]> {
-  const response = await fetch(`${baseUrl}/api/nodes`, {
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-  });
+  const response = await fetch(`${baseUrl}/api/nodes`, { headers: operator() });
   return nodeListSchema
     .parse(await response.json())
     .nodes.filter((node) => node.status === 'up')
@@ -82,16 +82,20 @@ async function upNodes(baseUrl: string): Promise<string[]> {
     .sort();
 }
 
-/** Places a guest in `channel` away from the nodes in `avoid`, and joins over signaling. */
+/**
+ * Places a guest in `channel` (created first) away from the nodes in `avoid`, and joins over
+ * signaling.
+ */
 async function join(
   baseUrl: string,
   name: string,
   channel: string,
   avoid: string[],
 ): Promise<string> {
+  await ensureChannel(baseUrl, channel);
   const response = await fetch(`${baseUrl}/api/voice/join`, {
     method: 'POST',
-    headers: { authorization: `Guest ${name}`, 'content-type': 'application/json' },
+    headers: { ...(await guestSession(baseUrl, name)), 'content-type': 'application/json' },
     body: JSON.stringify({ channel, avoid }),
   });
   const placement = voiceJoinSchema.parse(await response.json());
@@ -109,9 +113,7 @@ async function join(
 }
 
 async function participants(baseUrl: string, channel: string): Promise<string[]> {
-  const response = await fetch(`${baseUrl}/api/channels/${channel}`, {
-    headers: { authorization: 'Guest Observer' },
-  });
+  const response = await fetch(`${baseUrl}/api/channels/${channel}`, { headers: operator() });
   if (response.status !== 200) return [`(${response.status})`];
   return channelSchema
     .parse(await response.json())

@@ -11,12 +11,15 @@ import {
   type ReplayedSession,
   type RtpCapabilities,
 } from '@hearth/protocol';
+import { JoinTokenVerifier } from '@hearth/server-common';
+import { TEST_ADMIN_TOKEN, ensureChannel, guestSession } from './support/accounts';
 import { requestJoin, startTestApi, type TestApi } from './support/server';
 
 // These tests speak the node side of `/ws/nodes` by hand, as a voice-sfu process would; the
 // e2e cluster test runs real voice-sfu processes against it.
 const CLUSTER_SECRET = 'node-hub-test-cluster-secret-0123456789abcdef';
-const ADMIN_TOKEN = 'node-hub-test-admin-token-0123456789abcdef0123';
+// The operator token every test api has; requestJoin creates channels with it.
+const ADMIN_TOKEN = TEST_ADMIN_TOKEN;
 
 let api: TestApi | undefined;
 const sockets: WebSocket[] = [];
@@ -32,7 +35,6 @@ async function start(): Promise<TestApi> {
     api: {
       embeddedVoice: 'false',
       clusterSecret: CLUSTER_SECRET,
-      adminToken: ADMIN_TOKEN,
       nodeTimeoutMs: '600',
       sweepIntervalMs: '100',
     },
@@ -134,10 +136,42 @@ describe('node control socket', () => {
       (await (await fetch(`${api!.baseUrl}/api/voice/capabilities`)).json()) as unknown,
     ).toEqual({ rtpCapabilities: capabilities });
 
-    const first = await requestJoin(api!.baseUrl, 'Ada', 'lobby');
-    const second = await requestJoin(api!.baseUrl, 'Bo', 'lobby');
+    // Asking to join takes a guest session first: keep both nodes up meanwhile.
+    const beat = setInterval(() => {
+      for (const node of [a, b]) node.send({ type: 'heartbeat', load: {} });
+    }, 100);
+    const [first, second] = await (async () => {
+      try {
+        return [
+          await requestJoin(api!.baseUrl, 'Ada', 'lobby'),
+          await requestJoin(api!.baseUrl, 'Bo', 'lobby'),
+        ];
+      } finally {
+        clearInterval(beat);
+      }
+    })();
     expect([first.nodeId, second.nodeId].sort()).toEqual(['node-a', 'node-b']);
     expect(first.url).toBe(`ws://127.0.0.1:1/${first.nodeId}`);
+    // Each node learned the api's public join-token key when it registered, which checks the
+    // tokens the api issues for it (once each), and nothing more: nodes cannot sign.
+    for (const node of [a, b]) {
+      const registered = await node.next((received) => received.type === 'registered');
+      expect(registered).toMatchObject({ joinTokenKey: expect.stringMatching(/^[\w-]{43}$/) });
+    }
+    const registered = (await a.next((received) => received.type === 'registered')) as {
+      joinTokenKey: string;
+    };
+    const verifier = new JoinTokenVerifier({ publicKey: registered.joinTokenKey });
+    expect(verifier.admit(first.token)).toMatchObject({
+      node: first.nodeId,
+      channel: 'lobby',
+      name: 'Ada',
+      guest: true,
+      rank: 0,
+      serverMuted: false,
+      jti: expect.any(String),
+    });
+    expect(() => verifier.admit(first.token)).toThrow('join token already used');
 
     const message = {
       type: 'roster' as const,
@@ -212,10 +246,13 @@ describe('node control socket', () => {
 
   it('lists the participants nodes report in GET /api/channels, and forgets them as they go', async () => {
     await start();
+    // The channel and the guest session come first, so the join follows the registers closely.
+    await ensureChannel(api!.baseUrl, 'lobby');
+    const guest = await guestSession(api!.baseUrl, 'Ada');
     const [a, b] = [await FakeNode.connect(), await FakeNode.connect()];
     await a.register('node-a');
     await b.register('node-b');
-    await requestJoin(api!.baseUrl, 'Ada', 'lobby');
+    await requestJoin(api!.baseUrl, 'Ada', 'lobby', guest);
     const [ada, bo] = [crypto.randomUUID(), crypto.randomUUID()];
     const view = (id: string, displayName: string, muted = false) => ({
       id,
@@ -223,6 +260,8 @@ describe('node control socket', () => {
       muted,
       deafened: false,
       serverMuted: false,
+      guest: true,
+      rank: 0,
     });
     a.send({ type: 'participantChanged', channel: 'lobby', participant: view(ada, 'Ada') });
     b.send({ type: 'participantChanged', channel: 'lobby', participant: view(bo, 'Bo') });
@@ -265,18 +304,22 @@ describe('node control socket', () => {
 
   it('a node marked down has its sessions closed; registering again it replays them, listed and open again', async () => {
     const { database } = await start();
+    await ensureChannel(api!.baseUrl, 'lobby');
+    const guest = await guestSession(api!.baseUrl, 'Ada');
     const [a, b] = [await FakeNode.connect(), await FakeNode.connect()];
     await a.register('node-a');
     a.replay([]);
     await b.register('node-b');
-    // Opens the channel, which the listing needs.
-    await requestJoin(api!.baseUrl, 'Ada', 'lobby');
+    // Places the channel, which the listing needs.
+    await requestJoin(api!.baseUrl, 'Ada', 'lobby', guest);
     const view = (id: string, displayName: string, muted = false): Participant => ({
       id,
       displayName,
       muted,
       deafened: false,
       serverMuted: false,
+      guest: true,
+      rank: 0,
     });
     const [ada, bo] = [crypto.randomUUID(), crypto.randomUUID()];
     for (const [peerId, name] of [

@@ -25,6 +25,7 @@ describe('OpenAPI document', () => {
   it('buildOpenApiDocument() is OpenAPI 3.1 with request and response schemas from the protocol', () => {
     const document = buildOpenApiDocument() as {
       openapi: string;
+      components: { securitySchemes: Record<string, unknown> };
       paths: Record<
         string,
         Record<
@@ -47,7 +48,34 @@ describe('OpenAPI document', () => {
     expect(document.paths['/api/channels/{name}/stream-key']).toHaveProperty('delete');
     expect(document.paths['/api/health']!.get!.security).toBeUndefined();
     expect(document.paths['/api/auth/login']!.post!.security).toBeUndefined();
-    expect(document.paths['/api/streams']!.get!.security).toEqual([{ bearer: [] }, { guest: [] }]);
+    // Guests hold bearer tokens from POST /api/auth/guest: there is no other scheme.
+    expect(document.paths['/api/streams']!.get!.security).toEqual([{ bearer: [] }]);
+    expect(document.paths['/api/admin/users']!.get!.security).toEqual([{ bearer: [] }]);
+    expect(Object.keys(document.components.securitySchemes)).toEqual(['bearer']);
+    const guest = document.paths['/api/auth/guest']!.post!;
+    expect(guest.security).toBeUndefined();
+    expect(guest.requestBody).toMatchObject({
+      content: { 'application/json': { schema: { required: ['displayName'] } } },
+    });
+    expect(guest.responses['201']).toMatchObject({
+      content: {
+        'application/json': {
+          schema: { required: expect.arrayContaining(['accessToken', 'expiresIn', 'user']) },
+        },
+      },
+    });
+    expect(Object.keys(guest.responses).sort()).toEqual(['201', '400', '403', '429']);
+    expect(document.paths['/api/admin/users/{username}/role']).toHaveProperty('put');
+    const kick = document.paths['/api/channels/{name}/participants/{peerId}/kick']!.post!;
+    expect(Object.keys(kick.responses)).toContain('204');
+    const ban = document.paths['/api/channels/{name}/participants/{peerId}/ban']!.post!;
+    expect(ban.requestBody).toMatchObject({
+      content: { 'application/json': { schema: { properties: { serverWide: {} } } } },
+    });
+    expect(document.paths['/api/bans']!.get!.responses).toHaveProperty('200');
+    expect(Object.keys(document.paths['/api/bans/{scope}/{userId}']!.delete!.responses)).toEqual(
+      expect.arrayContaining(['204', '403', '404']),
+    );
     expect(Object.keys(document.paths['/api/auth/me']!.get!.responses).sort()).toEqual([
       '200',
       '401',

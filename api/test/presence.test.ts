@@ -19,7 +19,16 @@ afterAll(async () => {
 });
 
 function participant(id: string, changes: Partial<Participant> = {}): Participant {
-  return { id, displayName: id, muted: false, deafened: false, serverMuted: false, ...changes };
+  return {
+    id,
+    displayName: id,
+    muted: false,
+    deafened: false,
+    serverMuted: false,
+    guest: true,
+    rank: 0,
+    ...changes,
+  };
 }
 
 const byId = (a: Participant, b: Participant) => a.id.localeCompare(b.id);

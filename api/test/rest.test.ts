@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { channelListSchema, errorBodySchema, voiceCapabilitiesSchema } from '@hearth/protocol';
+import { guestSession, operator, sendJson } from './support/accounts';
 import { requestJoin, startTestApi, TestSignalingClient, type TestApi } from './support/server';
 
 let api: TestApi | undefined;
@@ -16,12 +17,10 @@ async function start(options: Parameters<typeof startTestApi>[0] = {}): Promise<
   return api;
 }
 
-const guest = (name: string) => ({ authorization: `Guest ${encodeURIComponent(name)}` });
-
 async function createChannel(
   base: string,
   name: string,
-  headers: Record<string, string> = guest('mod'),
+  headers: Record<string, string> = operator(),
 ) {
   return fetch(`${base}/api/channels`, {
     method: 'POST',
@@ -79,23 +78,24 @@ describe('channels', () => {
     expect(created.status).toBe(201);
     expect(await created.json()).toMatchObject({ name: 'lobby', participants: [] });
 
+    const viewer = await guestSession(baseUrl, 'viewer');
     const list = channelListSchema.parse(
-      await (await fetch(`${baseUrl}/api/channels`, { headers: guest('viewer') })).json(),
+      await (await fetch(`${baseUrl}/api/channels`, { headers: viewer })).json(),
     );
     expect(list.channels.map((channel) => channel.name)).toEqual(['lobby']);
 
     const deleted = await fetch(`${baseUrl}/api/channels/lobby`, {
       method: 'DELETE',
-      headers: guest('mod'),
+      headers: operator(),
     });
     expect(deleted.status).toBe(204);
     await expectError(
-      await fetch(`${baseUrl}/api/channels/lobby`, { headers: guest('viewer') }),
+      await fetch(`${baseUrl}/api/channels/lobby`, { headers: viewer }),
       404,
       'not_found',
     );
     await expectError(
-      await fetch(`${baseUrl}/api/channels/lobby`, { method: 'DELETE', headers: guest('mod') }),
+      await fetch(`${baseUrl}/api/channels/lobby`, { method: 'DELETE', headers: operator() }),
       404,
       'not_found',
     );
@@ -112,13 +112,18 @@ describe('channels', () => {
     });
     expect(joined).toMatchObject({ ok: true });
     const list = channelListSchema.parse(
-      await (await fetch(`${baseUrl}/api/channels`, { headers: guest('viewer') })).json(),
+      await (
+        await fetch(`${baseUrl}/api/channels`, { headers: await guestSession(baseUrl, 'viewer') })
+      ).json(),
     );
     expect(list.channels).toEqual([
       {
         name: 'games',
         createdAt: expect.any(String),
-        participants: [expect.objectContaining({ displayName: 'Alice', muted: false })],
+        private: false,
+        participants: [
+          expect.objectContaining({ displayName: 'Alice', muted: false, guest: true, rank: 0 }),
+        ],
       },
     ]);
     client.close();
@@ -133,7 +138,7 @@ describe('channels', () => {
     await client.request('join', { channel: 'doomed', rtpCapabilities: caps.data.rtpCapabilities });
     const deleted = await fetch(`${baseUrl}/api/channels/doomed`, {
       method: 'DELETE',
-      headers: guest('mod'),
+      headers: operator(),
     });
     expect(deleted.status).toBe(204);
     const notice = await client.waitFor(
@@ -149,14 +154,32 @@ describe('channels', () => {
     await expectError(await createChannel(baseUrl, 'x', {}), 401, 'unauthorized');
   });
 
-  it('POST /api/channels without the moderate grant is 403', async () => {
-    const { baseUrl } = await start({ api: { guestGrants: 'join,speak' } });
-    await expectError(await createChannel(baseUrl, 'x'), 403, 'forbidden');
+  it('POST /api/channels without the moderate grant is 403, for guests in every profile', async () => {
+    const { baseUrl } = await start();
+    const pleb = await guestSession(baseUrl, 'pleb');
+    await expectError(await createChannel(baseUrl, 'x', pleb), 403, 'forbidden');
+    expect((await createChannel(baseUrl, 'x')).status).toBe(201);
     await expectError(
-      await fetch(`${baseUrl}/api/channels/x`, { method: 'DELETE', headers: guest('pleb') }),
+      await fetch(`${baseUrl}/api/channels/x`, { method: 'DELETE', headers: pleb }),
       403,
       'forbidden',
     );
+  });
+
+  it('POST /api/voice/join to an unknown channel is 404 unless the caller may create it', async () => {
+    const { baseUrl } = await start();
+    const join = async (headers: Record<string, string>) =>
+      sendJson(`${baseUrl}/api/voice/join`, 'POST', { channel: 'typo' }, headers);
+    expect(
+      await expectError(await join(await guestSession(baseUrl, 'Ada')), 404, 'not_found'),
+    ).toContain('typo');
+    const list = async () =>
+      channelListSchema.parse(
+        await (await fetch(`${baseUrl}/api/channels`, { headers: operator() })).json(),
+      ).channels;
+    expect(await list()).toEqual([]);
+    expect((await join(operator())).status).toBe(200);
+    expect((await list()).map((channel) => channel.name)).toEqual(['typo']);
   });
 
   it('POST /api/channels refuses a bad name, a bad body and a duplicate with clear errors', async () => {
@@ -169,13 +192,13 @@ describe('channels', () => {
     expect(badName).toContain('name:');
     const notJson = await fetch(`${baseUrl}/api/channels`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...guest('mod') },
+      headers: { 'content-type': 'application/json', ...operator() },
       body: '{"name":',
     });
     expect(await expectError(notJson, 400, 'bad_request')).toContain('not valid JSON');
     const wrongType = await fetch(`${baseUrl}/api/channels`, {
       method: 'POST',
-      headers: { 'content-type': 'text/plain', ...guest('mod') },
+      headers: { 'content-type': 'text/plain', ...operator() },
       body: 'lobby',
     });
     await expectError(wrongType, 400, 'bad_request');
@@ -188,17 +211,47 @@ describe('channels', () => {
     await expectError(await fetch(`${baseUrl}/api/nope`), 404, 'not_found');
   });
 
-  it('with guest access off (production profile), guests get 401 on REST and WebSocket', async () => {
+  it('the old `Authorization: Guest <name>` header is refused with 401', async () => {
+    const { baseUrl } = await start();
+    const guestHeader = { authorization: 'Guest Alice' };
+    await expectError(
+      await fetch(`${baseUrl}/api/channels`, { headers: guestHeader }),
+      401,
+      'unauthorized',
+    );
+    await expectError(await createChannel(baseUrl, 'x', guestHeader), 401, 'unauthorized');
+    await expect(requestJoin(baseUrl, 'Alice', 'lobby', guestHeader)).rejects.toThrow(
+      /join refused with 401/,
+    );
+  });
+
+  it('with guest access off (production profile), no guest session starts and old ones are refused', async () => {
+    // A guest session started while guest access was on (same signing secret).
+    const before = await startTestApi();
+    const stale = await guestSession(before.baseUrl, 'Alice');
+    await before.close();
     const { baseUrl } = await start({ api: { profile: 'production' } });
-    await expectError(await createChannel(baseUrl, 'x'), 401, 'unauthorized');
-    await expect(requestJoin(baseUrl, 'Alice', 'lobby')).rejects.toThrow(/join refused with 401/);
+    await expectError(
+      await sendJson(`${baseUrl}/api/auth/guest`, 'POST', { displayName: 'Alice' }),
+      403,
+      'forbidden',
+    );
+    await expectError(
+      await fetch(`${baseUrl}/api/channels`, { headers: stale }),
+      401,
+      'unauthorized',
+    );
+    await expect(requestJoin(baseUrl, 'Alice', 'lobby', stale)).rejects.toThrow(
+      /join refused with 401/,
+    );
   });
 
   it('REST calls beyond the rate limit get 429', async () => {
     const { baseUrl } = await start({ api: { restRatePerSecond: '5' } });
+    const viewer = await guestSession(baseUrl, 'viewer');
     const statuses = await Promise.all(
       Array.from({ length: 20 }, () =>
-        fetch(`${baseUrl}/api/channels`, { headers: guest('viewer') }).then((r) => r.status),
+        fetch(`${baseUrl}/api/channels`, { headers: viewer }).then((r) => r.status),
       ),
     );
     expect(statuses.filter((status) => status === 429).length).toBeGreaterThan(0);

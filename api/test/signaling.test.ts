@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { JoinTokens } from '@hearth/server-common';
+import { JoinTokenIssuer } from '@hearth/server-common';
+import { ensureChannel, expectError, guestSession, sendJson } from './support/accounts';
 import { requestJoin, startTestApi, TestSignalingClient, type TestApi } from './support/server';
 
 let api: TestApi | undefined;
@@ -47,6 +48,13 @@ async function joinAs(
   });
   expect(joined).toMatchObject({ ok: true });
   return Object.assign(client, { peerId: (joined as { data: { peerId: string } }).data.peerId });
+}
+
+// Resolves with the code and reason the server closes a client's socket with.
+function closeOf(client: TestSignalingClient): Promise<{ code: number; reason: string }> {
+  return new Promise((resolve) =>
+    client.socket.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
+  );
 }
 
 function errorOf(message: unknown): { code: string; message: string } {
@@ -163,26 +171,61 @@ describe('signaling validation', () => {
     expect(await client.closed()).toBe(4403);
   });
 
-  it('a bad display name is refused when asking to join, before any socket opens', async () => {
+  it('a bad display name is refused when starting the guest session, before any join', async () => {
     await start();
-    await expect(requestJoin(api!.baseUrl, ' ', 'lobby')).rejects.toThrow(/join refused with 400/);
+    for (const displayName of [' ', '\u200b\u202e', 'x'.repeat(33)]) {
+      const message = await expectError(
+        await sendJson(`${api!.baseUrl}/api/auth/guest`, 'POST', { displayName }),
+        400,
+        'bad_request',
+      );
+      expect(message).toContain('displayName');
+    }
   });
 });
 
 describe('join tokens', () => {
-  it('a socket without a token, or with a forged one, is closed with 4401', async () => {
+  it('a socket without a token, or with one signed by another key, is closed with 4401', async () => {
     await start();
     expect(await (await openWithToken('')).closed()).toBe(4401);
-    const forged = await new JoinTokens('another-cluster-secret-0123456789abcdef').sign({
+    // Signed for this very node and channel, but with a key the api does not hold.
+    const placement = await requestJoin(api!.baseUrl, 'Alice', 'lobby');
+    const forged = new JoinTokenIssuer('another-api-secret-0123456789abcdef0123456789').sign({
       sub: 'guest:x',
       name: 'Mallory',
       guest: true,
       channel: 'lobby',
-      node: 'whatever',
+      node: placement.nodeId,
       grants: ['join', 'speak', 'moderate'],
-      core: 'whatever',
+      core: placement.nodeId,
+      rank: 5,
+      serverMuted: false,
     });
-    expect(await (await openWithToken(forged)).closed()).toBe(4401);
+    const refused = await openWithToken(forged.token);
+    const close = await closeOf(refused);
+    expect(close.code).toBe(4401);
+    expect(close.reason).toMatch(/join token/);
+  });
+
+  it('a join token admits one connection: replaying it is refused with a clear reason', async () => {
+    await start();
+    const placement = await requestJoin(api!.baseUrl, 'Alice', 'lobby');
+    const first = await openWithToken(placement.token);
+    expect(await first.request('getRouterRtpCapabilities')).toMatchObject({ ok: true });
+    const replay = await openWithToken(placement.token);
+    expect(await closeOf(replay)).toEqual({
+      code: 4401,
+      reason: 'join token already used; ask the api for a new one',
+    });
+    // The first connection is unharmed, and closing it does not make the token good again.
+    expect(await first.request('getRouterRtpCapabilities')).toMatchObject({ ok: true });
+    first.close();
+    await first.closed();
+    expect((await closeOf(await openWithToken(placement.token))).code).toBe(4401);
+    // A fresh token from the api works.
+    const fresh = await requestJoin(api!.baseUrl, 'Alice', 'lobby');
+    const again = await openWithToken(fresh.token);
+    expect(await again.request('getRouterRtpCapabilities')).toMatchObject({ ok: true });
   });
 
   it('a token admits to its own channel only', async () => {
@@ -206,13 +249,15 @@ describe('join tokens', () => {
 
   it('joins beyond the per-address rate get 429', async () => {
     await start({ api: { joinRatePerSecond: '1' } });
+    await ensureChannel(api!.baseUrl, 'lobby');
+    const guests = await Promise.all(
+      Array.from({ length: 6 }, (_, index) => guestSession(api!.baseUrl, `Guest${index}`)),
+    );
     const statuses = await Promise.all(
-      Array.from({ length: 6 }, (_, index) =>
-        fetch(`${api!.baseUrl}/api/voice/join`, {
-          method: 'POST',
-          headers: { authorization: `Guest Guest${index}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ channel: 'lobby' }),
-        }).then((response) => response.status),
+      guests.map((headers) =>
+        sendJson(`${api!.baseUrl}/api/voice/join`, 'POST', { channel: 'lobby' }, headers).then(
+          (response) => response.status,
+        ),
       ),
     );
     expect(statuses.filter((status) => status === 200).length).toBe(2);

@@ -10,9 +10,13 @@ import {
   streamKeyListSchema,
 } from '@hearth/protocol';
 import { generateStreamKey, parseStreamKey, secretMatches } from '../src/streams/stream-keys';
+import { bearer, guestSession, loginAccount, operator, registerAccount } from './support/accounts';
 import { startTestApi, type TestApi } from './support/server';
 
 let api: TestApi | undefined;
+// An account holding `stream` in every channel (guests never may), and a guest viewer.
+let streamer: Record<string, string> = {};
+let viewer: Record<string, string> = {};
 
 afterEach(async () => {
   await api?.close();
@@ -21,13 +25,23 @@ afterEach(async () => {
 
 async function start(options: Parameters<typeof startTestApi>[0] = {}): Promise<TestApi> {
   api = await startTestApi(options);
+  // The first account registered becomes the owner; the streamer is an ordinary member.
+  await registerAccount(api.baseUrl, 'owner');
+  const registered = await registerAccount(api.baseUrl, 'streamer');
+  await api.stores.memberships.set(registered.user.id, '*', ['stream']);
+  streamer = bearer((await loginAccount(api.baseUrl, 'streamer')).accessToken);
+  // The production profile admits no guests.
+  viewer = options.api?.profile === 'production' ? {} : await guestSession(api.baseUrl, 'Viewer');
   return api;
 }
 
-const guest = { authorization: `Guest ${encodeURIComponent('Streamer')}` };
-
-async function post(path: string, headers: Record<string, string> = guest): Promise<Response> {
+async function post(path: string, headers: Record<string, string> = streamer): Promise<Response> {
   return fetch(`${api!.baseUrl}${path}`, { method: 'POST', headers });
+}
+
+// The access token in bearer headers, for WebSockets that take it as `access_token`.
+function tokenOf(headers: Record<string, string>): string {
+  return headers.authorization!.replace(/^Bearer /, '');
 }
 
 async function errorCode(response: Response): Promise<string> {
@@ -64,7 +78,9 @@ describe('stream key routes', () => {
     expect(issued.rtmpUrl).toBe('rtmp://127.0.0.1:1935/live');
     expect(issued.playbackUrl).toBe('http://127.0.0.1:8081/live/show/master.m3u8');
 
-    const info = await fetch(`${api!.baseUrl}/api/channels/show/stream-key`, { headers: guest });
+    const info = await fetch(`${api!.baseUrl}/api/channels/show/stream-key`, {
+      headers: streamer,
+    });
     const text = await info.text();
     expect(streamKeyDetailsSchema.parse(JSON.parse(text))).toEqual({
       key: issued.key,
@@ -108,7 +124,7 @@ describe('stream key routes', () => {
     );
     const deleted = await fetch(`${api!.baseUrl}/api/channels/rev/stream-key`, {
       method: 'DELETE',
-      headers: guest,
+      headers: streamer,
     });
     expect(deleted.status).toBe(204);
     await expect(
@@ -116,7 +132,9 @@ describe('stream key routes', () => {
     ).rejects.toMatchObject({
       code: 'forbidden',
     });
-    const info = await fetch(`${api!.baseUrl}/api/channels/rev/stream-key`, { headers: guest });
+    const info = await fetch(`${api!.baseUrl}/api/channels/rev/stream-key`, {
+      headers: streamer,
+    });
     expect(info.status).toBe(404);
   });
 
@@ -129,7 +147,7 @@ describe('stream key routes', () => {
     streams.events.on('keyRevoked', (keyId) => revoked.push(keyId));
     const deleted = await fetch(`${api!.baseUrl}/api/channels/gone`, {
       method: 'DELETE',
-      headers: guest,
+      headers: operator(),
     });
     expect(deleted.status).toBe(204);
     expect(revoked).toEqual([issued.key.id]);
@@ -141,11 +159,16 @@ describe('stream key routes', () => {
   });
 
   it('stream-key routes need credentials (401), the stream grant (403) and a valid channel (400)', async () => {
-    await start({ api: { guestGrants: 'join,speak' } });
+    await start({ api: { guestGrants: 'join,speak,screen-share' } });
     expect(await errorCode(await post('/api/channels/x/stream-key', {}))).toBe('unauthorized');
-    expect(await errorCode(await post('/api/channels/x/stream-key'))).toBe('forbidden');
-    await api!.close();
-    await start();
+    // Guests never hold stream, and neither do members by default.
+    expect(await errorCode(await post('/api/channels/x/stream-key', viewer))).toBe('forbidden');
+    const member = bearer((await registerAccount(api!.baseUrl, 'member')).accessToken);
+    expect(await errorCode(await post('/api/channels/x/stream-key', member))).toBe('forbidden');
+    for (const headers of [viewer, member, streamer]) {
+      const list = await fetch(`${api!.baseUrl}/api/stream-keys`, { headers });
+      expect(await errorCode(list)).toBe('forbidden');
+    }
     expect(await errorCode(await post('/api/channels/bad%20name/stream-key'))).toBe('bad_request');
   });
 
@@ -238,13 +261,13 @@ describe('publish authorization and live streams', () => {
     const { streams, baseUrl } = await start();
     const read = async () =>
       channelStreamSchema.parse(
-        await (await fetch(`${baseUrl}/api/channels/tv/stream`, { headers: guest })).json(),
+        await (await fetch(`${baseUrl}/api/channels/tv/stream`, { headers: viewer })).json(),
       );
     expect((await read()).stream).toBeNull();
 
     const issued = await streams.createKey('tv');
     const events = new WebSocket(
-      `${baseUrl.replace('http', 'ws')}/ws/events?channel=tv&watch=1&name=Viewer`,
+      `${baseUrl.replace('http', 'ws')}/ws/events?channel=tv&watch=1&access_token=${tokenOf(viewer)}`,
     );
     const received: { method: string; data: unknown }[] = [];
     events.on('message', (raw) => received.push(JSON.parse(String(raw))));
@@ -275,7 +298,7 @@ describe('publish authorization and live streams', () => {
       state: 'live',
       renditions: [{ name: '720p30', width: 1280, height: 720, fps: 30, bitrateKbps: 2128 }],
     });
-    const live = await fetch(`${baseUrl}/api/streams`, { headers: guest });
+    const live = await fetch(`${baseUrl}/api/streams`, { headers: viewer });
     expect(liveStreamListSchema.parse(await live.json()).streams).toHaveLength(1);
     await streams.report('ingest-a', {
       kind: 'ended',
@@ -302,7 +325,7 @@ describe('publish authorization and live streams', () => {
     const viewers: [string, number][] = [];
     streams.events.on('viewerCount', (channel, count) => viewers.push([channel, count]));
     const socket = new WebSocket(
-      `${baseUrl.replace('http', 'ws')}/ws/events?channel=nowhere&watch=1&name=Viewer`,
+      `${baseUrl.replace('http', 'ws')}/ws/events?channel=nowhere&watch=1&access_token=${tokenOf(viewer)}`,
     );
     await new Promise((resolve) => socket.once('open', resolve));
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -313,7 +336,7 @@ describe('publish authorization and live streams', () => {
   it('the events socket refuses an invalid channel with 4400', async () => {
     const { baseUrl } = await start();
     const socket = new WebSocket(
-      `${baseUrl.replace('http', 'ws')}/ws/events?channel=../x&name=Viewer`,
+      `${baseUrl.replace('http', 'ws')}/ws/events?channel=../x&access_token=${tokenOf(viewer)}`,
     );
     const code = await new Promise<number>((resolve) => socket.once('close', resolve));
     expect(code).toBe(4400);

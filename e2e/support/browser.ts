@@ -33,6 +33,8 @@ export interface HearthState {
   participants: Participant[];
   activeSpeakerId: string | null;
   joinCount: number;
+  muted: boolean;
+  deafened: boolean;
 }
 
 /** One inbound audio stream as `window.__hearth.inboundAudio()` reports it. */

@@ -20,6 +20,9 @@ import { routerMediaCodecs } from './media-codecs';
 import { Peer, type PeerSink } from './peer';
 import type { WorkerPool } from './worker-pool';
 
+// Close code of a connection whose peer a moderator removed.
+const CLOSE_REMOVED = 4403;
+
 /** Events of a Channel. */
 export type ChannelEvents = {
   /** The channel closed: its last peer left, it was deleted, or its worker died. */
@@ -278,6 +281,8 @@ export class Channel {
       muted: participant.muted,
       deafened: participant.deafened,
       serverMuted: participant.serverMuted,
+      guest: participant.guest,
+      rank: participant.rank,
     };
     const known = this.#remoteParticipants.has(view.id);
     this.#remoteParticipants.set(view.id, { participant: view, linkId });
@@ -534,12 +539,31 @@ export class Channel {
       throw new AppError('forbidden', 'missing the "moderate" grant for this channel');
     }
     const remote = this.#remoteParticipants.get(targetId);
+    const targetRank = remote ? remote.participant.rank : this.#peer(targetId).rank;
+    if (targetRank >= actor.rank) {
+      throw new AppError('forbidden', 'you cannot mute someone of your rank or above');
+    }
     if (remote) {
       this.events.safeEmit('remoteServerMuteRequested', targetId, muted, remote.linkId);
     } else {
       await this.#serverMute(this.#peer(targetId), muted);
     }
     this.#logger.info({ peer: targetId, by: actorId, muted }, 'server mute');
+  }
+
+  /**
+   * Removes every local peer of a user at once, telling it why and closing its connection: a
+   * moderator kicked or banned it. Returns how many peers went.
+   */
+  removeUser(userId: string, reason: 'kicked' | 'banned', message: string): number {
+    const peers = [...this.#peers.values()].filter((peer) => peer.identity.userId === userId);
+    for (const peer of peers) {
+      peer.sink.notify('removed', { reason, message });
+      peer.sink.disconnect?.(CLOSE_REMOVED, message);
+      this.leave(peer.id);
+    }
+    if (peers.length > 0) this.#logger.info({ user: userId, reason }, 'user removed');
+    return peers.length;
   }
 
   /** Removes a peer and every mediasoup object it owns; an empty, unheld channel closes. */

@@ -2,7 +2,7 @@
 // the channels the api places on it and registers with the api at VOICE_API_URL.
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import {
-  JoinTokens,
+  JoinTokenVerifier,
   connectControlSocket,
   createLogger,
   loadAllConfigs,
@@ -28,7 +28,7 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
   const agent = new NodeAgent({
     node,
     nodeId: serverConfig.nodeId,
-    tokens: new JoinTokens(serverConfig.clusterSecret),
+    tokens: new JoinTokenVerifier(),
     signalingUrl: serverConfig.publicUrl,
     limits: {
       maxParticipants: serverConfig.maxParticipants,

@@ -8,7 +8,12 @@ import {
   type NodeToApiMessage,
   type ReplayedSession,
 } from '@hearth/protocol';
-import { AppError, type Identity, type JoinTokens, type Logger } from '@hearth/server-common';
+import {
+  AppError,
+  type Identity,
+  type JoinTokenVerifier,
+  type Logger,
+} from '@hearth/server-common';
 import { Cascade } from './cascade';
 import type { VoiceNode } from './voice-node';
 
@@ -18,6 +23,8 @@ export type ControlSend = (message: NodeToApiMessage) => void;
 /** Close codes a refused signaling WebSocket gets, matching the api's. */
 const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_FORBIDDEN = 4403;
+/** WebSocket "try again later": the node cannot check tokens yet, or is flooded with joins. */
+const CLOSE_TRY_AGAIN_LATER = 1013;
 const BITRATE_INTERVAL_MS = 5000;
 
 /**
@@ -31,7 +38,7 @@ export class NodeAgent {
   /** Links of channels spanning this and other nodes. */
   readonly cascade: Cascade;
   readonly #node: VoiceNode;
-  readonly #tokens: JoinTokens;
+  readonly #tokens: JoinTokenVerifier;
   readonly #signalingUrl: string | undefined;
   readonly #limits: NodeLimits;
   readonly #heartbeatMs: number;
@@ -46,7 +53,8 @@ export class NodeAgent {
   constructor(options: {
     node: VoiceNode;
     nodeId: string;
-    tokens: JoinTokens;
+    /** Checks join tokens; it learns the api's key from the `registered` message. */
+    tokens: JoinTokenVerifier;
     /** ws/wss URL clients connect to; none for a node inside the api, reached at its own path. */
     signalingUrl?: string;
     limits: NodeLimits;
@@ -74,6 +82,7 @@ export class NodeAgent {
           channel: channel.name,
           userId: identity.userId,
           displayName: identity.displayName,
+          ...(identity.tokenId === undefined ? {} : { tokenId: identity.tokenId }),
         });
       });
       channel.events.on('participantUpserted', (participant, linkId) => {
@@ -143,6 +152,7 @@ export class NodeAgent {
   receive(message: ApiToNodeMessage): void {
     switch (message.type) {
       case 'registered':
+        if (message.joinTokenKey !== undefined) this.#tokens.trust(message.joinTokenKey);
         this.#logger.info('registered with the api');
         return;
       case 'registerAgain':
@@ -163,18 +173,26 @@ export class NodeAgent {
       case 'closeChannel':
         this.#node.channels.close(message.channel, message.reason);
         return;
+      case 'removeUser':
+        for (const channel of this.#node.channels.list()) {
+          if (message.scope === '*' || message.scope === channel.name) {
+            channel.removeUser(message.userId, message.reason, message.message);
+          }
+        }
+        return;
     }
   }
 
   /**
-   * Serves signaling on a WebSocket whose client presented a join token; a bad token closes it
-   * with 4401, a token for another node with 4403.
+   * Serves signaling on a WebSocket whose client presented a join token; a bad, expired or used
+   * token closes it with 4401, a token for another node with 4403, and 1013 while the node cannot
+   * check tokens.
    */
   acceptWithToken(socket: WebSocket, token: string | undefined): void {
     let identity: Identity;
     let claims: JoinTokenClaims;
     try {
-      claims = this.#tokens.verify(token ?? '');
+      claims = this.#tokens.admit(token ?? '');
       if (claims.node !== this.nodeId) {
         throw new AppError('forbidden', 'the join token is for another node');
       }
@@ -183,10 +201,19 @@ export class NodeAgent {
         displayName: claims.name,
         guest: claims.guest,
         grants: new Set(claims.grants),
+        rank: claims.rank,
+        serverMuted: claims.serverMuted,
+        tokenId: claims.jti,
       };
     } catch (error) {
       const refused = error instanceof AppError;
-      const code = refused && error.code === 'forbidden' ? CLOSE_FORBIDDEN : CLOSE_UNAUTHORIZED;
+      const code = !refused
+        ? CLOSE_UNAUTHORIZED
+        : error.code === 'forbidden'
+          ? CLOSE_FORBIDDEN
+          : error.code === 'unavailable'
+            ? CLOSE_TRY_AGAIN_LATER
+            : CLOSE_UNAUTHORIZED;
       socket.close(code, refused ? error.message : 'unauthorized');
       return;
     }

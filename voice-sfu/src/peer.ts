@@ -1,12 +1,14 @@
 import type { types } from 'mediasoup';
 import type { Participant, VoiceNotificationData, VoiceNotificationMethod } from '@hearth/protocol';
-import type { Identity } from '@hearth/server-common';
+import { rankOf, type Identity } from '@hearth/server-common';
 import type { Edge } from './edge';
 
 /** Where a peer's notifications go: its signaling session, or an in-process client. */
 export interface PeerSink {
   /** Delivers one notification to the peer. */
   notify<M extends VoiceNotificationMethod>(method: M, data: VoiceNotificationData<M>): void;
+  /** Ends the peer's connection, e.g. after a moderator removed it. */
+  disconnect?(code: number, reason: string): void;
 }
 
 /** A consumer of a peer plus whether its client has finished setting it up. */
@@ -49,8 +51,10 @@ export class Peer {
   muted = false;
   /** Set by the peer itself (every consumer paused). */
   deafened = false;
-  /** Set by a moderator; the peer cannot unmute while it holds. */
-  serverMuted = false;
+  /** Set by a moderator; the peer cannot unmute while it holds. An account's mute outlives it. */
+  serverMuted: boolean;
+  /** Standing in the channel: moderators act only on lower ranks. */
+  readonly rank: number;
   /** True once the peer left or its channel closed. */
   closed = false;
 
@@ -66,6 +70,9 @@ export class Peer {
     this.rtpCapabilities = options.rtpCapabilities;
     this.autoResume = options.autoResume;
     this.sink = options.sink;
+    this.serverMuted = options.identity.serverMuted ?? false;
+    this.muted = this.serverMuted;
+    this.rank = rankOf(options.identity);
   }
 
   /** The public view sent to other participants. */
@@ -76,6 +83,8 @@ export class Peer {
       muted: this.muted,
       deafened: this.deafened,
       serverMuted: this.serverMuted,
+      guest: this.identity.guest,
+      rank: this.rank,
     };
   }
 

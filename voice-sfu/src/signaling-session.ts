@@ -166,7 +166,10 @@ export class SignalingSession {
             channel,
             identity,
             rtpCapabilities as types.RtpCapabilities,
-            { notify: (method, data) => this.#notify(method, data) },
+            {
+              notify: (method, data) => this.#notify(method, data),
+              disconnect: (code, reason) => this.#socket.close(code, reason.slice(0, 120)),
+            },
           );
           this.#joined = joined;
           this.#forgetOnClose = () => {

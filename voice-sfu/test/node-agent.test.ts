@@ -5,7 +5,7 @@ import {
   type NodeToApiMessage,
   type ReplayedSession,
 } from '@hearth/protocol';
-import { JoinTokens } from '@hearth/server-common';
+import { JoinTokenVerifier } from '@hearth/server-common';
 import { voiceConfig } from '../src/config';
 import { NodeAgent } from '../src/node-agent';
 import { VoiceNode } from '../src/voice-node';
@@ -27,7 +27,7 @@ async function start(): Promise<{ node: VoiceNode; agent: NodeAgent }> {
   agent = new NodeAgent({
     node,
     nodeId: 'node-t',
-    tokens: new JoinTokens('node-agent-test-cluster-secret-0123456789abcdef'),
+    tokens: new JoinTokenVerifier(),
     limits: {},
     // Heartbeats are beside the point here; the first one goes out at attach, no second one.
     heartbeatMs: 3_600_000,

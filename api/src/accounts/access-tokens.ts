@@ -1,6 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { describeZodError, grantSchema } from '@hearth/protocol';
-import { AppError, Hs256Jwt, JwtRefusedError } from '@hearth/server-common';
+import { describeZodError, grantSchema, type Grant } from '@hearth/protocol';
+import { AppError, CompactJwt, JwtRefusedError, hs256Key } from '@hearth/server-common';
 import { createPrincipal, type Principal } from '../auth';
 
 const ISSUER = 'hearth-api';
@@ -9,47 +10,93 @@ const AUDIENCE = 'hearth-api';
 /** Shortest signing secret accepted: 32 characters. */
 export const MIN_JWT_SECRET_LENGTH = 32;
 
-// What an access token says about its account beyond the registered claims: its display name and
-// its grants at the time it was issued. Grant changes therefore apply at the next refresh.
-const accessClaimsSchema = z.object({
-  sub: z.uuid(),
-  name: z.string(),
-  grants: z.object({
-    server: z.array(grantSchema),
-    channels: z.record(z.string(), z.array(grantSchema)),
+/** How long a guest session lasts, in seconds: a guest then starts a new one. */
+export const GUEST_SESSION_TTL_SECONDS = 12 * 3600;
+
+/** The id prefix of guest sessions: `guest:<uuid>`. */
+const GUEST_ID = /^guest:[0-9a-f-]{36}$/;
+
+// What an access token says beyond the registered claims. An account's token carries its role and
+// grants at the time it was issued, so grant changes apply at the next refresh; a guest session's
+// carries no grants, which come from the server's guest settings at each request.
+const accessClaimsSchema = z.discriminatedUnion('role', [
+  z.object({
+    role: z.enum(['owner', 'admin', 'member']),
+    sub: z.uuid(),
+    name: z.string(),
+    grants: z.object({
+      server: z.array(grantSchema),
+      channels: z.record(z.string(), z.array(grantSchema)),
+    }),
   }),
-});
+  z.object({ role: z.literal('guest'), sub: z.string().regex(GUEST_ID), name: z.string() }),
+]);
 
 /**
- * Signs and checks the short-lived access tokens of accounts: HS256 JWTs carrying the account id,
- * display name and grants, so checking a request needs no database.
+ * Signs and checks the access tokens of accounts and guest sessions: HS256 JWTs carrying the id,
+ * display name, role and (for accounts) grants, so checking a request needs no database.
  */
 export class AccessTokens {
-  readonly #jwt: Hs256Jwt;
+  readonly #jwt: CompactJwt;
   readonly #ttlSeconds: number;
+  readonly #guestAccess: boolean;
+  readonly #guestGrants: readonly Grant[];
 
-  constructor(secret: string, ttlSeconds: number) {
-    if (secret.length < MIN_JWT_SECRET_LENGTH) {
+  constructor(options: {
+    secret: string;
+    ttlSeconds: number;
+    /** Whether guest sessions are accepted; off, their tokens stop working at once. */
+    guestAccess: boolean;
+    /** Grants a guest holds in every channel. */
+    guestGrants: readonly Grant[];
+  }) {
+    if (options.secret.length < MIN_JWT_SECRET_LENGTH) {
       throw new Error(`the JWT secret must be at least ${MIN_JWT_SECRET_LENGTH} characters`);
     }
-    this.#jwt = new Hs256Jwt(secret, { issuer: ISSUER, audience: AUDIENCE });
-    this.#ttlSeconds = ttlSeconds;
+    this.#jwt = new CompactJwt(hs256Key(options.secret), { issuer: ISSUER, audience: AUDIENCE });
+    this.#ttlSeconds = options.ttlSeconds;
+    this.#guestAccess = options.guestAccess;
+    this.#guestGrants = options.guestGrants;
   }
 
-  /** Lifetime of the tokens it issues, in seconds. */
+  /** Lifetime of account tokens, in seconds. */
   get ttlSeconds(): number {
     return this.#ttlSeconds;
   }
 
+  /** Whether guest sessions may start. */
+  get guestAccess(): boolean {
+    return this.#guestAccess;
+  }
+
   /** Issues a token for an account's principal. */
   sign(account: Principal): string {
+    if (account.guest || account.baseRole === 'operator') {
+      throw new Error('access tokens are for accounts; guests get guest sessions');
+    }
     const grants = {
       server: [...account.serverGrants],
       channels: Object.fromEntries(
         [...account.channelGrants].map(([channel, channelGrants]) => [channel, [...channelGrants]]),
       ),
     };
-    return this.#jwt.sign({ name: account.displayName, grants }, account.userId, this.#ttlSeconds);
+    return this.#jwt.sign(
+      { name: account.displayName, role: account.baseRole, grants },
+      account.userId,
+      this.#ttlSeconds,
+    );
+  }
+
+  /** Starts a guest session under a (normalized) display name: its token and its id. */
+  signGuest(displayName: string): { token: string; userId: string } {
+    if (!this.#guestAccess) throw new AppError('forbidden', 'guest access is disabled');
+    const userId = `guest:${randomUUID()}`;
+    const token = this.#jwt.sign(
+      { name: displayName, role: 'guest' },
+      userId,
+      GUEST_SESSION_TTL_SECONDS,
+    );
+    return { token, userId };
   }
 
   /** Checks signature, lifetime and shape, and resolves the principal; `unauthorized` otherwise. */
@@ -69,10 +116,19 @@ export class AccessTokens {
       throw new AppError('unauthorized', `invalid token: ${describeZodError(parsed.error)}`);
     }
     const claims = parsed.data;
+    if (claims.role === 'guest') {
+      if (!this.#guestAccess) throw new AppError('unauthorized', 'guest access is disabled');
+      return createPrincipal({
+        userId: claims.sub,
+        displayName: claims.name,
+        baseRole: 'guest',
+        serverGrants: this.#guestGrants,
+      });
+    }
     return createPrincipal({
       userId: claims.sub,
       displayName: claims.name,
-      guest: false,
+      baseRole: claims.role,
       serverGrants: claims.grants.server,
       channelGrants: Object.entries(claims.grants.channels),
     });

@@ -4,17 +4,18 @@ import {
   SERVER_WIDE,
   type AuthUser,
   type Grant,
+  type GuestSession,
   type LoginBody,
   type Me,
   type RegisterBody,
   type TokenResponse,
 } from '@hearth/protocol';
 import { AppError, type Logger } from '@hearth/server-common';
-import { createPrincipal, type Principal } from '../auth';
+import { createPrincipal, roleIn, type Principal } from '../auth';
 import type { MembershipStore } from '../db/memberships';
 import type { RefreshTokenStore } from '../db/refresh-tokens';
 import type { UserRecord, UserStore } from '../db/users';
-import type { AccessTokens } from './access-tokens';
+import { GUEST_SESSION_TTL_SECONDS, type AccessTokens } from './access-tokens';
 import type { LoginThrottle } from './login-throttle';
 import { hashPassword, verifyPassword } from './passwords';
 
@@ -80,16 +81,30 @@ export class AccountService {
     this.#logger = options.logger.child({ component: 'accounts' });
   }
 
-  /** Creates an account and logs it in; `forbidden` while registration is off. */
+  /**
+   * Creates an account and logs it in; `forbidden` while registration is off. On a fresh install
+   * (no owner yet) the first account registered becomes the owner.
+   */
   async register(body: RegisterBody): Promise<TokenResponse> {
     if (!this.#registration) throw new AppError('forbidden', 'registration is disabled');
     const user = await this.#users.create({
       username: body.username,
       displayName: body.displayName ?? body.username,
       passwordHash: await hashPassword(body.password),
+      firstIsOwner: true,
     });
-    this.#logger.info({ user: user.id }, 'account registered');
+    this.#logger.info({ user: user.id, role: user.role }, 'account registered');
     return this.#startSession(user);
+  }
+
+  /** Starts a guest session under a display name; `forbidden` while guest access is off. */
+  startGuestSession(displayName: string): GuestSession {
+    const { token, userId } = this.#accessTokens.signGuest(displayName);
+    return {
+      accessToken: token,
+      expiresIn: GUEST_SESSION_TTL_SECONDS,
+      user: { id: userId, displayName },
+    };
   }
 
   /**
@@ -148,14 +163,14 @@ export class AccountService {
     await this.#refreshTokens.revokeFamilyOf(hashRefreshToken(refreshToken));
   }
 
-  /** The principal of an account: the server's default grants plus its memberships. */
+  /** The principal of an account: its role, the server's default grants and its memberships. */
   async principalOf(user: UserRecord): Promise<Principal> {
     const memberships = await this.#memberships.forUser(user.id);
     const serverWide = memberships.find((membership) => membership.channel === SERVER_WIDE);
     return createPrincipal({
       userId: user.id,
       displayName: user.displayName,
-      guest: false,
+      baseRole: user.role,
       serverGrants: [...this.#userGrants, ...(serverWide?.grants ?? [])],
       channelGrants: memberships
         .filter((membership) => membership.channel !== SERVER_WIDE)
@@ -172,6 +187,7 @@ export class AccountService {
       username: account?.username ?? null,
       guest: caller.guest,
       admin: caller.admin,
+      role: roleIn(caller),
       serverGrants: [...caller.serverGrants],
       channelGrants: Object.fromEntries(
         [...caller.channelGrants].map(([channel, grants]) => [channel, [...grants]]),

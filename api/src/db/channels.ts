@@ -4,14 +4,20 @@ import type { ChannelDirectory, ChannelRecord } from '../channel-directory';
 import { isUniqueViolation, parseRows, type SqlClient } from './sql-client';
 
 const channelRowSchema = z
-  .object({ name: z.string(), created_at: z.date(), created_by: z.string().nullable() })
+  .object({
+    name: z.string(),
+    created_at: z.date(),
+    created_by: z.string().nullable(),
+    private: z.boolean(),
+  })
   .transform((row): ChannelRecord => ({
     name: row.name,
     createdAt: row.created_at,
     createdBy: row.created_by,
+    private: row.private,
   }));
 
-const COLUMNS = 'name, created_at, created_by';
+const COLUMNS = 'name, created_at, created_by, private';
 
 /** Channel records in the `channels` table. */
 export class SqlChannelDirectory implements ChannelDirectory {
@@ -33,12 +39,16 @@ export class SqlChannelDirectory implements ChannelDirectory {
     return parseRows(channelRowSchema, rows)[0];
   }
 
-  /** Creates a channel; `conflict` when the name is taken. */
-  async create(name: string, createdBy?: string): Promise<ChannelRecord> {
+  /** Creates a channel, public unless `options.private`; `conflict` when the name is taken. */
+  async create(
+    name: string,
+    createdBy?: string,
+    options: { private?: boolean } = {},
+  ): Promise<ChannelRecord> {
     try {
       const rows = await this.#db.query(
-        `INSERT INTO channels (name, created_by) VALUES ($1, $2) RETURNING ${COLUMNS}`,
-        [name, createdBy ?? null],
+        `INSERT INTO channels (name, created_by, private) VALUES ($1, $2, $3) RETURNING ${COLUMNS}`,
+        [name, createdBy ?? null, options.private ?? false],
       );
       return parseRows(channelRowSchema, rows)[0]!;
     } catch (error) {
@@ -55,6 +65,17 @@ export class SqlChannelDirectory implements ChannelDirectory {
     ]);
     const record = await this.get(name);
     if (!record) throw new AppError('conflict', `channel ${name} was deleted while opening it`);
+    return record;
+  }
+
+  /** Makes a channel private or public; `not_found` if none. */
+  async setPrivate(name: string, isPrivate: boolean): Promise<ChannelRecord> {
+    const rows = await this.#db.query(
+      `UPDATE channels SET private = $2 WHERE name = $1 RETURNING ${COLUMNS}`,
+      [name, isPrivate],
+    );
+    const record = parseRows(channelRowSchema, rows)[0];
+    if (!record) throw new AppError('not_found', `no channel ${name}`);
     return record;
   }
 

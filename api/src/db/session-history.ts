@@ -59,7 +59,19 @@ export interface SessionHistory {
   closeNode(nodeId: string, at: Date, seenBefore: Date): Promise<number>;
   /** Nodes that have open rows, sorted. */
   nodesWithOpenSessions(): Promise<string[]>;
+  /** Who holds an open session as a peer in a channel, if anyone: what a moderator acts on. */
+  openSessionOf(
+    channel: string,
+    peerId: string,
+  ): Promise<{ userId: string; displayName: string } | undefined>;
+  /** How many open sessions a user holds, on every node. */
+  openSessionCount(userId: string): Promise<number>;
 }
+
+const holderRowSchema = z
+  .object({ user_id: z.string(), display_name: z.string() })
+  .transform((row) => ({ userId: row.user_id, displayName: row.display_name }));
+const countRowSchema = z.object({ count: z.coerce.number() });
 
 const idRowSchema = z.object({ id: z.string() });
 const replayedRowSchema = z.object({ id: z.string(), peer_id: z.string() });
@@ -161,5 +173,26 @@ export class SqlSessionHistory implements SessionHistory {
       'SELECT DISTINCT node_id FROM session_history WHERE left_at IS NULL ORDER BY node_id',
     );
     return parseRows(nodeRowSchema, rows).map((row) => row.node_id);
+  }
+
+  async openSessionOf(
+    channel: string,
+    peerId: string,
+  ): Promise<{ userId: string; displayName: string } | undefined> {
+    if (!z.uuid().safeParse(peerId).success) return undefined;
+    const rows = await this.#db.query(
+      `SELECT user_id, display_name FROM session_history
+       WHERE channel = $1 AND peer_id = $2 AND left_at IS NULL LIMIT 1`,
+      [channel, peerId],
+    );
+    return parseRows(holderRowSchema, rows)[0];
+  }
+
+  async openSessionCount(userId: string): Promise<number> {
+    const rows = await this.#db.query(
+      'SELECT count(*) AS count FROM session_history WHERE user_id = $1 AND left_at IS NULL',
+      [userId],
+    );
+    return parseRows(countRowSchema, rows)[0]?.count ?? 0;
   }
 }

@@ -3,6 +3,7 @@ import type { ChannelDirectory } from '../channel-directory';
 import type { StreamKeyStore } from '../streams/stream-keys';
 import { SqlChannelDirectory } from './channels';
 import { MembershipStore } from './memberships';
+import { ModerationStore } from './moderation';
 import { RefreshTokenStore } from './refresh-tokens';
 import { SqlSessionHistory, type SessionHistory } from './session-history';
 import { SqlStreamHistory, type StreamHistory } from './stream-history';
@@ -25,6 +26,8 @@ export interface Stores {
   readonly streamHistory: StreamHistory;
   /** One row per voice session. */
   readonly sessions: SessionHistory;
+  /** Bans and lasting server mutes. */
+  readonly moderation: ModerationStore;
 }
 
 /** Builds every store on a migrated database. */
@@ -37,5 +40,6 @@ export function createStores(db: SqlClient): Stores {
     refreshTokens: new RefreshTokenStore(db),
     streamHistory: new SqlStreamHistory(db),
     sessions: new SqlSessionHistory(db),
+    moderation: new ModerationStore(db),
   };
 }

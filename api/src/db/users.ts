@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { accountRoleSchema, type AccountRole } from '@hearth/protocol';
 import { AppError } from '@hearth/server-common';
 import { isUniqueViolation, parseRows, type SqlClient } from './sql-client';
 
@@ -16,6 +17,8 @@ export interface UserRecord {
   readonly createdAt: Date;
   /** When it was disabled, or null while it may log in. */
   readonly disabledAt: Date | null;
+  /** Owner, admin or member. */
+  readonly role: AccountRole;
 }
 
 const userRowSchema = z
@@ -26,6 +29,7 @@ const userRowSchema = z
     password_hash: z.string(),
     created_at: z.date(),
     disabled_at: z.date().nullable(),
+    role: accountRoleSchema,
   })
   .transform((row): UserRecord => ({
     id: row.id,
@@ -34,9 +38,10 @@ const userRowSchema = z
     passwordHash: row.password_hash,
     createdAt: row.created_at,
     disabledAt: row.disabled_at,
+    role: row.role,
   }));
 
-const COLUMNS = 'id, username, display_name, password_hash, created_at, disabled_at';
+const COLUMNS = 'id, username, display_name, password_hash, created_at, disabled_at, role';
 
 /** Accounts in the `users` table. */
 export class UserStore {
@@ -46,25 +51,57 @@ export class UserStore {
     this.#db = db;
   }
 
-  /** Creates an account; `conflict` when the username is taken in any case. */
+  /**
+   * Creates an account; `conflict` when the username is taken in any case. With `firstIsOwner`
+   * the account becomes the owner when there is none yet (a fresh install), else a member.
+   */
   async create(user: {
     username: string;
     displayName: string;
     passwordHash: string;
+    role?: AccountRole;
+    firstIsOwner?: boolean;
   }): Promise<UserRecord> {
+    const role = user.role ?? 'member';
     try {
       const rows = await this.#db.query(
-        `INSERT INTO users (username, display_name, password_hash) VALUES ($1, $2, $3)
+        `INSERT INTO users (username, display_name, password_hash, role)
+         VALUES ($1, $2, $3, CASE WHEN $5::boolean AND NOT EXISTS (SELECT 1 FROM users WHERE role = 'owner')
+                                  THEN 'owner' ELSE $4::text END)
          RETURNING ${COLUMNS}`,
-        [user.username, user.displayName, user.passwordHash],
+        [user.username, user.displayName, user.passwordHash, role, user.firstIsOwner ?? false],
       );
       return parseRows(userRowSchema, rows)[0]!;
     } catch (error) {
+      if (isUniqueViolation(error) && user.firstIsOwner) {
+        // Two first accounts raced for the owner seat; this one lost and is a member.
+        const taken = await this.byUsername(user.username);
+        if (!taken) return this.create({ ...user, firstIsOwner: false });
+      }
       if (isUniqueViolation(error)) {
         throw new AppError('conflict', `the username ${user.username} is taken`);
       }
       throw error;
     }
+  }
+
+  /**
+   * Sets an account's role. Naming a new owner makes the current one an admin, in one
+   * transaction. `not_found` when there is no such account.
+   */
+  async setRole(id: string, role: AccountRole): Promise<UserRecord> {
+    return this.#db.transaction(async (tx) => {
+      if (role === 'owner') {
+        await tx.query(`UPDATE users SET role = 'admin' WHERE role = 'owner' AND id <> $1`, [id]);
+      }
+      const rows = await tx.query(`UPDATE users SET role = $2 WHERE id = $1 RETURNING ${COLUMNS}`, [
+        id,
+        role,
+      ]);
+      const user = parseRows(userRowSchema, rows)[0];
+      if (!user) throw new AppError('not_found', 'no such user');
+      return user;
+    });
   }
 
   /** The account with that id, if any. */

@@ -282,6 +282,11 @@ export class PlacementService {
     throw new AppError('unavailable', `placement of channel ${channel} kept conflicting; retry`);
   }
 
+  /** Gives back a seat `placeParticipant` reserved on a node: its client came, or never will. */
+  async releaseSeat(nodeId: string): Promise<void> {
+    await this.#registry.addPending(nodeId, -1, this.#clock());
+  }
+
   /** The channel's assignment, if it has one. */
   async assignment(channel: string): Promise<ChannelAssignment | undefined> {
     this.#checkOpen();

@@ -64,9 +64,10 @@ export interface NodeRegistry {
   /**
    * Adds `delta` (1 by default, -1 to take a placement back) to the participants placed on a
    * known node and not yet seen in its load, never below 0; resolves the new count, or undefined
-   * for an unknown node. Atomic, so concurrent placements see each other's reservations. A
-   * heartbeat takes off as many as its participant count grew; reservations older than
-   * `PENDING_TTL_MS` whose client never arrived are dropped.
+   * for an unknown node. Atomic, so concurrent placements see each other's reservations. Each
+   * reservation is taken back when its join token is admitted or expires (`JoinReservations`);
+   * as a backstop for an api instance that died holding some, a heartbeat drops them all once
+   * the newest is older than `PENDING_TTL_MS`.
    */
   addPending(id: string, delta?: number, now?: number): Promise<number | undefined>;
   /** The channel's assignment, if it has one. */
@@ -125,16 +126,15 @@ function checkAssignmentChannel(channel: string, next: ChannelAssignment | undef
   }
 }
 
-/** How long a placement's reserved seat counts while its participant has not shown up. */
-export const PENDING_TTL_MS = 5000;
+/**
+ * How long after the newest reservation a heartbeat drops every reservation of a node: longer
+ * than a join token lives by default, so only reservations nobody settled (their api instance
+ * died) go this way.
+ */
+export const PENDING_TTL_MS = 65_000;
 
-// A heartbeat's snapshot may predate joins that were placed before it, so it does not clear the
-// reservations: it takes off those its participant count shows, and drops them all once the
-// newest is older than PENDING_TTL_MS.
-function pendingAfterHeartbeat(record: NodeRecord, load: NodeLoad, now: number): number {
-  if (record.pending === 0 || now - record.pendingSince > PENDING_TTL_MS) return 0;
-  const joined = Math.max(0, load.participants - record.load.participants);
-  return Math.max(0, record.pending - joined);
+function pendingAfterHeartbeat(record: NodeRecord, now: number): number {
+  return now - record.pendingSince > PENDING_TTL_MS ? 0 : record.pending;
 }
 
 /** The in-process registry of the embedded profile, and of tests. */
@@ -160,7 +160,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     const record = this.#nodes.get(id);
     if (!record) throw new NodeNotRegisteredError(id, 'unknown');
     if (record.status === 'down') throw new NodeNotRegisteredError(id, 'down');
-    const pending = pendingAfterHeartbeat(record, load, now);
+    const pending = pendingAfterHeartbeat(record, now);
     this.#nodes.set(id, { ...record, load, lastHeartbeatAt: now, pending });
   }
 
@@ -263,7 +263,7 @@ const storedAssignmentSchema = jsonText(channelAssignmentSchema);
 const scripts = {
   /**
    * KEYS: node hash. ARGV: load JSON, now, its participants, PENDING_TTL_MS. Returns 1 done,
-   * 0 unknown, 2 down. Settles reservations as pendingAfterHeartbeat does.
+   * 0 unknown, 2 down. Drops stale reservations as pendingAfterHeartbeat does.
    */
   hearthHeartbeat: `
     local status = redis.call('HGET', KEYS[1], 'status')
@@ -274,10 +274,6 @@ const scripts = {
     local now = tonumber(ARGV[2])
     if pending > 0 and now - since > tonumber(ARGV[4]) then
       pending = 0
-    elseif pending > 0 then
-      local before = cjson.decode(redis.call('HGET', KEYS[1], 'load')).participants or 0
-      local joined = math.max(0, tonumber(ARGV[3]) - before)
-      pending = math.max(0, pending - joined)
     end
     redis.call('HSET', KEYS[1], 'load', ARGV[1], 'lastHeartbeatAt', ARGV[2], 'pending', pending)
     return 1`,

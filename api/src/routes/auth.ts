@@ -1,10 +1,12 @@
 import type Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
 import {
+  guestSessionBodySchema,
   loginBodySchema,
   refreshBodySchema,
   registerBodySchema,
   sessionResponseSchema,
+  type GuestSessionBody,
   type LoginBody,
   type RefreshBody,
   type RegisterBody,
@@ -44,6 +46,11 @@ export function registerAuthRoutes(router: Router<ApiState>, deps: AppDeps): voi
     keepInCookie(ctx, tokens);
     ctx.status = 201;
     ctx.body = tokens;
+  });
+
+  router.post('/api/auth/guest', limit, validateBody(guestSessionBodySchema), (ctx) => {
+    ctx.status = 201;
+    ctx.body = deps.accounts.startGuestSession((ctx.state.body as GuestSessionBody).displayName);
   });
 
   router.post('/api/auth/login', limit, validateBody(loginBodySchema), async (ctx) => {

@@ -1,7 +1,8 @@
 import type Router from '@koa/router';
 import type Koa from 'koa';
 import type { AppDeps } from '../app';
-import { channelParam, requireGrant, type ApiState } from '../middleware';
+import { ChannelAccess } from '../channel-access';
+import { callerOf, channelParam, requireGrant, type ApiState } from '../middleware';
 
 /** Adds the stream-key and live-stream routes. */
 export function registerStreamRoutes(
@@ -10,6 +11,7 @@ export function registerStreamRoutes(
   middleware: { limit: Koa.Middleware; signedIn: Koa.Middleware },
 ): void {
   const { limit, signedIn } = middleware;
+  const access = new ChannelAccess({ channels: deps.channels, memberships: deps.memberships });
   const streamer = [limit, signedIn, channelParam(), requireGrant('stream')];
 
   router.post('/api/channels/:name/stream-key', ...streamer, async (ctx) => {
@@ -34,8 +36,23 @@ export function registerStreamRoutes(
     ctx.body = { keys: await deps.streams.listKeys() };
   });
 
+  // Streams of private channels are listed, with signed playback URLs, only to those who may
+  // access the channel.
   router.get('/api/streams', limit, signedIn, requireGrant('join'), async (ctx) => {
-    ctx.body = { streams: await deps.streams.liveStreams() };
+    const live = await deps.streams.liveStreams();
+    const channels = new Map(
+      (await deps.channels.list()).map((record) => [record.name, record] as const),
+    );
+    const visible = new Set(
+      (await access.filter(callerOf(ctx), [...channels.values()])).map((record) => record.name),
+    );
+    ctx.body = {
+      streams: live.flatMap((stream) => {
+        const channel = channels.get(stream.channel);
+        if (!channel) return [stream];
+        return visible.has(channel.name) ? [deps.streams.withPlaybackUrl(stream, channel)] : [];
+      }),
+    };
   });
 
   router.get(
@@ -45,7 +62,10 @@ export function registerStreamRoutes(
     channelParam(),
     requireGrant('join'),
     async (ctx) => {
-      ctx.body = await deps.streams.channelStream(ctx.params.name!);
+      const name = ctx.params.name!;
+      // A channel not created yet is public; a private one is `not_found` to outsiders.
+      const channel = await access.ifExists(callerOf(ctx), name);
+      ctx.body = await deps.streams.channelStream(channel ?? { name, private: false });
     },
   );
 }

@@ -11,8 +11,9 @@ import {
   type StreamKeyInfo,
   type StreamReport,
 } from '@hearth/protocol';
+import { PRIVATE_KEY_PREFIX, signedChannelPath, storagePrefixOf } from '@hearth/cdn-config';
 import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
-import type { ChannelDirectory } from '../channel-directory';
+import type { ChannelDirectory, ChannelRecord } from '../channel-directory';
 import type { ClusterBus } from '../cluster/bus';
 import type { StreamHistory } from '../db/stream-history';
 import type { LiveStreamStore, StreamRecord } from './live-stream-store';
@@ -34,7 +35,10 @@ export type StreamServiceEvents = {
   streamEnded: [LiveStream];
   /** A channel's viewer count changed. */
   viewerCount: [channel: string, viewers: number];
-  /** A key was rotated or revoked through this instance; streams using it must end. */
+  /**
+   * Streams using this key must end: it was rotated or revoked through this instance, or its
+   * channel turned private or public while live.
+   */
   keyRevoked: [keyId: string];
 };
 
@@ -45,6 +49,16 @@ export interface StreamUrls {
   /** Base URL of HLS playback through the CDN edge, without a trailing slash. */
   playbackBaseUrl: string;
 }
+
+// A private channel's playback URL is signed for 6 hours: a whole evening of watching without a
+// reload, and a leaked URL stops working the same night. The expiry is rounded up to the next
+// 10 minutes, so everyone asking within those minutes gets the same URL.
+/** Shortest lifetime of a private channel's signed playback URL, in seconds. */
+export const PRIVATE_PLAYBACK_TTL_SECONDS = 6 * 3600;
+const PRIVATE_PLAYBACK_EXPIRY_STEP_SECONDS = 600;
+
+/** The channel's name and whether it is private: what its playback URL depends on. */
+export type PlaybackChannel = Pick<ChannelRecord, 'name' | 'private'>;
 
 /** Bus topic on which every api instance hears of stream changes, to tell its web clients. */
 const STREAM_EVENTS_TOPIC = 'streams.events';
@@ -81,6 +95,7 @@ export class StreamService {
   readonly #bus: ClusterBus;
   readonly #pendingHistory = new Set<Promise<void>>();
   readonly #urls: StreamUrls;
+  readonly #playbackSigningSecret: string | undefined;
   readonly #logger: Logger;
   #unsubscribe: (() => Promise<void>) | undefined;
 
@@ -91,6 +106,8 @@ export class StreamService {
     store: LiveStreamStore;
     bus: ClusterBus;
     urls: StreamUrls;
+    /** Signs private channels' playback paths; the CDN edge holds the same secret. */
+    playbackSigningSecret?: string | undefined;
     logger: Logger;
   }) {
     this.#keys = options.keys;
@@ -99,10 +116,16 @@ export class StreamService {
     this.#store = options.store;
     this.#bus = options.bus;
     this.#urls = options.urls;
+    this.#playbackSigningSecret = options.playbackSigningSecret;
     this.#logger = options.logger.child({ component: 'streams' });
     this.events = new TypedEmitter((error, event) =>
       this.#logger.error({ err: error, event }, 'stream event listener failed'),
     );
+  }
+
+  /** Base URL of HLS playback (the CDN edge), without a trailing slash. */
+  get playbackBaseUrl(): string {
+    return this.#urls.playbackBaseUrl;
   }
 
   /** Starts hearing stream changes made through any api instance. */
@@ -128,9 +151,47 @@ export class StreamService {
     await this.settle();
   }
 
-  /** The master playlist URL of a channel; it stays the same across its streams. */
+  /** The master playlist URL of a public channel; it stays the same across its streams. */
   playbackUrl(channel: string): string {
-    return `${this.#urls.playbackBaseUrl}/live/${channel}/master.m3u8`;
+    return `${this.#urls.playbackBaseUrl}/${storagePrefixOf(channel, false)}/master.m3u8`;
+  }
+
+  /**
+   * The master playlist URL of a channel for someone allowed to watch it: for a private channel,
+   * a signed URL valid for at least `PRIVATE_PLAYBACK_TTL_SECONDS`. Without a signing secret it
+   * is the private objects' plain URL, which the edge refuses.
+   */
+  playbackUrlFor(channel: PlaybackChannel, now: Date = new Date()): string {
+    if (!channel.private) return this.playbackUrl(channel.name);
+    const secret = this.#playbackSigningSecret;
+    if (secret === undefined) return this.#unsignedPrivateUrl(channel.name);
+    const step = PRIVATE_PLAYBACK_EXPIRY_STEP_SECONDS;
+    const earliest = Math.floor(now.getTime() / 1000) + PRIVATE_PLAYBACK_TTL_SECONDS;
+    const expiresAtSeconds = Math.ceil(earliest / step) * step;
+    const path = signedChannelPath({ channel: channel.name, expiresAtSeconds, secret });
+    return `${this.#urls.playbackBaseUrl}${path}/master.m3u8`;
+  }
+
+  /** The stream with the playback URL of `playbackUrlFor`, for someone allowed to watch it. */
+  withPlaybackUrl(stream: LiveStream, channel: PlaybackChannel): LiveStream {
+    return channel.private ? { ...stream, playbackUrl: this.playbackUrlFor(channel) } : stream;
+  }
+
+  // Stored with a private channel's live stream and sent to nobody as is: every answer and event
+  // replaces it with a signed URL for those allowed, so a stale copy fails closed at the edge.
+  #unsignedPrivateUrl(channel: string): string {
+    return `${this.#urls.playbackBaseUrl}/${storagePrefixOf(channel, true)}/master.m3u8`;
+  }
+
+  #storedPlaybackUrl(channel: PlaybackChannel): string {
+    return channel.private
+      ? this.#unsignedPrivateUrl(channel.name)
+      : this.playbackUrl(channel.name);
+  }
+
+  async #playbackUrlOf(channel: string): Promise<string> {
+    const record = await this.#channels.get(channel);
+    return this.playbackUrlFor({ name: channel, private: record?.private ?? false });
   }
 
   /** Issues the channel's first key; `conflict` if it has one (rotate it instead). */
@@ -164,8 +225,20 @@ export class StreamService {
     return {
       key: describeKey(await this.#requireKey(channel)),
       rtmpUrl: this.#urls.rtmpUrl,
-      playbackUrl: this.playbackUrl(channel),
+      playbackUrl: await this.#playbackUrlOf(channel),
     };
+  }
+
+  /**
+   * Ends the channel's live stream, if any, without revoking its key: the publisher may connect
+   * again at once. Used when a channel turns private or public, since a stream keeps the
+   * storage prefix (and so the edge path) it started with.
+   */
+  async restartLiveStream(channel: string): Promise<void> {
+    const record = await this.#store.ofChannel(channel);
+    if (!record || record.stream.state === 'ended') return;
+    this.events.safeEmit('keyRevoked', record.keyId);
+    this.#logger.info({ channel, stream: record.stream.id }, 'stream restarted: privacy changed');
   }
 
   /** Every key, without secrets. */
@@ -188,7 +261,19 @@ export class StreamService {
       throw new AppError('forbidden', 'unknown or revoked stream key');
     }
     const streamId = randomUUID();
-    const storagePrefix = `live/${record.channel}`;
+    // Privacy is read once per stream: the prefix decides which edge path serves it, so a
+    // channel made private while live stays on the public prefix until its next stream.
+    const channel: PlaybackChannel = {
+      name: record.channel,
+      private: (await this.#channels.get(record.channel))?.private ?? false,
+    };
+    const storagePrefix = storagePrefixOf(channel.name, channel.private);
+    if (channel.private && this.#playbackSigningSecret === undefined) {
+      this.#logger.warn(
+        { channel: channel.name },
+        'a private channel went live but no playback signing secret is set: nobody can watch it',
+      );
+    }
     const startedAt = new Date();
     // The claim is atomic in the shared store: of two publishers racing for one channel, on any
     // nodes and through any api instances, one wins.
@@ -199,7 +284,7 @@ export class StreamService {
         state: 'starting',
         startedAt: startedAt.toISOString(),
         endedAt: null,
-        playbackUrl: this.playbackUrl(record.channel),
+        playbackUrl: this.#storedPlaybackUrl(channel),
         renditions: [],
       },
       keyId: record.id,
@@ -271,7 +356,10 @@ export class StreamService {
           state,
           startedAt: known?.stream.startedAt ?? new Date().toISOString(),
           endedAt: null,
-          playbackUrl: this.playbackUrl(grant.channel),
+          playbackUrl: this.#storedPlaybackUrl({
+            name: grant.channel,
+            private: grant.storagePrefix.startsWith(`${PRIVATE_KEY_PREFIX}/`),
+          }),
           renditions,
         },
         keyId: grant.keyId,
@@ -335,13 +423,24 @@ export class StreamService {
     return records.map(({ stream }) => ({ ...stream, viewers: viewers.get(stream.channel) ?? 0 }));
   }
 
-  /** A channel's current (or just ended) stream, or offline. */
-  async channelStream(channel: string): Promise<ChannelStream> {
-    const record = await this.#store.ofChannel(channel);
+  /**
+   * A channel's current (or just ended) stream, or offline, for someone allowed to watch it;
+   * a private channel's URLs are signed (`playbackUrlFor`). Given a name, the channel is looked
+   * up; one that does not exist is public.
+   */
+  async channelStream(channelOrName: PlaybackChannel | string): Promise<ChannelStream> {
+    const channel =
+      typeof channelOrName === 'string'
+        ? {
+            name: channelOrName,
+            private: (await this.#channels.get(channelOrName))?.private ?? false,
+          }
+        : channelOrName;
+    const record = await this.#store.ofChannel(channel.name);
     return {
-      channel,
-      playbackUrl: this.playbackUrl(channel),
-      stream: record ? await this.#withViewers(record) : null,
+      channel: channel.name,
+      playbackUrl: this.playbackUrlFor(channel),
+      stream: record ? this.withPlaybackUrl(await this.#withViewers(record), channel) : null,
     };
   }
 
@@ -421,7 +520,7 @@ export class StreamService {
       key: describeKey(record),
       streamKey: generated.text,
       rtmpUrl: this.#urls.rtmpUrl,
-      playbackUrl: this.playbackUrl(channel),
+      playbackUrl: await this.#playbackUrlOf(channel),
     };
   }
 

@@ -55,6 +55,8 @@ interface NodeConnection {
   sessions: Map<string, Promise<TrackedSession | undefined>>;
   /** The node's live sessions as it reported them, by peer id: what a resync writes. */
   live: Map<string, LiveSession>;
+  /** Peers the node last reported as muted by a moderator. */
+  serverMuted: Set<string>;
   /** Set when a history write failed: the history may not match `live` until a resync. */
   stale: boolean;
   /** When the last resync started (epoch milliseconds), to space them out. */
@@ -63,6 +65,14 @@ interface NodeConnection {
   replaying?: ReplayedSession[];
   /** The node's messages, handled one after another in the order it sent them. */
   inbox: SerialQueue;
+}
+
+/** What the rest of the api learns from the voice nodes' reports, besides presence and history. */
+export interface VoiceSessionObserver {
+  /** A join token admitted a participant: the seat reserved for it is taken. */
+  tokenAdmitted(tokenId: string): void;
+  /** A moderator muted or unmuted an account's participant in a channel. */
+  serverMuteChanged(channel: string, userId: string, muted: boolean): void;
 }
 
 /**
@@ -79,6 +89,8 @@ export class NodeHub {
   readonly #sessions: SessionHistory;
   readonly #presence: PresenceStore;
   readonly #ingest: IngestMessageHandler | undefined;
+  readonly #joinTokenKey: string | undefined;
+  #observer: VoiceSessionObserver | undefined;
   readonly #connections = new Set<NodeConnection>();
   #rtpCapabilities: RtpCapabilities | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
@@ -94,6 +106,7 @@ export class NodeHub {
     sessions: SessionHistory;
     presence: PresenceStore;
     ingest?: IngestMessageHandler;
+    joinTokenKey?: string;
   }) {
     this.#placement = options.placement;
     this.#bus = options.bus;
@@ -102,6 +115,7 @@ export class NodeHub {
     this.#sessions = options.sessions;
     this.#presence = options.presence;
     this.#ingest = options.ingest;
+    this.#joinTokenKey = options.joinTokenKey;
   }
 
   /**
@@ -119,6 +133,8 @@ export class NodeHub {
     presence: PresenceStore;
     /** Answers ingest nodes; without it, their messages are refused. */
     ingest?: IngestMessageHandler;
+    /** The Ed25519 public key (base64url) voice nodes check join tokens with. */
+    joinTokenKey?: string;
     reapIntervalMs?: number;
   }): Promise<NodeHub> {
     const hub = new NodeHub(options);
@@ -213,6 +229,30 @@ export class NodeHub {
   }
 
   /**
+   * Removes a user's live participants from a channel (or from every channel for `*`) on every
+   * node, through every api instance: a moderator kicked or banned them.
+   */
+  async removeUser(
+    scope: string,
+    userId: string,
+    reason: 'kicked' | 'banned',
+    message: string,
+  ): Promise<void> {
+    await this.#bus.publish(BROADCAST_TOPIC, {
+      type: 'removeUser',
+      scope,
+      userId,
+      reason,
+      message,
+    });
+  }
+
+  /** Tells `observer` of admitted tokens and server mutes from now on. */
+  observe(observer: VoiceSessionObserver): void {
+    this.#observer = observer;
+  }
+
+  /**
    * Takes a node's control WebSocket. The node proves it belongs to the cluster with
    * `Authorization: Cluster <secret>`; anything else is closed with 4401.
    */
@@ -230,6 +270,7 @@ export class NodeHub {
       close: (code, reason) => socket.close(code, reason),
       sessions: new Map(),
       live: new Map(),
+      serverMuted: new Set(),
       stale: false,
       resyncedAt: 0,
       inbox: new SerialQueue(),
@@ -263,6 +304,7 @@ export class NodeHub {
       close: () => this.#disconnect(connection),
       sessions: new Map(),
       live: new Map(),
+      serverMuted: new Set(),
       stale: false,
       resyncedAt: 0,
       inbox: new SerialQueue(),
@@ -330,12 +372,25 @@ export class NodeHub {
           });
           return;
         case 'sessionOpened':
+          if (message.tokenId !== undefined) this.#observer?.tokenAdmitted(message.tokenId);
           this.#openSession(connection, nodeId, message);
           return;
-        case 'participantChanged':
-          await this.#presence.upsert(nodeId, message.channel, message.participant);
+        case 'participantChanged': {
+          const { participant } = message;
+          await this.#presence.upsert(nodeId, message.channel, participant);
+          const userId = connection.live.get(participant.id)?.userId;
+          if (
+            userId !== undefined &&
+            connection.serverMuted.has(participant.id) !== participant.serverMuted
+          ) {
+            if (participant.serverMuted) connection.serverMuted.add(participant.id);
+            else connection.serverMuted.delete(participant.id);
+            this.#observer?.serverMuteChanged(message.channel, userId, participant.serverMuted);
+          }
           return;
+        }
         case 'sessionClosed':
+          connection.serverMuted.delete(message.peerId);
           this.#closeSession(connection, message.peerId);
           await this.#presence.remove(nodeId, message.peerId);
           return;
@@ -394,7 +449,13 @@ export class NodeHub {
     }
     // The node replays its live sessions right after each register.
     connection.replaying = [];
-    connection.deliver({ type: 'registered', nodeId: registration.id });
+    connection.deliver({
+      type: 'registered',
+      nodeId: registration.id,
+      ...(registration.kind === 'voice' && this.#joinTokenKey !== undefined
+        ? { joinTokenKey: this.#joinTokenKey }
+        : {}),
+    });
     this.#logger.info({ node: registration.id, limits: registration.limits }, 'node registered');
   }
 

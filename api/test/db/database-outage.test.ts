@@ -6,6 +6,7 @@ import { AppError, ServiceUnavailableError } from '@hearth/server-common';
 import { PostgresClient } from '../../src/db/postgres-client';
 import { isUniqueViolation } from '../../src/db/sql-client';
 import { TestPostgres } from '../support/postgres';
+import { guestSession, operator } from '../support/accounts';
 import { startTestApi, type TestApi } from '../support/server';
 
 // Short timeouts keep each outage test well under a minute; the defaults are 5 s and 10 s.
@@ -19,6 +20,8 @@ const UNAVAILABLE = { error: { code: 'unavailable', message: 'database unavailab
 
 let postgres: TestPostgres;
 let api: TestApi | undefined;
+// A guest session of the running api: a signed token, so using it reads no table.
+let guest: Record<string, string> = {};
 
 beforeAll(async () => {
   postgres = await TestPostgres.start({ crashSafe: true });
@@ -46,25 +49,24 @@ async function startApi(): Promise<TestApi> {
     api: { embeddedVoice: 'false', clusterSecret: CLUSTER_SECRET },
     database,
   });
+  guest = await guestSession(api.baseUrl, 'Ada');
   return api;
 }
 
 /** GET /api/channels as a guest (a read of the channels table), timed. */
 async function listChannels(): Promise<{ status: number; body: unknown; ms: number }> {
   const started = performance.now();
-  const response = await fetch(`${api!.baseUrl}/api/channels`, {
-    headers: { authorization: 'Guest Ada' },
-  });
+  const response = await fetch(`${api!.baseUrl}/api/channels`, { headers: guest });
   const body: unknown = await response.json();
   return { status: response.status, body, ms: performance.now() - started };
 }
 
-/** POST /api/channels as a guest (a write), timed. */
+/** POST /api/channels with the operator token (a write; guests may not create channels), timed. */
 async function createChannel(name: string): Promise<{ status: number; body: unknown; ms: number }> {
   const started = performance.now();
   const response = await fetch(`${api!.baseUrl}/api/channels`, {
     method: 'POST',
-    headers: { authorization: 'Guest Ada', 'content-type': 'application/json' },
+    headers: { ...operator(), 'content-type': 'application/json' },
     body: JSON.stringify({ name }),
   });
   const body: unknown = await response.json();

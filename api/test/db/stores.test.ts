@@ -31,7 +31,12 @@ describe.each(testBackends())('stores on $name', (backend) => {
     it('create() then list() and get() return the channel; a second create() is conflict', async () => {
       const user = await newUser();
       const lobby = await stores.channels.create('lobby', user.id);
-      expect(lobby).toEqual({ name: 'lobby', createdAt: expect.any(Date), createdBy: user.id });
+      expect(lobby).toEqual({
+        name: 'lobby',
+        createdAt: expect.any(Date),
+        createdBy: user.id,
+        private: false,
+      });
       await stores.channels.create('games');
       expect((await stores.channels.list()).map((channel) => channel.name)).toEqual([
         'lobby',
@@ -40,6 +45,17 @@ describe.each(testBackends())('stores on $name', (backend) => {
       expect(await stores.channels.get('lobby')).toEqual(lobby);
       expect(await stores.channels.get('nope')).toBeUndefined();
       await expect(stores.channels.create('lobby')).rejects.toMatchObject({ code: 'conflict' });
+    });
+
+    it('create() with private and setPrivate() store the setting; setPrivate() on none is not_found', async () => {
+      expect(await stores.channels.create('club', undefined, { private: true })).toMatchObject({
+        private: true,
+      });
+      expect(await stores.channels.setPrivate('club', false)).toMatchObject({ private: false });
+      expect(await stores.channels.get('club')).toMatchObject({ private: false });
+      await expect(stores.channels.setPrivate('nope', true)).rejects.toMatchObject({
+        code: 'not_found',
+      });
     });
 
     it('ensure() creates a missing channel once, also when called concurrently', async () => {

@@ -4,6 +4,7 @@ import type { NodeDownMessage } from '../../src/nodes/placement-events';
 import type { PlacementService } from '../../src/nodes/placement-service';
 import { createPlacementService } from '../../src/nodes/placement-service';
 import { channelSchema, nodeListSchema } from '@hearth/protocol';
+import { guestSession, operator } from '../support/accounts';
 import { startRedis, type TestRedis } from '../support/redis';
 import { TestSignalingClient, startTestApi } from '../support/server';
 import { capturingLogger, sleep, waitUntil } from './helpers';
@@ -142,11 +143,9 @@ describe('the failure detector while Redis is out', () => {
 describe('the api while Redis is out', () => {
   it('Redis restarted empty: the voice call goes on, the node registers again and replays, and GET /api/channels lists it again', async () => {
     redis = await startRedis();
-    const adminToken = 'redis-outage-admin-token-0123456789abcdef012345';
     const api = await startTestApi({
       api: {
         redisUrl: redis.url,
-        adminToken,
         nodeTimeoutMs: String(NODE_TIMEOUT_MS),
         sweepIntervalMs: String(SWEEP_MS),
       },
@@ -164,9 +163,7 @@ describe('the api while Redis is out', () => {
       }),
     ).toMatchObject({ ok: true });
     const listed = async () => {
-      const response = await fetch(`${api.baseUrl}/api/channels/lobby`, {
-        headers: { authorization: 'Guest Observer' },
-      });
+      const response = await fetch(`${api.baseUrl}/api/channels/lobby`, { headers: operator() });
       if (response.status !== 200) return [`(${response.status})`];
       return channelSchema.parse(await response.json()).participants.map((p) => p.displayName);
     };
@@ -178,11 +175,13 @@ describe('the api while Redis is out', () => {
     await expect.poll(async () => (await openRows()).length).toBe(1);
     const [adasRow] = await openRows();
 
+    // Bo's guest session is a signed token: starting it needs no store.
+    const bosSession = await guestSession(api.baseUrl, 'Bo');
     await redis.kill();
     // Joins need the registry: they answer 503 while it is out.
     const refused = await fetch(`${api.baseUrl}/api/voice/join`, {
       method: 'POST',
-      headers: { authorization: 'Guest Bo', 'content-type': 'application/json' },
+      headers: { ...bosSession, 'content-type': 'application/json' },
       body: JSON.stringify({ channel: 'lobby' }),
     });
     expect(refused.status).toBe(503);
@@ -198,7 +197,7 @@ describe('the api while Redis is out', () => {
     await redis.restart();
     const nodes = async () => {
       const response = await fetch(`${api.baseUrl}/api/nodes`, {
-        headers: { authorization: `Bearer ${adminToken}` },
+        headers: operator(),
       });
       if (response.status !== 200) return [`(${response.status})`];
       return nodeListSchema.parse(await response.json()).nodes.map((n) => n.status);

@@ -75,7 +75,7 @@ describe.each([
     expect(await registry.get('missing')).toBeUndefined();
   });
 
-  it('heartbeat() stores the load and time and settles the placements its participants show', async () => {
+  it('heartbeat() stores the load and time, and leaves reservations to their own settlement', async () => {
     await registry.register(voice('a'), 1000);
     await registry.addPending('a', 1, 1100);
     await registry.addPending('a', 1, 1200);
@@ -84,13 +84,15 @@ describe.each([
     // A report taken before any of them joined settles none.
     await registry.heartbeat('a', nodeLoadSchema.parse({ participants: 0 }), 1400);
     expect((await registry.get('a'))?.pending).toBe(3);
+    // Participants that joined settle their own reservation (addPending -1, when their token is
+    // admitted), so the heartbeat that shows them does not take them off a second time.
     const twoJoined = nodeLoadSchema.parse({ cpu: 0.25, participants: 2, consumers: 2 });
     await registry.heartbeat('a', twoJoined, 2000);
     expect(await registry.get('a')).toMatchObject({
       load: twoJoined,
       lastHeartbeatAt: 2000,
       registeredAt: 1000,
-      pending: 1,
+      pending: 3,
       pendingSince: 1300,
       status: 'up',
     });

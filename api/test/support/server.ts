@@ -17,6 +17,7 @@ import { PgliteClient } from '../../src/db/pglite-client';
 import type { SqlClient } from '../../src/db/sql-client';
 import type { Stores } from '../../src/db/stores';
 import { startPlatform } from '../../src/platform';
+import { TEST_ADMIN_TOKEN, ensureChannel, guestSession } from './accounts';
 import { migratedTemplate } from './pglite-templates';
 import type { StreamService, StreamUrls } from '../../src/streams/stream-service';
 import type { IngestConfig, IngestNode, ObjectStorage } from '@hearth/stream-ingest';
@@ -73,6 +74,7 @@ export async function startTestApi(
     webDistDir: tempDistDir,
     logLevel: 'error',
     jwtSecret: TEST_JWT_SECRET,
+    adminToken: TEST_ADMIN_TOKEN,
     authRatePerSecond: '1000',
     ...options.api,
   });
@@ -129,15 +131,20 @@ export class TestSignalingClient {
   }
 
   /**
-   * Asks the api for a place in `channel` as a named guest (`POST /api/voice/join`) and opens the
-   * signaling WebSocket it points to with the join token.
+   * Asks the api for a place in `channel` (created if missing) as a named guest, or as whoever
+   * `auth` authorizes (`POST /api/voice/join`), and opens the signaling WebSocket it points to
+   * with the join token.
    */
   static async connect(
     baseUrl: string,
     name: string,
-    options: { channel?: string; headers?: Record<string, string> } = {},
+    options: {
+      channel?: string;
+      headers?: Record<string, string>;
+      auth?: Record<string, string>;
+    } = {},
   ): Promise<TestSignalingClient> {
-    const placement = await requestJoin(baseUrl, name, options.channel ?? 'lobby');
+    const placement = await requestJoin(baseUrl, name, options.channel ?? 'lobby', options.auth);
     const url = new URL(placement.url, baseUrl.replace('http', 'ws'));
     url.searchParams.set('token', placement.token);
     return TestSignalingClient.open(url.href, options.headers);
@@ -194,16 +201,21 @@ export class TestSignalingClient {
   }
 }
 
-/** `POST /api/voice/join` as a named guest; throws with the api's answer unless it placed us. */
+/**
+ * `POST /api/voice/join` as a new guest session under `name` (or with `auth`), after creating the
+ * channel if it is missing; throws with the api's answer unless it placed us.
+ */
 export async function requestJoin(
   baseUrl: string,
   name: string,
   channel: string,
+  auth?: Record<string, string>,
 ): Promise<VoiceJoin> {
+  await ensureChannel(baseUrl, channel);
   const response = await fetch(`${baseUrl}/api/voice/join`, {
     method: 'POST',
     headers: {
-      authorization: `Guest ${encodeURIComponent(name)}`,
+      ...(auth ?? (await guestSession(baseUrl, name))),
       'content-type': 'application/json',
     },
     body: JSON.stringify({ channel }),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { channelNameSchema, displayNameSchema, grantSchema } from './common';
+import { channelNameSchema, displayNameSchema, grantSchema, roleSchema } from './common';
 
 /** The membership scope that stands for every channel of the server. */
 export const SERVER_WIDE = '*';
@@ -18,6 +18,12 @@ export const passwordSchema = z
   .string()
   .min(8, 'must be at least 8 characters')
   .max(128, 'must be at most 128 characters');
+
+/** What an account is stored as; moderators are members holding the `moderate` grant. */
+export const accountRoleSchema = z.enum(['owner', 'admin', 'member']);
+
+/** What an account is stored as. */
+export type AccountRole = z.infer<typeof accountRoleSchema>;
 
 /** Where a membership applies: one channel, or `*` for every channel. */
 export const grantScopeSchema = z.union([z.literal(SERVER_WIDE), channelNameSchema]);
@@ -95,8 +101,10 @@ export const meSchema = z.object({
   /** Login name; null for guests and the operator token. */
   username: z.string().nullable(),
   guest: z.boolean(),
-  /** True for the operator token and accounts holding every grant server-wide. */
+  /** True for the operator token, the owner and admins. */
   admin: z.boolean(),
+  /** Server-wide role: moderator for members holding `moderate` in every channel. */
+  role: roleSchema,
   /** Grants held in every channel. */
   serverGrants: z.array(grantSchema),
   /** Further grants held in single channels. */
@@ -106,8 +114,27 @@ export const meSchema = z.object({
 /** Response of `GET /api/auth/me`. */
 export type Me = z.infer<typeof meSchema>;
 
+/** Body of `POST /api/auth/guest`: the name a guest is shown under. */
+export const guestSessionBodySchema = z.object({ displayName: displayNameSchema }).strict();
+
+/** Body of `POST /api/auth/guest`. */
+export type GuestSessionBody = z.infer<typeof guestSessionBodySchema>;
+
+/** Response of `POST /api/auth/guest`: a guest session's access token and who it is. */
+export const guestSessionSchema = z.object({
+  /** Sent as `Authorization: Bearer <token>`; one guest session until it expires. */
+  accessToken: z.string(),
+  /** Seconds until it expires; a guest then starts a new session. */
+  expiresIn: z.number().int().positive(),
+  user: z.object({ id: z.string(), displayName: z.string() }),
+});
+
+/** Response of `POST /api/auth/guest`. */
+export type GuestSession = z.infer<typeof guestSessionSchema>;
+
 /** An account as the admin API lists it. */
 export const adminUserSchema = authUserSchema.extend({
+  role: accountRoleSchema,
   createdAt: z.string(),
   /** When it was disabled; null while it may log in. */
   disabledAt: z.string().nullable(),
@@ -158,3 +185,33 @@ export const setGrantsBodySchema = z
 
 /** Body of `PUT /api/admin/users/:username/grants/:channel`. */
 export type SetGrantsBody = z.infer<typeof setGrantsBodySchema>;
+
+/** Body of `PUT /api/admin/users/:username/role`. */
+export const setRoleBodySchema = z.object({ role: accountRoleSchema }).strict();
+
+/** Body of `PUT /api/admin/users/:username/role`. */
+export type SetRoleBody = z.infer<typeof setRoleBodySchema>;
+
+/** A ban: a user kept out of one channel, or of every channel (`*`). */
+export const banSchema = z.object({
+  scope: grantScopeSchema,
+  /** Account id, or a guest session's id. */
+  userId: z.string(),
+  /** The name it had when banned. */
+  displayName: z.string(),
+  /** Who banned it (user id, or `admin` for the operator token). */
+  bannedBy: z.string(),
+  createdAt: z.string(),
+});
+
+/** A ban. */
+export type Ban = z.infer<typeof banSchema>;
+
+/** Response of `GET /api/bans`. */
+export const banListSchema = z.object({ bans: z.array(banSchema) });
+
+/** Body of `POST /api/channels/:name/participants/:peerId/ban`. */
+export const banBodySchema = z.object({ serverWide: z.boolean().default(false) }).strict();
+
+/** Body of `POST /api/channels/:name/participants/:peerId/ban`. */
+export type BanBody = z.input<typeof banBodySchema>;

@@ -8,3 +8,4 @@ export * from './nodes';
 export * from './cascade';
 export * from './node-control';
 export * from './auth';
+export * from './display-names';

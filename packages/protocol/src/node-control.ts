@@ -47,6 +47,8 @@ export const nodeToApiMessageSchema = z.discriminatedUnion('type', [
     channel: channelNameSchema,
     userId: z.string().min(1).max(128),
     displayName: z.string().min(1).max(64),
+    /** The join token that admitted it: the api releases the seat it reserved. */
+    tokenId: z.uuid().optional(),
   }),
   /** A participant on the node changed: muted, deafened, or muted by a moderator. */
   z.object({
@@ -94,8 +96,18 @@ export type NodeToApiMessage = z.infer<typeof nodeToApiMessageSchema>;
 
 /** What the api sends a node over its control WebSocket. */
 export const apiToNodeMessageSchema = z.discriminatedUnion('type', [
-  /** The registration was accepted. */
-  z.object({ type: z.literal('registered'), nodeId: nodeIdSchema }),
+  /**
+   * The registration was accepted. A voice node checks join tokens with `joinTokenKey`, the api's
+   * Ed25519 public key (base64url); it cannot sign any.
+   */
+  z.object({
+    type: z.literal('registered'),
+    nodeId: nodeIdSchema,
+    joinTokenKey: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{43}$/)
+      .optional(),
+  }),
   /** The registry lost or marked the node down (it was silent too long): register again. */
   z.object({ type: z.literal('registerAgain') }),
   /** A message from another node of a channel. */
@@ -122,6 +134,17 @@ export const apiToNodeMessageSchema = z.discriminatedUnion('type', [
     requestId: z.uuid(),
     code: z.string().max(64),
     message: z.string().max(300),
+  }),
+  /**
+   * A moderator kicked or banned a user: its participants in the channel (`*`: in every channel)
+   * are told why and disconnected.
+   */
+  z.object({
+    type: z.literal('removeUser'),
+    scope: z.union([z.literal('*'), channelNameSchema]),
+    userId: z.string().min(1).max(128),
+    reason: z.enum(['kicked', 'banned']),
+    message: z.string().max(200),
   }),
   /** A stream key was rotated or revoked: streams published with it end. */
   z.object({ type: z.literal('keyRevoked'), keyId: z.string().min(1).max(64) }),

@@ -17,6 +17,12 @@ export const joinTokenClaimsSchema = z.object({
   grants: z.array(grantSchema),
   /** The node holding the channel's core when the token was issued. */
   core: z.string().min(1).max(128),
+  /** Token id: a node admits each token once. */
+  jti: z.uuid(),
+  /** Standing in the channel (see `RANKS`): a moderator acts only on lower ranks. */
+  rank: z.number().int().min(0).max(5),
+  /** A moderator muted this account in the channel, and the mute outlives its sessions. */
+  serverMuted: z.boolean(),
 });
 
 /** Claims of a voice join token. */

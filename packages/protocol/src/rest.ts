@@ -7,6 +7,8 @@ import { rtpCapabilitiesSchema } from './rtp';
 export const channelSchema = z.object({
   name: channelNameSchema,
   createdAt: z.string(),
+  /** Members only: listed, readable, joinable and watchable by its members and moderators. */
+  private: z.boolean(),
   participants: z.array(participantSchema),
 });
 
@@ -19,11 +21,19 @@ export const channelListSchema = z.object({ channels: z.array(channelSchema) });
 /** Response of `GET /api/channels`. */
 export type ChannelList = z.infer<typeof channelListSchema>;
 
-/** Body of `POST /api/channels`. */
-export const createChannelBodySchema = z.object({ name: channelNameSchema }).strict();
+/** Body of `POST /api/channels`: a public channel unless `private` is true. */
+export const createChannelBodySchema = z
+  .object({ name: channelNameSchema, private: z.boolean().default(false) })
+  .strict();
 
 /** Body of `POST /api/channels`. */
-export type CreateChannelBody = z.infer<typeof createChannelBodySchema>;
+export type CreateChannelBody = z.input<typeof createChannelBodySchema>;
+
+/** Body of `PATCH /api/channels/:name`: the settings to change. */
+export const updateChannelBodySchema = z.object({ private: z.boolean() }).strict();
+
+/** Body of `PATCH /api/channels/:name`. */
+export type UpdateChannelBody = z.infer<typeof updateChannelBodySchema>;
 
 /** Response of `GET /api/health` and `GET /api/ready`. */
 export const healthSchema = z.object({

@@ -133,6 +133,8 @@ export const voiceNotificationSchemas = {
   reconnect: z.object({ reason: z.string() }),
   /** The channel was deleted or the server is shutting down: do not rejoin. */
   channelClosed: z.object({ reason: z.enum(['deleted', 'released', 'shutdown']) }),
+  /** A moderator removed this participant: the server closes the connection after it (4403). */
+  removed: z.object({ reason: z.enum(['kicked', 'banned']), message: z.string().max(200) }),
 } as const;
 
 /** Names of client to server request methods. */

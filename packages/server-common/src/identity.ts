@@ -1,4 +1,4 @@
-import type { Grant } from '@hearth/protocol';
+import { RANKS, type Grant } from '@hearth/protocol';
 
 /** Who a connection acts as, and what it may do; the api resolves it, services trust it. */
 export interface Identity {
@@ -10,4 +10,20 @@ export interface Identity {
   readonly guest: boolean;
   /** Grants that apply to the channel being accessed. */
   readonly grants: ReadonlySet<Grant>;
+  /**
+   * Standing in the channel (`RANKS` in the protocol): a moderator acts only on lower ranks.
+   * Without it, `rankOf` derives one from the grants.
+   */
+  readonly rank?: number;
+  /** Joins muted by a moderator: an account's server mute outlives its sessions. */
+  readonly serverMuted?: boolean;
+  /** Id of the join token that admitted it, which settles the seat reserved for it. */
+  readonly tokenId?: string;
+}
+
+/** An identity's rank: the one its token gave, or moderator for `moderate`, member, or guest. */
+export function rankOf(identity: Identity): number {
+  if (identity.rank !== undefined) return identity.rank;
+  if (identity.grants.has('moderate')) return RANKS.moderator;
+  return identity.guest ? RANKS.guest : RANKS.member;
 }

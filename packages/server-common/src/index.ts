@@ -7,7 +7,7 @@ export * from './serial-queue';
 export * from './token-bucket';
 export * from './join-token';
 export * from './keep-alive';
-export * from './hs256-jwt';
+export * from './jwt';
 export * from './control-socket';
 export * from './ops-http';
 export * from './supervised-process';

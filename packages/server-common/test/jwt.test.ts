@@ -1,9 +1,16 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { Hs256Jwt, JwtRefusedError } from '@hearth/server-common';
+import {
+  CompactJwt,
+  JwtRefusedError,
+  ed25519SigningKey,
+  ed25519VerifyingKey,
+  hs256Key,
+  publicKeyText,
+} from '@hearth/server-common';
 
 const SECRET = 'a-test-secret-that-is-long-enough-0123456789';
-const jwt = new Hs256Jwt(SECRET, { issuer: 'issuer-a', audience: 'audience-a' });
+const jwt = new CompactJwt(hs256Key(SECRET), { issuer: 'issuer-a', audience: 'audience-a' });
 
 function encode(value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -35,7 +42,7 @@ function refusal(token: string): string {
   throw new Error('the token was accepted');
 }
 
-describe('Hs256Jwt', () => {
+describe('CompactJwt with HS256', () => {
   it('verifies what it signed and returns the claims', () => {
     const token = jwt.sign({ role: 'x' }, 'user-1', 60);
     expect(jwt.verify(token)).toMatchObject({
@@ -82,5 +89,33 @@ describe('Hs256Jwt', () => {
     expect(refusal(handMade({ alg: 'HS256' }, { ...validClaims(), exp: now() - 1 }))).toBe(
       'expired',
     );
+  });
+});
+
+describe('CompactJwt with Ed25519', () => {
+  const options = { issuer: 'issuer-a', audience: 'audience-a' };
+  const signingKey = ed25519SigningKey(Buffer.alloc(32, 7));
+  const signer = new CompactJwt(signingKey, options);
+  const verifier = new CompactJwt(
+    ed25519VerifyingKey(publicKeyText(signingKey.publicKey)),
+    options,
+  );
+
+  it('a verify-only key checks what the private key signed, and cannot sign', () => {
+    expect(verifier.verify(signer.sign({ role: 'x' }, 'user-1', 60)).role).toBe('x');
+    expect(() => verifier.sign({}, 'user-1', 60)).toThrow(/only verifies/);
+  });
+
+  it('refuses another key, an HS256 token, and a changed payload', () => {
+    const other = new CompactJwt(ed25519SigningKey(Buffer.alloc(32, 8)), options);
+    expect(() => verifier.verify(other.sign({}, 'user-1', 60))).toThrow(JwtRefusedError);
+    expect(() => verifier.verify(jwt.sign({}, 'user-1', 60))).toThrow(JwtRefusedError);
+    const [header, , signature] = signer.sign({ role: 'x' }, 'user-1', 60).split('.');
+    const forged = `${header}.${encode({ ...validClaims(), role: 'admin' })}.${signature}`;
+    expect(() => verifier.verify(forged)).toThrow(JwtRefusedError);
+  });
+
+  it('ed25519VerifyingKey() refuses text that is not a raw public key', () => {
+    expect(() => ed25519VerifyingKey('not a key')).toThrow(/not an Ed25519 public key/);
   });
 });
