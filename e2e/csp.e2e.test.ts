@@ -58,11 +58,17 @@ async function openUnderCsp(url: string): Promise<{ page: Page; violations: Viol
   const page = await (await browser.newContext()).newPage();
   await page.exposeFunction('__reportCspViolation', (text: string) => violations.events.push(text));
   await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (event) => {
-      const report = (globalThis as unknown as { __reportCspViolation(text: string): void })
-        .__reportCspViolation;
-      report(`${event.effectiveDirective} blocked ${event.blockedURI}`);
-    });
+    // The event bubbles from the document to the window; the test's tsconfig has no DOM types.
+    const scope = globalThis as unknown as {
+      addEventListener(
+        type: string,
+        listener: (event: { effectiveDirective: string; blockedURI: string }) => void,
+      ): void;
+      __reportCspViolation(text: string): void;
+    };
+    scope.addEventListener('securitypolicyviolation', (event) =>
+      scope.__reportCspViolation(`${event.effectiveDirective} blocked ${event.blockedURI}`),
+    );
   });
   page.on('console', (message) => {
     if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) {

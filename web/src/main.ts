@@ -1,3 +1,4 @@
+import './zod-jitless';
 import { createApp } from 'vue';
 import App from './App.vue';
 import { router } from './router';

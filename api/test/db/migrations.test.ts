@@ -7,10 +7,12 @@ import type { SqlClient } from '../../src/db/sql-client';
 import { testBackends } from '../support/databases';
 
 const TABLES = [
+  'bans',
   'channels',
   'memberships',
   'refresh_tokens',
   'schema_migrations',
+  'server_mutes',
   'session_history',
   'stream_history',
   'stream_keys',

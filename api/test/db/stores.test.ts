@@ -138,6 +138,7 @@ describe.each(testBackends())('stores on $name', (backend) => {
         passwordHash: 'h',
         createdAt: expect.any(Date),
         disabledAt: null,
+        role: 'member',
       });
       expect(await stores.users.byUsername('aDA')).toEqual(ada);
       expect(await stores.users.byId(ada.id)).toEqual(ada);
@@ -146,6 +147,28 @@ describe.each(testBackends())('stores on $name', (backend) => {
       await expect(newUser('ADA')).rejects.toMatchObject({ code: 'conflict' });
       await newUser('bob');
       expect((await stores.users.list()).map((user) => user.username)).toEqual(['Ada', 'bob']);
+    });
+
+    it('create() with firstIsOwner makes only the first owner; setRole() hands ownership over', async () => {
+      const first = await stores.users.create({
+        username: 'first',
+        displayName: 'First',
+        passwordHash: 'h',
+        firstIsOwner: true,
+      });
+      const second = await stores.users.create({
+        username: 'second',
+        displayName: 'Second',
+        passwordHash: 'h',
+        firstIsOwner: true,
+      });
+      expect([first.role, second.role]).toEqual(['owner', 'member']);
+      expect((await stores.users.setRole(second.id, 'owner')).role).toBe('owner');
+      // One owner at a time: the former one is an admin now.
+      expect((await stores.users.byId(first.id))?.role).toBe('admin');
+      await expect(stores.users.setRole(randomUUID(), 'admin')).rejects.toMatchObject({
+        code: 'not_found',
+      });
     });
 
     it('disable() dates the account once and revokes its refresh tokens; an unknown id is not_found', async () => {

@@ -13,6 +13,7 @@ import {
   type Grant,
 } from '@hearth/protocol';
 import { AppError } from '@hearth/server-common';
+import { clientAddress, trustedProxies } from '../../src/client-address';
 import { InMemoryClusterBus } from '../../src/cluster/bus';
 import { errorHandler, rateLimit, requestContext, type ApiState } from '../../src/middleware';
 import { PlacementService } from '../../src/nodes/placement-service';
@@ -73,6 +74,8 @@ async function start(): Promise<Running> {
   const router = new Router<ApiState>();
   registerNodeRoutes(router, { placement }, { limit: rateLimit(1000), signedIn, requireGrant });
   const app = new Koa();
+  // As in the app: rate limits key on the client address this resolves.
+  app.use(clientAddress(trustedProxies([])));
   app.use(requestContext(logger));
   app.use(errorHandler());
   app.use(router.routes() as Koa.Middleware);

@@ -34,12 +34,22 @@ export class RecordingSink implements PeerSink {
   }
 }
 
-/** An identity for tests. */
+/**
+ * An identity for tests: a guest, ranked by its grants (a moderator with the default ones, since
+ * `moderate` is among them), unless `extra` says otherwise.
+ */
 export function testIdentity(
   displayName: string,
   grants: Grant[] = ['join', 'speak', 'moderate'],
+  extra: Partial<Pick<Identity, 'guest' | 'rank' | 'serverMuted' | 'tokenId'>> = {},
 ): Identity {
-  return { userId: `test:${displayName}`, displayName, guest: true, grants: new Set(grants) };
+  return {
+    userId: `test:${displayName}`,
+    displayName,
+    guest: true,
+    grants: new Set(grants),
+    ...extra,
+  };
 }
 
 /** A test peer that sends Opus RTP through a PlainTransport on the channel's core. */
@@ -52,7 +62,10 @@ export interface PlainSpeaker {
   sender: RtpSender;
 }
 
-/** Joins a peer that produces audio from a local UDP sender. */
+/**
+ * Joins a peer that produces audio from a local UDP sender: an ordinary member (join and speak),
+ * so the listeners, who hold moderate, outrank it and may server-mute it.
+ */
 export async function joinPlainSpeaker(
   node: VoiceNode,
   channelName: string,
@@ -62,7 +75,7 @@ export async function joinPlainSpeaker(
   const sink = new RecordingSink();
   const { channel, peer } = await node.channels.join(
     channelName,
-    testIdentity(name),
+    testIdentity(name, ['join', 'speak']),
     node.routerRtpCapabilities,
     sink,
     { autoResume: true },

@@ -10,11 +10,11 @@ import { invalidResponse, readJson, send } from './http';
 import { clearSession, saveSession } from './session';
 
 async function startSession(path: string, body: LoginBody | RegisterBody): Promise<AuthUser> {
-  const response = await send(path, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
+  const response = await send(
+    path,
+    { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) },
+    { anonymous: true },
+  );
   const answer = await readJson(response);
   try {
     return saveSession(answer);
@@ -33,15 +33,13 @@ export function register(body: RegisterBody): Promise<AuthUser> {
   return startSession('/api/auth/register', body);
 }
 
-/** Signs out: forgets the session here and revokes its refresh tokens on the server. */
+/**
+ * Signs out: forgets the session in every tab, and revokes its refresh tokens on the server,
+ * which also clears the refresh cookie.
+ */
 export async function logout(): Promise<void> {
-  const refreshToken = clearSession();
-  if (refreshToken === undefined) return;
-  await send('/api/auth/logout', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ refreshToken }),
-  });
+  clearSession();
+  await send('/api/auth/logout', { method: 'POST' }, { anonymous: true });
 }
 
 /** Who the server takes this client for, with its grants. */

@@ -7,7 +7,7 @@ import {
   type CreateChannelBody,
   type RtpCapabilities,
 } from '@hearth/protocol';
-import { guestAuthorization, invalidResponse, readJson, send } from './http';
+import { invalidResponse, readJson, send } from './http';
 
 /** Lists every channel with the people in it. */
 export async function listChannels(signal?: AbortSignal): Promise<Channel[]> {
@@ -17,25 +17,29 @@ export async function listChannels(signal?: AbortSignal): Promise<Channel[]> {
   return body.data.channels;
 }
 
-/** Creates a channel, acting as the named guest. */
+/** Creates a channel; while nobody is signed in, as the guest named `displayName`. */
 export async function createChannel(name: string, displayName: string): Promise<Channel> {
   const body: CreateChannelBody = { name };
-  const response = await send('/api/channels', {
-    method: 'POST',
-    headers: { ...guestAuthorization(displayName), 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
+  const response = await send(
+    '/api/channels',
+    { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) },
+    { guestName: displayName },
+  );
   const channel = channelSchema.safeParse(await readJson(response));
   if (!channel.success) throw invalidResponse(response, describeZodError(channel.error));
   return channel.data;
 }
 
-/** Deletes a channel, acting as the named guest; everyone in it is told it closed. */
+/**
+ * Deletes a channel, and everyone in it is told it closed; while nobody is signed in, as the
+ * guest named `displayName`.
+ */
 export async function deleteChannel(name: string, displayName: string): Promise<void> {
-  await send(`/api/channels/${encodeURIComponent(name)}`, {
-    method: 'DELETE',
-    headers: guestAuthorization(displayName),
-  });
+  await send(
+    `/api/channels/${encodeURIComponent(name)}`,
+    { method: 'DELETE' },
+    { guestName: displayName },
+  );
 }
 
 /** Fetches the RTP capabilities every voice device loads before joining. */

@@ -1,5 +1,5 @@
 import { errorBodySchema } from '@hearth/protocol';
-import { DEFAULT_GUEST_NAME, currentAuthorization, renewAuthorization } from './session';
+import { currentAuthorization, renewAuthorization } from './session';
 
 /** A REST call that failed, with the server's error code when it sent one. */
 export class ApiError extends Error {
@@ -16,18 +16,21 @@ export class ApiError extends Error {
   }
 }
 
-/**
- * The Authorization header of a display-name guest. `send` uses it only while nobody is signed
- * in: a signed-in account always acts as itself.
- */
-export function guestAuthorization(displayName: string): Record<string, string> {
-  return { Authorization: `Guest ${encodeURIComponent(displayName)}` };
+/** Whom a request goes as, besides a signed-in account, which always acts as itself. */
+export interface SendOptions {
+  /**
+   * Display name of the guest session the request goes as while nobody is signed in; the
+   * guest's current name, or the remembered one, when left out.
+   */
+  guestName?: string;
+  /** Sends no credentials: signing in, registering and signing out need none. */
+  anonymous?: true;
 }
 
 async function attempt(path: string, init: RequestInit, headers: Headers): Promise<Response> {
   try {
-    // Paths are relative, so the calls go to the origin that served the app.
-    return await fetch(path, { ...init, headers });
+    // Paths are relative, so the calls go to the origin that served the app, with its cookies.
+    return await fetch(path, { ...init, headers, credentials: 'same-origin' });
   } catch (error) {
     if (error instanceof DOMException && error.name === 'AbortError') throw error;
     throw new ApiError('network', 0, 'the server cannot be reached');
@@ -37,26 +40,29 @@ async function attempt(path: string, init: RequestInit, headers: Headers): Promi
 /**
  * Sends a request to this origin and resolves with a successful response; a failure becomes an
  * `ApiError` carrying the server's code. An abort is passed through as the `AbortError` it is.
- * While signed in it carries the account's access token, refreshed once if the server refuses
- * it; otherwise the guest `Authorization` of `init`, or a default guest name.
+ * It carries the account's access token while signed in, otherwise a guest session's; when the
+ * server refuses that with 401, it is renewed once and the request sent again.
  */
-export async function send(path: string, init: RequestInit): Promise<Response> {
-  const guestHeaders = new Headers(init.headers);
-  guestHeaders.set('Accept', 'application/json');
-  if (!guestHeaders.has('Authorization')) {
-    guestHeaders.set('Authorization', guestAuthorization(DEFAULT_GUEST_NAME).Authorization!);
-  }
-  const withAuthorization = (authorization: string | undefined) => {
-    if (authorization === undefined) return guestHeaders;
-    const headers = new Headers(guestHeaders);
-    headers.set('Authorization', authorization);
+export async function send(
+  path: string,
+  init: RequestInit,
+  options: SendOptions = {},
+): Promise<Response> {
+  const headersWith = (authorization: string | undefined) => {
+    const headers = new Headers(init.headers);
+    headers.set('Accept', 'application/json');
+    if (authorization !== undefined) headers.set('Authorization', authorization);
     return headers;
   };
-  const authorization = await currentAuthorization().catch(() => undefined);
-  let response = await attempt(path, init, withAuthorization(authorization));
+  const authorization = options.anonymous
+    ? undefined
+    : await currentAuthorization(options.guestName).catch(() => undefined);
+  let response = await attempt(path, init, headersWith(authorization));
   if (response.status === 401 && authorization !== undefined) {
-    const renewed = await renewAuthorization(authorization).catch(() => undefined);
-    response = await attempt(path, init, withAuthorization(renewed));
+    const renewed = await renewAuthorization(authorization, options.guestName).catch(
+      () => undefined,
+    );
+    if (renewed !== undefined) response = await attempt(path, init, headersWith(renewed));
   }
   if (response.ok) return response;
   const body = errorBodySchema.safeParse(await readJson(response).catch(() => null));

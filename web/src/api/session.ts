@@ -1,156 +1,245 @@
-import { z } from 'zod';
 import { shallowRef, type ShallowRef } from 'vue';
-import { authUserSchema, tokenResponseSchema, type AuthUser } from '@hearth/protocol';
+import {
+  guestSessionSchema,
+  sessionResponseSchema,
+  type AuthUser,
+  type GuestSession,
+} from '@hearth/protocol';
 
-// The signed-in session lives in localStorage, so every tab shares it and it survives reloads.
-// Tokens are read from storage on every use: another tab may have rotated them meanwhile.
-const STORAGE_KEY = 'hearth.session';
-// An access token this close to its expiry is refreshed before use rather than sent.
+// Tokens live in this page's memory only. An account's session survives reloads through the
+// refresh token the server keeps in an httpOnly cookie, which scripts never see; a guest starts a
+// new guest session under the display name it last used, which is no secret and stays in
+// localStorage.
+
+/** localStorage key of the display name a guest joins with. */
+export const DISPLAY_NAME_KEY = 'hearth.displayName';
+// Where earlier versions kept the whole session, refresh token included; read once and deleted.
+const LEGACY_SESSION_KEY = 'hearth.session';
+// Set while this browser holds an account's refresh cookie, which scripts cannot see: a page
+// without it does not ask the server to restore a session that does not exist.
+const SIGNED_IN_HINT_KEY = 'hearth.signedIn';
+// An access token this close to its expiry is renewed before use rather than sent.
 const EXPIRY_MARGIN_MS = 30_000;
-// Held while refreshing, so two tabs never present the same single-use refresh token at once
+// Held while refreshing, so two tabs never present the same single-use refresh cookie at once
 // (the server would take the second for a stolen token and sign both out).
 const REFRESH_LOCK = 'hearth.session.refresh';
+// Tabs tell each other of sign-ins and sign-outs, since none can read another's tokens.
+const SESSION_CHANNEL = 'hearth.session';
 
-/**
- * Name of the guest that reads needing no particular name (the channel list, a stream's status,
- * its events) go as while nobody is signed in.
- */
+/** Name a guest goes by while it has not chosen one. */
 export const DEFAULT_GUEST_NAME = 'Viewer';
 
-const storedSessionSchema = z.object({
-  accessToken: z.string(),
-  refreshToken: z.string(),
+interface HeldToken {
+  accessToken: string;
   /** Epoch milliseconds at which the access token expires. */
-  accessExpiresAt: z.number(),
-  user: authUserSchema,
-});
-
-type StoredSession = z.infer<typeof storedSessionSchema>;
-
-function readSession(): StoredSession | null {
-  try {
-    const raw = localStorage.getItem(STORAGE_KEY);
-    if (raw === null) return null;
-    const parsed = storedSessionSchema.safeParse(JSON.parse(raw));
-    return parsed.success ? parsed.data : null;
-  } catch {
-    return null;
-  }
+  expiresAt: number;
 }
 
-function writeSession(session: StoredSession | null): void {
-  try {
-    if (session) localStorage.setItem(STORAGE_KEY, JSON.stringify(session));
-    else localStorage.removeItem(STORAGE_KEY);
-  } catch {
-    // Storage can be unavailable (private modes, full quota): the session then ends with the page.
-  }
-  signedInUser.value = session?.user ?? null;
-}
+let account: (HeldToken & { user: AuthUser }) | null = null;
+let guest: (HeldToken & { requestedName: string }) | null = null;
 
 /** The signed-in account, or null for a guest; follows sign-ins and sign-outs in other tabs. */
-export const signedInUser: ShallowRef<AuthUser | null> = shallowRef(readSession()?.user ?? null);
+export const signedInUser: ShallowRef<AuthUser | null> = shallowRef(null);
 
-window.addEventListener('storage', (event) => {
-  if (event.key === STORAGE_KEY || event.key === null) {
-    signedInUser.value = readSession()?.user ?? null;
-  }
+const tabs = typeof BroadcastChannel === 'undefined' ? null : new BroadcastChannel(SESSION_CHANNEL);
+tabs?.addEventListener('message', (event: MessageEvent<unknown>) => {
+  if (event.data === 'signed-out') setAccount(null);
+  if (event.data === 'signed-in') void refresh().catch(() => undefined);
 });
 
-/** Keeps the tokens of a login, registration or refresh answer. */
-export function saveSession(answer: unknown): AuthUser {
-  const tokens = tokenResponseSchema.parse(answer);
-  writeSession({
-    accessToken: tokens.accessToken,
-    refreshToken: tokens.refreshToken,
-    accessExpiresAt: Date.now() + tokens.expiresIn * 1000,
-    user: tokens.user,
-  });
-  return tokens.user;
+function setAccount(next: typeof account): void {
+  account = next;
+  signedInUser.value = next?.user ?? null;
+  try {
+    if (next) localStorage.setItem(SIGNED_IN_HINT_KEY, '1');
+    else localStorage.removeItem(SIGNED_IN_HINT_KEY);
+  } catch {
+    // Without storage every load asks the server, which answers 401 when there is no session.
+  }
 }
 
-/** Forgets the session (sign-out); the next calls go as a guest. Returns its refresh token. */
-export function clearSession(): string | undefined {
-  const refreshToken = readSession()?.refreshToken;
-  writeSession(null);
-  return refreshToken;
+function signedInHint(): boolean {
+  try {
+    return localStorage.getItem(SIGNED_IN_HINT_KEY) !== null;
+  } catch {
+    return true;
+  }
 }
 
-let refreshing: Promise<StoredSession | null> | null = null;
+function expiresAt(expiresInSeconds: number): number {
+  return Date.now() + expiresInSeconds * 1000;
+}
+
+function fresh(token: HeldToken | null): boolean {
+  return token !== null && token.expiresAt - EXPIRY_MARGIN_MS > Date.now();
+}
 
 /**
- * Trades the stored refresh token for new tokens; resolves with null once the session is gone
- * (signed out elsewhere, expired or revoked). `staleAccessToken` is the token a request was
- * refused with: when another tab has stored a newer one meanwhile, that one is used instead.
- * Concurrent callers in this tab share one request.
+ * Keeps the access token of a login or registration answer (its refresh token is in the cookie
+ * the same answer set) and tells the other tabs.
  */
-function refresh(staleAccessToken: string | undefined): Promise<StoredSession | null> {
+export function saveSession(answer: unknown): AuthUser {
+  const session = sessionResponseSchema.parse(answer);
+  setAccount({ ...session, expiresAt: expiresAt(session.expiresIn) });
+  tabs?.postMessage('signed-in');
+  return session.user;
+}
+
+/** Forgets the account's session in this tab and the others; the next calls go as a guest. */
+export function clearSession(): void {
+  setAccount(null);
+  tabs?.postMessage('signed-out');
+}
+
+let refreshing: Promise<void> | null = null;
+
+/**
+ * Trades the refresh cookie (or, once, a refresh token an earlier version stored) for a new
+ * access token; the account is gone afterwards when the server refused it. Concurrent callers
+ * in this tab share one request.
+ */
+function refresh(legacyRefreshToken?: string): Promise<void> {
   refreshing ??= withRefreshLock(async () => {
-    const current = readSession();
-    if (!current) return null;
-    const rotatedElsewhere =
-      staleAccessToken !== undefined && current.accessToken !== staleAccessToken;
-    if (rotatedElsewhere && current.accessExpiresAt - EXPIRY_MARGIN_MS > Date.now()) return current;
     const response = await fetch('/api/auth/refresh', {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: JSON.stringify({ refreshToken: current.refreshToken }),
+      credentials: 'same-origin',
+      headers: {
+        Accept: 'application/json',
+        ...(legacyRefreshToken === undefined ? {} : { 'Content-Type': 'application/json' }),
+      },
+      body:
+        legacyRefreshToken === undefined
+          ? undefined
+          : JSON.stringify({ refreshToken: legacyRefreshToken }),
     });
     if (response.status === 401) {
-      writeSession(null);
-      return null;
+      setAccount(null);
+      return;
     }
     if (!response.ok) throw new Error(`refreshing the session failed (HTTP ${response.status})`);
-    saveSession(await response.json());
-    return readSession();
+    const session = sessionResponseSchema.parse(await response.json());
+    setAccount({ ...session, expiresAt: expiresAt(session.expiresIn) });
   }).finally(() => {
     refreshing = null;
   });
   return refreshing;
 }
 
-async function withRefreshLock<T>(work: () => Promise<T>): Promise<T> {
+async function withRefreshLock(work: () => Promise<void>): Promise<void> {
   // Web Locks reach across tabs; where they are missing, the in-tab promise sharing still holds.
   if (!navigator.locks) return work();
-  let result: T | undefined;
-  await navigator.locks.request(REFRESH_LOCK, async () => {
-    result = await work();
-  });
-  return result as T;
+  await navigator.locks.request(REFRESH_LOCK, work);
 }
 
+// A refresh token an earlier version kept in localStorage: deleted at once, and used once to
+// move the session into the cookie.
+function takeLegacyRefreshToken(): string | undefined {
+  try {
+    const raw = localStorage.getItem(LEGACY_SESSION_KEY);
+    localStorage.removeItem(LEGACY_SESSION_KEY);
+    const stored: unknown = raw === null ? null : JSON.parse(raw);
+    const token = (stored as { refreshToken?: unknown } | null)?.refreshToken;
+    return typeof token === 'string' ? token : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// On load the account's session, if any, comes back from the refresh cookie; every call waits
+// for that first, so nothing goes out as a guest by mistake.
+const restored: Promise<void> = restoreSession();
+
+async function restoreSession(): Promise<void> {
+  const legacyRefreshToken = takeLegacyRefreshToken();
+  if (legacyRefreshToken === undefined && !signedInHint()) return;
+  await refresh(legacyRefreshToken).catch(() => undefined);
+}
+
+function storedDisplayName(): string | undefined {
+  try {
+    return localStorage.getItem(DISPLAY_NAME_KEY)?.trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const startingGuest = new Map<string, Promise<HeldToken | null>>();
+
 /**
- * `Bearer <access token>` while signed in, refreshed first when it is about to expire; undefined
- * for guests. The voice client sends it when it connects.
+ * The guest session under `name`, started if this tab has none under that name or it is about
+ * to expire; null when the server starts none (guest access off, or a name it refuses).
  */
-export async function currentAuthorization(): Promise<string | undefined> {
-  let session = readSession();
-  if (session && session.accessExpiresAt - EXPIRY_MARGIN_MS <= Date.now()) {
-    session = await refresh(session.accessToken);
+function guestSessionFor(name: string): Promise<HeldToken | null> {
+  if (guest?.requestedName === name && fresh(guest)) return Promise.resolve(guest);
+  let starting = startingGuest.get(name);
+  if (!starting) {
+    starting = startGuestSession(name).finally(() => startingGuest.delete(name));
+    startingGuest.set(name, starting);
+  }
+  return starting;
+}
+
+async function startGuestSession(name: string): Promise<HeldToken | null> {
+  const response = await fetch('/api/auth/guest', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    body: JSON.stringify({ displayName: name }),
+  });
+  if (!response.ok) return null;
+  const session: GuestSession = guestSessionSchema.parse(await response.json());
+  guest = {
+    accessToken: session.accessToken,
+    expiresAt: expiresAt(session.expiresIn),
+    requestedName: name,
+  };
+  return guest;
+}
+
+// A guest keeps the name it chose last; reads before any choice go under the remembered one.
+async function guestAuthorization(guestName: string | undefined): Promise<string | undefined> {
+  const remembered = guest?.requestedName ?? storedDisplayName();
+  let session = await guestSessionFor(guestName ?? remembered ?? DEFAULT_GUEST_NAME);
+  // A remembered name the server refuses is no reason to read nothing.
+  if (!session && guestName === undefined && remembered !== undefined) {
+    session = await guestSessionFor(DEFAULT_GUEST_NAME);
   }
   return session ? `Bearer ${session.accessToken}` : undefined;
 }
 
 /**
- * After a request was refused with 401 although it carried `authorization`: refreshes once and
- * resolves with the new `Bearer` value, or undefined when the session is over.
+ * `Bearer <access token>`: the account's while signed in, renewed first when it is about to
+ * expire; otherwise a guest session's, under `guestName` when given. Undefined when there is no
+ * account and the server starts no guest session.
  */
-export async function renewAuthorization(authorization: string): Promise<string | undefined> {
-  const session = await refresh(authorization.replace(/^Bearer /, ''));
-  return session ? `Bearer ${session.accessToken}` : undefined;
+export async function currentAuthorization(guestName?: string): Promise<string | undefined> {
+  await restored;
+  if (account && !fresh(account)) await refresh();
+  if (account) return `Bearer ${account.accessToken}`;
+  return guestAuthorization(guestName);
+}
+
+/**
+ * After a request was refused with 401 although it carried `authorization`: renews what it
+ * carried once (the account's token by refresh, a guest's by a new guest session) and resolves
+ * with what to send now, or undefined when there is nothing.
+ */
+export async function renewAuthorization(
+  authorization: string,
+  guestName?: string,
+): Promise<string | undefined> {
+  const refused = authorization.replace(/^Bearer /, '');
+  if (account?.accessToken === refused) await refresh();
+  if (guest?.accessToken === refused) guest = null;
+  return currentAuthorization(guestName);
 }
 
 /**
  * Query parameters that authenticate a WebSocket, which cannot carry headers: the access token
- * while signed in, otherwise the guest's display name.
+ * of the account, or of the guest session under `guestName`.
  */
-export async function webSocketCredentials(
-  guestName: string = DEFAULT_GUEST_NAME,
-): Promise<URLSearchParams> {
-  const authorization = await currentAuthorization().catch(() => undefined);
+export async function webSocketCredentials(guestName?: string): Promise<URLSearchParams> {
+  const authorization = await currentAuthorization(guestName).catch(() => undefined);
   return new URLSearchParams(
-    authorization === undefined
-      ? { name: guestName }
-      : { access_token: authorization.replace(/^Bearer /, '') },
+    authorization === undefined ? {} : { access_token: authorization.replace(/^Bearer /, '') },
   );
 }

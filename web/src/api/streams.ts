@@ -7,7 +7,7 @@ import {
   type IssuedStreamKey,
   type StreamKeyDetails,
 } from '@hearth/protocol';
-import { ApiError, guestAuthorization, invalidResponse, readJson, send } from './http';
+import { ApiError, invalidResponse, readJson, send } from './http';
 
 /** Fetches a channel's stream: the current or just ended one, or none while it is offline. */
 export async function fetchChannelStream(
@@ -21,8 +21,8 @@ export async function fetchChannelStream(
 }
 
 /**
- * Fetches the channel's stream key, without its secret, acting as the named guest; null when the
- * channel has none.
+ * Fetches the channel's stream key, without its secret; null when the channel has none. While
+ * nobody is signed in it asks as the guest named `displayName`.
  */
 export async function fetchStreamKey(
   channel: string,
@@ -31,10 +31,11 @@ export async function fetchStreamKey(
 ): Promise<StreamKeyDetails | null> {
   let response: Response;
   try {
-    response = await send(`${channelPath(channel)}/stream-key`, {
-      headers: guestAuthorization(displayName),
-      signal,
-    });
+    response = await send(
+      `${channelPath(channel)}/stream-key`,
+      { signal },
+      { guestName: displayName },
+    );
   } catch (error) {
     if (error instanceof ApiError && error.code === 'not_found') return null;
     throw error;
@@ -56,15 +57,16 @@ export function rotateStreamKey(channel: string, displayName: string): Promise<I
 
 /** Removes the channel's stream key; a live stream that used it ends. */
 export async function revokeStreamKey(channel: string, displayName: string): Promise<void> {
-  await send(`${channelPath(channel)}/stream-key`, {
-    method: 'DELETE',
-    headers: guestAuthorization(displayName),
-  });
+  await send(
+    `${channelPath(channel)}/stream-key`,
+    { method: 'DELETE' },
+    { guestName: displayName },
+  );
 }
 
 // Creating and rotating answer alike: the new key with its secret, which is never shown again.
 async function issueKey(path: string, displayName: string): Promise<IssuedStreamKey> {
-  const response = await send(path, { method: 'POST', headers: guestAuthorization(displayName) });
+  const response = await send(path, { method: 'POST' }, { guestName: displayName });
   const body = issuedStreamKeySchema.safeParse(await readJson(response));
   if (!body.success) throw invalidResponse(response, describeZodError(body.error));
   return body.data;

@@ -1,4 +1,5 @@
 import { ref, watch, type Ref } from 'vue';
+import { DISPLAY_NAME_KEY } from '../api/session';
 
 /**
  * A string kept in localStorage under `key`, so it survives reloads. Storage can be unavailable
@@ -26,5 +27,5 @@ function read(key: string): string | null {
 
 /** The display name the user joins with, remembered across visits. */
 export function useDisplayName(): Ref<string> {
-  return useStoredString('hearth.displayName');
+  return useStoredString(DISPLAY_NAME_KEY);
 }

@@ -4,20 +4,27 @@ import {
   type VoiceJoin,
   type VoiceJoinBody,
 } from '@hearth/protocol';
-import { ApiError, guestAuthorization, invalidResponse, readJson, send } from '../api/http';
+import { ApiError, invalidResponse, readJson, send } from '../api/http';
 
 /** Asks the api which node serves a channel for this client, and for a join token to it. */
 export type LocateVoiceNode = (avoid: string[]) => Promise<VoiceJoin>;
 
-/** The default locator: `POST /api/voice/join` as the named guest. */
+/**
+ * The default locator: `POST /api/voice/join` as the signed-in account, or else as a guest
+ * session under `displayName`.
+ */
 export function locateAsGuest(channel: string, displayName: string): LocateVoiceNode {
   return async (avoid) => {
     const body: VoiceJoinBody = { channel, avoid };
-    const response = await send('/api/voice/join', {
-      method: 'POST',
-      headers: { ...guestAuthorization(displayName), 'Content-Type': 'application/json' },
-      body: JSON.stringify(body),
-    });
+    const response = await send(
+      '/api/voice/join',
+      {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      },
+      { guestName: displayName },
+    );
     const placement = voiceJoinSchema.safeParse(await readJson(response));
     if (!placement.success) throw invalidResponse(response, describeZodError(placement.error));
     return placement.data;
