@@ -1,5 +1,6 @@
 import { shallowRef, type ShallowRef } from 'vue';
 import {
+  authUserSchema,
   guestSessionSchema,
   sessionResponseSchema,
   type AuthUser,
@@ -15,9 +16,10 @@ import {
 export const DISPLAY_NAME_KEY = 'hearth.displayName';
 // Where earlier versions kept the whole session, refresh token included; read once and deleted.
 const LEGACY_SESSION_KEY = 'hearth.session';
-// Set while this browser holds an account's refresh cookie, which scripts cannot see: a page
-// without it does not ask the server to restore a session that does not exist.
-const SIGNED_IN_HINT_KEY = 'hearth.signedIn';
+// The signed-in account's public profile (no token), kept while this browser holds its refresh
+// cookie, which scripts cannot see. Pages know at once who is signed in, before the session is
+// restored, and a page without it does not ask the server to restore a session that is not there.
+const SIGNED_IN_USER_KEY = 'hearth.signedInUser';
 // An access token this close to its expiry is renewed before use rather than sent.
 const EXPIRY_MARGIN_MS = 30_000;
 // Held while refreshing, so two tabs never present the same single-use refresh cookie at once
@@ -36,10 +38,15 @@ interface HeldToken {
 }
 
 let account: (HeldToken & { user: AuthUser }) | null = null;
-let guest: (HeldToken & { requestedName: string }) | null = null;
+// Guest sessions by the name they were asked for: a page may read under one name before it joins
+// under another, and each name keeps one identity rather than a new one at every switch.
+const guests = new Map<string, HeldToken>();
+const MAX_GUEST_SESSIONS = 4;
+// The name this tab's guest last chose; reads that name nobody go under it.
+let chosenGuestName: string | undefined;
 
 /** The signed-in account, or null for a guest; follows sign-ins and sign-outs in other tabs. */
-export const signedInUser: ShallowRef<AuthUser | null> = shallowRef(null);
+export const signedInUser: ShallowRef<AuthUser | null> = shallowRef(rememberedUser());
 
 const tabs = typeof BroadcastChannel === 'undefined' ? null : new BroadcastChannel(SESSION_CHANNEL);
 tabs?.addEventListener('message', (event: MessageEvent<unknown>) => {
@@ -51,16 +58,26 @@ function setAccount(next: typeof account): void {
   account = next;
   signedInUser.value = next?.user ?? null;
   try {
-    if (next) localStorage.setItem(SIGNED_IN_HINT_KEY, '1');
-    else localStorage.removeItem(SIGNED_IN_HINT_KEY);
+    if (next) localStorage.setItem(SIGNED_IN_USER_KEY, JSON.stringify(next.user));
+    else localStorage.removeItem(SIGNED_IN_USER_KEY);
   } catch {
     // Without storage every load asks the server, which answers 401 when there is no session.
   }
 }
 
-function signedInHint(): boolean {
+function rememberedUser(): AuthUser | null {
   try {
-    return localStorage.getItem(SIGNED_IN_HINT_KEY) !== null;
+    const raw = localStorage.getItem(SIGNED_IN_USER_KEY);
+    const parsed = authUserSchema.safeParse(raw === null ? null : JSON.parse(raw));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+function mayHaveSession(): boolean {
+  try {
+    return localStorage.getItem(SIGNED_IN_USER_KEY) !== null;
   } catch {
     return true;
   }
@@ -151,7 +168,7 @@ const restored: Promise<void> = restoreSession();
 
 async function restoreSession(): Promise<void> {
   const legacyRefreshToken = takeLegacyRefreshToken();
-  if (legacyRefreshToken === undefined && !signedInHint()) return;
+  if (legacyRefreshToken === undefined && !mayHaveSession()) return;
   await refresh(legacyRefreshToken).catch(() => undefined);
 }
 
@@ -170,7 +187,8 @@ const startingGuest = new Map<string, Promise<HeldToken | null>>();
  * to expire; null when the server starts none (guest access off, or a name it refuses).
  */
 function guestSessionFor(name: string): Promise<HeldToken | null> {
-  if (guest?.requestedName === name && fresh(guest)) return Promise.resolve(guest);
+  const held = guests.get(name) ?? null;
+  if (fresh(held)) return Promise.resolve(held);
   let starting = startingGuest.get(name);
   if (!starting) {
     starting = startGuestSession(name).finally(() => startingGuest.delete(name));
@@ -187,17 +205,17 @@ async function startGuestSession(name: string): Promise<HeldToken | null> {
   });
   if (!response.ok) return null;
   const session: GuestSession = guestSessionSchema.parse(await response.json());
-  guest = {
-    accessToken: session.accessToken,
-    expiresAt: expiresAt(session.expiresIn),
-    requestedName: name,
-  };
-  return guest;
+  const held = { accessToken: session.accessToken, expiresAt: expiresAt(session.expiresIn) };
+  guests.delete(name);
+  if (guests.size >= MAX_GUEST_SESSIONS) guests.delete(guests.keys().next().value!);
+  guests.set(name, held);
+  return held;
 }
 
 // A guest keeps the name it chose last; reads before any choice go under the remembered one.
 async function guestAuthorization(guestName: string | undefined): Promise<string | undefined> {
-  const remembered = guest?.requestedName ?? storedDisplayName();
+  if (guestName !== undefined) chosenGuestName = guestName;
+  const remembered = chosenGuestName ?? storedDisplayName();
   let session = await guestSessionFor(guestName ?? remembered ?? DEFAULT_GUEST_NAME);
   // A remembered name the server refuses is no reason to read nothing.
   if (!session && guestName === undefined && remembered !== undefined) {
@@ -229,7 +247,9 @@ export async function renewAuthorization(
 ): Promise<string | undefined> {
   const refused = authorization.replace(/^Bearer /, '');
   if (account?.accessToken === refused) await refresh();
-  if (guest?.accessToken === refused) guest = null;
+  for (const [name, held] of guests) {
+    if (held.accessToken === refused) guests.delete(name);
+  }
   return currentAuthorization(guestName);
 }
 
