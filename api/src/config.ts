@@ -170,7 +170,14 @@ export const apiConfigSchema = z
           .map((origin) => origin.trim())
           .filter(Boolean),
       )
-      .pipe(z.array(z.url({ error: 'must be origins such as https://voice-1.example.com' }))),
+      .pipe(
+        z.array(
+          z
+            .url({ error: 'must be origins such as https://voice-1.example.com' })
+            // Browsers send `Origin` without a path or trailing slash; so are these compared.
+            .transform((url) => new URL(url).origin),
+        ),
+      ),
   })
   .superRefine((config, context) => {
     if (config.sweepIntervalMs >= config.nodeTimeoutMs) {

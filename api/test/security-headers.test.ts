@@ -54,7 +54,12 @@ describe('contentSecurityPolicy()', () => {
     });
   });
 
-  it('loadApiConfig() refuses API_ALLOWED_ORIGINS entries that are not URLs', () => {
+  it('loadApiConfig() keeps the origin of each API_ALLOWED_ORIGINS URL and refuses what is not a URL', () => {
+    expect(
+      loadApiConfig({
+        API_ALLOWED_ORIGINS: 'https://voice-1.example.com/, http://10.0.0.5:4443/ws',
+      }).allowedOrigins,
+    ).toEqual(['https://voice-1.example.com', 'http://10.0.0.5:4443']);
     expect(() => loadApiConfig({ API_ALLOWED_ORIGINS: 'voice-1.example.com' })).toThrow(
       /allowedOrigins.*must be origins/,
     );
