@@ -231,7 +231,9 @@ async function guestAuthorization(guestName: string | undefined): Promise<string
  */
 export async function currentAuthorization(guestName?: string): Promise<string | undefined> {
   await restored;
-  if (account && !fresh(account)) await refresh();
+  // An account shown as signed in whose session could not be restored yet (the server was out
+  // of reach) is tried again, as is one whose token is about to expire.
+  if (signedInUser.value !== null && !fresh(account)) await refresh();
   if (account) return `Bearer ${account.accessToken}`;
   return guestAuthorization(guestName);
 }
