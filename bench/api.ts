@@ -121,8 +121,9 @@ async function benchConfiguration(
   }
 }
 
-// An account with the default grants, and the channels it joins; one join checks that the
-// endpoint answers what the run will hammer.
+// An account, and the channels it joins; one join checks that the endpoint answers what the run
+// will hammer. It is the first account registered, so the owner: the per-identity caps on joins
+// waiting to connect do not apply to it, which the run needs, as none of its tokens is ever used.
 async function prepare(baseUrl: string): Promise<string> {
   const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
   for (let index = 0; index < CHANNELS; index++) {

@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { voiceJoinSchema } from '@hearth/protocol';
+import { ensureChannel, guestSession, sendJson } from '../api/test/support/sessions';
 import { startTestApi, TestSignalingClient, type TestApi } from '../api/test/support/server';
 import { launchChromium } from '../e2e/support/browser';
 import { eventually } from '../e2e/support/wait';
@@ -89,6 +91,8 @@ async function closeAll(contexts: BrowserContext[]): Promise<void> {
  */
 export async function runJoinBenchmark(count: number): Promise<JoinResult> {
   const api = await startTestApi({ api: { webDistDir }, voice: { numWorkers: 2 } });
+  // Guests join only channels that exist; the operator token creates it.
+  await ensureChannel(api.baseUrl, CHANNEL);
   const speaker = await joinPlainSpeaker(api.voice!, CHANNEL, 'speaker', 7000);
   const talking = setInterval(() => speaker.sender.sendOne(), 1000 / PACKETS_PER_SECOND);
   const browser = await launchChromium();
@@ -131,11 +135,23 @@ export async function runJoinBenchmark(count: number): Promise<JoinResult> {
   }
 }
 
-// The join path of the web client over signaling alone: connect, join, both transports, produce,
-// and resume the consumer of the speaker. It stops where a browser would start ICE and DTLS.
+// The join path of the web client over signaling alone: ask the api for a place, connect, join,
+// both transports, produce, and resume the consumer of the speaker. It stops where a browser would
+// start ICE and DTLS. The guest session comes first, untimed, as a page starts it when it loads.
 async function timeSignalingJoin(api: TestApi, name: string): Promise<number> {
+  const guest = await guestSession(api.baseUrl, name);
   const started = performance.now();
-  const client = await TestSignalingClient.connect(api.baseUrl, name, { channel: CHANNEL });
+  const answer = await sendJson(
+    `${api.baseUrl}/api/voice/join`,
+    'POST',
+    { channel: CHANNEL },
+    guest,
+  );
+  if (answer.status !== 200) throw new Error(`join refused with ${answer.status}`);
+  const placement = voiceJoinSchema.parse(await answer.json());
+  const url = new URL(placement.url, api.baseUrl.replace('http', 'ws'));
+  url.searchParams.set('token', placement.token);
+  const client = await TestSignalingClient.open(url.href);
   try {
     const caps = (await client.request('getRouterRtpCapabilities')) as {
       data: { rtpCapabilities: unknown };

@@ -3,20 +3,25 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { channelNodeSchema, channelSchema, nodeListSchema } from '@hearth/protocol';
+import { TEST_ADMIN_TOKEN, ensureChannel } from '../api/test/support/accounts';
 import { startRedis, type TestRedis } from '../api/test/support/redis';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { expectAudioFrom, hearthState, launchChromium } from './support/browser';
-import { startVoiceNodeProcess, type VoiceNodeProcess } from './support/voice-nodes';
+import { freePort, startVoiceNodeProcess, type VoiceNodeProcess } from './support/voice-nodes';
 import { eventually } from './support/wait';
 
 const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');
 const clusterSecret = 'e2e-cluster-secret-0123456789abcdef0123456789';
-const adminToken = 'e2e-admin-token-0123456789abcdef0123456789abcdef';
+// The operator token of every test api: it creates the channel, which guests may not.
+const adminToken = TEST_ADMIN_TOKEN;
 
 let redis: TestRedis;
 let api: TestApi;
 let browser: Browser;
 const nodes = new Map<string, VoiceNodeProcess>();
+// Each node's signaling port, chosen before the api starts: its Content-Security-Policy lets pages
+// connect only to the origins in allowedOrigins, where voice nodes apart from the api are listed.
+const nodePorts = new Map<string, number>();
 const contexts: BrowserContext[] = [];
 
 // Three voice-sfu processes share a channel through the api and Redis. voice-a and voice-b take one
@@ -25,13 +30,14 @@ const contexts: BrowserContext[] = [];
 // third on voice-c, which then has room for the guests that move when their nodes die.
 beforeAll(async () => {
   redis = await startRedis();
+  for (const id of ['voice-a', 'voice-b', 'voice-c']) nodePorts.set(id, await freePort());
   api = await startTestApi({
     api: {
       webDistDir,
+      allowedOrigins: [...nodePorts.values()].map((port) => `http://127.0.0.1:${port}`).join(','),
       embeddedVoice: 'false',
       redisUrl: redis.url,
       clusterSecret,
-      adminToken,
       nodeTimeoutMs: '1500',
       sweepIntervalMs: '250',
     },
@@ -52,7 +58,13 @@ afterAll(async () => {
 async function startNode(id: string, maxParticipants: number): Promise<void> {
   nodes.set(
     id,
-    await startVoiceNodeProcess({ id, apiUrl: api.baseUrl, clusterSecret, maxParticipants }),
+    await startVoiceNodeProcess({
+      id,
+      apiUrl: api.baseUrl,
+      clusterSecret,
+      maxParticipants,
+      port: nodePorts.get(id),
+    }),
   );
   await eventually(async () => (await upNodes()).includes(id), 20_000, `${id} registered`);
 }
@@ -116,6 +128,7 @@ async function everyoneHearsEveryone(pages: Page[]): Promise<void> {
 describe('a channel spanning three voice-sfu processes', () => {
   it('browsers on different nodes hear each other, and survive the loss of an edge node', async () => {
     const channel = 'cluster';
+    await ensureChannel(api.baseUrl, channel);
     const ada = await openGuest('Ada', channel);
     const bo = await openGuest('Bo', channel);
     await startNode('voice-c', 3);

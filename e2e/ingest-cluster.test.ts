@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { NginxProcess } from '@hearth/cdn-config';
+import { operator } from '../api/test/support/accounts';
 import type { TestApi } from '../api/test/support/server';
 import { TEST_BUCKET, type TestS3Server } from '../stream-ingest/test/support/s3rver';
 import { ingestNodes, liveStreams, startIngestCluster } from './support/ingest-cluster';
@@ -8,7 +9,8 @@ import { exited, publishLikeObs } from './support/obs';
 import { transcoderPids } from './support/transcoders';
 import { eventually } from './support/wait';
 
-const guest = { authorization: 'Guest Operator' };
+// The operator token: guests never hold moderate or stream.
+const operatorHeaders = operator();
 
 const cleanups: (() => Promise<unknown>)[] = [];
 const publishers: ChildProcess[] = [];
@@ -67,7 +69,7 @@ describe('ingest nodes behind a TCP balancer, with two api instances on Redis', 
     // Rotated through the second instance: the stream ends wherever it is ingested.
     const rotated = await fetch(`${second.baseUrl}/api/channels/show/stream-key/rotate`, {
       method: 'POST',
-      headers: guest,
+      headers: operatorHeaders,
     });
     expect(rotated.status).toBe(200);
     expect(await exited(showPublisher)).not.toBe(0);

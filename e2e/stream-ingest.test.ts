@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startNginxEdge } from '@hearth/cdn-config';
 import { nodeListSchema } from '@hearth/protocol';
 import { ingestConfig } from '@hearth/stream-ingest';
+import { operator } from '../api/test/support/accounts';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { probeSegment } from '../stream-ingest/test/support/ffmpeg-fixtures';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
@@ -144,9 +145,8 @@ describe('RTMP ingest to S3', () => {
     // The ingest node is in the node registry, reporting the stream in its load.
     await eventually(
       async () => {
-        const response = await fetch(`${api.baseUrl}/api/nodes`, {
-          headers: { authorization: 'Guest Operator' },
-        });
+        // Listing nodes is for moderators: the operator token.
+        const response = await fetch(`${api.baseUrl}/api/nodes`, { headers: operator() });
         const { nodes } = nodeListSchema.parse(await response.json());
         const ingestNode = nodes.find((node) => node.kind === 'ingest');
         return ingestNode?.status === 'up' && ingestNode.load.streams === 1;

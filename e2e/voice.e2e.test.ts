@@ -2,6 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureChannel } from '../api/test/support/accounts';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { expectAudioFrom, hearthState, launchChromium } from './support/browser';
 import { eventually } from './support/wait';
@@ -49,6 +50,8 @@ function serverTotals() {
 describe('voice channel in Chromium', () => {
   it('three guests hear each other, see the active speaker, leave and recover from a lost WebSocket', async () => {
     const channel = 'e2e';
+    // Guests join channels; creating one is for moderators (here the operator token).
+    await ensureChannel(api.baseUrl, channel);
     const pages = [
       await openGuest('Ada', channel),
       await openGuest('Bo', channel),
@@ -68,6 +71,11 @@ describe('voice channel in Chromium', () => {
     // Each page receives audio from the two others, through an edge router.
     for (const page of pages) {
       const state = await hearthState(page);
+      expect(state!.participants.map((p) => [p.guest, p.rank])).toEqual([
+        [true, 0],
+        [true, 0],
+        [true, 0],
+      ]);
       const sources = await expectAudioFrom(page, 2);
       expect(sources).not.toContain(state!.peerId);
     }
@@ -106,7 +114,8 @@ describe('voice channel in Chromium', () => {
     expect(after.transports).toBeLessThanOrEqual(before.transports - 2);
     expect(after.consumers).toBeLessThanOrEqual(before.consumers - 4);
 
-    // One page loses its WebSocket: it reconnects by itself and audio flows both ways again.
+    // One page loses its WebSocket: it reconnects by itself, with a new join token since each
+    // admits one connection, and audio flows both ways again.
     const dropped = pages[0]!;
     const joinsBefore = (await hearthState(dropped))!.joinCount;
     await dropped.evaluate(() =>

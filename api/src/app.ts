@@ -1,57 +1,42 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Koa from 'koa';
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import serveStatic from 'koa-static';
 import websockify from 'koa-websocket';
 import type { Registry } from 'prom-client';
 import type { WebSocket } from 'ws';
+import { MAX_WEBSOCKET_FRAME_BYTES } from '@hearth/protocol';
 import {
-  MAX_WEBSOCKET_FRAME_BYTES,
-  createChannelBodySchema,
-  updateChannelBodySchema,
-  type Channel,
-  type Participant,
-} from '@hearth/protocol';
-import { AppError, keepAlive, type JoinTokenIssuer, type Logger } from '@hearth/server-common';
+  AppError,
+  KeyedRateLimiter,
+  keepAlive,
+  type JoinTokenIssuer,
+  type Logger,
+} from '@hearth/server-common';
 import type { NodeAgent, VoiceNode } from '@hearth/voice-sfu';
 import type { AccountService } from './accounts/account-service';
-import { accountIdOf, type Authenticator } from './auth';
+import type { Authenticator } from './auth';
 import { clientAddress, trustedProxies } from './client-address';
 import { ChannelAccess } from './channel-access';
-import type { ChannelDirectory, ChannelRecord } from './channel-directory';
+import type { ChannelDirectory } from './channel-directory';
 import type { ApiConfig } from './config';
 import type { MembershipStore } from './db/memberships';
 import type { ModerationStore } from './db/moderation';
 import type { SessionHistory } from './db/session-history';
 import type { UserStore } from './db/users';
-import {
-  authenticate,
-  callerOf,
-  channelParam,
-  errorHandler,
-  rateLimit,
-  requestContext,
-  requireGrant,
-  requireServerGrant,
-  validateBody,
-  type ApiState,
-} from './middleware';
-import { metricsRoute } from './metrics-endpoint';
-import { buildOpenApiDocument } from './openapi';
+import { errorHandler, requestContext, type ApiState } from './middleware';
 import { securityHeaders } from './security-headers';
 import type { PlacementService } from './nodes/placement-service';
-import { registerAdminRoutes } from './routes/admin';
-import { registerAuthRoutes } from './routes/auth';
-import { registerModerationRoutes } from './routes/moderation';
-import { registerNodeRoutes } from './routes/nodes';
-import { registerStreamRoutes } from './routes/streams';
+import { ChannelExistenceCache } from './routes/channel-existence';
+import { apiRoutes } from './routes/index';
+import { mountRoutes } from './routes/mount';
+import { EMBEDDED_SIGNALING_PATH } from './routes/voice';
 import { originAllowed } from './ws/origin';
 import type { StreamService } from './streams/stream-service';
 import type { NodeHub } from './voice/node-hub';
 import type { PresenceStore } from './voice/presence';
 import type { JoinReservations } from './voice/reservations';
-import { EMBEDDED_SIGNALING_PATH, registerVoiceRoutes } from './voice/routes';
 import { streamEvents } from './ws/events';
 
 /** Everything the api needs, built by `main.ts` or by a test. */
@@ -90,7 +75,7 @@ export interface AppDeps {
   reservations: JoinReservations;
   /** Stream keys and live streams. */
   streams: StreamService;
-  /** Prometheus registry served at `/metrics` (see `metricsRoute` for who may read it). */
+  /** Prometheus registry served at `/metrics` (see `serveMetrics` for who may read it). */
   registry: Registry;
 }
 
@@ -125,149 +110,17 @@ export function createApp(deps: AppDeps): ApiApp {
   return app;
 }
 
-/** The REST routes; `createApp` mounts them, and tests read their table. */
+/** The REST routes of the route table, with the caches their handlers share. */
 export function apiRouter(deps: AppDeps): Router<ApiState> {
-  const router = new Router<ApiState>();
-  const limit = rateLimit(deps.config.restRatePerSecond);
-  const signedIn = authenticate(deps.authenticator);
-  const access = new ChannelAccess({ channels: deps.channels, memberships: deps.memberships });
-
-  router.get('/api/health', (ctx) => {
-    ctx.body = { status: 'ok', checks: { process: true } };
+  return mountRoutes(apiRoutes, {
+    ...deps,
+    access: new ChannelAccess({ channels: deps.channels, memberships: deps.memberships }),
+    knownChannels: new ChannelExistenceCache(deps.channels),
+    channelCreations: new KeyedRateLimiter({
+      ratePerSecond: deps.config.channelsPerHour / 3600,
+      burst: deps.config.channelsPerHour,
+    }),
   });
-
-  router.get('/api/ready', async (ctx) => {
-    const nodes = await deps.placement.nodes();
-    const checks = {
-      voiceNodes: nodes.some((node) => node.kind === 'voice' && node.status === 'up'),
-      webApp: fs.existsSync(path.join(deps.config.webDistDir, 'index.html')),
-    };
-    const ready = Object.values(checks).every(Boolean);
-    ctx.status = ready ? 200 : 503;
-    ctx.body = { status: ready ? 'ok' : 'unavailable', checks };
-  });
-
-  registerVoiceRoutes(
-    router,
-    {
-      placement: deps.placement,
-      joinTokens: deps.joinTokens,
-      moderation: deps.moderation,
-      presence: deps.presence,
-      sessions: deps.sessions,
-      reservations: deps.reservations,
-      limits: deps.config,
-      channels: deps.channels,
-      access,
-      rtpCapabilities: () => deps.voice?.routerRtpCapabilities ?? deps.nodeHub.rtpCapabilities,
-      joinRatePerSecond: deps.config.joinRatePerSecond,
-    },
-    { limit, signedIn },
-  );
-  registerAuthRoutes(router, deps);
-
-  router.get('/api/channels', limit, signedIn, requireGrant('join'), async (ctx) => {
-    // Private channels are left out for those who may not access them.
-    const records = await access.filter(callerOf(ctx), await deps.channels.list());
-    ctx.body = {
-      channels: await Promise.all(records.map((record) => describeChannel(record, deps.presence))),
-    };
-  });
-
-  router.get(
-    '/api/channels/:name',
-    limit,
-    signedIn,
-    channelParam(),
-    requireGrant('join'),
-    async (ctx) => {
-      const record = await access.require(callerOf(ctx), ctx.params.name!);
-      ctx.body = await describeChannel(record, deps.presence);
-    },
-  );
-
-  // Moderators of a channel make it private (members only) or public again. A live stream
-  // restarts, since its storage prefix decides which edge path serves it.
-  router.patch(
-    '/api/channels/:name',
-    limit,
-    signedIn,
-    channelParam(),
-    requireGrant('moderate'),
-    validateBody(updateChannelBodySchema),
-    async (ctx) => {
-      const { private: isPrivate } = updateChannelBodySchema.parse(ctx.state.body);
-      const before = await access.require(callerOf(ctx), ctx.params.name!);
-      const record = await deps.channels.setPrivate(before.name, isPrivate);
-      if (before.private !== record.private) await deps.streams.restartLiveStream(record.name);
-      ctx.body = await describeChannel(record, deps.presence);
-    },
-  );
-
-  router.post(
-    '/api/channels',
-    limit,
-    signedIn,
-    requireGrant('moderate'),
-    validateBody(createChannelBodySchema),
-    async (ctx) => {
-      const { name, private: isPrivate } = createChannelBodySchema.parse(ctx.state.body);
-      const record = await deps.channels.create(name, accountIdOf(callerOf(ctx)), {
-        private: isPrivate,
-      });
-      ctx.status = 201;
-      ctx.body = await describeChannel(record, deps.presence);
-    },
-  );
-
-  router.delete(
-    '/api/channels/:name',
-    limit,
-    signedIn,
-    channelParam(),
-    requireGrant('moderate'),
-    async (ctx) => {
-      const { name } = await access.require(callerOf(ctx), ctx.params.name!);
-      // A deleted channel keeps no way to go live: its key goes first, which ends a live stream
-      // (deleting the channel would drop the key row without telling anyone).
-      await deps.streams.revokeKey(name).catch((error: unknown) => {
-        if (!(error instanceof AppError && error.code === 'not_found')) throw error;
-      });
-      await deps.channels.delete(name);
-      await deps.nodeHub.closeChannel(name, 'deleted');
-      await deps.placement.release(name);
-      ctx.status = 204;
-    },
-  );
-
-  registerStreamRoutes(router, deps, { limit, signedIn });
-  registerAdminRoutes(router, deps, { limit, signedIn });
-  registerModerationRoutes(router, deps, { limit, signedIn });
-  registerNodeRoutes(router, deps, { limit, signedIn, requireGrant: requireServerGrant });
-
-  router.get('/metrics', metricsRoute(deps.registry, deps.config));
-
-  const openApiDocument = buildOpenApiDocument();
-  router.get('/api/docs', (ctx) => {
-    ctx.body = openApiDocument;
-  });
-
-  router.all('/api/{*rest}', () => {
-    throw new AppError('not_found', 'no such endpoint');
-  });
-
-  return router;
-}
-
-// Participants are what the nodes report, so the list covers every node of a channel.
-async function describeChannel(record: ChannelRecord, presence: PresenceStore): Promise<Channel> {
-  const participants: Participant[] = await presence.list(record.name);
-  return {
-    name: record.name,
-    createdAt: record.createdAt.toISOString(),
-    private: record.private,
-    participants,
-  };
 }
 
 // The app is a single-page app: known files are served as they are, and every other GET that

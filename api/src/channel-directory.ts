@@ -12,8 +12,8 @@ export interface ChannelRecord {
 
 /** Where channel records live; `SqlChannelDirectory` keeps them in PGlite or PostgreSQL. */
 export interface ChannelDirectory {
-  /** Every channel, oldest first. */
-  list(): Promise<ChannelRecord[]>;
+  /** Every channel oldest first, or one page of them. */
+  list(page?: { limit: number; offset: number }): Promise<ChannelRecord[]>;
   /** One channel, if it exists. */
   get(name: string): Promise<ChannelRecord | undefined>;
   /** Creates a channel, noting the account that did; throws `conflict` when the name is taken. */

@@ -138,6 +138,8 @@ export const apiConfigSchema = z
      * is admitted or expires).
      */
     maxPendingJoins: z.coerce.number().int().min(1).max(100).default(3),
+    /** Channels one identity below admin may create per hour (per api instance). */
+    channelsPerHour: z.coerce.number().int().min(1).max(10_000).default(10),
     /** Voice sessions one identity may hold at once, across channels and nodes. */
     maxVoiceSessions: z.coerce.number().int().min(1).max(100).default(4),
     /** Lifetime of the join tokens voice nodes admit clients with, in seconds. */
@@ -242,6 +244,7 @@ const envKeys: Record<string, string> = {
   API_JOIN_TOKEN_TTL: 'joinTokenTtlSeconds',
   API_MAX_PENDING_JOINS: 'maxPendingJoins',
   API_MAX_VOICE_SESSIONS: 'maxVoiceSessions',
+  API_CHANNELS_PER_HOUR: 'channelsPerHour',
   API_NODE_TIMEOUT_MS: 'nodeTimeoutMs',
   API_NODE_SWEEP_MS: 'sweepIntervalMs',
   API_CLUSTER_SECRET: 'clusterSecret',

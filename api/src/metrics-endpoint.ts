@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import type { Middleware } from 'koa';
+import type { Context } from 'koa';
 import type { Registry } from 'prom-client';
 import { AppError, listenHttp, notFound, serveOpsEndpoint } from '@hearth/server-common';
 
@@ -18,21 +18,25 @@ export interface MetricsAccess {
  * (it listens on loopback by default) and production serves nobody there (404): scrape the
  * metrics listener (`API_METRICS_PORT`) or set `API_METRICS_TOKEN`.
  */
-export function metricsRoute(registry: Registry, access: MetricsAccess): Middleware {
-  const expected = access.metricsToken === undefined ? undefined : sha256(access.metricsToken);
-  return async (ctx) => {
-    if (expected) {
-      const presented = /^Bearer (.+)$/.exec(ctx.get('authorization'))?.[1];
-      // Both sides are hashed first, so they have equal lengths whatever was presented.
-      if (presented === undefined || !timingSafeEqual(sha256(presented), expected)) {
-        throw new AppError('unauthorized', 'metrics need the metrics token');
-      }
-    } else if (access.profile === 'production') {
-      throw new AppError('not_found', 'no such endpoint');
+export async function serveMetrics(
+  ctx: Context,
+  registry: Registry,
+  access: MetricsAccess,
+): Promise<void> {
+  if (access.metricsToken !== undefined) {
+    const presented = /^Bearer (.+)$/.exec(ctx.get('authorization'))?.[1];
+    // Both sides are hashed first, so they have equal lengths whatever was presented.
+    if (
+      presented === undefined ||
+      !timingSafeEqual(sha256(presented), sha256(access.metricsToken))
+    ) {
+      throw new AppError('unauthorized', 'metrics need the metrics token');
     }
-    ctx.type = registry.contentType;
-    ctx.body = await registry.metrics();
-  };
+  } else if (access.profile === 'production') {
+    throw new AppError('not_found', 'no such endpoint');
+  }
+  ctx.type = registry.contentType;
+  ctx.body = await registry.metrics();
 }
 
 /** The api's own metrics listener, apart from the main port. */

@@ -2,7 +2,7 @@ import { SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { guestSessionSchema, meSchema, tokenResponseSchema, type Me } from '@hearth/protocol';
-import { apiOperations } from '../src/openapi';
+import { apiRoutes as routeTable } from '../src/routes/index';
 import {
   TEST_PASSWORD,
   bearer,
@@ -326,7 +326,7 @@ describe('grants on REST routes', () => {
       'post /api/auth/refresh',
       'post /api/auth/logout',
     ];
-    const apiRoutes = apiOperations.filter((operation) => operation.path.startsWith('/api/'));
+    const apiRoutes = routeTable.filter((operation) => operation.path.startsWith('/api/'));
     const unauthenticated = apiRoutes.filter((operation) => !operation.auth);
     expect(
       unauthenticated.map((operation) => `${operation.method} ${operation.path}`).sort(),

@@ -9,6 +9,7 @@ import {
   startApiProcess,
   stopProcess,
 } from '../../api/test/support/api-processes';
+import { TEST_ADMIN_TOKEN, guestSession, operator } from '../../api/test/support/sessions';
 import { TestPostgres } from '../../api/test/support/postgres';
 import { startRedis } from '../../api/test/support/redis';
 import {
@@ -22,15 +23,20 @@ import { seconds, sleep, timeUntil, type FaultScenario } from './row';
 import { joinAvoiding } from './voice';
 
 const CLUSTER_SECRET = 'faults-stores-secret-0123456789abcdef0123456789';
-const ADMIN_TOKEN = 'faults-stores-admin-0123456789abcdef0123456789ab';
+// The operator token every test api has (api-process.ts is told it too).
+const ADMIN_TOKEN = TEST_ADMIN_TOKEN;
 const OUTAGE_MS = 5000;
 
-/** `POST /api/voice/join` as a guest, timed; status 0 when the request itself failed. */
+/**
+ * `POST /api/voice/join` as a new guest session (started first, untimed: it needs no store), timed;
+ * status 0 when the request itself failed.
+ */
 async function timedJoin(baseUrl: string, name: string): Promise<{ status: number; ms: number }> {
+  const guest = await guestSession(baseUrl, name);
   const started = performance.now();
   const response = await fetch(`${baseUrl}/api/voice/join`, {
     method: 'POST',
-    headers: { authorization: `Guest ${name}`, 'content-type': 'application/json' },
+    headers: { ...guest, 'content-type': 'application/json' },
     body: JSON.stringify({ channel: 'lobby' }),
   }).catch(() => undefined);
   await response?.arrayBuffer();
@@ -46,7 +52,6 @@ const redisDown: FaultScenario = {
       api: {
         redisUrl: redis.url,
         clusterSecret: CLUSTER_SECRET,
-        adminToken: ADMIN_TOKEN,
         nodeTimeoutMs: '3000',
         sweepIntervalMs: '1000',
       },
@@ -63,7 +68,7 @@ const redisDown: FaultScenario = {
     const watcher = (async () => {
       while (watching) {
         const response = await fetch(`${api.baseUrl}/api/nodes`, {
-          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+          headers: operator(),
         }).catch(() => undefined);
         if (response?.status === 200) {
           for (const each of nodeListSchema.parse(await response.json()).nodes) {
@@ -140,18 +145,18 @@ const postgresDown: FaultScenario = {
     const connectTimeoutMs = 1000;
     const statementTimeoutMs = 2000;
     let api: TestApi | undefined;
+    // A guest session: a signed token, so presenting it reads no table.
+    let guest: Record<string, string> = {};
     const list = async () => {
       const started = performance.now();
-      const response = await fetch(`${api!.baseUrl}/api/channels`, {
-        headers: { authorization: 'Guest Ada' },
-      });
+      const response = await fetch(`${api!.baseUrl}/api/channels`, { headers: guest });
       await response.arrayBuffer();
       return { status: response.status, ms: performance.now() - started };
     };
     const create = async (name: string) => {
       const response = await fetch(`${api!.baseUrl}/api/channels`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        headers: { ...operator(), 'content-type': 'application/json' },
         body: JSON.stringify({ name }),
       });
       await response.arrayBuffer();
@@ -168,12 +173,13 @@ const postgresDown: FaultScenario = {
     };
     try {
       api = await startTestApi({
-        api: { embeddedVoice: 'false', clusterSecret: CLUSTER_SECRET, adminToken: ADMIN_TOKEN },
+        api: { embeddedVoice: 'false', clusterSecret: CLUSTER_SECRET },
         database: new PostgresClient(await postgres.createDatabase(), () => undefined, {
           connectTimeoutMs,
           statementTimeoutMs,
         }),
       });
+      guest = await guestSession(api.baseUrl, 'Ada');
       if ((await create('before')) !== 201) throw new Error('could not create a channel');
       const rows = [];
       for (const mode of ['stopped', 'hung'] as const) {
@@ -190,9 +196,7 @@ const postgresDown: FaultScenario = {
           50,
         );
         const after = await create(`after-${mode}`);
-        const listed = await fetch(`${api.baseUrl}/api/channels`, {
-          headers: { authorization: 'Guest Ada' },
-        });
+        const listed = await fetch(`${api.baseUrl}/api/channels`, { headers: guest });
         const names = ((await listed.json()) as { channels: { name: string }[] }).channels.map(
           (channel) => channel.name,
         );
@@ -263,9 +267,7 @@ const apiKilled: FaultScenario = {
           )
         ).map((row) => `${String(row.node_id)}/${String(row.display_name)}`);
       const upNodes = async () => {
-        const response = await fetch(`${baseUrl}/api/nodes`, {
-          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-        });
+        const response = await fetch(`${baseUrl}/api/nodes`, { headers: operator() });
         return nodeListSchema
           .parse(await response.json())
           .nodes.filter((each) => each.status === 'up')
@@ -284,9 +286,7 @@ const apiKilled: FaultScenario = {
       api = await startApiProcess(apiOptions);
       const listening = performance.now() - restartedAt;
       const lobby = async () => {
-        const response = await fetch(`${baseUrl}/api/channels/lobby`, {
-          headers: { authorization: 'Guest Observer' },
-        });
+        const response = await fetch(`${baseUrl}/api/channels/lobby`, { headers: operator() });
         return response.status === 200
           ? channelSchema.parse(await response.json()).participants.map((p) => p.displayName)
           : [];

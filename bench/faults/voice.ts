@@ -2,6 +2,7 @@
 // process killed, and participant churn.
 import { channelNodeSchema, nodeListSchema, voiceJoinSchema } from '@hearth/protocol';
 import { VoiceNode, voiceConfig } from '@hearth/voice-sfu';
+import { ensureChannel, guestSession, operator } from '../../api/test/support/sessions';
 import { startTestApi, TestSignalingClient } from '../../api/test/support/server';
 import { floodSignaling, joinOnSocket, killCoreWorker } from '../../api/test/support/voice-faults';
 import { startVoiceNodeProcess } from '../../e2e/support/voice-nodes';
@@ -11,12 +12,13 @@ import { quietLogger } from '../../voice-sfu/test/support/plain-peers';
 import { seconds, timeUntil, type FaultRow, type FaultScenario } from './row';
 
 const CLUSTER_SECRET = 'faults-cluster-secret-0123456789abcdef0123456789';
-const ADMIN_TOKEN = 'faults-admin-token-0123456789abcdef0123456789abcd';
-const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+// The operator token every test api has: it lists nodes and creates channels.
+const admin = operator();
 
 /**
- * Places a guest away from the nodes in `avoid`, as the web client asks after losing its node, and
- * joins over signaling; resolves with the node it landed on and its client.
+ * Places a guest (a new guest session) in `channel`, created with the operator token if missing,
+ * away from the nodes in `avoid`, as the web client asks after losing its node, and joins over
+ * signaling with the single-use token; resolves with the node it landed on and its client.
  */
 export async function joinAvoiding(
   baseUrl: string,
@@ -24,9 +26,10 @@ export async function joinAvoiding(
   channel: string,
   avoid: string[],
 ): Promise<{ nodeId: string; client: TestSignalingClient }> {
+  await ensureChannel(baseUrl, channel);
   const response = await fetch(`${baseUrl}/api/voice/join`, {
     method: 'POST',
-    headers: { authorization: `Guest ${name}`, 'content-type': 'application/json' },
+    headers: { ...(await guestSession(baseUrl, name)), 'content-type': 'application/json' },
     body: JSON.stringify({ channel, avoid }),
   });
   if (response.status !== 200) throw new Error(`join refused with ${response.status}`);
@@ -116,7 +119,6 @@ const voiceNodeKilled: FaultScenario = {
       api: {
         embeddedVoice: 'false',
         clusterSecret: CLUSTER_SECRET,
-        adminToken: ADMIN_TOKEN,
         nodeTimeoutMs: '3000',
         sweepIntervalMs: '1000',
       },

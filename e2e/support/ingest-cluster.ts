@@ -6,13 +6,15 @@ import { NginxProcess, renderIngestBalancerConfig } from '@hearth/cdn-config';
 import { liveStreamListSchema, nodeListSchema, type NodeInfo } from '@hearth/protocol';
 import { PostgresClient } from '../../api/src/db/postgres-client';
 import { TestPostgres } from '../../api/test/support/postgres';
+import { operator } from '../../api/test/support/accounts';
 import { startRedis, type TestRedis } from '../../api/test/support/redis';
 import { startTestApi, type TestApi } from '../../api/test/support/server';
 import { TestS3Server } from '../../stream-ingest/test/support/s3rver';
 import { IngestNodeProcess } from './ingest-node';
 import { eventually } from './wait';
 
-const guest = { authorization: 'Guest Operator' };
+// The operator token: guests never hold moderate or stream.
+const operatorHeaders = operator();
 
 /** Two api instances, two ingest node processes behind an nginx stream balancer, and S3. */
 export interface IngestCluster {
@@ -94,13 +96,13 @@ export async function startIngestCluster(
 
 /** The ingest nodes an api instance lists. */
 export async function ingestNodes(api: TestApi): Promise<NodeInfo[]> {
-  const response = await fetch(`${api.baseUrl}/api/nodes`, { headers: guest });
+  const response = await fetch(`${api.baseUrl}/api/nodes`, { headers: operatorHeaders });
   return nodeListSchema.parse(await response.json()).nodes.filter((n) => n.kind === 'ingest');
 }
 
 /** Live streams an api instance lists, as id, channel and state. */
 export async function liveStreams(api: TestApi) {
-  const response = await fetch(`${api.baseUrl}/api/streams`, { headers: guest });
+  const response = await fetch(`${api.baseUrl}/api/streams`, { headers: operatorHeaders });
   return liveStreamListSchema
     .parse(await response.json())
     .streams.map(({ id, channel, state }) => ({ id, channel, state }));

@@ -30,14 +30,19 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Starts `voice-sfu/src/main.ts` on loopback and waits until its HTTP server answers. */
+/**
+ * Starts `voice-sfu/src/main.ts` on loopback and waits until its HTTP server answers. The port is
+ * a free one unless given: pages may connect only to origins the api's CSP lists
+ * (API_ALLOWED_ORIGINS), so a browser test picks the nodes' ports before starting the api.
+ */
 export async function startVoiceNodeProcess(options: {
   id: string;
   apiUrl: string;
   clusterSecret: string;
   maxParticipants?: number;
+  port?: number;
 }): Promise<VoiceNodeProcess> {
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   let output = '';
   const child = spawn(process.execPath, ['--import', 'tsx', 'voice-sfu/src/main.ts'], {
     cwd: repoRoot,

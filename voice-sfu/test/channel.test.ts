@@ -390,6 +390,65 @@ describe('controls and observers', () => {
     speaker.sender.close();
   });
 
+  it('setServerMuted() acts only on lower ranks; the rank comes from the token, else the grants', async () => {
+    const voice = await startNode();
+    const join = async (name: string, extra: Parameters<typeof testIdentity>[2] = {}) =>
+      (
+        await voice.channels.join(
+          'ranks',
+          testIdentity(name, ['join', 'speak', 'moderate'], extra),
+          voice.routerRtpCapabilities,
+          new RecordingSink(),
+        )
+      ).peer;
+    // Both hold moderate and no token rank: moderators (2), neither above the other.
+    const mo = await join('mo');
+    const peerModerator = await join('pm');
+    const admin = await join('ad', { guest: false, rank: 3 });
+    const channel = voice.channels.get('ranks')!;
+    expect(
+      channel
+        .participants()
+        .map(({ displayName, guest, rank }) => [displayName, guest, rank])
+        .sort(),
+    ).toEqual([
+      ['ad', false, 3],
+      ['mo', true, 2],
+      ['pm', true, 2],
+    ]);
+    for (const target of [peerModerator, admin]) {
+      await expect(channel.setServerMuted(mo.id, target.id, true)).rejects.toMatchObject({
+        code: 'forbidden',
+        message: 'you cannot mute someone of your rank or above',
+      });
+      expect(target.serverMuted).toBe(false);
+    }
+    await channel.setServerMuted(admin.id, mo.id, true);
+    expect(mo.serverMuted).toBe(true);
+  });
+
+  it('an account whose token says it is server-muted joins muted and cannot unmute', async () => {
+    const voice = await startNode();
+    const { channel, peer } = await voice.channels.join(
+      'held',
+      testIdentity('muted', ['join', 'speak'], { guest: false, serverMuted: true }),
+      voice.routerRtpCapabilities,
+      new RecordingSink(),
+    );
+    expect(channel.participants()).toEqual([
+      expect.objectContaining({ id: peer.id, muted: true, serverMuted: true, rank: 1 }),
+    ]);
+    const transport = await channel.createPlainTransport(peer.id, 'send');
+    const producer = await channel.produce(peer.id, {
+      transportId: transport.id,
+      kind: 'audio',
+      rtpParameters: opusProducerRtpParameters(7000),
+    });
+    await expect(channel.setProducerPaused(peer.id, producer.id, false)).rejects.toMatchObject({
+      code: 'server_muted',
+    });
+  });
+
   it('setDeafened() pauses every consumer of the peer and stops its RTP', async () => {
     const voice = await startNode();
     const speaker = await joinPlainSpeaker(voice, 'deaf', 's', 6000);

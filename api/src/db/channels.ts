@@ -28,8 +28,11 @@ export class SqlChannelDirectory implements ChannelDirectory {
   }
 
   /** Every channel, oldest first. */
-  async list(): Promise<ChannelRecord[]> {
-    const rows = await this.#db.query(`SELECT ${COLUMNS} FROM channels ORDER BY created_at, name`);
+  async list(page?: { limit: number; offset: number }): Promise<ChannelRecord[]> {
+    const rows = await this.#db.query(
+      `SELECT ${COLUMNS} FROM channels ORDER BY created_at, name LIMIT $1 OFFSET $2`,
+      [page?.limit ?? null, page?.offset ?? 0],
+    );
     return parseRows(channelRowSchema, rows);
   }
 

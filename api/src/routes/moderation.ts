@@ -1,78 +1,68 @@
-import type Router from '@koa/router';
-import type Koa from 'koa';
-import { z } from 'zod';
 import {
   SERVER_WIDE,
   banBodySchema,
+  banListSchema,
   describeZodError,
   grantScopeSchema,
-  type BanBody,
+  pageQuerySchema,
 } from '@hearth/protocol';
 import { AppError } from '@hearth/server-common';
-import type { AppDeps } from '../app';
 import { holdsGrant, rankIn, type Principal } from '../auth';
-import {
-  callerOf,
-  channelParam,
-  requireGrant,
-  requireServerGrant,
-  validateBody,
-  type ApiState,
-} from '../middleware';
+import { route, type Route, type RouteDeps } from './route';
 
-const pageSchema = z.object({
-  limit: z.coerce.number().int().min(1).max(500).default(100),
-  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
-});
+// An account's rank in a channel from the database (its token may be older); guests rank lowest.
+async function targetRank(deps: RouteDeps, userId: string, channel: string): Promise<number> {
+  const user = await deps.users.byId(userId);
+  if (!user) return 0;
+  return rankIn(await deps.accounts.principalOf(user), channel);
+}
+
+// The peer a moderator names, resolved to who holds it, and checked against the actor's rank.
+async function targetOf(deps: RouteDeps, caller: Principal, channel: string, peerId: string) {
+  const holder = await deps.sessions.openSessionOf(channel, peerId);
+  if (!holder) throw new AppError('not_found', `no participant ${peerId} in ${channel}`);
+  if ((await targetRank(deps, holder.userId, channel)) >= rankIn(caller, channel)) {
+    throw new AppError('forbidden', 'you cannot act on someone of your rank or above');
+  }
+  return holder;
+}
 
 /**
- * Adds the moderation routes: kicking and banning a channel's participants (applied to their live
- * sessions at once, on every node), and listing and lifting bans. A moderator acts only on those
- * ranked below it.
+ * Kicking and banning a channel's participants (applied to their live sessions at once, on every
+ * node), and listing and lifting bans. A moderator acts only on those ranked below it.
  */
-export function registerModerationRoutes(
-  router: Router<ApiState>,
-  deps: AppDeps,
-  middleware: { limit: Koa.Middleware; signedIn: Koa.Middleware },
-): void {
-  const channelModerator = [
-    middleware.limit,
-    middleware.signedIn,
-    channelParam(),
-    requireGrant('moderate'),
-  ];
-
-  // The peer a moderator names, resolved to who holds it, and checked against the actor's rank.
-  const targetOf = async (caller: Principal, channel: string, peerId: string | undefined) => {
-    const holder = await deps.sessions.openSessionOf(channel, peerId ?? '');
-    if (!holder) throw new AppError('not_found', `no participant ${peerId} in ${channel}`);
-    if ((await targetRank(deps, holder.userId, channel)) >= rankIn(caller, channel)) {
-      throw new AppError('forbidden', 'you cannot act on someone of your rank or above');
-    }
-    return holder;
-  };
-
-  router.post('/api/channels/:name/participants/:peerId/kick', ...channelModerator, async (ctx) => {
-    const channel = ctx.params.name!;
-    const target = await targetOf(callerOf(ctx), channel, ctx.params.peerId);
-    await deps.nodeHub.removeUser(channel, target.userId, 'kicked', 'a moderator removed you');
-    ctx.state.logger.info({ channel, user: target.userId }, 'participant kicked');
-    ctx.status = 204;
-  });
-
-  router.post(
-    '/api/channels/:name/participants/:peerId/ban',
-    ...channelModerator,
-    validateBody(banBodySchema),
-    async (ctx) => {
-      const caller = callerOf(ctx);
-      const channel = ctx.params.name!;
-      const { serverWide } = banBodySchema.parse(ctx.state.body as BanBody);
-      if (serverWide && !holdsGrant(caller, 'moderate')) {
+export const moderationRoutes: readonly Route[] = [
+  route({
+    method: 'post',
+    path: '/api/channels/:name/participants/:peerId/kick',
+    summary:
+      "Disconnects a participant's user from the channel on every node; only someone ranked below the caller",
+    auth: { grant: 'moderate' },
+    errors: { 404: 'No such participant in the channel' },
+    success: { status: 204 },
+    async handle({ ctx, deps, params, caller }) {
+      const channel = params.name!;
+      const target = await targetOf(deps, caller, channel, params.peerId!);
+      await deps.nodeHub.removeUser(channel, target.userId, 'kicked', 'a moderator removed you');
+      ctx.state.logger.info({ channel, user: target.userId }, 'participant kicked');
+    },
+  }),
+  route({
+    method: 'post',
+    path: '/api/channels/:name/participants/:peerId/ban',
+    summary:
+      "Bans a participant's user from the channel, or from every channel with `serverWide` (needs moderate server-wide), and disconnects it; only someone ranked below the caller",
+    auth: { grant: 'moderate' },
+    body: banBodySchema,
+    errors: { 404: 'No such participant in the channel' },
+    success: { status: 204 },
+    async handle({ ctx, deps, params, body, caller }) {
+      const channel = params.name!;
+      if (body.serverWide && !holdsGrant(caller, 'moderate')) {
         throw new AppError('forbidden', 'a server-wide ban needs "moderate" in every channel');
       }
-      const target = await targetOf(caller, channel, ctx.params.peerId);
-      const scope = serverWide ? SERVER_WIDE : channel;
+      const target = await targetOf(deps, caller, channel, params.peerId!);
+      const scope = body.serverWide ? SERVER_WIDE : channel;
       await deps.moderation.ban({
         scope,
         userId: target.userId,
@@ -81,42 +71,43 @@ export function registerModerationRoutes(
       });
       await deps.nodeHub.removeUser(scope, target.userId, 'banned', 'a moderator banned you');
       ctx.state.logger.info({ scope, user: target.userId }, 'participant banned');
-      ctx.status = 204;
     },
-  );
-
-  router.get(
-    '/api/bans',
-    middleware.limit,
-    middleware.signedIn,
-    requireServerGrant('moderate'),
-    async (ctx) => {
-      const page = pageSchema.safeParse(ctx.query);
+  }),
+  route({
+    method: 'get',
+    path: '/api/bans',
+    summary: 'Bans, newest first, a page at a time (`limit` up to 500, 100 by default; `offset`)',
+    auth: { grant: 'moderate' },
+    success: { status: 200, schema: banListSchema },
+    async handle({ ctx, deps }) {
+      const page = pageQuerySchema.safeParse(ctx.query);
       if (!page.success) {
         throw new AppError('bad_request', `invalid page: ${describeZodError(page.error)}`);
       }
-      ctx.body = { bans: await deps.moderation.bans(page.data) };
+      return { bans: await deps.moderation.bans(page.data) };
     },
-  );
-
-  router.delete('/api/bans/:scope/:userId', middleware.limit, middleware.signedIn, async (ctx) => {
-    const scope = grantScopeSchema.safeParse(ctx.params.scope);
-    if (!scope.success) {
-      throw new AppError('bad_request', `invalid scope: ${describeZodError(scope.error)}`);
-    }
-    if (!holdsGrant(callerOf(ctx), 'moderate', scope.data)) {
-      throw new AppError('forbidden', `missing the "moderate" grant in ${scope.data}`);
-    }
-    if (!(await deps.moderation.unban(scope.data, ctx.params.userId ?? ''))) {
-      throw new AppError('not_found', 'no such ban');
-    }
-    ctx.status = 204;
-  });
-}
-
-// An account's rank in a channel from the database (its token may be older); guests rank lowest.
-async function targetRank(deps: AppDeps, userId: string, channel: string): Promise<number> {
-  const user = await deps.users.byId(userId);
-  if (!user) return 0;
-  return rankIn(await deps.accounts.principalOf(user), channel);
-}
+  }),
+  route({
+    method: 'delete',
+    path: '/api/bans/:scope/:userId',
+    summary: 'Lifts a ban (needs moderate in its channel, or server-wide for *)',
+    auth: {},
+    errors: {
+      403: 'Missing the "moderate" grant in the ban\'s channel, or server-wide for *',
+      404: 'No such ban',
+    },
+    success: { status: 204 },
+    async handle({ deps, params, caller }) {
+      const scope = grantScopeSchema.safeParse(params.scope);
+      if (!scope.success) {
+        throw new AppError('bad_request', `invalid scope: ${describeZodError(scope.error)}`);
+      }
+      if (!holdsGrant(caller, 'moderate', scope.data)) {
+        throw new AppError('forbidden', `missing the "moderate" grant in ${scope.data}`);
+      }
+      if (!(await deps.moderation.unban(scope.data, params.userId!))) {
+        throw new AppError('not_found', 'no such ban');
+      }
+    },
+  }),
+];

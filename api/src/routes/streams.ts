@@ -1,71 +1,92 @@
-import type Router from '@koa/router';
-import type Koa from 'koa';
-import type { AppDeps } from '../app';
-import { ChannelAccess } from '../channel-access';
-import { callerOf, channelParam, requireGrant, type ApiState } from '../middleware';
+import {
+  channelStreamSchema,
+  issuedStreamKeySchema,
+  liveStreamListSchema,
+  streamKeyDetailsSchema,
+  streamKeyListSchema,
+} from '@hearth/protocol';
+import { route, type Route } from './route';
 
-/** Adds the stream-key and live-stream routes. */
-export function registerStreamRoutes(
-  router: Router<ApiState>,
-  deps: AppDeps,
-  middleware: { limit: Koa.Middleware; signedIn: Koa.Middleware },
-): void {
-  const { limit, signedIn } = middleware;
-  const access = new ChannelAccess({ channels: deps.channels, memberships: deps.memberships });
-  const streamer = [limit, signedIn, channelParam(), requireGrant('stream')];
-
-  router.post('/api/channels/:name/stream-key', ...streamer, async (ctx) => {
-    ctx.status = 201;
-    ctx.body = await deps.streams.createKey(ctx.params.name!);
-  });
-
-  router.get('/api/channels/:name/stream-key', ...streamer, async (ctx) => {
-    ctx.body = await deps.streams.keyDetails(ctx.params.name!);
-  });
-
-  router.post('/api/channels/:name/stream-key/rotate', ...streamer, async (ctx) => {
-    ctx.body = await deps.streams.rotateKey(ctx.params.name!);
-  });
-
-  router.delete('/api/channels/:name/stream-key', ...streamer, async (ctx) => {
-    await deps.streams.revokeKey(ctx.params.name!);
-    ctx.status = 204;
-  });
-
-  router.get('/api/stream-keys', limit, signedIn, requireGrant('moderate'), async (ctx) => {
-    ctx.body = { keys: await deps.streams.listKeys() };
-  });
-
+/** Stream keys and live streams. */
+export const streamRoutes: readonly Route[] = [
+  route({
+    method: 'post',
+    path: '/api/channels/:name/stream-key',
+    summary: "Issues the channel's stream key; the secret is shown only in this answer",
+    auth: { grant: 'stream' },
+    success: { status: 201, schema: issuedStreamKeySchema },
+    handle: ({ deps, params }) => deps.streams.createKey(params.name!),
+  }),
+  route({
+    method: 'get',
+    path: '/api/channels/:name/stream-key',
+    summary: "The channel's stream key without its secret, and the OBS server URL",
+    auth: { grant: 'stream' },
+    success: { status: 200, schema: streamKeyDetailsSchema },
+    handle: ({ deps, params }) => deps.streams.keyDetails(params.name!),
+  }),
+  route({
+    method: 'post',
+    path: '/api/channels/:name/stream-key/rotate',
+    summary: 'Replaces the stream key; a live stream on the old key ends',
+    auth: { grant: 'stream' },
+    success: { status: 200, schema: issuedStreamKeySchema },
+    handle: ({ deps, params }) => deps.streams.rotateKey(params.name!),
+  }),
+  route({
+    method: 'delete',
+    path: '/api/channels/:name/stream-key',
+    summary: 'Revokes the stream key; a live stream on it ends',
+    auth: { grant: 'stream' },
+    success: { status: 204 },
+    async handle({ deps, params }) {
+      await deps.streams.revokeKey(params.name!);
+    },
+  }),
+  route({
+    method: 'get',
+    path: '/api/stream-keys',
+    summary: 'Every stream key, without secrets',
+    auth: { grant: 'moderate' },
+    success: { status: 200, schema: streamKeyListSchema },
+    handle: async ({ deps }) => ({ keys: await deps.streams.listKeys() }),
+  }),
   // Streams of private channels are listed, with signed playback URLs, only to those who may
   // access the channel.
-  router.get('/api/streams', limit, signedIn, requireGrant('join'), async (ctx) => {
-    const live = await deps.streams.liveStreams();
-    const channels = new Map(
-      (await deps.channels.list()).map((record) => [record.name, record] as const),
-    );
-    const visible = new Set(
-      (await access.filter(callerOf(ctx), [...channels.values()])).map((record) => record.name),
-    );
-    ctx.body = {
-      streams: live.flatMap((stream) => {
-        const channel = channels.get(stream.channel);
-        if (!channel) return [stream];
-        return visible.has(channel.name) ? [deps.streams.withPlaybackUrl(stream, channel)] : [];
-      }),
-    };
-  });
-
-  router.get(
-    '/api/channels/:name/stream',
-    limit,
-    signedIn,
-    channelParam(),
-    requireGrant('join'),
-    async (ctx) => {
-      const name = ctx.params.name!;
-      // A channel not created yet is public; a private one is `not_found` to outsiders.
-      const channel = await access.ifExists(callerOf(ctx), name);
-      ctx.body = await deps.streams.channelStream(channel ?? { name, private: false });
+  route({
+    method: 'get',
+    path: '/api/streams',
+    summary: 'Live streams with state, renditions, playback URL and viewers',
+    auth: { grant: 'join' },
+    success: { status: 200, schema: liveStreamListSchema },
+    async handle({ deps, caller }) {
+      const live = await deps.streams.liveStreams();
+      const channels = new Map(
+        (await deps.channels.list()).map((record) => [record.name, record] as const),
+      );
+      const visible = new Set(
+        (await deps.access.filter(caller, [...channels.values()])).map((record) => record.name),
+      );
+      return {
+        streams: live.flatMap((stream) => {
+          const channel = channels.get(stream.channel);
+          if (!channel) return [stream];
+          return visible.has(channel.name) ? [deps.streams.withPlaybackUrl(stream, channel)] : [];
+        }),
+      };
     },
-  );
-}
+  }),
+  route({
+    method: 'get',
+    path: '/api/channels/:name/stream',
+    summary: "The channel's current stream, or null when offline",
+    auth: { grant: 'join' },
+    success: { status: 200, schema: channelStreamSchema },
+    async handle({ deps, params, caller }) {
+      const name = params.name!;
+      // A channel not created yet is public; a private one is `not_found` to outsiders.
+      const channel = await deps.access.ifExists(caller, name);
+      return deps.streams.channelStream(channel ?? { name, private: false });
+    },
+  }),
+];

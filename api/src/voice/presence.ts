@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { z } from 'zod';
 import { describeZodError, participantSchema, type Participant } from '@hearth/protocol';
+import { ServiceUnavailableError } from '@hearth/server-common';
 import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS } from '../nodes/registry';
 
 /**
@@ -165,7 +166,10 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async list(channel: string): Promise<Participant[]> {
-    const stored = await this.#redis.hvals(this.#channelKey(channel));
+    // Read by requests (channel pages, guests' joins): an outage answers 503, not 500.
+    const stored = await this.#redis.hvals(this.#channelKey(channel)).catch((error: unknown) => {
+      throw new ServiceUnavailableError('presence', { cause: error });
+    });
     return stored.map((text) => {
       const parsed = storedParticipantSchema.safeParse(text);
       if (!parsed.success) {

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { ServiceUnavailableError } from '@hearth/server-common';
 import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS } from '../nodes/registry';
 
 /**
@@ -108,7 +109,7 @@ export class RedisReservationStore implements ReservationStore {
     max: number;
   }): Promise<boolean> {
     const now = Date.now();
-    const held = await this.#redis.eval(
+    const held = await this.#eval(
       HOLD,
       2,
       `${this.#prefix}reservations:${reservation.identity}`,
@@ -124,8 +125,17 @@ export class RedisReservationStore implements ReservationStore {
   }
 
   async settle(id: string): Promise<string | undefined> {
-    const node = await this.#redis.eval(SETTLE, 1, `${this.#prefix}reservation:${id}`, id);
+    const node = await this.#eval(SETTLE, 1, `${this.#prefix}reservation:${id}`, id);
     return typeof node === 'string' ? node : undefined;
+  }
+
+  // A join during a Redis outage answers 503, not 500.
+  async #eval(script: string, keys: number, ...args: string[]): Promise<unknown> {
+    try {
+      return await this.#redis.eval(script, keys, ...args);
+    } catch (error) {
+      throw new ServiceUnavailableError('join reservations', { cause: error });
+    }
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import Koa from 'koa';
-import Router from '@koa/router';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   channelAssignmentSchema,
@@ -10,43 +9,45 @@ import {
   errorBodySchema,
   grantSchema,
   nodeListSchema,
-  type Grant,
 } from '@hearth/protocol';
 import { AppError } from '@hearth/server-common';
 import { clientAddress, trustedProxies } from '../../src/client-address';
 import { InMemoryClusterBus } from '../../src/cluster/bus';
-import { errorHandler, rateLimit, requestContext, type ApiState } from '../../src/middleware';
+import { errorHandler, requestContext } from '../../src/middleware';
 import { PlacementService } from '../../src/nodes/placement-service';
 import { InMemoryNodeRegistry } from '../../src/nodes/registry';
-import { nodeOperations, registerNodeRoutes } from '../../src/routes/nodes';
+import {
+  createPrincipal,
+  type Authenticator,
+  type Credentials,
+  type Principal,
+} from '../../src/auth';
+import { apiConfig } from '../../src/config';
+import { mountRoutes } from '../../src/routes/mount';
+import { nodeRoutes } from '../../src/routes/nodes';
+import type { RouteDeps } from '../../src/routes/route';
 import { capturingLogger } from './helpers';
 
 const { logger } = capturingLogger();
 
-// Stub authentication: `Authorization: Test <grant,grant>` signs in with those server-wide grants.
-const grantsOf = new WeakMap<object, ReadonlySet<Grant>>();
-
-const signedIn: Koa.Middleware = async (ctx, next) => {
-  const match = ctx.get('authorization').match(/^Test (.*)$/);
-  if (!match) throw new AppError('unauthorized', 'credentials required');
-  const grants = match[1]!
-    .split(',')
-    .filter(Boolean)
-    .map((grant) => grantSchema.parse(grant));
-  grantsOf.set(ctx.state, new Set(grants));
-  await next();
-};
-
-const requestedGrants: Grant[] = [];
-const requireGrant = (grant: Grant): Koa.Middleware => {
-  requestedGrants.push(grant);
-  return async (ctx, next) => {
-    const grants = grantsOf.get(ctx.state);
-    if (!grants) throw new AppError('unauthorized', 'credentials required');
-    if (!grants.has(grant)) throw new AppError('forbidden', `missing the "${grant}" grant`);
-    await next();
-  };
-};
+// Stub authentication: `Authorization: Test <grant,grant>` signs in as a member holding those
+// grants server-wide.
+const authenticator = {
+  async authenticate(credentials: Credentials): Promise<Principal> {
+    const match = credentials.authorization?.match(/^Test (.*)$/);
+    if (!match) throw new AppError('unauthorized', 'credentials required');
+    const grants = match[1]!
+      .split(',')
+      .filter(Boolean)
+      .map((grant) => grantSchema.parse(grant));
+    return createPrincipal({
+      userId: 'tester',
+      displayName: 'Tester',
+      baseRole: 'member',
+      serverGrants: grants,
+    });
+  },
+} as Authenticator;
 
 const moderator = { authorization: 'Test moderate' };
 
@@ -71,8 +72,11 @@ async function start(): Promise<Running> {
     ownsStores: true,
   });
   await placement.start();
-  const router = new Router<ApiState>();
-  registerNodeRoutes(router, { placement }, { limit: rateLimit(1000), signedIn, requireGrant });
+  const router = mountRoutes(nodeRoutes, {
+    config: apiConfig({ restRatePerSecond: '1000' }),
+    placement,
+    authenticator,
+  } as unknown as RouteDeps);
   const app = new Koa();
   // As in the app: rate limits key on the client address this resolves.
   app.use(clientAddress(trustedProxies([])));
@@ -110,14 +114,7 @@ async function expectError(response: Response, status: number, code: string): Pr
 }
 
 describe('node routes', () => {
-  it('ask only for the moderate grant', async () => {
-    requestedGrants.length = 0;
-    await start();
-    expect(requestedGrants.length).toBeGreaterThan(0);
-    expect(new Set(requestedGrants)).toEqual(new Set(['moderate']));
-  });
-
-  it.each(nodeOperations.map((operation) => [operation.method, operation.path] as const))(
+  it.each(nodeRoutes.map((route) => [route.method, route.path] as const))(
     '%s %s answers 401 without credentials and 403 without the moderate grant',
     async (method, path) => {
       await start();
@@ -128,7 +125,7 @@ describe('node routes', () => {
         403,
         'forbidden',
       );
-      expect(message).toBe('missing the "moderate" grant');
+      expect(message).toBe('missing the "moderate" grant server-wide');
     },
   );
 
@@ -232,9 +229,9 @@ describe('node routes', () => {
     await expectError(await call('DELETE', '/api/channels/room/sfu'), 404, 'not_found');
   });
 
-  it('nodeOperations documents each route with the moderate grant and a schema unless 204', () => {
-    for (const operation of nodeOperations) {
-      expect(operation.auth).toEqual({ grant: 'moderate' });
+  it('nodeRoutes need moderate server-wide, and document a schema unless 204', () => {
+    for (const operation of nodeRoutes) {
+      expect(operation.auth).toEqual({ grant: 'moderate', serverWide: true });
       if (operation.success.status === 204) expect(operation.success.schema).toBeUndefined();
       else expect(operation.success.schema).toBeDefined();
     }

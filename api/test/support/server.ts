@@ -17,7 +17,7 @@ import { PgliteClient } from '../../src/db/pglite-client';
 import type { SqlClient } from '../../src/db/sql-client';
 import type { Stores } from '../../src/db/stores';
 import { startPlatform } from '../../src/platform';
-import { TEST_ADMIN_TOKEN, ensureChannel, guestSession } from './accounts';
+import { TEST_ADMIN_TOKEN, ensureChannel, guestSession } from './sessions';
 import { migratedTemplate } from './pglite-templates';
 import type { StreamService, StreamUrls } from '../../src/streams/stream-service';
 import type { IngestConfig, IngestNode, ObjectStorage } from '@hearth/stream-ingest';

@@ -16,7 +16,20 @@ export const channelSchema = z.object({
 export type Channel = z.infer<typeof channelSchema>;
 
 /** Response of `GET /api/channels`. */
-export const channelListSchema = z.object({ channels: z.array(channelSchema) });
+export const channelListSchema = z.object({
+  channels: z.array(channelSchema),
+  /** `offset` of the next page, or null on the last one. */
+  nextOffset: z.number().int().nonnegative().nullable(),
+});
+
+/** Query of the paginated lists: at most `limit` items from `offset`. */
+export const pageQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+});
+
+/** A page of a list. */
+export type PageQuery = z.output<typeof pageQuerySchema>;
 
 /** Response of `GET /api/channels`. */
 export type ChannelList = z.infer<typeof channelListSchema>;

@@ -1,0 +1,121 @@
+import {
+  RANKS,
+  channelListSchema,
+  channelSchema,
+  createChannelBodySchema,
+  describeZodError,
+  pageQuerySchema,
+  updateChannelBodySchema,
+  type Channel,
+} from '@hearth/protocol';
+import { AppError } from '@hearth/server-common';
+import { accountIdOf, rankIn } from '../auth';
+import type { ChannelRecord } from '../channel-directory';
+import type { PresenceStore } from '../voice/presence';
+import { route, type Route } from './route';
+
+// Participants are what the nodes report, so the list covers every node of a channel.
+async function describeChannel(record: ChannelRecord, presence: PresenceStore): Promise<Channel> {
+  return {
+    name: record.name,
+    createdAt: record.createdAt.toISOString(),
+    private: record.private,
+    participants: await presence.list(record.name),
+  };
+}
+
+/** Listing, reading, creating, changing and deleting channels. */
+export const channelRoutes: readonly Route[] = [
+  route({
+    method: 'get',
+    path: '/api/channels',
+    summary:
+      'Channels with their live participants, oldest first, a page at a time (`limit` up to 500, 100 by default; `offset`); private channels only to those who may access them',
+    auth: { grant: 'join' },
+    success: { status: 200, schema: channelListSchema },
+    async handle({ ctx, deps, caller }) {
+      const page = pageQuerySchema.safeParse(ctx.query);
+      if (!page.success) {
+        throw new AppError('bad_request', `invalid page: ${describeZodError(page.error)}`);
+      }
+      const records = await deps.channels.list(page.data);
+      const visible = await deps.access.filter(caller, records);
+      return {
+        channels: await Promise.all(
+          visible.map((record) => describeChannel(record, deps.presence)),
+        ),
+        nextOffset: records.length === page.data.limit ? page.data.offset + page.data.limit : null,
+      };
+    },
+  }),
+  route({
+    method: 'get',
+    path: '/api/channels/:name',
+    summary: 'One channel',
+    auth: { grant: 'join' },
+    errors: { 404: 'No such channel, or a private one the caller may not access' },
+    success: { status: 200, schema: channelSchema },
+    async handle({ deps, params, caller }) {
+      const record = await deps.access.require(caller, params.name!);
+      return describeChannel(record, deps.presence);
+    },
+  }),
+  // Moderators of a channel make it private (members only) or public again. A live stream
+  // restarts, since its storage prefix decides which edge path serves it.
+  route({
+    method: 'patch',
+    path: '/api/channels/:name',
+    summary: 'Makes a channel private (members only) or public again; a live stream restarts',
+    auth: { grant: 'moderate' },
+    body: updateChannelBodySchema,
+    errors: { 404: 'No such channel' },
+    success: { status: 200, schema: channelSchema },
+    async handle({ deps, params, body, caller }) {
+      const before = await deps.access.require(caller, params.name!);
+      const record = await deps.channels.setPrivate(before.name, body.private);
+      if (before.private !== record.private) await deps.streams.restartLiveStream(record.name);
+      return describeChannel(record, deps.presence);
+    },
+  }),
+  route({
+    method: 'post',
+    path: '/api/channels',
+    summary:
+      'Creates a channel, public unless `private` is true; below admin, each identity creates at most API_CHANNELS_PER_HOUR an hour',
+    auth: { grant: 'moderate' },
+    body: createChannelBodySchema,
+    errors: { 409: 'The name is taken', 429: 'Too many channels created this hour' },
+    success: { status: 201, schema: channelSchema },
+    async handle({ deps, body, caller }) {
+      if (rankIn(caller) < RANKS.admin && !deps.channelCreations.take(caller.userId)) {
+        throw new AppError(
+          'rate_limited',
+          `you may create ${deps.config.channelsPerHour} channels an hour; try again later`,
+        );
+      }
+      const record = await deps.channels.create(body.name, accountIdOf(caller), {
+        private: body.private,
+      });
+      return describeChannel(record, deps.presence);
+    },
+  }),
+  route({
+    method: 'delete',
+    path: '/api/channels/:name',
+    summary: 'Deletes a channel and closes it live',
+    auth: { grant: 'moderate' },
+    errors: { 404: 'No such channel' },
+    success: { status: 204 },
+    async handle({ deps, params, caller }) {
+      const { name } = await deps.access.require(caller, params.name!);
+      // A deleted channel keeps no way to go live: its key goes first, which ends a live stream
+      // (deleting the channel would drop the key row without telling anyone).
+      await deps.streams.revokeKey(name).catch((error: unknown) => {
+        if (!(error instanceof AppError && error.code === 'not_found')) throw error;
+      });
+      await deps.channels.delete(name);
+      await deps.nodeHub.closeChannel(name, 'deleted');
+      await deps.placement.release(name);
+    },
+  }),
+];
