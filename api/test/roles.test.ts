@@ -264,6 +264,51 @@ describe('moderation', () => {
   });
 });
 
+describe('per-identity caps and pages', () => {
+  it('below admin, an identity creates a capped number of channels an hour; admins are exempt', async () => {
+    const baseUrl = await start({ channelsPerHour: '2' });
+    await registerAccount(baseUrl, 'founder');
+    const mod = await registerAccount(baseUrl, 'mod');
+    const granted = await sendJson(
+      `${baseUrl}/api/admin/users/mod/grants/*`,
+      'PUT',
+      { grants: ['join', 'moderate'] },
+      operator(),
+    );
+    expect(granted.status).toBe(200);
+    const moderator = bearer((await loginAccount(baseUrl, 'mod')).accessToken);
+    expect(mod.user.username).toBe('mod');
+    const create = (name: string, headers: Record<string, string>) =>
+      sendJson(`${baseUrl}/api/channels`, 'POST', { name }, headers);
+    expect((await create('one', moderator)).status).toBe(201);
+    expect((await create('two', moderator)).status).toBe(201);
+    await expectError(await create('three', moderator), 429, 'rate_limited');
+    for (const name of ['a1', 'a2', 'a3'])
+      expect((await create(name, operator())).status).toBe(201);
+  });
+
+  it('GET /api/channels answers a page at a time, oldest first, with the next offset', async () => {
+    const baseUrl = await start();
+    for (const name of ['c1', 'c2', 'c3']) await ensureChannel(baseUrl, name);
+    const page = async (query: string) =>
+      (await (await fetch(`${baseUrl}/api/channels?${query}`, { headers: operator() })).json()) as {
+        channels: { name: string }[];
+        nextOffset: number | null;
+      };
+    const first = await page('limit=2');
+    expect(first.channels.map((channel) => channel.name)).toEqual(['c1', 'c2']);
+    expect(first.nextOffset).toBe(2);
+    const last = await page('limit=2&offset=2');
+    expect(last.channels.map((channel) => channel.name)).toEqual(['c3']);
+    expect(last.nextOffset).toBeNull();
+    await expectError(
+      await fetch(`${baseUrl}/api/channels?limit=0`, { headers: operator() }),
+      400,
+      'bad_request',
+    );
+  });
+});
+
 describe('join tokens and reservations', () => {
   it('one identity holds a capped number of joins waiting to connect', async () => {
     const baseUrl = await start({ maxPendingJoins: '2' });
