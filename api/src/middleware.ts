@@ -2,14 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { Context, Middleware, ParameterizedContext } from 'koa';
 import type { z } from 'zod';
 import { channelNameSchema, describeZodError } from '@hearth/protocol';
-import type { Grant } from '@hearth/protocol';
 import {
   AppError,
   ServiceUnavailableError,
   KeyedRateLimiter,
   type Logger,
 } from '@hearth/server-common';
-import { holdsGrant, type Authenticator, type Principal } from './auth';
+import type { Authenticator, Principal } from './auth';
 import type { ClientAddress } from './client-address';
 
 /** Request state every handler can rely on. */
@@ -162,36 +161,6 @@ export function callerOf(ctx: { state: ApiState }): Principal {
   const principal = ctx.state.principal;
   if (!principal) throw new AppError('unauthorized', 'credentials required');
   return principal;
-}
-
-/**
- * Refuses callers without the grant with 403; runs after `authenticate`. On a route with a
- * `:name` channel parameter the grant must hold in that channel, elsewhere server-wide.
- */
-export function requireGrant(grant: Grant): Middleware {
-  return async (ctx, next) => {
-    const principal = callerOf(ctx as ApiContext);
-    const channel = (ctx as unknown as { params?: { name?: string } }).params?.name;
-    if (!holdsGrant(principal, grant, channel)) {
-      throw new AppError(
-        'forbidden',
-        channel === undefined
-          ? `missing the "${grant}" grant server-wide`
-          : `missing the "${grant}" grant in channel ${channel}`,
-      );
-    }
-    await next();
-  };
-}
-
-/** Refuses callers without the grant server-wide with 403, whatever channel the route names. */
-export function requireServerGrant(grant: Grant): Middleware {
-  return async (ctx, next) => {
-    if (!holdsGrant(callerOf(ctx as ApiContext), grant)) {
-      throw new AppError('forbidden', `missing the "${grant}" grant server-wide`);
-    }
-    await next();
-  };
 }
 
 /** Checks a route's `:name` parameter as a channel name; 400 otherwise. */
