@@ -49,7 +49,8 @@ afterAll(async () => {
   await api?.close();
   await edge?.stop();
   await s3?.close();
-  fs.rmSync(workDir, { recursive: true, force: true });
+  // Retries: a transcoder stopping with the api may still be removing its last files.
+  fs.rmSync(workDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
 });
 
 describe('watching a live stream in Chromium', () => {
