@@ -7,17 +7,12 @@ import type {
   VoiceNotificationData,
   VoiceNotificationMethod,
 } from '@hearth/protocol';
-import {
-  AppError,
-  SerialQueue,
-  TypedEmitter,
-  type Identity,
-  type Logger,
-} from '@hearth/server-common';
+import { AppError, TypedEmitter, type Identity, type Logger } from '@hearth/server-common';
 import type { VoiceConfig } from './config';
-import { Edge } from './edge';
+import { EdgeSet, type EdgeLayout } from './edge';
 import { routerMediaCodecs } from './media-codecs';
 import { Peer, type PeerSink } from './peer';
+import { RemoteRoster, type RemoteEntry } from './remote-roster';
 import type { WorkerPool } from './worker-pool';
 
 // Close code of a connection whose peer a moderator removed.
@@ -75,7 +70,7 @@ export interface ChannelLayout {
   /** The core router holding the producers. */
   core: { routerId: string; workerIndex: number };
   /** The edge routers holding the consumers. */
-  edges: { routerId: string; workerIndex: number; peerIds: string[]; consumers: number }[];
+  edges: EdgeLayout[];
 }
 
 /**
@@ -96,10 +91,9 @@ export class Channel {
   readonly #activeSpeakerObserver: types.ActiveSpeakerObserver;
   readonly #audioLevelObserver: types.AudioLevelObserver;
   readonly #peers = new Map<string, Peer>();
-  readonly #remoteParticipants = new Map<string, { participant: Participant; linkId: string }>();
+  readonly #remote = new RemoteRoster();
   readonly #remoteProducers = new Map<string, types.Producer>();
-  readonly #edges = new Map<string, Edge>();
-  readonly #edgeQueue = new SerialQueue();
+  readonly #edges: EdgeSet;
   #activeSpeakerId: string | null = null;
   #holds = 0;
   #closed = false;
@@ -122,6 +116,13 @@ export class Channel {
     this.#coreWorkerIndex = options.coreWorkerIndex;
     this.#activeSpeakerObserver = options.activeSpeakerObserver;
     this.#audioLevelObserver = options.audioLevelObserver;
+    this.#edges = new EdgeSet({
+      core: options.core,
+      coreWorkerIndex: options.coreWorkerIndex,
+      pool: options.pool,
+      maxConsumersPerEdge: options.config.maxConsumersPerEdge,
+      logger: options.logger,
+    });
     this.events = new TypedEmitter((error, event) =>
       this.#logger.error({ err: error, event }, 'channel listener failed'),
     );
@@ -183,7 +184,7 @@ export class Channel {
   participants(): Participant[] {
     return [
       ...[...this.#peers.values()].map((peer) => peer.toParticipant()),
-      ...[...this.#remoteParticipants.values()].map(({ participant }) => participant),
+      ...this.#remote.list().map(({ participant }) => participant),
     ];
   }
 
@@ -193,8 +194,8 @@ export class Channel {
   }
 
   /** Participants served elsewhere, with the link each came over. */
-  remoteParticipants(): { participant: Participant; linkId: string }[] {
-    return [...this.#remoteParticipants.values()];
+  remoteParticipants(): RemoteEntry[] {
+    return this.#remote.list();
   }
 
   /** Every producer on the core router: local peers' and those piped in from other nodes. */
@@ -275,36 +276,22 @@ export class Channel {
   /** Adds or updates a participant served by another node, telling local peers. */
   upsertRemoteParticipant(participant: RemoteParticipant, linkId: string): void {
     if (this.#closed || this.#peers.has(participant.id)) return;
-    const view: Participant = {
-      id: participant.id,
-      displayName: participant.displayName,
-      muted: participant.muted,
-      deafened: participant.deafened,
-      serverMuted: participant.serverMuted,
-      guest: participant.guest,
-      rank: participant.rank,
-    };
-    const known = this.#remoteParticipants.has(view.id);
-    this.#remoteParticipants.set(view.id, { participant: view, linkId });
-    if (known) this.#broadcast('participantUpdated', { participant: view });
-    else this.#broadcast('participantJoined', { participant: view });
+    const { view, isNew } = this.#remote.upsert(participant, linkId);
+    this.#broadcast(isNew ? 'participantJoined' : 'participantUpdated', { participant: view });
     this.events.safeEmit('participantUpserted', view, linkId);
   }
 
   /** Removes a participant served by another node, telling local peers. */
   removeRemoteParticipant(peerId: string): void {
-    const entry = this.#remoteParticipants.get(peerId);
+    const entry = this.#remote.remove(peerId);
     if (!entry) return;
-    this.#remoteParticipants.delete(peerId);
     this.#broadcast('participantLeft', { peerId });
     this.events.safeEmit('participantRemoved', peerId, entry.linkId);
   }
 
   /** Removes every participant that came over a link, e.g. when the link died. */
   removeRemoteParticipantsOf(linkId: string): void {
-    for (const [peerId, entry] of [...this.#remoteParticipants]) {
-      if (entry.linkId === linkId) this.removeRemoteParticipant(peerId);
-    }
+    for (const peerId of this.#remote.peersOf(linkId)) this.removeRemoteParticipant(peerId);
   }
 
   /** Applies a server mute that a moderator on another node asked for. */
@@ -317,19 +304,13 @@ export class Channel {
   layout(): ChannelLayout {
     return {
       core: { routerId: this.#core.id, workerIndex: this.#coreWorkerIndex },
-      edges: [...this.#edges.values()].map((edge) => ({
-        routerId: edge.router.id,
-        workerIndex: edge.workerIndex,
-        peerIds: [...edge.peers].map((peer) => peer.id),
-        consumers: [...edge.peers].reduce((sum, peer) => sum + peer.consumers.size, 0),
-      })),
+      edges: this.#edges.layout(),
     };
   }
 
   /** Tells whether any router of the channel lives on a worker. */
   usesWorker(index: number): boolean {
-    if (this.#coreWorkerIndex === index) return true;
-    return [...this.#edges.values()].some((edge) => edge.workerIndex === index);
+    return this.#coreWorkerIndex === index || this.#edges.usesWorker(index);
   }
 
   /** Adds a peer and tells the others. Media starts once it creates transports. */
@@ -538,7 +519,7 @@ export class Channel {
     if (!actor.identity.grants.has('moderate')) {
       throw new AppError('forbidden', 'missing the "moderate" grant for this channel');
     }
-    const remote = this.#remoteParticipants.get(targetId);
+    const remote = this.#remote.get(targetId);
     const targetRank = remote ? remote.participant.rank : this.#peer(targetId).rank;
     if (targetRank >= actor.rank) {
       throw new AppError('forbidden', 'you cannot mute someone of your rank or above');
@@ -589,11 +570,8 @@ export class Channel {
         peer.sink.notify('channelClosed', { reason });
       }
     }
-    for (const edge of this.#edges.values()) {
-      if (edge.router !== this.#core) edge.router.close();
-    }
-    this.#edges.clear();
-    this.#remoteParticipants.clear();
+    this.#edges.close();
+    this.#remote.clear();
     this.#core.close();
     this.#logger.info({ reason }, 'channel closed');
     this.events.safeEmit('closed');
@@ -617,7 +595,9 @@ export class Channel {
       peer.sendTransport = transport;
       return transport;
     }
-    const edge = await this.#admitToEdge(peer);
+    let producers = 0;
+    for (const other of this.#peers.values()) if (other !== peer) producers += other.producers.size;
+    const edge = await this.#edges.admit(peer, Math.max(1, producers));
     try {
       const transport = await create(edge.router, edge.workerIndex);
       if (peer.closed || peer.recvTransport) {
@@ -626,7 +606,7 @@ export class Channel {
       }
       peer.recvTransport = transport;
     } catch (error) {
-      this.#releaseEdge(peer);
+      this.#edges.release(peer);
       throw error;
     }
     for (const other of this.#peers.values()) {
@@ -637,82 +617,13 @@ export class Channel {
     return peer.recvTransport;
   }
 
-  // Edges fill in order, so a channel uses as few pipes as it can; a peer is admitted only where
-  // the consumers it will open now still fit. Admissions run one at a time so two joins never
-  // both see the same free room or both open a new edge.
-  #admitToEdge(peer: Peer): Promise<Edge> {
-    return this.#edgeQueue.push(async () => {
-      this.#assertOpen();
-      let producers = 0;
-      for (const other of this.#peers.values())
-        if (other !== peer) producers += other.producers.size;
-      const reserve = Math.max(1, producers);
-      let edge = [...this.#edges.values()].find(
-        (candidate) => candidate.load + reserve <= this.#config.maxConsumersPerEdge,
-      );
-      if (!edge) edge = await this.#openEdge();
-      if (peer.closed) throw new AppError('not_joined', 'the peer left while joining');
-      peer.reservedConsumers = reserve;
-      peer.edge = edge;
-      edge.peers.add(peer);
-      return edge;
-    });
-  }
-
-  // mediasoup 3.12 keys producers by id within a worker and pipeToRouter keeps the id, so a
-  // producer can be piped into only one router per worker. A channel therefore has at most one
-  // edge per worker, and on the core's worker the core router itself serves as the edge.
-  async #openEdge(): Promise<Edge> {
-    const edgeWorkers = new Set([...this.#edges.values()].map((edge) => edge.workerIndex));
-    const slot = this.#pool.leastLoaded(
-      (candidate) => candidate.index !== this.#coreWorkerIndex && !edgeWorkers.has(candidate.index),
-    );
-    if (!slot) {
-      if (!edgeWorkers.has(this.#coreWorkerIndex))
-        return this.#addEdge(this.#core, this.#coreWorkerIndex);
-      const fallback = [...this.#edges.values()].reduce((best, edge) =>
-        edge.load < best.load ? edge : best,
-      );
-      this.#logger.warn(
-        { edge: fallback.router.id, load: fallback.load, max: this.#config.maxConsumersPerEdge },
-        'every worker has a full edge of this channel; overfilling the least-loaded one',
-      );
-      return fallback;
-    }
-    const router = await slot.worker.createRouter({ mediaCodecs: routerMediaCodecs });
-    if (this.#closed) {
-      router.close();
-      throw new AppError('unavailable', 'the channel closed');
-    }
-    return this.#addEdge(router, slot.index);
-  }
-
-  #addEdge(router: types.Router, workerIndex: number): Edge {
-    const edge = new Edge(router, workerIndex);
-    this.#edges.set(router.id, edge);
-    this.#logger.info({ edge: router.id, worker: workerIndex }, 'edge opened');
-    return edge;
-  }
-
-  #releaseEdge(peer: Peer): void {
-    const edge = peer.edge;
-    if (!edge) return;
-    edge.peers.delete(peer);
-    peer.edge = undefined;
-    if (edge.peers.size === 0) {
-      if (edge.router !== this.#core) edge.router.close();
-      this.#edges.delete(edge.router.id);
-      this.#logger.info({ edge: edge.router.id }, 'edge closed');
-    }
-  }
-
   async #consume(listener: Peer, producer: types.Producer): Promise<void> {
     const edge = listener.edge;
     const transport = listener.recvTransport;
     if (!edge || !transport || listener.consumedProducerIds.has(producer.id)) return;
     listener.consumedProducerIds.add(producer.id);
     try {
-      await this.#pipeToEdge(producer, edge);
+      await this.#edges.pipe(producer, edge);
       if (listener.closed || producer.closed || transport.closed) return;
       if (
         !edge.router.canConsume({
@@ -763,26 +674,10 @@ export class Channel {
     }
   }
 
-  // Concurrent consumers of one producer on one edge share a single pipe.
-  async #pipeToEdge(producer: types.Producer, edge: Edge): Promise<void> {
-    if (edge.router === this.#core) return;
-    let piped = edge.piped.get(producer.id);
-    if (!piped) {
-      piped = this.#core
-        .pipeToRouter({ producerId: producer.id, router: edge.router })
-        .then(({ pipeProducer }) => {
-          pipeProducer?.observer.once('close', () => edge.piped.delete(producer.id));
-        });
-      piped.catch(() => edge.piped.delete(producer.id));
-      edge.piped.set(producer.id, piped);
-    }
-    await piped;
-  }
-
   #removePeer(peer: Peer): void {
     peer.closed = true;
     peer.closeMedia();
-    this.#releaseEdge(peer);
+    this.#edges.release(peer);
     this.#peers.delete(peer.id);
     this.events.safeEmit('peerLeft', peer.id);
     if (this.#activeSpeakerId === peer.id) {
