@@ -3,6 +3,7 @@ import type { types } from 'mediasoup';
 import type { CascadeMessage, Participant, PipeEndpoint } from '@hearth/protocol';
 import { SerialQueue, type Logger } from '@hearth/server-common';
 import type { Channel } from './channel';
+import { sourceOf } from './sources';
 import type { ChannelManager } from './channel-manager';
 
 /** Sends a message to another node of a channel; the api relays it. */
@@ -308,6 +309,7 @@ export class Cascade {
       producerId: producer.id,
       peerId: String(producer.appData.peerId),
       kind: consumer.kind,
+      source: sourceOf(producer),
       rtpParameters: consumer.rtpParameters,
       paused: consumer.producerPaused,
     });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { types } from 'mediasoup';
 import type {
+  MediaSource,
   Participant,
   RemoteParticipant,
   RtpParameters,
@@ -12,6 +13,7 @@ import type { VoiceConfig } from './config';
 import { EdgeSet, type EdgeLayout } from './edge';
 import { routerMediaCodecs } from './media-codecs';
 import { Peer, type PeerSink } from './peer';
+import { shareIncomingBitrate, sourceOf } from './sources';
 import { RemoteRoster, type RemoteEntry } from './remote-roster';
 import type { WorkerPool } from './worker-pool';
 
@@ -47,6 +49,8 @@ export interface RemoteProducerInfo {
   peerId: string;
   /** Media kind. */
   kind: types.MediaKind;
+  /** What it sends. */
+  source: MediaSource;
   /** RTP parameters of the sending pipe consumer. */
   rtpParameters: RtpParameters;
   /** Whether it is paused at its source. */
@@ -256,7 +260,7 @@ export class Channel {
       kind: info.kind,
       rtpParameters: info.rtpParameters as types.RtpParameters,
       paused: info.paused,
-      appData: { peerId: info.peerId, linkId },
+      appData: { peerId: info.peerId, linkId, source: info.source },
     });
     if (this.#closed) {
       producer.close();
@@ -265,10 +269,7 @@ export class Channel {
     this.#remoteProducers.set(producer.id, producer);
     producer.observer.once('close', () => this.#remoteProducers.delete(producer.id));
     for (const listener of this.#peers.values()) void this.#consume(listener, producer);
-    await Promise.all([
-      this.#activeSpeakerObserver.addProducer({ producerId: producer.id }),
-      this.#audioLevelObserver.addProducer({ producerId: producer.id }),
-    ]);
+    await this.#observeSpeaker(producer);
     this.events.safeEmit('producerOpened', producer);
     return producer;
   }
@@ -406,7 +407,11 @@ export class Channel {
     return (transport as types.WebRtcTransport).restartIce();
   }
 
-  /** Starts a producer on the peer's send transport and has every listener consume it. */
+  /**
+   * Starts a producer on the peer's send transport and has every listener consume it: the
+   * microphone (`speak`), or a screen share's video and audio (`screen-share`). A participant
+   * sends at most one of each, and a channel holds at most `maxSharesPerChannel` shares.
+   */
   async produce(
     peerId: string,
     options: {
@@ -414,32 +419,51 @@ export class Channel {
       kind: types.MediaKind;
       rtpParameters: RtpParameters;
       paused?: boolean;
+      source?: MediaSource;
     },
   ): Promise<types.Producer> {
     const peer = this.#peer(peerId);
-    if (!peer.identity.grants.has('speak')) {
-      throw new AppError('forbidden', 'missing the "speak" grant for this channel');
+    const source = options.source ?? (options.kind === 'video' ? 'screen' : 'microphone');
+    const grant = source === 'microphone' ? 'speak' : 'screen-share';
+    if (!peer.identity.grants.has(grant)) {
+      throw new AppError('forbidden', `missing the "${grant}" grant for this channel`);
     }
-    if (options.kind !== 'audio') {
-      throw new AppError('bad_request', 'only audio producers are accepted in voice channels');
+    if ((source === 'screen') !== (options.kind === 'video')) {
+      throw new AppError('bad_request', `a ${source} producer cannot be ${options.kind}`);
     }
     const transport = this.#transportOf(peer, options.transportId);
     if (transport !== peer.sendTransport) {
       throw new AppError('bad_request', 'producers go on the send transport');
     }
-    // One microphone per participant: every producer becomes a consumer at every listener, so
-    // a client opening more would load everyone else's edges.
-    if (peer.producers.size > 0 || peer.producing) {
-      throw new AppError('conflict', 'a participant sends one audio track; close it first');
+    // One of each source per participant: every producer becomes a consumer at every listener,
+    // so a client opening more would load everyone else's edges.
+    const sends = new Set([...peer.producers.values()].map(sourceOf));
+    if (sends.has(source) || peer.producing) {
+      throw new AppError('conflict', `a participant sends one ${source} track; close it first`);
+    }
+    if (source === 'screen-audio' && !sends.has('screen')) {
+      throw new AppError('bad_request', 'share a screen before its audio');
+    }
+    if (source === 'screen' && this.#shareCount() >= this.#config.maxSharesPerChannel) {
+      throw new AppError(
+        'conflict',
+        `the channel holds ${this.#config.maxSharesPerChannel} screen shares already`,
+      );
     }
     peer.producing = true;
     let producer: types.Producer;
     try {
+      if (source === 'screen') {
+        // Sized to the share's layers: a cap made for audio would strangle the video.
+        await transport.setMaxIncomingBitrate(
+          shareIncomingBitrate(options.rtpParameters as types.RtpParameters),
+        );
+      }
       producer = await transport.produce({
         kind: options.kind,
         rtpParameters: options.rtpParameters as types.RtpParameters,
-        paused: (options.paused ?? false) || peer.serverMuted,
-        appData: { peerId },
+        paused: (options.paused ?? false) || (source === 'microphone' && peer.serverMuted),
+        appData: { peerId, source },
       });
     } finally {
       peer.producing = false;
@@ -456,12 +480,25 @@ export class Channel {
       if (listener !== peer) void this.#consume(listener, producer);
     }
     this.events.safeEmit('producerOpened', producer);
+    if (source === 'microphone') {
+      await this.#observeSpeaker(producer);
+      this.#setMuted(peer, producer.paused);
+    }
+    return producer;
+  }
+
+  // Only microphones decide who is speaking.
+  async #observeSpeaker(producer: types.Producer): Promise<void> {
+    if (sourceOf(producer) !== 'microphone') return;
     await Promise.all([
       this.#activeSpeakerObserver.addProducer({ producerId: producer.id }),
       this.#audioLevelObserver.addProducer({ producerId: producer.id }),
     ]);
-    this.#setMuted(peer, producer.paused);
-    return producer;
+  }
+
+  // Screen shares in the channel: its own peers' and those piped in from other nodes.
+  #shareCount(): number {
+    return this.producers().filter((producer) => sourceOf(producer) === 'screen').length;
   }
 
   /** Closes one producer of the peer. */
@@ -475,6 +512,11 @@ export class Channel {
   async setProducerPaused(peerId: string, producerId: string, paused: boolean): Promise<void> {
     const peer = this.#peer(peerId);
     const producer = this.#producerOf(peer, producerId);
+    if (sourceOf(producer) !== 'microphone') {
+      if (paused) await producer.pause();
+      else await producer.resume();
+      return;
+    }
     if (!paused && peer.serverMuted) {
       throw new AppError('server_muted', 'a moderator muted you; you cannot unmute yourself');
     }
@@ -660,6 +702,7 @@ export class Channel {
         producerId: producer.id,
         peerId: String(producer.appData.peerId),
         kind: consumer.kind,
+        source: sourceOf(producer),
         rtpParameters: consumer.rtpParameters,
       });
     } catch (error) {
@@ -713,7 +756,10 @@ export class Channel {
   async #serverMute(target: Peer, muted: boolean): Promise<void> {
     target.serverMuted = muted;
     if (muted) {
-      await Promise.all([...target.producers.values()].map((producer) => producer.pause()));
+      const microphones = [...target.producers.values()].filter(
+        (producer) => sourceOf(producer) === 'microphone',
+      );
+      await Promise.all(microphones.map((producer) => producer.pause()));
       target.muted = true;
     }
     this.#announce(target);

@@ -21,6 +21,8 @@ export const voiceConfigSchema = z.object({
   rtcBasePort: port.default(40000),
   /** Most consumers an edge router admits before a new edge opens. */
   maxConsumersPerEdge: z.coerce.number().int().min(1).max(100000).default(400),
+  /** Screen shares one channel holds at once. */
+  maxSharesPerChannel: z.coerce.number().int().min(0).max(16).default(3),
   /** mediasoup worker log level. */
   workerLogLevel: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
   /** Audio level observer interval, in milliseconds. */
@@ -40,6 +42,7 @@ const envKeys: Record<string, keyof VoiceConfig> = {
   VOICE_ANNOUNCED_ADDRESS: 'announcedAddress',
   VOICE_RTC_BASE_PORT: 'rtcBasePort',
   VOICE_MAX_CONSUMERS_PER_EDGE: 'maxConsumersPerEdge',
+  VOICE_MAX_SHARES: 'maxSharesPerChannel',
   VOICE_WORKER_LOG_LEVEL: 'workerLogLevel',
   VOICE_AUDIO_LEVEL_INTERVAL_MS: 'audioLevelIntervalMs',
   VOICE_SIGNALING_RATE: 'signalingRatePerSecond',

@@ -2,7 +2,8 @@ import type { types } from 'mediasoup';
 
 /**
  * Codecs every router offers. Opus runs with in-band FEC so a lost packet can be rebuilt from
- * the next one, and DTX so silent participants send almost nothing.
+ * the next one, and DTX so silent participants send almost nothing. Screen shares are VP8, the
+ * codec whose simulcast every browser sends; mediasoup adds NACK, PLI/FIR and transport-cc.
  */
 export const routerMediaCodecs: types.RtpCodecCapability[] = [
   {
@@ -12,4 +13,5 @@ export const routerMediaCodecs: types.RtpCodecCapability[] = [
     channels: 2,
     parameters: { useinbandfec: 1, usedtx: 1 },
   },
+  { kind: 'video', mimeType: 'video/VP8', clockRate: 90000 },
 ];

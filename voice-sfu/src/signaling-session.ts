@@ -206,13 +206,14 @@ export class SignalingSession {
         const { channel, peer } = this.#requireJoined();
         return { iceParameters: await channel.restartIce(peer.id, transportId) };
       },
-      produce: async ({ transportId, kind, rtpParameters, paused }) => {
+      produce: async ({ transportId, kind, rtpParameters, paused, source }) => {
         const { channel, peer } = this.#requireJoined();
         const producer = await channel.produce(peer.id, {
           transportId,
           kind,
           rtpParameters,
           paused,
+          source,
         });
         return { producerId: producer.id };
       },

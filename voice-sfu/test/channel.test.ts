@@ -499,7 +499,7 @@ describe('controls and observers', () => {
     speaker.sender.close();
   });
 
-  it('produce() refuses video and peers without the "speak" grant', async () => {
+  it('produce() refuses peers without the grant of what they send: speak, or screen-share for video', async () => {
     const voice = await startNode();
     const { channel, peer } = await voice.channels.join(
       'v',
@@ -522,7 +522,10 @@ describe('controls and observers', () => {
         kind: 'video',
         rtpParameters: { codecs: [] } as never,
       }),
-    ).rejects.toMatchObject({ code: 'bad_request' });
+    ).rejects.toMatchObject({
+      code: 'forbidden',
+      message: 'missing the "screen-share" grant for this channel',
+    });
     speaker.sender.close();
   });
 });

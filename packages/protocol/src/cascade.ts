@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { channelNameSchema, participantSchema } from './common';
 import { nodeIdSchema } from './nodes';
 import { mediaKindSchema, rtpParametersSchema } from './rtp';
+import { mediaSourceSchema } from './signaling';
 
 /** Where one end of a pipe listens, and the SRTP key it sends with. */
 export const pipeEndpointSchema = z.object({
@@ -48,6 +49,7 @@ export const cascadeMessageSchema = z.discriminatedUnion('type', [
     producerId: z.uuid(),
     peerId: z.uuid(),
     kind: mediaKindSchema,
+    source: mediaSourceSchema,
     rtpParameters: rtpParametersSchema,
     paused: z.boolean(),
   }),

@@ -41,6 +41,22 @@ export const rtpCapabilitiesSchema = z.looseObject({
     .optional(),
 });
 
+/** The highest bitrate one encoding may ask for: 50 Mbit/s, far above a 2160p60 share. */
+export const MAX_ENCODING_BITRATE = 50_000_000;
+
+// One encoding (a simulcast layer): bounded so a client cannot ask the server for absurd rates
+// or layer counts.
+const encodingSchema = z.looseObject({
+  ssrc: z.number().int().min(0).max(0xffffffff).optional(),
+  rid: z.string().max(16).optional(),
+  maxBitrate: z.number().int().min(1000).max(MAX_ENCODING_BITRATE).optional(),
+  maxFramerate: z.number().min(1).max(120).optional(),
+  scaleResolutionDownBy: z.number().min(1).max(16).optional(),
+  scalabilityMode: z.string().max(16).optional(),
+  dtx: z.boolean().optional(),
+  active: z.boolean().optional(),
+});
+
 /** RTP send or receive parameters of one producer or consumer. */
 export const rtpParametersSchema = z.looseObject({
   mid: z.string().optional(),
@@ -68,10 +84,7 @@ export const rtpParametersSchema = z.looseObject({
     )
     .max(32)
     .optional(),
-  encodings: z
-    .array(z.looseObject({ ssrc: z.number().int().optional() }))
-    .max(8)
-    .optional(),
+  encodings: z.array(encodingSchema).max(8).optional(),
   rtcp: z
     .looseObject({
       cname: z.string().optional(),

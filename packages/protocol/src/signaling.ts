@@ -21,6 +21,15 @@ export const MAX_SIGNALING_MESSAGE_BYTES = 64 * 1024;
 export const MAX_WEBSOCKET_FRAME_BYTES = 16 * MAX_SIGNALING_MESSAGE_BYTES;
 
 const objectId = z.string().min(1).max(64);
+
+/** What a producer sends: the microphone, a screen share's video, or the share's audio. */
+export const mediaSourceSchema = z.enum(['microphone', 'screen', 'screen-audio']);
+
+/** What a producer sends. */
+export type MediaSource = z.infer<typeof mediaSourceSchema>;
+
+/** Simulcast layers a screen share may send: low, middle and top. */
+export const MAX_SHARE_ENCODINGS = 3;
 const empty = z.object({}).strict();
 
 /** Client to server requests: each method's request data and response data. */
@@ -61,7 +70,10 @@ export const voiceRequestSchemas = {
     request: z.object({ transportId: objectId }).strict(),
     response: z.object({ iceParameters: iceParametersSchema }),
   },
-  /** Starts sending a track; this issue accepts audio only. */
+  /**
+   * Starts sending a track: the microphone (audio), or a screen share (video, with at most
+   * `MAX_SHARE_ENCODINGS` simulcast layers) and the shared tab's or system's audio.
+   */
   produce: {
     request: z
       .object({
@@ -69,8 +81,28 @@ export const voiceRequestSchemas = {
         kind: mediaKindSchema,
         rtpParameters: rtpParametersSchema,
         paused: z.boolean().optional(),
+        source: mediaSourceSchema.optional(),
       })
-      .strict(),
+      .strict()
+      .superRefine((request, context) => {
+        const source = request.source ?? (request.kind === 'video' ? 'screen' : 'microphone');
+        if ((source === 'screen') !== (request.kind === 'video')) {
+          context.addIssue({
+            code: 'custom',
+            path: ['source'],
+            message: `not a ${request.kind} source`,
+          });
+        }
+        const encodings = request.rtpParameters.encodings?.length ?? 1;
+        const allowed = request.kind === 'video' ? MAX_SHARE_ENCODINGS : 1;
+        if (encodings > allowed) {
+          context.addIssue({
+            code: 'custom',
+            path: ['rtpParameters', 'encodings'],
+            message: `at most ${allowed} encodings for ${request.kind}`,
+          });
+        }
+      }),
     response: z.object({ producerId: z.string() }),
   },
   /** Stops sending a track. */
@@ -119,6 +151,8 @@ export const voiceNotificationSchemas = {
     producerId: z.string(),
     peerId: z.string(),
     kind: mediaKindSchema,
+    /** What the producer sends: a microphone, a screen share, or the share's audio. */
+    source: mediaSourceSchema,
     rtpParameters: rtpParametersSchema,
   }),
   /** A consumer of the caller was closed by the server. */

@@ -176,3 +176,43 @@ describe('names', () => {
     expect(createChannelBodySchema.safeParse({ name: 'a', owner: 'me' }).success).toBe(false);
   });
 });
+
+describe('produce requests for screen shares', () => {
+  const vp8 = { mimeType: 'video/VP8', payloadType: 101, clockRate: 90000 };
+  const share = (encodings: unknown[], extra: Record<string, unknown> = {}) =>
+    voiceRequestSchemas.produce.request.safeParse({
+      transportId: 't1',
+      kind: 'video',
+      rtpParameters: { codecs: [vp8], encodings },
+      ...extra,
+    });
+  const layer = (ssrc: number, maxBitrate = 1_000_000) => ({ ssrc, maxBitrate });
+
+  it('take up to three simulcast layers with bounded bitrates', () => {
+    expect(share([layer(1, 500_000), layer(2), layer(3, 8_000_000)]).success).toBe(true);
+    const four = share([layer(1), layer(2), layer(3), layer(4)]);
+    expect(four.success).toBe(false);
+    expect(describeZodError(four.error!)).toMatch(/at most 3 encodings for video/);
+  });
+
+  it('refuse absurd bitrates, scales and sources that do not match the kind', () => {
+    expect(share([layer(1, 1_000_000_000)]).success).toBe(false);
+    expect(share([layer(1, 0)]).success).toBe(false);
+    expect(share([{ ssrc: 1, scaleResolutionDownBy: 0.1 }]).success).toBe(false);
+    expect(share([layer(1)], { source: 'microphone' }).success).toBe(false);
+    const audioWithLayers = voiceRequestSchemas.produce.request.safeParse({
+      transportId: 't1',
+      kind: 'audio',
+      rtpParameters: { codecs: [opusCodec], encodings: [{ ssrc: 1 }, { ssrc: 2 }] },
+    });
+    expect(audioWithLayers.success).toBe(false);
+    expect(
+      voiceRequestSchemas.produce.request.safeParse({
+        transportId: 't1',
+        kind: 'audio',
+        source: 'screen-audio',
+        rtpParameters: { codecs: [opusCodec], encodings: [{ ssrc: 1 }] },
+      }).success,
+    ).toBe(true);
+  });
+});

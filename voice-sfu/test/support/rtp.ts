@@ -172,3 +172,26 @@ export class RtpReceiver {
     }
   }
 }
+
+/** Payload type the plain senders use for VP8. */
+export const VP8_PAYLOAD_TYPE = 101;
+
+/**
+ * RTP parameters of a VP8 simulcast screen share from a plain sender: one encoding per SSRC,
+ * lowest first, each with its top bitrate.
+ */
+export function vp8SimulcastRtpParameters(
+  layers: readonly { ssrc: number; maxBitrate: number }[],
+): types.RtpParameters {
+  return {
+    codecs: [
+      {
+        mimeType: 'video/VP8',
+        payloadType: VP8_PAYLOAD_TYPE,
+        clockRate: 90000,
+        rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }],
+      },
+    ],
+    encodings: layers.map(({ ssrc, maxBitrate }) => ({ ssrc, maxBitrate })),
+  };
+}
