@@ -3,13 +3,16 @@ import type { CascadeMessage } from '@hearth/protocol';
 import { createLogger } from '@hearth/server-common';
 import { Cascade, VoiceNode, voiceConfig } from '../src';
 import {
+  RecordingSink,
   joinPlainListener,
   joinPlainSpeaker,
   quietLogger,
+  testIdentity,
   waitFor,
   type PlainListener,
   type PlainSpeaker,
 } from './support/plain-peers';
+import { vp8SimulcastRtpParameters } from './support/rtp';
 
 // Three nodes in one process, each with its own worker. What the api does between them, relaying
 // cascade messages, is replaced here by direct asynchronous delivery; the multi-process e2e test
@@ -236,4 +239,44 @@ describe('cascade across nodes', () => {
     await waitFor(() => core!.node.channels.get('room') === undefined, 5000, 'the core closing');
     expect(core!.cascade.links()).toEqual([]);
   }, 30_000);
+
+  it('pipes a simulcast screen share from its node to listeners on the others', async () => {
+    const byId = await startNodes(['core', 'edge-b', 'edge-c']);
+    const [core, edgeB, edgeC] = ['core', 'edge-b', 'edge-c'].map((id) => byId.get(id)!);
+    for (const { cascade } of [core!, edgeB!, edgeC!]) cascade.setCore('room', 'core');
+    const listenerOnCore = await joinPlainListener(core!.node, 'room', 'Di');
+    const listenerOnC = await joinPlainListener(edgeC!.node, 'room', 'Cy');
+    peers.push(listenerOnCore, listenerOnC);
+
+    const { channel, peer } = await edgeB!.node.channels.join(
+      'room',
+      testIdentity('Sue', ['join', 'speak', 'screen-share'], { guest: false, rank: 1 }),
+      edgeB!.node.routerRtpCapabilities,
+      new RecordingSink(),
+      { autoResume: true },
+    );
+    const transport = await channel.createPlainTransport(peer.id, 'send');
+    const share = await channel.produce(peer.id, {
+      transportId: transport.id,
+      kind: 'video',
+      source: 'screen',
+      rtpParameters: vp8SimulcastRtpParameters([
+        { ssrc: 3001, maxBitrate: 500_000 },
+        { ssrc: 3002, maxBitrate: 3_000_000 },
+      ]),
+    });
+    for (const listener of [listenerOnCore, listenerOnC]) {
+      await waitFor(
+        () => listener.sink.of('newConsumer').some((c) => c.producerId === share.id),
+        10_000,
+        'the share to reach a listener on another node',
+      );
+      const consumed = listener.sink.of('newConsumer').find((c) => c.producerId === share.id)!;
+      expect(consumed).toMatchObject({ kind: 'video', source: 'screen', peerId: peer.id });
+    }
+    // On the core the share is a piped producer that keeps its source.
+    const piped = pipeProducer(core!, 'room', share.id);
+    expect(piped?.kind).toBe('video');
+    expect(piped?.appData.source).toBe('screen');
+  });
 });
