@@ -12,7 +12,8 @@ import { AppError, TypedEmitter, type Identity, type Logger } from '@hearth/serv
 import type { VoiceConfig } from './config';
 import { EdgeSet, type EdgeLayout } from './edge';
 import { routerMediaCodecs } from './media-codecs';
-import { Peer, type PeerSink } from './peer';
+import { Peer, type PeerConsumer, type PeerSink } from './peer';
+import { ShareLayers } from './share-layers';
 import { shareIncomingBitrate, sourceOf } from './sources';
 import { RemoteRoster, type RemoteEntry } from './remote-roster';
 import type { WorkerPool } from './worker-pool';
@@ -97,6 +98,7 @@ export class Channel {
   readonly #peers = new Map<string, Peer>();
   readonly #remote = new RemoteRoster();
   readonly #remoteProducers = new Map<string, types.Producer>();
+  readonly #shareLayers = new Map<string, ShareLayers>();
   readonly #edges: EdgeSet;
   #activeSpeakerId: string | null = null;
   #holds = 0;
@@ -278,6 +280,8 @@ export class Channel {
   upsertRemoteParticipant(participant: RemoteParticipant, linkId: string): void {
     if (this.#closed || this.#peers.has(participant.id)) return;
     const { view, isNew } = this.#remote.upsert(participant, linkId);
+    if (isNew)
+      for (const producerId of this.#shareLayers.keys()) this.#reviewShareLayers(producerId);
     this.#broadcast(isNew ? 'participantJoined' : 'participantUpdated', { participant: view });
     this.events.safeEmit('participantUpserted', view, linkId);
   }
@@ -286,6 +290,7 @@ export class Channel {
   removeRemoteParticipant(peerId: string): void {
     const entry = this.#remote.remove(peerId);
     if (!entry) return;
+    for (const producerId of this.#shareLayers.keys()) this.#reviewShareLayers(producerId);
     this.#broadcast('participantLeft', { peerId });
     this.events.safeEmit('participantRemoved', peerId, entry.linkId);
   }
@@ -484,7 +489,46 @@ export class Channel {
       await this.#observeSpeaker(producer);
       this.#setMuted(peer, producer.paused);
     }
+    if (source === 'screen') this.#trackShareLayers(peer, producer);
     return producer;
+  }
+
+  // The sharer hears which layers to keep sending; see ShareLayers.
+  #trackShareLayers(sharer: Peer, producer: types.Producer): void {
+    const layers = new ShareLayers({
+      layerCount: producer.rtpParameters.encodings?.length ?? 1,
+      idleMs: this.#config.shareLayerIdleMs,
+      tell: (activeLayers) => {
+        if (!sharer.closed)
+          sharer.sink.notify('shareLayers', { producerId: producer.id, activeLayers });
+      },
+    });
+    this.#shareLayers.set(producer.id, layers);
+    producer.observer.once('close', () => {
+      layers.close();
+      this.#shareLayers.delete(producer.id);
+    });
+    this.#reviewShareLayers(producer.id);
+  }
+
+  // The highest layer this node's viewers of a share want: a paused consumer wants none, and
+  // viewers on other nodes, which this node does not see, are taken to want every layer.
+  #reviewShareLayers(producerId: string): void {
+    const layers = this.#shareLayers.get(producerId);
+    if (!layers) return;
+    if (this.#remote.list().length > 0) {
+      layers.want(Number.MAX_SAFE_INTEGER);
+      return;
+    }
+    let highest = -1;
+    for (const peer of this.#peers.values()) {
+      for (const { consumer } of peer.consumers.values()) {
+        if (consumer.producerId !== producerId || consumer.paused || consumer.closed) continue;
+        const preferred = consumer.preferredLayers?.spatialLayer ?? Number.MAX_SAFE_INTEGER;
+        highest = Math.max(highest, preferred);
+      }
+    }
+    layers.want(highest);
   }
 
   // Only microphones decide who is speaking.
@@ -533,23 +577,59 @@ export class Channel {
   /** Resumes a consumer once its client is ready, unless the peer is deafened. */
   async resumeConsumer(peerId: string, consumerId: string): Promise<void> {
     const peer = this.#peer(peerId);
-    const entry = peer.consumers.get(consumerId);
-    if (!entry) throw new AppError('not_found', `no consumer ${consumerId}`);
+    const entry = this.#consumerOf(peer, consumerId);
     entry.clientReady = true;
-    if (!peer.deafened) await entry.consumer.resume();
+    await this.#applyFlow(peer, entry);
   }
 
-  /** Deafens the peer (pauses all its consumers) or undeafens it. */
+  /** Pauses a video consumer its viewer does not show, or resumes it. */
+  async setConsumerPaused(peerId: string, consumerId: string, paused: boolean): Promise<void> {
+    const peer = this.#peer(peerId);
+    const entry = this.#consumerOf(peer, consumerId);
+    if (entry.consumer.kind !== 'video') {
+      throw new AppError('bad_request', 'audio consumers pause with deafen');
+    }
+    entry.hidden = paused;
+    await this.#applyFlow(peer, entry);
+  }
+
+  /** Sets the simulcast layer a viewer wants for a share's consumer. */
+  async setConsumerPreferredLayers(
+    peerId: string,
+    consumerId: string,
+    layers: { spatialLayer: number; temporalLayer?: number },
+  ): Promise<void> {
+    const entry = this.#consumerOf(this.#peer(peerId), consumerId);
+    if (entry.consumer.type !== 'simulcast') {
+      throw new AppError('bad_request', 'only screen-share consumers have layers');
+    }
+    await entry.consumer.setPreferredLayers(layers);
+    this.#reviewShareLayers(entry.consumer.producerId);
+  }
+
+  /** Deafens the peer (pauses its audio consumers) or undeafens it. */
   async setDeafened(peerId: string, deafened: boolean): Promise<void> {
     const peer = this.#peer(peerId);
     peer.deafened = deafened;
-    await Promise.all(
-      [...peer.consumers.values()].map(({ consumer, clientReady }) => {
-        if (deafened) return consumer.pause();
-        return clientReady ? consumer.resume() : undefined;
-      }),
-    );
+    await Promise.all([...peer.consumers.values()].map((entry) => this.#applyFlow(peer, entry)));
     this.#announce(peer);
+  }
+
+  // A consumer flows once its client is ready, unless it is audio and the peer deafened, or
+  // video its viewer hides.
+  async #applyFlow(peer: Peer, entry: PeerConsumer): Promise<void> {
+    const { consumer } = entry;
+    const flows =
+      entry.clientReady && !entry.hidden && !(consumer.kind === 'audio' && peer.deafened);
+    if (flows) await consumer.resume();
+    else await consumer.pause();
+    if (consumer.kind === 'video') this.#reviewShareLayers(consumer.producerId);
+  }
+
+  #consumerOf(peer: Peer, consumerId: string): PeerConsumer {
+    const entry = peer.consumers.get(consumerId);
+    if (!entry) throw new AppError('not_found', `no consumer ${consumerId}`);
+    return entry;
   }
 
   /**
@@ -686,17 +766,27 @@ export class Channel {
         consumer.close();
         return;
       }
-      const entry = { consumer, clientReady: listener.autoResume };
+      const entry: PeerConsumer = { consumer, clientReady: listener.autoResume, hidden: false };
       listener.consumers.set(consumer.id, entry);
       consumer.observer.once('close', () => {
         listener.consumers.delete(consumer.id);
         listener.consumedProducerIds.delete(producer.id);
+        if (consumer.kind === 'video') this.#reviewShareLayers(producer.id);
       });
       consumer.on('producerclose', () => {
         listener.consumers.delete(consumer.id);
         listener.sink.notify('consumerClosed', { consumerId: consumer.id });
       });
-      if (listener.autoResume && !listener.deafened) await consumer.resume();
+      if (consumer.type === 'simulcast') {
+        consumer.on('layerschange', (layers) =>
+          listener.sink.notify('consumerLayers', {
+            consumerId: consumer.id,
+            spatialLayer: layers?.spatialLayer ?? null,
+            preferredSpatialLayer: consumer.preferredLayers?.spatialLayer ?? 0,
+          }),
+        );
+      }
+      await this.#applyFlow(listener, entry);
       listener.sink.notify('newConsumer', {
         consumerId: consumer.id,
         producerId: producer.id,

@@ -21,6 +21,8 @@ export const voiceConfigSchema = z.object({
   rtcBasePort: port.default(40000),
   /** Most consumers an edge router admits before a new edge opens. */
   maxConsumersPerEdge: z.coerce.number().int().min(1).max(100000).default(400),
+  /** Milliseconds a share's layer goes unwanted before its sharer is told to stop sending it. */
+  shareLayerIdleMs: z.coerce.number().int().min(100).max(600_000).default(5000),
   /** Screen shares one channel holds at once. */
   maxSharesPerChannel: z.coerce.number().int().min(0).max(16).default(3),
   /** mediasoup worker log level. */
@@ -43,6 +45,7 @@ const envKeys: Record<string, keyof VoiceConfig> = {
   VOICE_RTC_BASE_PORT: 'rtcBasePort',
   VOICE_MAX_CONSUMERS_PER_EDGE: 'maxConsumersPerEdge',
   VOICE_MAX_SHARES: 'maxSharesPerChannel',
+  VOICE_SHARE_LAYER_IDLE_MS: 'shareLayerIdleMs',
   VOICE_WORKER_LOG_LEVEL: 'workerLogLevel',
   VOICE_AUDIO_LEVEL_INTERVAL_MS: 'audioLevelIntervalMs',
   VOICE_SIGNALING_RATE: 'signalingRatePerSecond',

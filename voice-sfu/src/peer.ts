@@ -17,6 +17,8 @@ export interface PeerConsumer {
   readonly consumer: types.Consumer;
   /** True once the client asked to resume it; it still stays paused while deafened. */
   clientReady: boolean;
+  /** True while the viewer does not show it (a hidden tab): a paused video consumer. */
+  hidden: boolean;
 }
 
 /** One participant of a channel and every mediasoup object it owns. */

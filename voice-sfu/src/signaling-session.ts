@@ -232,6 +232,19 @@ export class SignalingSession {
         await channel.resumeConsumer(peer.id, consumerId);
         return {};
       },
+      setConsumerPaused: async ({ consumerId, paused }) => {
+        const { channel, peer } = this.#requireJoined();
+        await channel.setConsumerPaused(peer.id, consumerId, paused);
+        return {};
+      },
+      setConsumerPreferredLayers: async ({ consumerId, spatialLayer, temporalLayer }) => {
+        const { channel, peer } = this.#requireJoined();
+        await channel.setConsumerPreferredLayers(peer.id, consumerId, {
+          spatialLayer,
+          ...(temporalLayer === undefined ? {} : { temporalLayer }),
+        });
+        return {};
+      },
       setDeafened: async ({ deafened }) => {
         const { channel, peer } = this.#requireJoined();
         await channel.setDeafened(peer.id, deafened);

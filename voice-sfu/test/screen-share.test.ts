@@ -134,4 +134,54 @@ describe('screen shares in a voice channel', () => {
       'every object of the share to go',
     );
   });
+
+  it('layers no viewer wants are switched off at the sharer after the idle time, and back at once when wanted', async () => {
+    const voice = await startNode({ shareLayerIdleMs: 300 });
+    const viewers = [
+      await joinPlainListener(voice, 'room', 'Lis'),
+      await joinPlainListener(voice, 'room', 'Len'),
+    ];
+    const sue = await joinSender(voice, 'Sue', ['join', 'speak', 'screen-share']);
+    const producer = await sue.share();
+    const consumers: { viewer: (typeof viewers)[number]; id: string }[] = [];
+    for (const viewer of viewers) {
+      await waitFor(() => viewer.sink.of('newConsumer').length > 0, 5000, 'a consumer');
+      consumers.push({ viewer, id: viewer.sink.of('newConsumer')[0]!.consumerId });
+    }
+    const told = () => sue.sink.of('shareLayers').map((notice) => notice.activeLayers);
+    const prefer = (index: number, spatialLayer: number) =>
+      sue.channel.setConsumerPreferredLayers(
+        consumers[index]!.viewer.peerId,
+        consumers[index]!.id,
+        {
+          spatialLayer,
+        },
+      );
+
+    // One viewer still wants the top layer: nothing changes.
+    await prefer(0, 0);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(told()).toEqual([]);
+    // Both want the low layer only: after the idle time the sharer drops the top one.
+    await prefer(1, 0);
+    expect(told()).toEqual([]);
+    await waitFor(() => told().length === 1, 2000, 'the top layer to be switched off');
+    expect(told()).toEqual([1]);
+    // A viewer wanting the top again brings it back at once, not after a delay.
+    await prefer(1, 1);
+    expect(told()).toEqual([1, 2]);
+    // A hidden tab pauses its consumer, which then wants nothing.
+    await prefer(1, 0);
+    await sue.channel.setConsumerPaused(consumers[0]!.viewer.peerId, consumers[0]!.id, true);
+    await waitFor(() => told().length === 3, 2000, 'the top layer to go again');
+    await sue.channel.setConsumerPaused(consumers[0]!.viewer.peerId, consumers[0]!.id, false);
+    await prefer(0, 1);
+    expect(told()).toEqual([1, 2, 1, 2]);
+    await expect(
+      sue.channel.setConsumerPreferredLayers(viewers[0]!.peerId, 'no-such-consumer', {
+        spatialLayer: 0,
+      }),
+    ).rejects.toMatchObject({ code: 'not_found' });
+    expect(producer.closed).toBe(false);
+  });
 });

@@ -120,6 +120,28 @@ export const voiceRequestSchemas = {
     request: z.object({ consumerId: objectId }).strict(),
     response: empty,
   },
+  /**
+   * Pauses a video consumer the viewer does not show (a hidden tab), or resumes it. Audio goes
+   * through `setDeafened`.
+   */
+  setConsumerPaused: {
+    request: z.object({ consumerId: objectId, paused: z.boolean() }).strict(),
+    response: empty,
+  },
+  /**
+   * The simulcast layer a viewer wants for a share, from the size of its tile: 0 is the lowest.
+   * Bandwidth estimation may still give it a lower one (`consumerLayers` says which).
+   */
+  setConsumerPreferredLayers: {
+    request: z
+      .object({
+        consumerId: objectId,
+        spatialLayer: z.number().int().min(0).max(MAX_SHARE_ENCODINGS - 1),
+        temporalLayer: z.number().int().min(0).max(2).optional(),
+      })
+      .strict(),
+    response: empty,
+  },
   /** Deafens (pauses every consumer of the caller) or undeafens. */
   setDeafened: {
     request: z.object({ deafened: z.boolean() }).strict(),
@@ -154,6 +176,23 @@ export const voiceNotificationSchemas = {
     /** What the producer sends: a microphone, a screen share, or the share's audio. */
     source: mediaSourceSchema,
     rtpParameters: rtpParametersSchema,
+  }),
+  /**
+   * The layer a share's consumer now forwards (null while nothing flows): a viewer below the
+   * top layer it asked for is on a reduced layer.
+   */
+  consumerLayers: z.object({
+    consumerId: z.string(),
+    spatialLayer: z.number().int().nullable(),
+    preferredSpatialLayer: z.number().int(),
+  }),
+  /**
+   * To a sharer: keep the lowest `activeLayers` encodings of this share sending and deactivate
+   * the rest, as no viewer has wanted them for a while; raised again as soon as one does.
+   */
+  shareLayers: z.object({
+    producerId: z.string(),
+    activeLayers: z.number().int().min(1).max(MAX_SHARE_ENCODINGS),
   }),
   /** A consumer of the caller was closed by the server. */
   consumerClosed: z.object({ consumerId: z.string() }),

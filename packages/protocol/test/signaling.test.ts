@@ -50,6 +50,16 @@ const requestCases: Record<string, { valid: unknown; invalid: unknown; path: str
     path: 'rtpParameters.codecs.0.payloadType',
   },
   closeProducer: { valid: { producerId: 'p' }, invalid: { producerId: 5 }, path: 'producerId' },
+  setConsumerPaused: {
+    valid: { consumerId: 'c', paused: true },
+    invalid: { consumerId: 'c', paused: 1 },
+    path: 'paused',
+  },
+  setConsumerPreferredLayers: {
+    valid: { consumerId: 'c', spatialLayer: 2, temporalLayer: 0 },
+    invalid: { consumerId: 'c', spatialLayer: 3 },
+    path: 'spatialLayer',
+  },
   setProducerPaused: {
     valid: { producerId: 'p', paused: true },
     invalid: { producerId: 'p', paused: 'yes' },
