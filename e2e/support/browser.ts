@@ -35,6 +35,8 @@ export interface HearthState {
   joinCount: number;
   muted: boolean;
   deafened: boolean;
+  sharing: 'off' | 'starting' | 'live';
+  screens: { consumerId: string; peerId: string }[];
 }
 
 /** One inbound audio stream as `window.__hearth.inboundAudio()` reports it. */

@@ -3,7 +3,16 @@
 // network drop. The app itself never reads it.
 import type { Participant } from '@hearth/protocol';
 import type { InboundAudioStats } from './media-session';
-import type { ConnectionState, JoinTimings, VoiceClient } from './voice-client';
+import type { ShareLayerStats } from './screen-share';
+import type { ConnectionState, JoinTimings, ShareStatus, VoiceClient } from './voice-client';
+
+/** A screen share the page receives, as `window.__hearth.state()` reports it. */
+export interface HearthDebugScreen {
+  /** The consumer carrying its video. */
+  consumerId: string;
+  /** The participant who shares. */
+  peerId: string;
+}
 
 /** What `window.__hearth.state()` reports. */
 export interface HearthDebugState {
@@ -23,6 +32,10 @@ export interface HearthDebugState {
   muted: boolean;
   /** Incoming audio is off. */
   deafened: boolean;
+  /** The caller's own screen share. */
+  sharing: ShareStatus;
+  /** Screen shares of the others that the page receives. */
+  screens: HearthDebugScreen[];
 }
 
 /** The test and benchmark hook installed as `window.__hearth` by the channel view. */
@@ -31,6 +44,8 @@ export interface HearthDebugHook {
   state(): HearthDebugState;
   /** Byte and packet counters of every remote audio stream, from `inbound-rtp` stats. */
   inboundAudio(): Promise<InboundAudioStats[]>;
+  /** Counters of each simulcast layer of the caller's screen share, from `outbound-rtp` stats. */
+  shareLayers(): Promise<ShareLayerStats[]>;
   /** `performance.now()` timestamps of the latest join. */
   timings(): JoinTimings;
   /** Closes the signaling socket as a network drop would; the client must recover by itself. */
@@ -61,9 +76,12 @@ export function installDebugHook(client: VoiceClient): () => void {
         joinCount: state.joinCount,
         muted: state.muted,
         deafened: state.deafened,
+        sharing: state.sharing,
+        screens: state.screens.map(({ consumerId, peerId }) => ({ consumerId, peerId })),
       };
     },
     inboundAudio: () => client.inboundAudio(),
+    shareLayers: () => client.shareLayerStats(),
     timings: () => client.timings,
     dropSignaling: () => client.dropSignaling(),
     nodeId: () => client.nodeId,

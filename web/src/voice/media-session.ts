@@ -1,4 +1,4 @@
-import type { VoiceNotificationData } from '@hearth/protocol';
+import { mediaSourceSchema, type MediaSource, type VoiceNotificationData } from '@hearth/protocol';
 import type { types } from 'mediasoup-client';
 import { warn } from '../log';
 import { TypedEmitter } from './emitter';
@@ -23,6 +23,30 @@ export interface InboundAudioStats {
   packetsReceived: number;
 }
 
+/** A screen share received from another participant, shown as a tile. */
+export interface RemoteScreen {
+  /** The consumer carrying the share's video. */
+  consumerId: string;
+  /** The participant who shares. */
+  peerId: string;
+  /** The video, for a `<video>` element's `srcObject`. */
+  stream: MediaStream;
+}
+
+/** What `MediaSession.send` sends, besides the microphone. */
+export interface SendOptions {
+  /** The track to send. */
+  track: MediaStreamTrack;
+  /** What the track is, as the server is told. */
+  source: MediaSource;
+  /** Simulcast layers of a video track. */
+  encodings?: RTCRtpEncodingParameters[];
+  /** Codec settings, such as the encoder's start bitrate. */
+  codecOptions?: types.ProducerCodecOptions;
+  /** Whether closing the producer stops the track (the default); false when its owner does. */
+  stopTracks?: boolean;
+}
+
 /** Events of a media session. */
 export type MediaSessionEvents = {
   /** The first packet of remote audio arrived, at this `performance.now()` time. */
@@ -31,6 +55,10 @@ export type MediaSessionEvents = {
   autoplayBlocked: [];
   /** A transport could not be recovered by restarting ICE; the session must be replaced. */
   failed: [Error];
+  /** Another participant's screen share arrived. */
+  screenAdded: [RemoteScreen];
+  /** A screen share received before, named by its consumer id, ended. */
+  screenRemoved: [string];
 };
 
 type NewConsumer = VoiceNotificationData<'newConsumer'>;
@@ -42,6 +70,11 @@ interface RemoteAudio {
   consumer: types.Consumer;
   peerId: string;
   element: HTMLAudioElement;
+}
+
+interface RemoteVideo {
+  consumer: types.Consumer;
+  screen: RemoteScreen;
 }
 
 // Settings the microphone producer is created with: in-band FEC rides out packet loss, DTX
@@ -59,9 +92,11 @@ const DISCONNECTED_GRACE_MS = 2_000;
 const MAX_ICE_RESTARTS = 3;
 
 /**
- * The media of one join: a send and a receive transport, the microphone producer, and one
- * consumer with its audio element per remote participant. A session never outlives its join:
- * after a reconnect the client builds a new one, so nothing here needs resetting.
+ * The media of one join: a send and a receive transport, the microphone producer (and whatever
+ * else `send` sends, such as a screen share), one consumer with its audio element per remote
+ * microphone or share audio, and one consumer per remote screen share, announced as a
+ * `RemoteScreen`. A session never outlives its join: after a reconnect the client builds a new
+ * one, so nothing here needs resetting.
  */
 export class MediaSession {
   /** Timing, playback and failure events. */
@@ -70,6 +105,7 @@ export class MediaSession {
   readonly #device: types.Device;
   readonly #unsubscribe: (() => void)[];
   readonly #remote = new Map<string, RemoteAudio>();
+  readonly #remoteVideo = new Map<string, RemoteVideo>();
   readonly #consuming = new Set<string>();
   readonly #abandoned = new Set<string>();
   readonly #iceTimers = new Map<types.Transport, ReturnType<typeof setTimeout>>();
@@ -127,6 +163,7 @@ export class MediaSession {
           kind,
           rtpParameters: toWireRtpParameters(rtpParameters),
           paused: appData.paused === true,
+          source: mediaSourceSchema.safeParse(appData.source).data ?? 'microphone',
         })
         .then(({ producerId }) => callback({ id: producerId }), errback);
     });
@@ -201,6 +238,38 @@ export class MediaSession {
     return true;
   }
 
+  /**
+   * Sends a track other than the microphone, such as a screen share; resolves with its producer,
+   * or null when the session closed meanwhile. Rejects with the server's refusal.
+   */
+  async send(options: SendOptions): Promise<types.Producer | null> {
+    const transport = this.#sendTransport;
+    if (!transport || this.#closed) return null;
+    const producer = await transport.produce({
+      track: options.track,
+      encodings: options.encodings,
+      codecOptions: options.codecOptions,
+      stopTracks: options.stopTracks ?? true,
+      appData: { source: options.source },
+    });
+    if (this.#closed) {
+      producer.close();
+      return null;
+    }
+    return producer;
+  }
+
+  /** Stops sending a producer made by `send`: on the server, then locally. */
+  stopSending(producer: types.Producer): void {
+    if (producer.closed) return;
+    producer.close();
+    if (this.#closed) return;
+    this.#signaling.request('closeProducer', { producerId: producer.id }).catch((error) => {
+      // A producer whose transport or peer is gone is closed on the server already.
+      if (!this.#closed) warn('could not stop sending a track', error);
+    });
+  }
+
   /** Mutes or unmutes every remote audio element. */
   setDeafened(deafened: boolean): void {
     this.#deafened = deafened;
@@ -245,6 +314,7 @@ export class MediaSession {
     for (const timer of this.#iceTimers.values()) clearTimeout(timer);
     this.#iceTimers.clear();
     for (const id of [...this.#remote.keys()]) this.#removeRemote(id);
+    for (const id of [...this.#remoteVideo.keys()]) this.#removeRemote(id);
     this.#queue = null;
     this.#producer?.close();
     this.#producer = null;
@@ -289,10 +359,6 @@ export class MediaSession {
   async #consume(data: NewConsumer): Promise<void> {
     const transport = this.#recvTransport;
     if (!transport) return;
-    if (data.kind !== 'audio') {
-      warn(`ignored a ${data.kind} consumer: voice channels carry audio only`);
-      return;
-    }
     this.#consuming.add(data.consumerId);
     let consumer: types.Consumer;
     try {
@@ -301,10 +367,10 @@ export class MediaSession {
         producerId: data.producerId,
         kind: data.kind,
         rtpParameters: toClientRtpParameters(data.rtpParameters),
-        appData: { peerId: data.peerId },
+        appData: { peerId: data.peerId, source: data.source },
       });
     } catch (error) {
-      if (!this.#closed) warn(`could not receive audio of ${data.peerId}`, error);
+      if (!this.#closed) warn(`could not receive ${data.source} of ${data.peerId}`, error);
       return;
     } finally {
       this.#consuming.delete(data.consumerId);
@@ -313,22 +379,37 @@ export class MediaSession {
       consumer.close();
       return;
     }
+    consumer.on('transportclose', () => this.#removeRemote(consumer.id));
+    consumer.on('trackended', () => this.#removeRemote(consumer.id));
+    if (consumer.kind === 'video') this.#showVideo(consumer, data.peerId);
+    else this.#playAudio(consumer, data.peerId);
+    try {
+      await this.#signaling.request('resumeConsumer', { consumerId: consumer.id });
+    } catch (error) {
+      if (!this.#closed && (this.#remote.has(consumer.id) || this.#remoteVideo.has(consumer.id))) {
+        warn(`could not resume ${data.source} of ${data.peerId}`, error);
+      }
+    }
+  }
+
+  #showVideo(consumer: types.Consumer, peerId: string): void {
+    const screen: RemoteScreen = {
+      consumerId: consumer.id,
+      peerId,
+      stream: new MediaStream([consumer.track]),
+    };
+    this.#remoteVideo.set(consumer.id, { consumer, screen });
+    this.events.safeEmit('screenAdded', screen);
+  }
+
+  #playAudio(consumer: types.Consumer, peerId: string): void {
     const element = new Audio();
     element.autoplay = true;
     element.muted = this.#deafened;
     element.srcObject = new MediaStream([consumer.track]);
-    this.#remote.set(consumer.id, { consumer, peerId: data.peerId, element });
+    this.#remote.set(consumer.id, { consumer, peerId, element });
     this.#watchFirstPacket(consumer.track);
-    consumer.on('transportclose', () => this.#removeRemote(consumer.id));
-    consumer.on('trackended', () => this.#removeRemote(consumer.id));
     this.#play(element);
-    try {
-      await this.#signaling.request('resumeConsumer', { consumerId: consumer.id });
-    } catch (error) {
-      if (!this.#closed && this.#remote.has(consumer.id)) {
-        warn(`could not resume audio of ${data.peerId}`, error);
-      }
-    }
   }
 
   // A remote track stays muted until its first RTP packet arrives, so its `unmute` event marks
@@ -353,6 +434,13 @@ export class MediaSession {
   }
 
   #removeRemote(consumerId: string): void {
+    const video = this.#remoteVideo.get(consumerId);
+    if (video) {
+      this.#remoteVideo.delete(consumerId);
+      video.consumer.close();
+      this.events.safeEmit('screenRemoved', consumerId);
+      return;
+    }
     const remote = this.#remote.get(consumerId);
     if (!remote) return;
     this.#remote.delete(consumerId);

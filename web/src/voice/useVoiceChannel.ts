@@ -1,6 +1,7 @@
 import { onScopeDispose, shallowRef, type Ref } from 'vue';
 import { installDebugHook } from './debug-hook';
 import { DeviceLoader } from './device-loader';
+import type { SharePresetId } from './screen-share';
 import { VoiceClient, type VoiceState } from './voice-client';
 
 /** Settings of `useVoiceChannel`. */
@@ -31,6 +32,10 @@ export interface VoiceChannel {
   setServerMuted(peerId: string, muted: boolean): Promise<void>;
   /** Starts audio blocked by the autoplay policy; call it from a click. */
   enableAudio(): void;
+  /** Shares a screen with the preset named `presetId` (the default one when left out). */
+  startShare(presetId?: SharePresetId): void;
+  /** Stops the caller's screen share. */
+  stopShare(): void;
   /** Loads the media device ahead of the first join, so joining is faster. */
   prepare(): void;
 }
@@ -82,6 +87,8 @@ export function useVoiceChannel(options: UseVoiceChannelOptions = {}): VoiceChan
       await client.setServerMuted(peerId, muted);
     },
     enableAudio: () => void client?.enableAudio(),
+    startShare: (presetId) => void client?.startShare(presetId),
+    stopShare: () => client?.stopShare(),
     prepare: () => devices.preload(),
   };
 }

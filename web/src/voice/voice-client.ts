@@ -9,13 +9,19 @@ import type { Device } from 'mediasoup-client';
 import { ApiError } from '../api/http';
 import { DeviceLoader } from './device-loader';
 import { TypedEmitter } from './emitter';
-import { MediaSession, type InboundAudioStats } from './media-session';
+import { MediaSession, type InboundAudioStats, type RemoteScreen } from './media-session';
 import {
   isFinalPlacementError,
   locateAsGuest,
   signalingUrlOf,
   type LocateVoiceNode,
 } from './placement';
+import {
+  DEFAULT_SHARE_PRESET,
+  ScreenShare,
+  type ShareLayerStats,
+  type SharePresetId,
+} from './screen-share';
 import {
   SignalingClient,
   SignalingError,
@@ -26,6 +32,9 @@ import { toWireRtpCapabilities } from './wire';
 
 /** Where a voice client is in its life. */
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
+
+/** Where the caller's own screen share is: none, being set up, or received by the others. */
+export type ShareStatus = 'off' | 'starting' | 'live';
 
 /** One microphone the browser offers. */
 export interface Microphone {
@@ -69,6 +78,12 @@ export interface VoiceState {
   microphoneError: string | null;
   /** The browser blocked playback until the user interacts; call `enableAudio()` from a click. */
   audioBlocked: boolean;
+  /** The caller's own screen share. */
+  sharing: ShareStatus;
+  /** Preset of the caller's share while there is one. */
+  sharePreset: SharePresetId | null;
+  /** Screen shares of the others, in the order they arrived. */
+  screens: readonly RemoteScreen[];
   /** Successful joins of this client, rejoins included. */
   joinCount: number;
   /** The last error worth showing to the user. */
@@ -165,6 +180,7 @@ export class VoiceClient {
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
   #speakingTimer: ReturnType<typeof setTimeout> | null = null;
   #track: MediaStreamTrack | null = null;
+  #share: ScreenShare | null = null;
   #trackRequest: Promise<MediaStreamTrack | null> | null = null;
   #preferredMicrophoneId: string | null;
   #pushToTalkHeld = false;
@@ -194,6 +210,9 @@ export class VoiceClient {
       microphoneId: null,
       microphoneError: null,
       audioBlocked: false,
+      sharing: 'off',
+      sharePreset: null,
+      screens: [],
       joinCount: 0,
       error: null,
       closeReason: null,
@@ -344,6 +363,51 @@ export class VoiceClient {
     if (await session.resumePlayback()) this.#update({ audioBlocked: false });
   }
 
+  /**
+   * Shares a screen, window or tab chosen in the browser's picker, with the preset named
+   * `presetId`; the share follows the client across reconnects until `stopShare()`, the
+   * browser's own "stop sharing", or a refusal from the server, which is shown as the error.
+   */
+  async startShare(presetId: SharePresetId = DEFAULT_SHARE_PRESET): Promise<void> {
+    if (this.#isClosed() || this.#state.sharing !== 'off') return;
+    this.#update({ sharing: 'starting', sharePreset: presetId, error: null });
+    let share: ScreenShare;
+    try {
+      share = await ScreenShare.capture(presetId);
+    } catch (error) {
+      if (this.#isClosed()) return;
+      this.#update({
+        sharing: 'off',
+        sharePreset: null,
+        error: `Could not share the screen: ${describeShareError(error)}`,
+      });
+      return;
+    }
+    if (this.#isClosed()) {
+      share.stop();
+      return;
+    }
+    this.#share = share;
+    share.events.on('live', () => this.#update({ sharing: 'live' }));
+    share.events.on('ended', (reason) => {
+      if (this.#share !== share) return;
+      this.#share = null;
+      this.#update({ sharing: 'off', sharePreset: null, error: reason ?? this.#state.error });
+    });
+    const session = this.#session;
+    if (session && this.#state.connection === 'connected') void share.attach(session);
+  }
+
+  /** Stops the caller's screen share, if any. */
+  stopShare(): void {
+    this.#share?.stop();
+  }
+
+  /** Counters of each simulcast layer of the caller's screen share. */
+  async shareLayerStats(): Promise<ShareLayerStats[]> {
+    return (await this.#share?.layerStats()) ?? [];
+  }
+
   /** Byte and packet counters of every remote audio stream of the current join. */
   async inboundAudio(): Promise<InboundAudioStats[]> {
     return (await this.#session?.inboundAudio()) ?? [];
@@ -402,6 +466,13 @@ export class VoiceClient {
       session.events.on('failed', () => {
         if (this.#session === session) this.#lose();
       });
+      session.events.on('screenAdded', (screen) => {
+        if (this.#session === session) this.#update({ screens: [...this.#state.screens, screen] });
+      });
+      session.events.on('screenRemoved', (consumerId) => {
+        if (this.#session !== session) return;
+        this.#update({ screens: this.#state.screens.filter((s) => s.consumerId !== consumerId) });
+      });
       await session.open();
       this.#assertCurrent(attempt);
       this.#retries = 0;
@@ -409,6 +480,9 @@ export class VoiceClient {
       this.#update({ connection: 'connected', joinCount: this.#state.joinCount + 1, error: null });
       // Listening works from here on; the microphone may still wait for the user's permission.
       void this.#startMicrophone(session, microphone);
+      // A share started before this join, or kept from the one before a reconnect, goes out on
+      // this session; the send transport takes the microphone first.
+      if (this.#share) void this.#share.attach(session);
     } catch (error) {
       if (error instanceof StaleAttemptError || attempt !== this.#attempt) return;
       this.#resetMedia();
@@ -552,6 +626,8 @@ export class VoiceClient {
       speaking: new Set(),
       serverMuted: false,
       audioBlocked: false,
+      screens: [],
+      sharing: this.#share ? 'starting' : 'off',
     });
   }
 
@@ -572,6 +648,8 @@ export class VoiceClient {
     this.#resetMedia();
     this.#closeSignaling();
     for (const remove of this.#cleanup.splice(0)) remove();
+    this.#share?.stop();
+    this.#share = null;
     this.#track?.stop();
     this.#track = null;
     this.#pushToTalkHeld = false;
@@ -805,6 +883,13 @@ function sameMembers(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
   if (a.size !== b.size) return false;
   for (const item of a) if (!b.has(item)) return false;
   return true;
+}
+
+function describeShareError(error: unknown): string {
+  if (error instanceof DOMException && error.name === 'NotAllowedError') {
+    return 'the browser or the user refused.';
+  }
+  return `${describeError(error)}.`;
 }
 
 function describeError(error: unknown): string {

@@ -1,0 +1,309 @@
+import type { types } from 'mediasoup-client';
+import { warn } from '../log';
+import { TypedEmitter } from './emitter';
+import type { MediaSession } from './media-session';
+import { SignalingError } from './signaling';
+
+/** Names of the quality presets a sharer picks from. */
+export const SHARE_PRESET_IDS = [
+  '720p30',
+  '1080p30',
+  '1080p60',
+  '1440p30',
+  '2160p30',
+  'source',
+] as const;
+
+/** One of the quality presets a sharer picks from. */
+export type SharePresetId = (typeof SHARE_PRESET_IDS)[number];
+
+/** What a quality preset captures and how fast its top layer may send. */
+export interface SharePreset {
+  /** Name of the preset. */
+  id: SharePresetId;
+  /** Name shown in the picker. */
+  label: string;
+  /** Captured height in pixels (the width follows at 16:9), or null for the source's own. */
+  height: number | null;
+  /** Captured frames per second, or null for the source's own (up to 60). */
+  frameRate: number | null;
+  /** Top bitrate of the full-size layer in bit/s, or null to derive it from the captured size. */
+  maxBitrate: number | null;
+}
+
+/** The presets, from the lightest to the heaviest; "source" keeps the screen's own size. */
+export const SHARE_PRESETS: readonly SharePreset[] = [
+  { id: '720p30', label: '720p 30 fps', height: 720, frameRate: 30, maxBitrate: 2_500_000 },
+  { id: '1080p30', label: '1080p 30 fps', height: 1080, frameRate: 30, maxBitrate: 4_500_000 },
+  { id: '1080p60', label: '1080p 60 fps', height: 1080, frameRate: 60, maxBitrate: 6_000_000 },
+  { id: '1440p30', label: '1440p 30 fps', height: 1440, frameRate: 30, maxBitrate: 9_000_000 },
+  { id: '2160p30', label: '2160p 30 fps', height: 2160, frameRate: 30, maxBitrate: 16_000_000 },
+  { id: 'source', label: 'Source', height: null, frameRate: null, maxBitrate: null },
+];
+
+/** The preset of a share started without a choice, and of `?share=1`. */
+export const DEFAULT_SHARE_PRESET: SharePresetId = '1080p30';
+
+// The low simulcast layer: at most half the captured size, no taller than this, and at most this
+// bitrate, so that it fits the weakest viewer's downlink.
+const LOW_LAYER_MAX_HEIGHT = 540;
+const LOW_LAYER_MAX_BITRATE = 600_000;
+// The source preset asks for this frame rate at most.
+const SOURCE_MAX_FRAME_RATE = 60;
+// Where the encoder starts before bandwidth estimation has measured the path, in kbit/s: high
+// enough that the first frames of a screen are legible.
+const START_BITRATE_KBPS = 1_000;
+
+/** Tells whether a preset name is one of `SHARE_PRESET_IDS`. */
+export function isSharePresetId(value: unknown): value is SharePresetId {
+  return (SHARE_PRESET_IDS as readonly unknown[]).includes(value);
+}
+
+/** The preset named `id`; the default one for an unknown name. */
+export function sharePreset(id: SharePresetId): SharePreset {
+  return (
+    SHARE_PRESETS.find((preset) => preset.id === id) ??
+    SHARE_PRESETS.find((preset) => preset.id === DEFAULT_SHARE_PRESET)!
+  );
+}
+
+/**
+ * Top bitrate of a capture of `width`x`height` at `frameRate` under `preset`: the preset's own,
+ * or for "source" that of the lightest fixed preset covering as many pixels per second (the
+ * heaviest one's beyond them all).
+ */
+export function topBitrateOf(
+  preset: SharePreset,
+  width: number,
+  height: number,
+  frameRate: number,
+): number {
+  if (preset.maxBitrate !== null) return preset.maxBitrate;
+  const fixed = SHARE_PRESETS.filter((candidate) => candidate.maxBitrate !== null);
+  const pixelRate = width * height * frameRate;
+  const covering = fixed.find(
+    (candidate) =>
+      pixelRate <= widthOf(candidate.height!) * candidate.height! * candidate.frameRate!,
+  );
+  return (covering ?? fixed[fixed.length - 1]!).maxBitrate!;
+}
+
+/**
+ * The two simulcast layers of a capture `height` pixels tall: a low one at most half the size
+ * and 600 kbit/s, then the full size at `topBitrate` and `frameRate`.
+ */
+export function shareEncodingsOf(
+  height: number,
+  frameRate: number,
+  topBitrate: number,
+): RTCRtpEncodingParameters[] {
+  return [
+    {
+      scaleResolutionDownBy: Math.max(2, height / LOW_LAYER_MAX_HEIGHT),
+      maxBitrate: LOW_LAYER_MAX_BITRATE,
+    },
+    { scaleResolutionDownBy: 1, maxBitrate: topBitrate, maxFramerate: frameRate },
+  ];
+}
+
+/** Counters of one simulcast layer the sharer sends, from its `outbound-rtp` stats. */
+export interface ShareLayerStats {
+  /** The layer's RTP stream id (`r0` low, `r1` top). */
+  rid: string | null;
+  /** RTP payload bytes sent so far. */
+  bytesSent: number;
+  /** Frames encoded so far. */
+  framesEncoded: number;
+  /** Width of the last encoded frame, or 0 before the first. */
+  frameWidth: number;
+  /** Height of the last encoded frame, or 0 before the first. */
+  frameHeight: number;
+}
+
+/** Events of a screen share. */
+export type ScreenShareEvents = {
+  /** The video producer exists: viewers receive the share. */
+  live: [];
+  /** The share ended: stopped by the user or the browser, or refused with `reason`. */
+  ended: [reason: string | null];
+};
+
+/**
+ * One screen share: the captured screen (and tab or system audio, where the browser gives it)
+ * and its producers on the media session of the current join. The capture outlives a session,
+ * so after a reconnect the same share is sent again on the new one; it ends when the user or
+ * the browser stops it, or when the server refuses it.
+ */
+export class ScreenShare {
+  /** Going live and ending. */
+  readonly events = new TypedEmitter<ScreenShareEvents>();
+  readonly #preset: SharePreset;
+  readonly #video: MediaStreamTrack;
+  readonly #audio: MediaStreamTrack | null;
+  #session: MediaSession | null = null;
+  #producers: types.Producer[] = [];
+  #ended = false;
+
+  private constructor(
+    preset: SharePreset,
+    video: MediaStreamTrack,
+    audio: MediaStreamTrack | null,
+  ) {
+    this.#preset = preset;
+    this.#video = video;
+    this.#audio = audio;
+    // Text on a screen must stay legible: the encoder keeps the resolution and gives up frame
+    // rate instead when bandwidth runs short.
+    video.contentHint = 'detail';
+    // The browser's own "stop sharing" ends the track.
+    video.addEventListener('ended', () => this.stop(), { once: true });
+  }
+
+  /** Asks the browser for a screen, window or tab to share under the preset named `presetId`. */
+  static async capture(presetId: SharePresetId): Promise<ScreenShare> {
+    if (!navigator.mediaDevices?.getDisplayMedia) {
+      throw new Error('this browser cannot share a screen here (a secure context is needed)');
+    }
+    const preset = sharePreset(presetId);
+    const stream = await navigator.mediaDevices.getDisplayMedia({
+      video: captureConstraintsOf(preset),
+      audio: true,
+    });
+    const [video] = stream.getVideoTracks();
+    if (!video) {
+      for (const track of stream.getTracks()) track.stop();
+      throw new Error('the browser returned no video track');
+    }
+    return new ScreenShare(preset, video, stream.getAudioTracks()[0] ?? null);
+  }
+
+  /** The preset the share was started with. */
+  get preset(): SharePreset {
+    return this.#preset;
+  }
+
+  /** True once the share ended; it never starts again. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Sends the share on `session`: the video as VP8 simulcast, then the audio. A refusal from the
+   * server (no grant, the channel's share cap) ends the share with the server's reason; a lost
+   * connection leaves it for the next session.
+   */
+  async attach(session: MediaSession): Promise<void> {
+    if (this.#ended || this.#session === session) return;
+    this.#session = session;
+    this.#producers = [];
+    try {
+      const video = await this.#produceVideo(session);
+      if (!video) return;
+      this.events.safeEmit('live');
+      if (this.#audio?.readyState === 'live') {
+        const audio = await session.send({
+          track: this.#audio,
+          source: 'screen-audio',
+          stopTracks: false,
+        });
+        if (audio) this.#keep(session, audio);
+      }
+    } catch (error) {
+      if (this.#ended || session.closed || this.#session !== session) return;
+      if (error instanceof SignalingError && error.code === 'disconnected') return;
+      this.#end(`Screen share refused: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
+  /** Byte, frame and size counters of each simulcast layer sent right now. */
+  async layerStats(): Promise<ShareLayerStats[]> {
+    const video = this.#producers.find((producer) => producer.kind === 'video');
+    if (!video || video.closed) return [];
+    const layers: ShareLayerStats[] = [];
+    (await video.getStats()).forEach((stat: RTCStats) => {
+      if (stat.type !== 'outbound-rtp') return;
+      const outbound = stat as RTCOutboundRtpStreamStats;
+      layers.push({
+        rid: outbound.rid ?? null,
+        bytesSent: outbound.bytesSent ?? 0,
+        framesEncoded: outbound.framesEncoded ?? 0,
+        frameWidth: outbound.frameWidth ?? 0,
+        frameHeight: outbound.frameHeight ?? 0,
+      });
+    });
+    return layers.sort((a, b) => (a.rid ?? '').localeCompare(b.rid ?? ''));
+  }
+
+  /** Stops sharing: closes the producers on the server and stops the capture. Idempotent. */
+  stop(): void {
+    this.#end(null);
+  }
+
+  async #produceVideo(session: MediaSession): Promise<types.Producer | null> {
+    const settings = this.#video.getSettings();
+    const height = settings.height ?? this.#preset.height ?? 1080;
+    const frameRate = Math.round(settings.frameRate ?? this.#preset.frameRate ?? 30);
+    const width = settings.width ?? widthOf(height);
+    const producer = await session.send({
+      track: this.#video,
+      source: 'screen',
+      encodings: shareEncodingsOf(
+        height,
+        frameRate,
+        topBitrateOf(this.#preset, width, height, frameRate),
+      ),
+      codecOptions: { videoGoogleStartBitrate: START_BITRATE_KBPS },
+      stopTracks: false,
+    });
+    if (!producer) return null;
+    this.#keep(session, producer);
+    const sender = producer.rtpSender;
+    if (sender) {
+      const parameters = sender.getParameters();
+      parameters.degradationPreference = 'maintain-resolution';
+      await sender.setParameters(parameters).catch((error: unknown) => {
+        warn('could not keep the share at full resolution', error);
+      });
+    }
+    return producer;
+  }
+
+  // Holds a producer while it belongs to the current session and the share goes on; otherwise
+  // it is closed at once.
+  #keep(session: MediaSession, producer: types.Producer): void {
+    if (this.#ended || this.#session !== session) {
+      session.stopSending(producer);
+      return;
+    }
+    this.#producers.push(producer);
+  }
+
+  #end(reason: string | null): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const session = this.#session;
+    for (const producer of this.#producers) session?.stopSending(producer);
+    this.#producers = [];
+    this.#session = null;
+    this.#video.stop();
+    this.#audio?.stop();
+    this.events.safeEmit('ended', reason);
+    this.events.removeAllListeners();
+  }
+}
+
+function widthOf(height: number): number {
+  return Math.round((height * 16) / 9);
+}
+
+function captureConstraintsOf(preset: SharePreset): MediaTrackConstraints {
+  if (preset.height === null || preset.frameRate === null) {
+    return { frameRate: { ideal: SOURCE_MAX_FRAME_RATE, max: SOURCE_MAX_FRAME_RATE } };
+  }
+  const width = widthOf(preset.height);
+  return {
+    width: { ideal: width, max: width },
+    height: { ideal: preset.height, max: preset.height },
+    frameRate: { ideal: preset.frameRate, max: preset.frameRate },
+  };
+}
