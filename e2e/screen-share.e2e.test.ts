@@ -104,7 +104,7 @@ function serverScreenProducers() {
 }
 
 describe('screen share in Chromium', () => {
-  it('?share=1 shares 1080p30 in two simulcast layers, viewers decode the top layer in a tile, and stopping removes the tiles', async () => {
+  it('?share=1 shares 1080p30 in two simulcast layers, viewers decode the top layer in a tile, comes back after the sharer reconnects, and stopping removes the tiles', async () => {
     const sharer = await openVoice('name=Sue&autojoin=1&share=1');
     await eventually(
       async () => (await hearthState(sharer))?.sharing === 'live',
@@ -188,6 +188,42 @@ describe('screen share in Chromium', () => {
       5000,
       'the tile to let go of the focus',
     );
+
+    // The sharer loses its connection: it rejoins by itself and sends the same capture again, so
+    // the viewers get a new tile that decodes.
+    const [oldTile] = (await hearthState(viewers[0]!))!.screens;
+    const joinsBefore = (await hearthState(sharer))!.joinCount;
+    await sharer.evaluate(() =>
+      (globalThis as unknown as { __hearth: { dropSignaling(): void } }).__hearth.dropSignaling(),
+    );
+    await eventually(
+      async () => {
+        const state = await hearthState(sharer);
+        return state?.joinCount === joinsBefore + 1 && state.sharing === 'live';
+      },
+      20_000,
+      'the sharer to rejoin and share again',
+    );
+    for (const viewer of viewers) {
+      await eventually(
+        async () => {
+          const screens = (await hearthState(viewer))!.screens;
+          const before = await tileVideos(viewer);
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          const after = await tileVideos(viewer);
+          return (
+            screens.length === 1 &&
+            screens[0]!.consumerId !== oldTile!.consumerId &&
+            after.length === 1 &&
+            before.length === 1 &&
+            after[0]!.framesDecoded > before[0]!.framesDecoded
+          );
+        },
+        30_000,
+        'the share again after the sharer rejoined',
+      );
+    }
+    expect(serverScreenProducers()).toHaveLength(1);
 
     // The sharer stops: every tile goes, and the server holds no screen producer.
     await sharer.getByTestId('share-stop').click();
