@@ -9,6 +9,10 @@ import { eventually } from './support/wait';
 
 const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');
 const CHANNEL = 'screens';
+// A tile on this window is less than 540 pixels tall and asks for the low layer; on the default
+// 1280x720 window one tile is wider than 960 pixels and asks for the top one.
+const SMALL_WINDOW = { width: 480, height: 400 };
+const LARGE_WINDOW = { width: 1280, height: 720 };
 
 let api: TestApi;
 let browser: Browser;
@@ -38,7 +42,8 @@ beforeAll(async () => {
   // crosses a pipe as it would in production.
   api = await startTestApi({
     api: { webDistDir, guestGrants: 'join,speak,screen-share' },
-    voice: { numWorkers: 2 },
+    // Layers nobody wants are switched off at the sharer after one second instead of five.
+    voice: { numWorkers: 2, shareLayerIdleMs: 1000 },
   });
   browser = await launchChromium();
   await ensureChannel(api.baseUrl, CHANNEL);
@@ -50,8 +55,8 @@ afterAll(async () => {
   await api?.close();
 });
 
-async function openVoice(query: string): Promise<Page> {
-  const context = await browser.newContext();
+async function openVoice(query: string, viewport = LARGE_WINDOW): Promise<Page> {
+  const context = await browser.newContext({ viewport });
   contexts.push(context);
   const page = await context.newPage();
   await page.goto(`${api.baseUrl}/voice/${CHANNEL}?${query}`);
@@ -97,6 +102,34 @@ function shareLayers(page: Page): Promise<ShareLayer[]> {
   );
 }
 
+// Resolves once the viewer's one tile decodes frames at `width`x`height`: more than ten new
+// frames within two seconds.
+async function expectTileDecoding(viewer: Page, width: number, what: string): Promise<void> {
+  await eventually(
+    async () => {
+      const before = await tileVideos(viewer);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      const after = await tileVideos(viewer);
+      return (
+        after.length === 1 &&
+        before.length === 1 &&
+        after[0]!.framesDecoded > before[0]!.framesDecoded + 10 &&
+        after[0]!.videoWidth === width &&
+        after[0]!.videoHeight === (width * 9) / 16
+      );
+    },
+    40_000,
+    what,
+  );
+}
+
+// Bytes the sharer's top layer sent within one second.
+async function topLayerBytesPerSecond(sharer: Page): Promise<number> {
+  const before = (await shareLayers(sharer))[1]?.bytesSent ?? 0;
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  return ((await shareLayers(sharer))[1]?.bytesSent ?? 0) - before;
+}
+
 function serverScreenProducers() {
   return (api.voice!.channels.get(CHANNEL)?.producers() ?? []).filter(
     (producer) => (producer.appData as { source?: string }).source === 'screen',
@@ -104,7 +137,7 @@ function serverScreenProducers() {
 }
 
 describe('screen share in Chromium', () => {
-  it('?share=1 shares 1080p30 in two simulcast layers, viewers decode the top layer in a tile, comes back after the sharer reconnects, and stopping removes the tiles', async () => {
+  it('?share=1 shares 1080p30 in two simulcast layers, each viewer decodes the layer its tile needs, unwanted layers stop at the sharer, the share comes back after the sharer reconnects, and stopping removes the tiles', async () => {
     const sharer = await openVoice('name=Sue&autojoin=1&share=1');
     await eventually(
       async () => (await hearthState(sharer))?.sharing === 'live',
@@ -130,28 +163,25 @@ describe('screen share in Chromium', () => {
 
     const viewers = [
       await openVoice('name=Vic&autojoin=1'),
-      await openVoice('name=Val&autojoin=1'),
+      await openVoice('name=Val&autojoin=1', SMALL_WINDOW),
     ];
+    const [large, small] = viewers as [Page, Page];
 
-    // Each viewer shows one tile of Sue's screen whose video decodes frames, and once bandwidth
-    // estimation has ramped up, at the top layer's full 1920x1080.
+    // Each viewer shows one tile of Sue's screen whose video decodes frames at the layer its tile
+    // needs: the large one, once bandwidth estimation has ramped up, the top layer's full
+    // 1920x1080; the small one the low layer's 960x540.
+    await expectTileDecoding(large, 1920, 'the top layer decoding in the large tile');
+    await expectTileDecoding(small, 960, 'the low layer decoding in the small tile');
+    expect((await hearthState(large))!.screens[0]).toMatchObject({
+      spatialLayer: 1,
+      preferredSpatialLayer: 1,
+    });
+    expect((await hearthState(small))!.screens[0]).toMatchObject({
+      spatialLayer: 0,
+      preferredSpatialLayer: 0,
+    });
+    expect(await large.getByTestId('screen-reduced').count()).toBe(0);
     for (const viewer of viewers) {
-      await eventually(
-        async () => {
-          const before = await tileVideos(viewer);
-          await new Promise((resolve) => setTimeout(resolve, 2000));
-          const after = await tileVideos(viewer);
-          return (
-            after.length === 1 &&
-            before.length === 1 &&
-            after[0]!.framesDecoded > before[0]!.framesDecoded + 10 &&
-            after[0]!.videoWidth === 1920 &&
-            after[0]!.videoHeight === 1080
-          );
-        },
-        40_000,
-        'the top layer decoding in the viewer tile',
-      );
       const [tile] = await tileVideos(viewer);
       expect(tile).toMatchObject({ peerId: sharerId, muted: true, playsInline: true });
       expect((await hearthState(viewer))!.screens.map((screen) => screen.peerId)).toEqual([
@@ -173,6 +203,23 @@ describe('screen share in Chromium', () => {
       10_000,
       'both layers sent at their sizes',
     );
+
+    // Both tiles small: nobody wants the top layer, so the sharer stops sending it. The small
+    // viewer's window grows: the top layer comes back, and to that viewer.
+    await large.setViewportSize(SMALL_WINDOW);
+    await eventually(
+      async () => (await topLayerBytesPerSecond(sharer)) === 0,
+      10_000,
+      'the top layer to stop at the sharer',
+    );
+    await small.setViewportSize(LARGE_WINDOW);
+    await eventually(
+      async () => (await topLayerBytesPerSecond(sharer)) > 0,
+      5000,
+      'the top layer to start again at the sharer',
+    );
+    await expectTileDecoding(small, 1920, 'the top layer decoding in the grown tile');
+    await expectTileDecoding(large, 960, 'the low layer decoding in the shrunk tile');
 
     // Clicking a tile focuses it, and clicking again lets go.
     const viewerTile = viewers[0]!.getByTestId('screen-tile');

@@ -12,6 +12,10 @@ export interface HearthDebugScreen {
   consumerId: string;
   /** The participant who shares. */
   peerId: string;
+  /** The simulcast layer received, or null while none flows. */
+  spatialLayer: number | null;
+  /** The layer the tile asked for, or null before it asked. */
+  preferredSpatialLayer: number | null;
 }
 
 /** What `window.__hearth.state()` reports. */
@@ -77,7 +81,14 @@ export function installDebugHook(client: VoiceClient): () => void {
         muted: state.muted,
         deafened: state.deafened,
         sharing: state.sharing,
-        screens: state.screens.map(({ consumerId, peerId }) => ({ consumerId, peerId })),
+        screens: state.screens.map(
+          ({ consumerId, peerId, spatialLayer, preferredSpatialLayer }) => ({
+            consumerId,
+            peerId,
+            spatialLayer,
+            preferredSpatialLayer,
+          }),
+        ),
       };
     },
     inboundAudio: () => client.inboundAudio(),

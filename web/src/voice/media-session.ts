@@ -31,6 +31,10 @@ export interface RemoteScreen {
   peerId: string;
   /** The video, for a `<video>` element's `srcObject`. */
   stream: MediaStream;
+  /** The simulcast layer received (0 is the lowest), or null while none flows. */
+  spatialLayer: number | null;
+  /** The layer this viewer asked for, or null before it asked. */
+  preferredSpatialLayer: number | null;
 }
 
 /** What `MediaSession.send` sends, besides the microphone. */
@@ -45,6 +49,8 @@ export interface SendOptions {
   codecOptions?: types.ProducerCodecOptions;
   /** Whether closing the producer stops the track (the default); false when its owner does. */
   stopTracks?: boolean;
+  /** What the encoder gives up first when bandwidth runs short. */
+  degradationPreference?: RTCDegradationPreference;
 }
 
 /** Events of a media session. */
@@ -59,6 +65,8 @@ export type MediaSessionEvents = {
   screenAdded: [RemoteScreen];
   /** A screen share received before, named by its consumer id, ended. */
   screenRemoved: [string];
+  /** The layer received of a screen share, or the one asked for, changed. */
+  screenUpdated: [RemoteScreen];
 };
 
 type NewConsumer = VoiceNotificationData<'newConsumer'>;
@@ -106,6 +114,12 @@ export class MediaSession {
   readonly #unsubscribe: (() => void)[];
   readonly #remote = new Map<string, RemoteAudio>();
   readonly #remoteVideo = new Map<string, RemoteVideo>();
+  // Video producers made by `send`, which the server may tell to switch layers off and on.
+  readonly #sentVideo = new Map<string, types.Producer>();
+  // Changes to RTP senders' parameters, one at a time: each reads the parameters the previous
+  // one wrote.
+  #senderUpdates: Promise<void> = Promise.resolve();
+  #screensHidden: boolean;
   readonly #consuming = new Set<string>();
   readonly #abandoned = new Set<string>();
   readonly #iceTimers = new Map<types.Transport, ReturnType<typeof setTimeout>>();
@@ -122,10 +136,16 @@ export class MediaSession {
   #heardAudio = false;
   #closed = false;
 
-  constructor(options: { signaling: SignalingClient; device: types.Device; deafened: boolean }) {
+  constructor(options: {
+    signaling: SignalingClient;
+    device: types.Device;
+    deafened: boolean;
+    screensHidden: boolean;
+  }) {
     this.#signaling = options.signaling;
     this.#device = options.device;
     this.#deafened = options.deafened;
+    this.#screensHidden = options.screensHidden;
     this.#unsubscribe = [
       this.#signaling.onNotification('newConsumer', (data) =>
         this.#handle({ method: 'newConsumer', data }),
@@ -133,6 +153,12 @@ export class MediaSession {
       this.#signaling.onNotification('consumerClosed', ({ consumerId }) =>
         this.#handle({ method: 'consumerClosed', consumerId }),
       ),
+      this.#signaling.onNotification('consumerLayers', (data) => this.#onConsumerLayers(data)),
+      this.#signaling.onNotification('shareLayers', ({ producerId, activeLayers }) => {
+        const producer = this.#sentVideo.get(producerId);
+        if (producer)
+          this.#updateSender(producer, (parameters) => activateLayers(parameters, activeLayers));
+      }),
     ];
   }
 
@@ -256,7 +282,41 @@ export class MediaSession {
       producer.close();
       return null;
     }
+    const { degradationPreference } = options;
+    if (degradationPreference) {
+      this.#updateSender(producer, (parameters) => {
+        parameters.degradationPreference = degradationPreference;
+      });
+    }
+    if (producer.kind === 'video') {
+      this.#sentVideo.set(producer.id, producer);
+      producer.observer.on('close', () => this.#sentVideo.delete(producer.id));
+    }
     return producer;
+  }
+
+  /**
+   * Asks the server for the simulcast layer of a received screen share that fits the size it is
+   * shown at (0 is the lowest); asking again for the same layer sends nothing.
+   */
+  setScreenLayer(consumerId: string, spatialLayer: number): void {
+    const video = this.#remoteVideo.get(consumerId);
+    if (!video || this.#closed || video.screen.preferredSpatialLayer === spatialLayer) return;
+    this.#updateScreen(video, { preferredSpatialLayer: spatialLayer });
+    this.#signaling
+      .request('setConsumerPreferredLayers', { consumerId, spatialLayer })
+      .catch((error) => {
+        if (!this.#closed && this.#remoteVideo.has(consumerId)) {
+          warn('could not choose the layer of a screen share', error);
+        }
+      });
+  }
+
+  /** Pauses every received screen share while the page is hidden, and resumes them after. */
+  setScreensHidden(hidden: boolean): void {
+    if (this.#closed || hidden === this.#screensHidden) return;
+    this.#screensHidden = hidden;
+    for (const consumerId of this.#remoteVideo.keys()) this.#requestScreenPaused(consumerId);
   }
 
   /** Stops sending a producer made by `send`: on the server, then locally. */
@@ -397,9 +457,46 @@ export class MediaSession {
       consumerId: consumer.id,
       peerId,
       stream: new MediaStream([consumer.track]),
+      spatialLayer: null,
+      preferredSpatialLayer: null,
     };
     this.#remoteVideo.set(consumer.id, { consumer, screen });
     this.events.safeEmit('screenAdded', screen);
+    if (this.#screensHidden) this.#requestScreenPaused(consumer.id);
+  }
+
+  #requestScreenPaused(consumerId: string): void {
+    const paused = this.#screensHidden;
+    this.#signaling.request('setConsumerPaused', { consumerId, paused }).catch((error) => {
+      if (!this.#closed && this.#remoteVideo.has(consumerId)) {
+        warn(`could not ${paused ? 'pause' : 'resume'} a screen share`, error);
+      }
+    });
+  }
+
+  #onConsumerLayers(data: VoiceNotificationData<'consumerLayers'>): void {
+    const video = this.#remoteVideo.get(data.consumerId);
+    if (video) this.#updateScreen(video, { spatialLayer: data.spatialLayer });
+  }
+
+  #updateScreen(video: RemoteVideo, patch: Partial<RemoteScreen>): void {
+    video.screen = { ...video.screen, ...patch };
+    this.events.safeEmit('screenUpdated', video.screen);
+  }
+
+  #updateSender(
+    producer: types.Producer,
+    change: (parameters: RTCRtpSendParameters) => void,
+  ): void {
+    this.#senderUpdates = this.#senderUpdates.then(async () => {
+      const sender = producer.rtpSender;
+      if (!sender || producer.closed || this.#closed) return;
+      const parameters = sender.getParameters();
+      change(parameters);
+      await sender.setParameters(parameters).catch((error: unknown) => {
+        if (!producer.closed) warn('could not change how a track is sent', error);
+      });
+    });
   }
 
   #playAudio(consumer: types.Consumer, peerId: string): void {
@@ -497,6 +594,13 @@ export class MediaSession {
       this.events.safeEmit('failed', error instanceof Error ? error : new Error(String(error)));
     }
   }
+}
+
+// Keeps the lowest `activeLayers` simulcast encodings sending and switches the others off.
+function activateLayers(parameters: RTCRtpSendParameters, activeLayers: number): void {
+  parameters.encodings.forEach((encoding, index) => {
+    encoding.active = index < activeLayers;
+  });
 }
 
 function isInboundRtp(stat: RTCStats): stat is RTCInboundRtpStreamStats {

@@ -1,5 +1,4 @@
 import type { types } from 'mediasoup-client';
-import { warn } from '../log';
 import { TypedEmitter } from './emitter';
 import type { MediaSession } from './media-session';
 import { SignalingError } from './signaling';
@@ -53,6 +52,14 @@ const SOURCE_MAX_FRAME_RATE = 60;
 // Where the encoder starts before bandwidth estimation has measured the path, in kbit/s: high
 // enough that the first frames of a screen are legible.
 const START_BITRATE_KBPS = 1_000;
+
+/**
+ * The simulcast layer a tile shown `displayHeight` device pixels tall needs: the top one (1) once
+ * it is taller than the low layer can be, the low one (0) otherwise.
+ */
+export function screenLayerFor(displayHeight: number): number {
+  return displayHeight > LOW_LAYER_MAX_HEIGHT ? 1 : 0;
+}
 
 /** Tells whether a preset name is one of `SHARE_PRESET_IDS`. */
 export function isSharePresetId(value: unknown): value is SharePresetId {
@@ -254,17 +261,9 @@ export class ScreenShare {
       ),
       codecOptions: { videoGoogleStartBitrate: START_BITRATE_KBPS },
       stopTracks: false,
+      degradationPreference: 'maintain-resolution',
     });
-    if (!producer) return null;
-    this.#keep(session, producer);
-    const sender = producer.rtpSender;
-    if (sender) {
-      const parameters = sender.getParameters();
-      parameters.degradationPreference = 'maintain-resolution';
-      await sender.setParameters(parameters).catch((error: unknown) => {
-        warn('could not keep the share at full resolution', error);
-      });
-    }
+    if (producer) this.#keep(session, producer);
     return producer;
   }
 

@@ -36,6 +36,8 @@ export interface VoiceChannel {
   startShare(presetId?: SharePresetId): void;
   /** Stops the caller's screen share. */
   stopShare(): void;
+  /** Asks for the simulcast layer of a received screen share that fits its tile (0 lowest). */
+  setScreenLayer(consumerId: string, spatialLayer: number): void;
   /** Loads the media device ahead of the first join, so joining is faster. */
   prepare(): void;
 }
@@ -89,6 +91,7 @@ export function useVoiceChannel(options: UseVoiceChannelOptions = {}): VoiceChan
     enableAudio: () => void client?.enableAudio(),
     startShare: (presetId) => void client?.startShare(presetId),
     stopShare: () => client?.stopShare(),
+    setScreenLayer: (consumerId, spatialLayer) => client?.setScreenLayer(consumerId, spatialLayer),
     prepare: () => devices.preload(),
   };
 }

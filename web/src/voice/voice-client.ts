@@ -237,6 +237,10 @@ export class VoiceClient {
     this.#listen(window, 'keydown', (event) => this.#onKey(event as KeyboardEvent, true));
     this.#listen(window, 'keyup', (event) => this.#onKey(event as KeyboardEvent, false));
     this.#listen(window, 'blur', () => this.#setPushToTalkHeld(false));
+    // Nobody sees the shares of a hidden tab, so they stop flowing until it shows again.
+    this.#listen(document, 'visibilitychange', () =>
+      this.#session?.setScreensHidden(document.hidden),
+    );
     if (navigator.mediaDevices) {
       this.#listen(navigator.mediaDevices, 'devicechange', () => void this.#refreshMicrophones());
     }
@@ -398,6 +402,11 @@ export class VoiceClient {
     if (session && this.#state.connection === 'connected') void share.attach(session);
   }
 
+  /** Asks for the simulcast layer of a received screen share that fits its tile (0 lowest). */
+  setScreenLayer(consumerId: string, spatialLayer: number): void {
+    this.#session?.setScreenLayer(consumerId, spatialLayer);
+  }
+
   /** Stops the caller's screen share, if any. */
   stopShare(): void {
     this.#share?.stop();
@@ -457,7 +466,12 @@ export class VoiceClient {
         await signaling.request('setDeafened', { deafened: true });
         this.#assertCurrent(attempt);
       }
-      const session = new MediaSession({ signaling, device, deafened: this.#state.deafened });
+      const session = new MediaSession({
+        signaling,
+        device,
+        deafened: this.#state.deafened,
+        screensHidden: document.hidden,
+      });
       this.#session = session;
       session.events.on('firstRemoteAudio', (at) => {
         if (this.#session === session) this.#timings.firstRemoteAudioAt = at;
@@ -472,6 +486,14 @@ export class VoiceClient {
       session.events.on('screenRemoved', (consumerId) => {
         if (this.#session !== session) return;
         this.#update({ screens: this.#state.screens.filter((s) => s.consumerId !== consumerId) });
+      });
+      session.events.on('screenUpdated', (screen) => {
+        if (this.#session !== session) return;
+        this.#update({
+          screens: this.#state.screens.map((s) =>
+            s.consumerId === screen.consumerId ? screen : s,
+          ),
+        });
       });
       await session.open();
       this.#assertCurrent(attempt);
