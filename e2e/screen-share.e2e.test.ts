@@ -42,8 +42,9 @@ beforeAll(async () => {
   // crosses a pipe as it would in production.
   api = await startTestApi({
     api: { webDistDir, guestGrants: 'join,speak,screen-share' },
-    // Layers nobody wants are switched off at the sharer after one second instead of five.
-    voice: { numWorkers: 2, shareLayerIdleMs: 1000 },
+    // Layers nobody wants are switched off at the sharer after one second instead of five, and
+    // one share fills the channel, so a second sharer meets the cap.
+    voice: { numWorkers: 2, shareLayerIdleMs: 1000, maxSharesPerChannel: 1 },
   });
   browser = await launchChromium();
   await ensureChannel(api.baseUrl, CHANNEL);
@@ -123,6 +124,26 @@ async function expectTileDecoding(viewer: Page, width: number, what: string): Pr
   );
 }
 
+// Frames the viewer's tile decoded within `ms`.
+async function framesDecodedIn(viewer: Page, ms: number): Promise<number> {
+  const before = (await tileVideos(viewer))[0]?.framesDecoded ?? 0;
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return ((await tileVideos(viewer))[0]?.framesDecoded ?? 0) - before;
+}
+
+// Headless Chromium keeps every page visible, so the page is told it is hidden (or visible
+// again) the way a browser tells it when its tab goes to the background.
+async function setHidden(page: Page, hidden: boolean): Promise<void> {
+  await page.evaluate((value) => {
+    const { document } = globalThis as unknown as {
+      document: { dispatchEvent(event: unknown): boolean };
+    };
+    const { Event } = globalThis as unknown as { Event: new (type: string) => unknown };
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => value });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, hidden);
+}
+
 // Bytes the sharer's top layer sent within one second.
 async function topLayerBytesPerSecond(sharer: Page): Promise<number> {
   const before = (await shareLayers(sharer))[1]?.bytesSent ?? 0;
@@ -137,7 +158,7 @@ function serverScreenProducers() {
 }
 
 describe('screen share in Chromium', () => {
-  it('?share=1 shares 1080p30 in two simulcast layers, each viewer decodes the layer its tile needs, unwanted layers stop at the sharer, the share comes back after the sharer reconnects, and stopping removes the tiles', async () => {
+  it('?share=1 shares 1080p30 in two simulcast layers, each viewer decodes the layer its tile needs, a share beyond the cap is refused, a hidden tab pauses it, unwanted layers stop at the sharer, the share comes back after the sharer reconnects, and stopping removes the tiles', async () => {
     const sharer = await openVoice('name=Sue&autojoin=1&share=1');
     await eventually(
       async () => (await hearthState(sharer))?.sharing === 'live',
@@ -202,6 +223,35 @@ describe('screen share in Chromium', () => {
       },
       10_000,
       'both layers sent at their sizes',
+    );
+
+    // A guest holding screen-share is offered the button; with the channel full, its share is
+    // refused, it is told why, and Sue's share goes on.
+    await large.getByTestId('share-preset').selectOption('720p30');
+    await large.getByTestId('share-start').click();
+    await eventually(
+      async () =>
+        ((await large.getByTestId('voice-error').textContent()) ?? '').includes(
+          'holds 1 screen shares already',
+        ) && (await hearthState(large))!.sharing === 'off',
+      10_000,
+      'the second share to be refused',
+    );
+    expect(serverScreenProducers()).toHaveLength(1);
+    expect((await hearthState(small))!.screens).toHaveLength(1);
+
+    // A hidden tab pauses the share it receives, and shows it again once visible.
+    await setHidden(small, true);
+    await eventually(
+      async () => (await framesDecodedIn(small, 1000)) === 0,
+      10_000,
+      'the hidden tab to receive no frames',
+    );
+    await setHidden(small, false);
+    await eventually(
+      async () => (await framesDecodedIn(small, 1000)) > 0,
+      10_000,
+      'the visible tab to receive frames again',
     );
 
     // Both tiles small: nobody wants the top layer, so the sharer stops sending it. The small
