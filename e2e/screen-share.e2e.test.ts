@@ -4,7 +4,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureChannel } from '../api/test/support/accounts';
 import { startTestApi, type TestApi } from '../api/test/support/server';
-import { hearthState, launchChromium } from './support/browser';
+import { hearthState, inboundAudio, launchChromium } from './support/browser';
 import { eventually } from './support/wait';
 
 const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');
@@ -224,6 +224,31 @@ describe('screen share in Chromium', () => {
       10_000,
       'both layers sent at their sizes',
     );
+
+    // The share's audio (the fake capture has some) plays like a microphone: each viewer
+    // receives two growing audio streams from Sue, her microphone and her screen's audio.
+    const sources = (api.voice!.channels.get(CHANNEL)?.producers() ?? []).map(
+      (producer) => (producer.appData as { source?: string }).source,
+    );
+    expect(sources.filter((source) => source === 'screen-audio')).toHaveLength(1);
+    for (const viewer of viewers) {
+      await eventually(
+        async () => {
+          const before = await inboundAudio(viewer);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          const after = await inboundAudio(viewer);
+          const growing = after.filter(
+            (stream) =>
+              stream.peerId === sharerId &&
+              stream.bytesReceived >
+                (before.find((old) => old.consumerId === stream.consumerId)?.bytesReceived ?? 0),
+          );
+          return growing.length === 2;
+        },
+        15_000,
+        "Sue's microphone and screen audio at the viewer",
+      );
+    }
 
     // A guest holding screen-share is offered the button; with the channel full, its share is
     // refused, it is told why, and Sue's share goes on.
