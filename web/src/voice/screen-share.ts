@@ -66,8 +66,8 @@ export function isSharePresetId(value: unknown): value is SharePresetId {
   return (SHARE_PRESET_IDS as readonly unknown[]).includes(value);
 }
 
-/** The preset named `id`; the default one for an unknown name. */
-export function sharePreset(id: SharePresetId): SharePreset {
+// The preset named `id`; the default one for a name from an older page.
+function sharePreset(id: SharePresetId): SharePreset {
   return (
     SHARE_PRESETS.find((preset) => preset.id === id) ??
     SHARE_PRESETS.find((preset) => preset.id === DEFAULT_SHARE_PRESET)!
@@ -182,16 +182,6 @@ export class ScreenShare {
       throw new Error('the browser returned no video track');
     }
     return new ScreenShare(preset, video, stream.getAudioTracks()[0] ?? null);
-  }
-
-  /** The preset the share was started with. */
-  get preset(): SharePreset {
-    return this.#preset;
-  }
-
-  /** True once the share ended; it never starts again. */
-  get ended(): boolean {
-    return this.#ended;
   }
 
   /**
