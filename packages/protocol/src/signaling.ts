@@ -136,7 +136,11 @@ export const voiceRequestSchemas = {
     request: z
       .object({
         consumerId: objectId,
-        spatialLayer: z.number().int().min(0).max(MAX_SHARE_ENCODINGS - 1),
+        spatialLayer: z
+          .number()
+          .int()
+          .min(0)
+          .max(MAX_SHARE_ENCODINGS - 1),
         temporalLayer: z.number().int().min(0).max(2).optional(),
       })
       .strict(),
