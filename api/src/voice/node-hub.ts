@@ -6,6 +6,7 @@ import {
   nodeToApiMessageSchema,
   type ApiToNodeMessage,
   type NodeToApiMessage,
+  type Participant,
   type ReplayedSession,
   type RtpCapabilities,
 } from '@hearth/protocol';
@@ -59,6 +60,11 @@ interface NodeConnection {
   serverMuted: Set<string>;
   /** Set when a history write failed: the history may not match `live` until a resync. */
   stale: boolean;
+  /**
+   * The node's participants, kept while a presence write failed (the store was out): written
+   * whole at the next heartbeat that finds the store back.
+   */
+  unsyncedPresence?: Map<string, { channel: string; participant: Participant }>;
   /** When the last resync started (epoch milliseconds), to space them out. */
   resyncedAt: number;
   /** Sessions of a replay still arriving in batches, from the node's last register. */
@@ -357,6 +363,7 @@ export class NodeHub {
           return;
         case 'heartbeat':
           this.#resyncIfStale(connection, nodeId);
+          await this.#syncPresence(connection, nodeId);
           await this.#placement.heartbeat(nodeId, message.load).catch((error: unknown) => {
             // Silent too long (a stall, a cut link): it was marked down and its channels moved.
             // It comes back as a fresh node with whatever it still serves.
@@ -377,6 +384,10 @@ export class NodeHub {
           return;
         case 'participantChanged': {
           const { participant } = message;
+          connection.unsyncedPresence?.set(participant.id, {
+            channel: message.channel,
+            participant,
+          });
           await this.#presence.upsert(nodeId, message.channel, participant);
           const userId = connection.live.get(participant.id)?.userId;
           if (
@@ -391,6 +402,7 @@ export class NodeHub {
         }
         case 'sessionClosed':
           connection.serverMuted.delete(message.peerId);
+          connection.unsyncedPresence?.delete(message.peerId);
           this.#closeSession(connection, message.peerId);
           await this.#presence.remove(nodeId, message.peerId);
           return;
@@ -494,11 +506,24 @@ export class NodeHub {
       ]),
     );
     this.#writeLive(connection, nodeId);
-    await this.#presence.replaceNode(
-      nodeId,
-      sessions.map(({ channel, participant }) => ({ channel, participant })),
+    connection.unsyncedPresence = new Map(
+      sessions.map(({ channel, participant }) => [participant.id, { channel, participant }]),
     );
+    await this.#syncPresence(connection, nodeId);
     this.#logger.info({ node: nodeId, sessions: sessions.length }, 'node replayed its sessions');
+  }
+
+  // Writes the node's participants whole; when the presence store is out they stay pending, and
+  // each heartbeat tries again, so a store that comes back empty is filled again.
+  async #syncPresence(connection: NodeConnection, nodeId: string): Promise<void> {
+    const pending = connection.unsyncedPresence;
+    if (!pending) return;
+    try {
+      await this.#presence.replaceNode(nodeId, [...pending.values()]);
+      if (connection.unsyncedPresence === pending) connection.unsyncedPresence = undefined;
+    } catch (error) {
+      this.#logger.warn({ err: error, node: nodeId }, 'writing presence failed; retrying');
+    }
   }
 
   // Writes the node's whole live set to history: rows of live peers stay or open, the node's
