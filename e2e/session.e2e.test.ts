@@ -87,7 +87,8 @@ describe('the web session in Chromium', () => {
 
     await page.reload();
     await page.getByTestId('signed-in-as').waitFor();
-    expect(tokensSeen).toHaveLength(2);
+    // The remembered profile shows the name before the refresh answers: wait for the refresh.
+    await expect.poll(() => tokensSeen.length).toBe(2);
     const cookiesNow = (await context.cookies()).map((cookie) => cookie.value);
     const kept = Object.values(await storage(page)).join('\n');
     const secrets = [tokens.refreshToken, tokens.accessToken, ...tokensSeen, ...cookiesNow];
