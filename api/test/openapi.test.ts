@@ -87,6 +87,12 @@ describe('OpenAPI document', () => {
       content: { 'application/json': { schema: { properties: { serverWide: {} } } } },
     });
     expect(document.paths['/api/bans']!.get!.responses).toHaveProperty('200');
+    const listParameters = (
+      document.paths['/api/channels']!.get as unknown as {
+        parameters: { name: string; in: string }[];
+      }
+    ).parameters;
+    expect(listParameters.map((p) => `${p.in} ${p.name}`)).toEqual(['query limit', 'query offset']);
     expect(Object.keys(document.paths['/api/bans/{scope}/{userId}']!.delete!.responses)).toEqual(
       expect.arrayContaining(['204', '403', '404']),
     );

@@ -3,7 +3,6 @@ import {
   channelListSchema,
   channelSchema,
   createChannelBodySchema,
-  describeZodError,
   pageQuerySchema,
   updateChannelBodySchema,
   type Channel,
@@ -32,19 +31,16 @@ export const channelRoutes: readonly Route[] = [
     summary:
       'Channels with their live participants, oldest first, a page at a time (`limit` up to 500, 100 by default; `offset`); private channels only to those who may access them',
     auth: { grant: 'join' },
+    query: pageQuerySchema,
     success: { status: 200, schema: channelListSchema },
-    async handle({ ctx, deps, caller }) {
-      const page = pageQuerySchema.safeParse(ctx.query);
-      if (!page.success) {
-        throw new AppError('bad_request', `invalid page: ${describeZodError(page.error)}`);
-      }
-      const records = await deps.channels.list(page.data);
+    async handle({ deps, caller, query }) {
+      const records = await deps.channels.list(query);
       const visible = await deps.access.filter(caller, records);
       return {
         channels: await Promise.all(
           visible.map((record) => describeChannel(record, deps.presence)),
         ),
-        nextOffset: records.length === page.data.limit ? page.data.offset + page.data.limit : null,
+        nextOffset: records.length === query.limit ? query.offset + query.limit : null,
       };
     },
   }),

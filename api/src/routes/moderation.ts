@@ -78,14 +78,9 @@ export const moderationRoutes: readonly Route[] = [
     path: '/api/bans',
     summary: 'Bans, newest first, a page at a time (`limit` up to 500, 100 by default; `offset`)',
     auth: { grant: 'moderate' },
+    query: pageQuerySchema,
     success: { status: 200, schema: banListSchema },
-    async handle({ ctx, deps }) {
-      const page = pageQuerySchema.safeParse(ctx.query);
-      if (!page.success) {
-        throw new AppError('bad_request', `invalid page: ${describeZodError(page.error)}`);
-      }
-      return { bans: await deps.moderation.bans(page.data) };
-    },
+    handle: async ({ deps, query }) => ({ bans: await deps.moderation.bans(query) }),
   }),
   route({
     method: 'delete',

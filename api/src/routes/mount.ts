@@ -1,5 +1,7 @@
 import Router from '@koa/router';
 import type Koa from 'koa';
+import type { z } from 'zod';
+import { describeZodError } from '@hearth/protocol';
 import { AppError } from '@hearth/server-common';
 import { holdsGrant } from '../auth';
 import {
@@ -46,6 +48,7 @@ export function mountRoutes(routes: readonly Route[], deps: RouteDeps): Router<A
         deps,
         params: context.params,
         body: context.state.body as never,
+        query: (spec.query ? parseQuery(spec.query, context.query) : undefined) as never,
         get caller() {
           return callerOf(context);
         },
@@ -58,6 +61,14 @@ export function mountRoutes(routes: readonly Route[], deps: RouteDeps): Router<A
     throw new AppError('not_found', 'no such endpoint');
   });
   return router;
+}
+
+function parseQuery(schema: z.ZodObject, query: unknown): unknown {
+  const parsed = schema.safeParse(query);
+  if (!parsed.success) {
+    throw new AppError('bad_request', `invalid query: ${describeZodError(parsed.error)}`);
+  }
+  return parsed.data;
 }
 
 function requireAuth(auth: NonNullable<Route['auth']>, inChannel: boolean): Koa.Middleware {

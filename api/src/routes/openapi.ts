@@ -48,12 +48,19 @@ export function buildOpenApiDocument(routes: readonly Route[]): Record<string, u
       },
     };
     if (operation.limit !== 'none') responses['429'] = errorResponse('Too many requests');
-    const parameters = [...operation.path.matchAll(/:(\w+)/g)].map(([, name]) => {
+    const pathParams = [...operation.path.matchAll(/:(\w+)/g)].map(([, name]) => {
       const description = pathParameters[name!];
       if (!description)
         throw new Error(`undocumented path parameter :${name} in ${operation.path}`);
       return { name, in: 'path', required: true, description, schema: { type: 'string' } };
     });
+    const queryParameters = Object.entries(operation.query?.shape ?? {}).map(([name, schema]) => ({
+      name,
+      in: 'query',
+      required: false,
+      schema: jsonSchema(schema as z.ZodType, 'input'),
+    }));
+    const parameters: Record<string, unknown>[] = [...pathParams, ...queryParameters];
     if (operation.body || parameters.length > 0) responses['400'] = errorResponse('Invalid input');
     if (operation.auth) responses['401'] = errorResponse('Missing or invalid credentials');
     if (operation.auth?.grant) {

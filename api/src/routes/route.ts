@@ -30,8 +30,8 @@ export interface RouteDeps extends AppDeps {
   readonly channelCreations: KeyedRateLimiter;
 }
 
-/** One request as a handler sees it, its body already parsed by the route's schema. */
-export interface RouteRequest<Body> {
+/** One request as a handler sees it, its body and query already parsed by the route's schemas. */
+export interface RouteRequest<Body, Query = undefined> {
   /** The Koa context, for cookies, headers and the rare status a route sets itself. */
   readonly ctx: ApiContext;
   /** The app's parts. */
@@ -40,6 +40,8 @@ export interface RouteRequest<Body> {
   readonly params: Readonly<Record<string, string>>;
   /** The parsed body: undefined for a route without one, or an optional one left out. */
   readonly body: Body;
+  /** The parsed query string: undefined for a route without a query schema. */
+  readonly query: Query;
   /** The authenticated caller; throws `unauthorized` on a public route. */
   readonly caller: Principal;
 }
@@ -52,7 +54,11 @@ type Answer<S> = S extends z.ZodType ? z.input<S> : void;
  * answer schemas, and its handler. The Koa router and the OpenAPI document are both generated from
  * the table of these, so they cannot drift apart.
  */
-export interface RouteSpec<B extends z.ZodType | undefined, A extends z.ZodType | undefined> {
+export interface RouteSpec<
+  B extends z.ZodType | undefined,
+  A extends z.ZodType | undefined,
+  Q extends z.ZodObject | undefined = undefined,
+> {
   /** HTTP method. */
   readonly method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   /** Path in Koa form, e.g. `/api/channels/:name`. */
@@ -67,21 +73,28 @@ export interface RouteSpec<B extends z.ZodType | undefined, A extends z.ZodType 
   readonly body?: B;
   /** Whether the body may be left out. */
   readonly bodyOptional?: true;
+  /** The query string's parameters and their schema. */
+  readonly query?: Q;
   /** Error statuses particular to this route, with what they mean. */
   readonly errors?: Readonly<Record<number, string>>;
   /** Success status and its JSON schema (none for 204), or a text answer. */
   readonly success: { readonly status: number; readonly schema?: A; readonly text?: true };
   /** Answers the request: what it returns is the body, sent with the success status. */
-  handle(request: RouteRequest<Parsed<B>>): Answer<A> | Promise<Answer<A>>;
+  handle(request: RouteRequest<Parsed<B>, Parsed<Q>>): Answer<A> | Promise<Answer<A>>;
 }
 
 /** A route of the table, whatever its schemas. */
-export type Route = RouteSpec<z.ZodType | undefined, z.ZodType | undefined>;
+export type Route = RouteSpec<
+  z.ZodType | undefined,
+  z.ZodType | undefined,
+  z.ZodObject | undefined
+>;
 
-/** Declares a route; the handler's body and answer are typed by the route's schemas. */
+/** Declares a route; the handler's body, query and answer are typed by the route's schemas. */
 export function route<
   B extends z.ZodType | undefined = undefined,
   A extends z.ZodType | undefined = undefined,
->(spec: RouteSpec<B, A>): Route {
+  Q extends z.ZodObject | undefined = undefined,
+>(spec: RouteSpec<B, A, Q>): Route {
   return spec as unknown as Route;
 }

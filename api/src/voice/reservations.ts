@@ -2,6 +2,20 @@ import { Redis } from 'ioredis';
 import { ServiceUnavailableError } from '@hearth/server-common';
 import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS } from '../nodes/registry';
 
+/** A seat reserved for one join token, and the cap on its identity's live reservations. */
+export interface SeatReservation {
+  /** The token's id (`jti`). */
+  readonly id: string;
+  /** Who joins: an account id or a guest session id. */
+  readonly identity: string;
+  /** The node the seat is on. */
+  readonly nodeId: string;
+  /** When the token expires, in milliseconds since the epoch. */
+  readonly expiresAt: number;
+  /** Live reservations the identity may hold at once. */
+  readonly max: number;
+}
+
 /**
  * Seats reserved by joins whose token has not been admitted yet, per identity: an identity holds
  * at most a few at once, and each is taken back exactly once, when its token is admitted or when
@@ -12,37 +26,19 @@ export interface ReservationStore {
    * Records a reservation on a node unless the identity already holds `max` live ones; resolves
    * false then.
    */
-  hold(reservation: {
-    id: string;
-    identity: string;
-    nodeId: string;
-    expiresAt: number;
-    max: number;
-  }): Promise<boolean>;
+  hold(reservation: SeatReservation): Promise<boolean>;
   /** Takes a reservation back; resolves its node the first time, undefined after. */
   settle(id: string): Promise<string | undefined>;
   /** Releases connections. */
   close(): Promise<void>;
 }
 
-interface Held {
-  readonly identity: string;
-  readonly nodeId: string;
-  readonly expiresAt: number;
-}
-
 /** The reservations of a single api instance. */
 export class InMemoryReservationStore implements ReservationStore {
-  readonly #held = new Map<string, Held>();
+  readonly #held = new Map<string, SeatReservation>();
   readonly #byIdentity = new Map<string, Set<string>>();
 
-  async hold(reservation: {
-    id: string;
-    identity: string;
-    nodeId: string;
-    expiresAt: number;
-    max: number;
-  }): Promise<boolean> {
+  async hold(reservation: SeatReservation): Promise<boolean> {
     const ids = this.#byIdentity.get(reservation.identity) ?? new Set<string>();
     for (const id of ids) {
       if ((this.#held.get(id)?.expiresAt ?? 0) <= Date.now()) ids.delete(id);
@@ -101,13 +97,7 @@ export class RedisReservationStore implements ReservationStore {
     this.#prefix = options.prefix ?? 'hearth:';
   }
 
-  async hold(reservation: {
-    id: string;
-    identity: string;
-    nodeId: string;
-    expiresAt: number;
-    max: number;
-  }): Promise<boolean> {
+  async hold(reservation: SeatReservation): Promise<boolean> {
     const now = Date.now();
     const held = await this.#eval(
       HOLD,
@@ -163,13 +153,7 @@ export class JoinReservations {
   }
 
   /** Records a token's reservation; false when the identity already holds `max` live ones. */
-  async hold(reservation: {
-    id: string;
-    identity: string;
-    nodeId: string;
-    expiresAt: number;
-    max: number;
-  }): Promise<boolean> {
+  async hold(reservation: SeatReservation): Promise<boolean> {
     if (!(await this.#store.hold(reservation))) return false;
     const timer = setTimeout(
       () => {
