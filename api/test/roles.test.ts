@@ -287,6 +287,25 @@ describe('per-identity caps and pages', () => {
       expect((await create(name, operator())).status).toBe(201);
   });
 
+  it('one identity holds a capped number of voice sessions at once', async () => {
+    const baseUrl = await start({ maxVoiceSessions: '1' });
+    await ensureChannel(baseUrl, 'lobby');
+    const headers = await guestSession(baseUrl, 'Busy');
+    const client = await TestSignalingClient.connect(baseUrl, 'Busy', { auth: headers });
+    const caps = (await client.request('getRouterRtpCapabilities')) as {
+      data: { rtpCapabilities: unknown };
+    };
+    await client.request('join', { channel: 'lobby', rtpCapabilities: caps.data.rtpCapabilities });
+    await waitUntil(
+      async () =>
+        (await api!.database.query('SELECT 1 FROM session_history WHERE left_at IS NULL'))
+          .length === 1,
+    );
+    await expectError(await join(baseUrl, 'lobby', headers), 429, 'rate_limited');
+    expect((await join(baseUrl, 'lobby', await guestSession(baseUrl, 'Free'))).status).toBe(200);
+    client.close();
+  });
+
   it('GET /api/channels answers a page at a time, oldest first, with the next offset', async () => {
     const baseUrl = await start();
     for (const name of ['c1', 'c2', 'c3']) await ensureChannel(baseUrl, name);

@@ -19,6 +19,13 @@ const banRowSchema = z
   }));
 
 const BAN_COLUMNS = 'scope, user_id, display_name, banned_by, created_at';
+
+// A ban read as JSON carries its time as text.
+const standingRowSchema = z.object({
+  ban: z.object({ created_at: z.coerce.date() }).passthrough().nullable(),
+  server_muted: z.boolean(),
+  open_sessions: z.coerce.number(),
+});
 const ACCOUNT_ID = z.uuid();
 
 /**
@@ -50,14 +57,31 @@ export class ModerationStore {
     return rows.length > 0;
   }
 
-  /** The ban that keeps a user out of a channel: one there or a server-wide one, if any. */
-  async banOf(channel: string, userId: string): Promise<Ban | undefined> {
+  /**
+   * What a join checks of a user, in one round trip: the ban keeping it out of the channel (one
+   * there or server-wide), whether an account joins muted, and how many voice sessions it holds.
+   */
+  async joinStanding(
+    channel: string,
+    userId: string,
+  ): Promise<{ ban: Ban | undefined; serverMuted: boolean; openSessions: number }> {
     const rows = await this.#db.query(
-      `SELECT ${BAN_COLUMNS} FROM bans WHERE user_id = $1 AND scope IN ($2, $3)
-       ORDER BY scope = $3 DESC LIMIT 1`,
+      `SELECT
+         (SELECT row_to_json(b) FROM (
+            SELECT ${BAN_COLUMNS} FROM bans WHERE user_id = $1 AND scope IN ($2, $3)
+            ORDER BY scope = $3 DESC LIMIT 1) b) AS ban,
+         EXISTS (SELECT 1 FROM server_mutes
+                 WHERE channel = $2 AND user_id::text = $1) AS server_muted,
+         (SELECT count(*) FROM session_history
+          WHERE user_id = $1 AND left_at IS NULL) AS open_sessions`,
       [userId, channel, SERVER_WIDE],
     );
-    return parseRows(banRowSchema, rows)[0];
+    const row = parseRows(standingRowSchema, rows)[0]!;
+    return {
+      ban: row.ban === null ? undefined : banRowSchema.parse(row.ban),
+      serverMuted: row.server_muted,
+      openSessions: row.open_sessions,
+    };
   }
 
   /** Bans in one scope, or every ban without one; newest first, at most `limit`. */
@@ -85,15 +109,5 @@ export class ModerationStore {
         userId,
       ]);
     }
-  }
-
-  /** Whether an account joins a channel muted by a moderator. */
-  async isServerMuted(channel: string, userId: string): Promise<boolean> {
-    if (!ACCOUNT_ID.safeParse(userId).success) return false;
-    const rows = await this.#db.query(
-      'SELECT 1 FROM server_mutes WHERE channel = $1 AND user_id = $2',
-      [channel, userId],
-    );
-    return rows.length > 0;
   }
 }

@@ -64,14 +64,11 @@ export interface SessionHistory {
     channel: string,
     peerId: string,
   ): Promise<{ userId: string; displayName: string } | undefined>;
-  /** How many open sessions a user holds, on every node. */
-  openSessionCount(userId: string): Promise<number>;
 }
 
 const holderRowSchema = z
   .object({ user_id: z.string(), display_name: z.string() })
   .transform((row) => ({ userId: row.user_id, displayName: row.display_name }));
-const countRowSchema = z.object({ count: z.coerce.number() });
 
 const idRowSchema = z.object({ id: z.string() });
 const replayedRowSchema = z.object({ id: z.string(), peer_id: z.string() });
@@ -186,13 +183,5 @@ export class SqlSessionHistory implements SessionHistory {
       [channel, peerId],
     );
     return parseRows(holderRowSchema, rows)[0];
-  }
-
-  async openSessionCount(userId: string): Promise<number> {
-    const rows = await this.#db.query(
-      'SELECT count(*) AS count FROM session_history WHERE user_id = $1 AND left_at IS NULL',
-      [userId],
-    );
-    return parseRows(countRowSchema, rows)[0]?.count ?? 0;
   }
 }

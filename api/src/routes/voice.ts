@@ -63,7 +63,10 @@ export const voiceRoutes: readonly Route[] = [
       }
       // A private channel answers non-members as if it did not exist.
       await deps.access.require(caller, channel);
-      const ban = await deps.moderation.banOf(channel, caller.userId);
+      const { ban, serverMuted, openSessions } = await deps.moderation.joinStanding(
+        channel,
+        caller.userId,
+      );
       if (ban) {
         throw new AppError(
           'forbidden',
@@ -74,16 +77,12 @@ export const voiceRoutes: readonly Route[] = [
       }
       if (caller.guest) await refuseLookAlike(deps.presence, channel, caller);
       const { maxVoiceSessions, maxPendingJoins } = deps.config;
-      if (
-        !caller.admin &&
-        (await deps.sessions.openSessionCount(caller.userId)) >= maxVoiceSessions
-      ) {
+      if (!caller.admin && openSessions >= maxVoiceSessions) {
         throw new AppError(
           'rate_limited',
           `you are in ${maxVoiceSessions} voice sessions already; leave one first`,
         );
       }
-      const serverMuted = await deps.moderation.isServerMuted(channel, caller.userId);
       const placement = await deps.placement.placeParticipant(channel, { avoid });
       const tokenId = randomUUID();
       const held = await deps.reservations.hold({
