@@ -28,7 +28,7 @@ import type { UserStore } from './db/users';
 import { errorHandler, requestContext, type ApiState } from './middleware';
 import { securityHeaders } from './security-headers';
 import type { PlacementService } from './nodes/placement-service';
-import { ChannelExistenceCache } from './routes/channel-existence';
+import { ChannelRecordCache } from './routes/channel-records';
 import { apiRoutes } from './routes/index';
 import { mountRoutes } from './routes/mount';
 import { EMBEDDED_SIGNALING_PATH } from './routes/voice';
@@ -115,7 +115,7 @@ export function apiRouter(deps: AppDeps): Router<ApiState> {
   return mountRoutes(apiRoutes, {
     ...deps,
     access: new ChannelAccess({ channels: deps.channels, memberships: deps.memberships }),
-    knownChannels: new ChannelExistenceCache(deps.channels),
+    channelRecords: new ChannelRecordCache(deps.channels),
     channelCreations: new KeyedRateLimiter({
       ratePerSecond: deps.config.channelsPerHour / 3600,
       burst: deps.config.channelsPerHour,

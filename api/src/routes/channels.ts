@@ -69,6 +69,7 @@ export const channelRoutes: readonly Route[] = [
     async handle({ deps, params, body, caller }) {
       const before = await deps.access.require(caller, params.name!);
       const record = await deps.channels.setPrivate(before.name, body.private);
+      deps.channelRecords.forget(record.name);
       if (before.private !== record.private) await deps.streams.restartLiveStream(record.name);
       return describeChannel(record, deps.presence);
     },
@@ -110,6 +111,7 @@ export const channelRoutes: readonly Route[] = [
         if (!(error instanceof AppError && error.code === 'not_found')) throw error;
       });
       await deps.channels.delete(name);
+      deps.channelRecords.forget(name);
       await deps.nodeHub.closeChannel(name, 'deleted');
       await deps.placement.release(name);
     },

@@ -5,7 +5,7 @@ import type { AppDeps } from '../app';
 import type { Principal } from '../auth';
 import type { ChannelAccess } from '../channel-access';
 import type { ApiContext } from '../middleware';
-import type { ChannelExistenceCache } from './channel-existence';
+import type { ChannelRecordCache } from './channel-records';
 
 /** Which per-address rate limit a route counts against. */
 export type RouteLimit = 'rest' | 'auth' | 'join' | 'none';
@@ -24,8 +24,8 @@ export interface RouteAuth {
 export interface RouteDeps extends AppDeps {
   /** Who may see private channels. */
   readonly access: ChannelAccess;
-  /** Channels recently seen to exist, for joins. */
-  readonly knownChannels: ChannelExistenceCache;
+  /** Channel records recently read, for joins. */
+  readonly channelRecords: ChannelRecordCache;
   /** Channels each identity may still create this hour. */
   readonly channelCreations: KeyedRateLimiter;
 }

@@ -54,15 +54,18 @@ export const voiceRoutes: readonly Route[] = [
       if (!identity.grants.has('join')) {
         throw new AppError('forbidden', `missing the "join" grant in channel ${channel}`);
       }
-      if (!(await deps.knownChannels.exists(channel))) {
+      let record = await deps.channelRecords.get(channel);
+      if (!record) {
         // Only those who may create channels open one by joining it; a typo opens nothing.
         if (!holdsGrant(caller, 'moderate')) {
           throw new AppError('not_found', `no channel ${channel}`);
         }
-        await deps.channels.ensure(channel);
+        record = await deps.channels.ensure(channel);
       }
       // A private channel answers non-members as if it did not exist.
-      await deps.access.require(caller, channel);
+      if (!(await deps.access.allows(caller, record))) {
+        throw new AppError('not_found', `no channel ${channel}`);
+      }
       const { ban, serverMuted, openSessions } = await deps.moderation.joinStanding(
         channel,
         caller.userId,
