@@ -9,3 +9,4 @@ export * from './cascade';
 export * from './node-control';
 export * from './auth';
 export * from './display-names';
+export * from './share-presets';

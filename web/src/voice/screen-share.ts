@@ -1,52 +1,17 @@
+import {
+  SHARE_LOW_LAYER_MAX_BITRATE,
+  sharePreset,
+  topBitrateOf,
+  type SharePreset,
+  type SharePresetId,
+} from '@hearth/protocol';
 import type { types } from 'mediasoup-client';
 import { TypedEmitter } from './emitter';
 import type { MediaSession } from './media-session';
 import { SignalingError } from './signaling';
 
-/** Names of the quality presets a sharer picks from. */
-export const SHARE_PRESET_IDS = [
-  '720p30',
-  '1080p30',
-  '1080p60',
-  '1440p30',
-  '2160p30',
-  'source',
-] as const;
-
-/** One of the quality presets a sharer picks from. */
-export type SharePresetId = (typeof SHARE_PRESET_IDS)[number];
-
-/** What a quality preset captures and how fast its top layer may send. */
-export interface SharePreset {
-  /** Name of the preset. */
-  id: SharePresetId;
-  /** Name shown in the picker. */
-  label: string;
-  /** Captured height in pixels (the width follows at 16:9), or null for the source's own. */
-  height: number | null;
-  /** Captured frames per second, or null for the source's own (up to 60). */
-  frameRate: number | null;
-  /** Top bitrate of the full-size layer in bit/s, or null to derive it from the captured size. */
-  maxBitrate: number | null;
-}
-
-/** The presets, from the lightest to the heaviest; "source" keeps the screen's own size. */
-export const SHARE_PRESETS: readonly SharePreset[] = [
-  { id: '720p30', label: '720p 30 fps', height: 720, frameRate: 30, maxBitrate: 2_500_000 },
-  { id: '1080p30', label: '1080p 30 fps', height: 1080, frameRate: 30, maxBitrate: 4_500_000 },
-  { id: '1080p60', label: '1080p 60 fps', height: 1080, frameRate: 60, maxBitrate: 6_000_000 },
-  { id: '1440p30', label: '1440p 30 fps', height: 1440, frameRate: 30, maxBitrate: 9_000_000 },
-  { id: '2160p30', label: '2160p 30 fps', height: 2160, frameRate: 30, maxBitrate: 16_000_000 },
-  { id: 'source', label: 'Source', height: null, frameRate: null, maxBitrate: null },
-];
-
-/** The preset of a share started without a choice, and of `?share=1`. */
-export const DEFAULT_SHARE_PRESET: SharePresetId = '1080p30';
-
-// The low simulcast layer: at most half the captured size, no taller than this, and at most this
-// bitrate, so that it fits the weakest viewer's downlink.
+// The low simulcast layer: at most half the captured size and no taller than this.
 const LOW_LAYER_MAX_HEIGHT = 540;
-const LOW_LAYER_MAX_BITRATE = 600_000;
 // The source preset asks for this frame rate at most.
 const SOURCE_MAX_FRAME_RATE = 60;
 // Where the encoder starts before bandwidth estimation has measured the path, in kbit/s: high
@@ -61,40 +26,6 @@ export function screenLayerFor(displayHeight: number): number {
   return displayHeight > LOW_LAYER_MAX_HEIGHT ? 1 : 0;
 }
 
-/** Tells whether a preset name is one of `SHARE_PRESET_IDS`. */
-export function isSharePresetId(value: unknown): value is SharePresetId {
-  return (SHARE_PRESET_IDS as readonly unknown[]).includes(value);
-}
-
-// The preset named `id`; the default one for a name from an older page.
-function sharePreset(id: SharePresetId): SharePreset {
-  return (
-    SHARE_PRESETS.find((preset) => preset.id === id) ??
-    SHARE_PRESETS.find((preset) => preset.id === DEFAULT_SHARE_PRESET)!
-  );
-}
-
-/**
- * Top bitrate of a capture of `width`x`height` at `frameRate` under `preset`: the preset's own,
- * or for "source" that of the lightest fixed preset covering as many pixels per second (the
- * heaviest one's beyond them all).
- */
-export function topBitrateOf(
-  preset: SharePreset,
-  width: number,
-  height: number,
-  frameRate: number,
-): number {
-  if (preset.maxBitrate !== null) return preset.maxBitrate;
-  const fixed = SHARE_PRESETS.filter((candidate) => candidate.maxBitrate !== null);
-  const pixelRate = width * height * frameRate;
-  const covering = fixed.find(
-    (candidate) =>
-      pixelRate <= widthOf(candidate.height!) * candidate.height! * candidate.frameRate!,
-  );
-  return (covering ?? fixed[fixed.length - 1]!).maxBitrate!;
-}
-
 /**
  * The two simulcast layers of a capture `height` pixels tall: a low one at most half the size
  * and 600 kbit/s, then the full size at `topBitrate` and `frameRate`.
@@ -107,7 +38,7 @@ export function shareEncodingsOf(
   return [
     {
       scaleResolutionDownBy: Math.max(2, height / LOW_LAYER_MAX_HEIGHT),
-      maxBitrate: LOW_LAYER_MAX_BITRATE,
+      maxBitrate: SHARE_LOW_LAYER_MAX_BITRATE,
     },
     { scaleResolutionDownBy: 1, maxBitrate: topBitrate, maxFramerate: frameRate },
   ];

@@ -1,7 +1,7 @@
 import { onScopeDispose, shallowRef, type Ref } from 'vue';
 import { installDebugHook } from './debug-hook';
 import { DeviceLoader } from './device-loader';
-import type { SharePresetId } from './screen-share';
+import type { SharePresetId } from '@hearth/protocol';
 import { VoiceClient, type VoiceState } from './voice-client';
 
 /** Settings of `useVoiceChannel`. */

@@ -1,7 +1,9 @@
 import {
+  DEFAULT_SHARE_PRESET,
   errorCodeSchema,
   type ErrorCode,
   type Participant,
+  type SharePresetId,
   type VoiceJoin,
   type VoiceNotificationData,
 } from '@hearth/protocol';
@@ -16,12 +18,7 @@ import {
   signalingUrlOf,
   type LocateVoiceNode,
 } from './placement';
-import {
-  DEFAULT_SHARE_PRESET,
-  ScreenShare,
-  type ShareLayerStats,
-  type SharePresetId,
-} from './screen-share';
+import { ScreenShare, type ShareLayerStats } from './screen-share';
 import {
   SignalingClient,
   SignalingError,
