@@ -2,9 +2,10 @@
 // read the client's state, received audio counters and join timings through it, and simulate a
 // network drop. The app itself never reads it.
 import type { Participant } from '@hearth/protocol';
-import type { InboundAudioStats } from './media-session';
+import type { ConnectionState } from './channel-link';
+import type { InboundAudioStats } from './receiver';
 import type { ShareLayerStats } from './screen-share';
-import type { ConnectionState, JoinTimings, ShareStatus, VoiceClient } from './voice-client';
+import type { JoinTimings, ShareStatus, VoiceClient } from './voice-client';
 
 /** A screen share the page receives, as `window.__hearth.state()` reports it. */
 export interface HearthDebugScreen {

@@ -7,7 +7,7 @@ import {
 } from '@hearth/protocol';
 import type { types } from 'mediasoup-client';
 import { TypedEmitter } from './emitter';
-import type { MediaSession } from './media-session';
+import type { MediaSender } from './sender';
 import { SignalingError } from './signaling';
 
 // The low simulcast layer: at most half the captured size and no taller than this.
@@ -68,7 +68,7 @@ export type ScreenShareEvents = {
 
 /**
  * One screen share: the captured screen (and tab or system audio, where the browser gives it)
- * and its producers on the media session of the current join. The capture outlives a session,
+ * and its producers on the media sender of the current join. The capture outlives a sender,
  * so after a reconnect the same share is sent again on the new one; it ends when the user or
  * the browser stops it, or when the server refuses it.
  */
@@ -78,7 +78,7 @@ export class ScreenShare {
   readonly #preset: SharePreset;
   readonly #video: MediaStreamTrack;
   readonly #audio: MediaStreamTrack | null;
-  #session: MediaSession | null = null;
+  #sender: MediaSender | null = null;
   #producers: types.Producer[] = [];
   #ended = false;
 
@@ -116,28 +116,28 @@ export class ScreenShare {
   }
 
   /**
-   * Sends the share on `session`: the video as VP8 simulcast, then the audio. A refusal from the
+   * Sends the share on `sender`: the video as VP8 simulcast, then the audio. A refusal from the
    * server (no grant, the channel's share cap) ends the share with the server's reason; a lost
-   * connection leaves it for the next session.
+   * connection leaves it for the next sender.
    */
-  async attach(session: MediaSession): Promise<void> {
-    if (this.#ended || this.#session === session) return;
-    this.#session = session;
+  async attach(sender: MediaSender): Promise<void> {
+    if (this.#ended || this.#sender === sender) return;
+    this.#sender = sender;
     this.#producers = [];
     try {
-      const video = await this.#produceVideo(session);
+      const video = await this.#produceVideo(sender);
       if (!video) return;
       this.events.safeEmit('live');
       if (this.#audio?.readyState === 'live') {
-        const audio = await session.send({
+        const audio = await sender.send({
           track: this.#audio,
           source: 'screen-audio',
           stopTracks: false,
         });
-        if (audio) this.#keep(session, audio);
+        if (audio) this.#keep(sender, audio);
       }
     } catch (error) {
-      if (this.#ended || session.closed || this.#session !== session) return;
+      if (this.#ended || sender.closed || this.#sender !== sender) return;
       if (error instanceof SignalingError && error.code === 'disconnected') return;
       this.#end(`Screen share refused: ${error instanceof Error ? error.message : String(error)}`);
     }
@@ -167,12 +167,12 @@ export class ScreenShare {
     this.#end(null);
   }
 
-  async #produceVideo(session: MediaSession): Promise<types.Producer | null> {
+  async #produceVideo(sender: MediaSender): Promise<types.Producer | null> {
     const settings = this.#video.getSettings();
     const height = settings.height ?? this.#preset.height ?? 1080;
     const frameRate = Math.round(settings.frameRate ?? this.#preset.frameRate ?? 30);
     const width = settings.width ?? widthOf(height);
-    const producer = await session.send({
+    const producer = await sender.send({
       track: this.#video,
       source: 'screen',
       encodings: shareEncodingsOf(
@@ -184,15 +184,15 @@ export class ScreenShare {
       stopTracks: false,
       degradationPreference: 'maintain-resolution',
     });
-    if (producer) this.#keep(session, producer);
+    if (producer) this.#keep(sender, producer);
     return producer;
   }
 
-  // Holds a producer while it belongs to the current session and the share goes on; otherwise
+  // Holds a producer while it belongs to the current sender and the share goes on; otherwise
   // it is closed at once.
-  #keep(session: MediaSession, producer: types.Producer): void {
-    if (this.#ended || this.#session !== session) {
-      session.stopSending(producer);
+  #keep(sender: MediaSender, producer: types.Producer): void {
+    if (this.#ended || this.#sender !== sender) {
+      sender.stopSending(producer);
       return;
     }
     this.#producers.push(producer);
@@ -201,10 +201,10 @@ export class ScreenShare {
   #end(reason: string | null): void {
     if (this.#ended) return;
     this.#ended = true;
-    const session = this.#session;
-    for (const producer of this.#producers) session?.stopSending(producer);
+    const sender = this.#sender;
+    for (const producer of this.#producers) sender?.stopSending(producer);
     this.#producers = [];
-    this.#session = null;
+    this.#sender = null;
     this.#video.stop();
     this.#audio?.stop();
     this.events.safeEmit('ended', reason);
