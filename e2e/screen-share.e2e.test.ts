@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureChannel } from '../api/test/support/accounts';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { hearthState, inboundAudio, launchChromium } from './support/browser';
+import { expectTileDecoding, framesDecodedIn, setHidden, tileVideos } from './support/screen-tiles';
 import { eventually } from './support/wait';
 
 const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');
@@ -17,16 +18,6 @@ const LARGE_WINDOW = { width: 1280, height: 720 };
 let api: TestApi;
 let browser: Browser;
 const contexts: BrowserContext[] = [];
-
-/** What a tile's `<video>` shows, read from the element itself. */
-interface TileVideo {
-  peerId: string | null;
-  videoWidth: number;
-  videoHeight: number;
-  framesDecoded: number;
-  muted: boolean;
-  playsInline: boolean;
-}
 
 /** One simulcast layer the sharer sends, as `window.__hearth.shareLayers()` reports it. */
 interface ShareLayer {
@@ -64,84 +55,12 @@ async function openVoice(query: string, viewport = LARGE_WINDOW): Promise<Page> 
   return page;
 }
 
-// The page's DOM as far as the tiles go; the tests are type-checked without the DOM library.
-interface TileElement {
-  getAttribute(name: string): string | null;
-  querySelector(selector: 'video'): {
-    videoWidth: number;
-    videoHeight: number;
-    muted: boolean;
-    playsInline: boolean;
-    getVideoPlaybackQuality(): { totalVideoFrames: number };
-  } | null;
-}
-
-function tileVideos(page: Page): Promise<TileVideo[]> {
-  return page.evaluate(() => {
-    const { document } = globalThis as unknown as {
-      document: { querySelectorAll(selector: string): Iterable<TileElement> };
-    };
-    return [...document.querySelectorAll('[data-testid="screen-tile"]')].map((tile) => {
-      const video = tile.querySelector('video')!;
-      return {
-        peerId: tile.getAttribute('data-peer-id'),
-        videoWidth: video.videoWidth,
-        videoHeight: video.videoHeight,
-        framesDecoded: video.getVideoPlaybackQuality().totalVideoFrames,
-        muted: video.muted,
-        playsInline: video.playsInline,
-      };
-    });
-  });
-}
-
 function shareLayers(page: Page): Promise<ShareLayer[]> {
   return page.evaluate(() =>
     (
       globalThis as unknown as { __hearth: { shareLayers(): Promise<ShareLayer[]> } }
     ).__hearth.shareLayers(),
   );
-}
-
-// Resolves once the viewer's one tile decodes frames at `width`x`height`: more than ten new
-// frames within two seconds.
-async function expectTileDecoding(viewer: Page, width: number, what: string): Promise<void> {
-  await eventually(
-    async () => {
-      const before = await tileVideos(viewer);
-      await new Promise((resolve) => setTimeout(resolve, 2000));
-      const after = await tileVideos(viewer);
-      return (
-        after.length === 1 &&
-        before.length === 1 &&
-        after[0]!.framesDecoded > before[0]!.framesDecoded + 10 &&
-        after[0]!.videoWidth === width &&
-        after[0]!.videoHeight === (width * 9) / 16
-      );
-    },
-    40_000,
-    what,
-  );
-}
-
-// Frames the viewer's tile decoded within `ms`.
-async function framesDecodedIn(viewer: Page, ms: number): Promise<number> {
-  const before = (await tileVideos(viewer))[0]?.framesDecoded ?? 0;
-  await new Promise((resolve) => setTimeout(resolve, ms));
-  return ((await tileVideos(viewer))[0]?.framesDecoded ?? 0) - before;
-}
-
-// Headless Chromium keeps every page visible, so the page is told it is hidden (or visible
-// again) the way a browser tells it when its tab goes to the background.
-async function setHidden(page: Page, hidden: boolean): Promise<void> {
-  await page.evaluate((value) => {
-    const { document } = globalThis as unknown as {
-      document: { dispatchEvent(event: unknown): boolean };
-    };
-    const { Event } = globalThis as unknown as { Event: new (type: string) => unknown };
-    Object.defineProperty(document, 'hidden', { configurable: true, get: () => value });
-    document.dispatchEvent(new Event('visibilitychange'));
-  }, hidden);
 }
 
 // Bytes the sharer's top layer sent within one second.
