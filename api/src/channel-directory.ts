@@ -1,3 +1,5 @@
+import type { SharePresetId } from '@hearth/protocol';
+
 /** A channel known to the control plane, whether or not anyone is in it. */
 export interface ChannelRecord {
   /** Unique channel name. */
@@ -8,6 +10,16 @@ export interface ChannelRecord {
   readonly createdBy: string | null;
   /** Members only: see `canAccessChannel` in channel-access.ts. */
   readonly private: boolean;
+  /** The heaviest screen-share preset its voice participants may use. */
+  readonly maxSharePreset: SharePresetId;
+}
+
+/** Settings of a channel that its moderators change. */
+export interface ChannelSettings {
+  /** Members only, or public. */
+  readonly private?: boolean;
+  /** The heaviest screen-share preset its voice participants may use. */
+  readonly maxSharePreset?: SharePresetId;
 }
 
 /** Where channel records live; `SqlChannelDirectory` keeps them in PGlite or PostgreSQL. */
@@ -18,8 +30,8 @@ export interface ChannelDirectory {
   get(name: string): Promise<ChannelRecord | undefined>;
   /** Creates a channel, noting the account that did; throws `conflict` when the name is taken. */
   create(name: string, createdBy?: string, options?: { private?: boolean }): Promise<ChannelRecord>;
-  /** Makes a channel private or public; throws `not_found` when there is none. */
-  setPrivate(name: string, isPrivate: boolean): Promise<ChannelRecord>;
+  /** Changes the settings named; throws `not_found` when there is no such channel. */
+  update(name: string, settings: ChannelSettings): Promise<ChannelRecord>;
   /** Creates a channel unless it exists, and returns it. */
   ensure(name: string): Promise<ChannelRecord>;
   /** Deletes a channel and the grants given in it; throws `not_found` when there is none. */

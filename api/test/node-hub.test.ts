@@ -262,6 +262,7 @@ describe('node control socket', () => {
       serverMuted: false,
       guest: true,
       rank: 0,
+      sharing: false,
     });
     a.send({ type: 'participantChanged', channel: 'lobby', participant: view(ada, 'Ada') });
     b.send({ type: 'participantChanged', channel: 'lobby', participant: view(bo, 'Bo') });
@@ -320,6 +321,7 @@ describe('node control socket', () => {
       serverMuted: false,
       guest: true,
       rank: 0,
+      sharing: false,
     });
     const [ada, bo] = [crypto.randomUUID(), crypto.randomUUID()];
     for (const [peerId, name] of [

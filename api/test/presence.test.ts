@@ -27,6 +27,7 @@ function participant(id: string, changes: Partial<Participant> = {}): Participan
     serverMuted: false,
     guest: true,
     rank: 0,
+    sharing: false,
     ...changes,
   };
 }

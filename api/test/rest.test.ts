@@ -121,6 +121,7 @@ describe('channels', () => {
         name: 'games',
         createdAt: expect.any(String),
         private: false,
+        maxSharePreset: 'source',
         participants: [
           expect.objectContaining({ displayName: 'Alice', muted: false, guest: true, rank: 0 }),
         ],

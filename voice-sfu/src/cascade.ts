@@ -145,14 +145,23 @@ export class Cascade {
       for (const link of this.#linksOf(name)) {
         if (origin !== link.id) this.#post(link, { type: 'participantRemoved', peerId });
       }
-      // An edge without local participants has nothing left to serve: it leaves the channel.
-      if (origin === undefined && channel.peerCount === 0) {
-        for (const link of this.#linksOf(name)) if (link.toCore) this.#closeLink(link, 'empty');
-      }
+    });
+    // An edge without local participants or spectators has nothing left to serve: it leaves.
+    channel.events.on('peerLeft', () => {
+      if (channel.closed || channel.peerCount > 0) return;
+      for (const link of this.#linksOf(name)) if (link.toCore) this.#closeLink(link, 'empty');
     });
     channel.events.on('remoteServerMuteRequested', (peerId, muted, linkId) => {
       const link = this.#links.get(linkId);
       if (link) this.#post(link, { type: 'serverMute', peerId, muted });
+    });
+    channel.events.on('remoteShareStopRequested', (peerId, message, linkId) => {
+      const link = this.#links.get(linkId);
+      if (link) this.#post(link, { type: 'stopShare', peerId, message });
+    });
+    channel.events.on('shareWish', (producerId, spatialLayer, linkId) => {
+      const link = this.#links.get(linkId);
+      if (link) this.#post(link, { type: 'shareWish', producerId, spatialLayer });
     });
     channel.events.once('closed', () => {
       for (const link of this.#linksOf(name)) this.#closeLink(link, 'channel closed');
@@ -256,17 +265,38 @@ export class Cascade {
         channel.removeRemoteParticipant(message.peerId);
         return;
       case 'serverMute': {
-        // The hub passes a mute on towards the node serving the participant.
-        const remote = channel
-          .remoteParticipants()
-          .find((entry) => entry.participant.id === message.peerId);
-        const onward = remote && this.#links.get(remote.linkId);
-        if (onward && onward !== link)
+        const onward = this.#onward(link, message.peerId);
+        if (onward)
           this.#post(onward, { type: 'serverMute', peerId: message.peerId, muted: message.muted });
         else await channel.applyServerMute(message.peerId, message.muted);
         return;
       }
+      case 'stopShare': {
+        const onward = this.#onward(link, message.peerId);
+        if (onward) {
+          this.#post(onward, {
+            type: 'stopShare',
+            peerId: message.peerId,
+            message: message.message,
+          });
+        } else channel.applyStopShare(message.peerId, message.message);
+        return;
+      }
+      case 'shareWish':
+        if (link.outgoing.has(message.producerId))
+          channel.shareWishedOver(message.producerId, link.id, message.spatialLayer);
+        return;
     }
+  }
+
+  // The hub passes requests about a participant on towards the node serving it: the link it came
+  // over, unless that is where the request came from (then it is served here).
+  #onward(link: Link, peerId: string): Link | undefined {
+    const remote = link.channel
+      .remoteParticipants()
+      .find((entry) => entry.participant.id === peerId);
+    const onward = remote && this.#links.get(remote.linkId);
+    return onward && onward !== link ? onward : undefined;
   }
 
   // What the other side needs to catch up: every producer and participant it did not send us.
@@ -294,7 +324,12 @@ export class Cascade {
       return;
     }
     link.outgoing.set(producer.id, consumer);
-    consumer.observer.once('close', () => link.outgoing.delete(producer.id));
+    const shared = sourceOf(producer) === 'screen';
+    consumer.observer.once('close', () => {
+      link.outgoing.delete(producer.id);
+      if (shared) link.channel.shareNoLongerSentOver(producer.id, link.id);
+    });
+    if (shared) link.channel.shareSentOver(producer.id, link.id);
     consumer.on('producerpause', () =>
       this.#post(link, { type: 'producerPaused', producerId: producer.id, paused: true }),
     );

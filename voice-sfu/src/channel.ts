@@ -8,13 +8,14 @@ import type {
   VoiceNotificationData,
   VoiceNotificationMethod,
 } from '@hearth/protocol';
+import { shareBitrateCap, sharePreset } from '@hearth/protocol';
 import { AppError, TypedEmitter, type Identity, type Logger } from '@hearth/server-common';
 import type { VoiceConfig } from './config';
 import { EdgeSet, type EdgeLayout } from './edge';
 import { routerMediaCodecs } from './media-codecs';
-import { Peer, type PeerConsumer, type PeerSink } from './peer';
-import { ShareLayers } from './share-layers';
-import { shareIncomingBitrate, sourceOf } from './sources';
+import { Peer, type PeerSink } from './peer';
+import { ShareDemand } from './share-demand';
+import { DEFAULT_SHARE_ENCODING_BITRATE, shareIncomingBitrate, sourceOf } from './sources';
 import { RemoteRoster, type RemoteEntry } from './remote-roster';
 import type { WorkerPool } from './worker-pool';
 
@@ -37,6 +38,10 @@ export type ChannelEvents = {
   peerLeft: [peerId: string];
   /** A local moderator muted or unmuted a participant served by another node. */
   remoteServerMuteRequested: [peerId: string, muted: boolean, linkId: string];
+  /** A local moderator stopped the share of a participant served by another node. */
+  remoteShareStopRequested: [peerId: string, message: string, linkId: string];
+  /** This node's viewers of a share piped in over `linkId` want layers up to `spatialLayer`. */
+  shareWish: [producerId: string, spatialLayer: number, linkId: string];
 };
 
 /** Why a channel closes, which decides what its remaining peers are told. */
@@ -98,7 +103,7 @@ export class Channel {
   readonly #peers = new Map<string, Peer>();
   readonly #remote = new RemoteRoster();
   readonly #remoteProducers = new Map<string, types.Producer>();
-  readonly #shareLayers = new Map<string, ShareLayers>();
+  readonly #shares: ShareDemand;
   readonly #edges: EdgeSet;
   #activeSpeakerId: string | null = null;
   #holds = 0;
@@ -132,6 +137,17 @@ export class Channel {
     this.events = new TypedEmitter((error, event) =>
       this.#logger.error({ err: error, event }, 'channel listener failed'),
     );
+    this.#shares = new ShareDemand({
+      idleMs: options.config.shareLayerIdleMs,
+      localWish: (producerId) => {
+        let wish = -1;
+        for (const peer of this.#peers.values())
+          wish = Math.max(wish, peer.wantedLayerOf(producerId));
+        return wish;
+      },
+      sendWish: (producerId, spatialLayer, linkId) =>
+        this.events.safeEmit('shareWish', producerId, spatialLayer, linkId),
+    });
     this.#watchObservers();
   }
 
@@ -176,9 +192,14 @@ export class Channel {
     return this.#core.rtpCapabilities;
   }
 
-  /** Number of peers in the channel. */
+  /** Number of peers on this node: participants and spectators. */
   get peerCount(): number {
     return this.#peers.size;
+  }
+
+  /** Number of spectators on this node. */
+  get spectatorCount(): number {
+    return [...this.#peers.values()].filter((peer) => peer.spectator).length;
   }
 
   /** Peer id of the current dominant speaker, if any. */
@@ -189,14 +210,16 @@ export class Channel {
   /** Public views of every participant, those served by other nodes included. */
   participants(): Participant[] {
     return [
-      ...[...this.#peers.values()].map((peer) => peer.toParticipant()),
+      ...this.localParticipants(),
       ...this.#remote.list().map(({ participant }) => participant),
     ];
   }
 
-  /** Participants served by this node. */
+  /** Participants served by this node; spectators are in no roster. */
   localParticipants(): Participant[] {
-    return [...this.#peers.values()].map((peer) => peer.toParticipant());
+    return [...this.#peers.values()]
+      .filter((peer) => !peer.spectator)
+      .map((peer) => peer.toParticipant());
   }
 
   /** Participants served elsewhere, with the link each came over. */
@@ -269,19 +292,38 @@ export class Channel {
       throw new AppError('unavailable', 'the channel closed');
     }
     this.#remoteProducers.set(producer.id, producer);
-    producer.observer.once('close', () => this.#remoteProducers.delete(producer.id));
+    const peerId = info.peerId;
+    producer.observer.once('close', () => {
+      this.#remoteProducers.delete(producer.id);
+      if (info.source === 'screen') this.#followSpectators(peerId);
+    });
+    if (info.source === 'screen') this.#shares.track(producer);
     for (const listener of this.#peers.values()) void this.#consume(listener, producer);
+    if (info.source === 'screen') this.#followSpectators(peerId);
     await this.#observeSpeaker(producer);
     this.events.safeEmit('producerOpened', producer);
     return producer;
+  }
+
+  /** A share now goes out to another node over `linkId`, whose viewers will say what they want. */
+  shareSentOver(producerId: string, linkId: string): void {
+    this.#shares.linkOpened(producerId, linkId);
+  }
+
+  /** The viewers of a share behind `linkId` want layers up to `spatialLayer` (-1: none). */
+  shareWishedOver(producerId: string, linkId: string, spatialLayer: number): void {
+    this.#shares.linkWished(producerId, linkId, spatialLayer);
+  }
+
+  /** A share no longer goes out over `linkId`. */
+  shareNoLongerSentOver(producerId: string, linkId: string): void {
+    this.#shares.linkClosed(producerId, linkId);
   }
 
   /** Adds or updates a participant served by another node, telling local peers. */
   upsertRemoteParticipant(participant: RemoteParticipant, linkId: string): void {
     if (this.#closed || this.#peers.has(participant.id)) return;
     const { view, isNew } = this.#remote.upsert(participant, linkId);
-    if (isNew)
-      for (const producerId of this.#shareLayers.keys()) this.#reviewShareLayers(producerId);
     this.#broadcast(isNew ? 'participantJoined' : 'participantUpdated', { participant: view });
     this.events.safeEmit('participantUpserted', view, linkId);
   }
@@ -290,7 +332,6 @@ export class Channel {
   removeRemoteParticipant(peerId: string): void {
     const entry = this.#remote.remove(peerId);
     if (!entry) return;
-    for (const producerId of this.#shareLayers.keys()) this.#reviewShareLayers(producerId);
     this.#broadcast('participantLeft', { peerId });
     this.events.safeEmit('participantRemoved', peerId, entry.linkId);
   }
@@ -336,12 +377,18 @@ export class Channel {
       rtpCapabilities,
       autoResume: options.autoResume ?? false,
       sink,
+      onShareDemand: (producerId) => this.#shares.review(producerId),
     });
     this.#peers.set(peer.id, peer);
-    this.#broadcast('participantJoined', { participant: peer.toParticipant() }, peer);
-    this.events.safeEmit('participantUpserted', peer.toParticipant(), undefined);
+    if (!peer.spectator) {
+      this.#broadcast('participantJoined', { participant: peer.toParticipant() }, peer);
+      this.events.safeEmit('participantUpserted', peer.toParticipant(), undefined);
+    }
     this.events.safeEmit('peerJoined', peer.id, identity);
-    this.#logger.info({ peer: peer.id, name: identity.displayName }, 'peer joined');
+    this.#logger.info(
+      { peer: peer.id, name: identity.displayName, spectator: peer.spectator },
+      'peer joined',
+    );
     return peer;
   }
 
@@ -415,7 +462,8 @@ export class Channel {
   /**
    * Starts a producer on the peer's send transport and has every listener consume it: the
    * microphone (`speak`), or a screen share's video and audio (`screen-share`). A participant
-   * sends at most one of each, and a channel holds at most `maxSharesPerChannel` shares.
+   * sends at most one of each, a channel holds at most `maxSharesPerChannel` shares, and a share
+   * sends no more than the channel's preset cap allows.
    */
   async produce(
     peerId: string,
@@ -430,6 +478,7 @@ export class Channel {
     const peer = this.#peer(peerId);
     const source = options.source ?? (options.kind === 'video' ? 'screen' : 'microphone');
     const grant = source === 'microphone' ? 'speak' : 'screen-share';
+    if (peer.spectator) throw new AppError('forbidden', 'spectators only receive');
     if (!peer.identity.grants.has(grant)) {
       throw new AppError('forbidden', `missing the "${grant}" grant for this channel`);
     }
@@ -449,12 +498,7 @@ export class Channel {
     if (source === 'screen-audio' && !sends.has('screen')) {
       throw new AppError('bad_request', 'share a screen before its audio');
     }
-    if (source === 'screen' && this.#shareCount() >= this.#config.maxSharesPerChannel) {
-      throw new AppError(
-        'conflict',
-        `the channel holds ${this.#config.maxSharesPerChannel} screen shares already`,
-      );
-    }
+    if (source === 'screen') this.#checkShare(peer, options.rtpParameters);
     peer.producing = true;
     let producer: types.Producer;
     try {
@@ -478,7 +522,16 @@ export class Channel {
       throw new AppError('not_joined', 'the peer left while producing');
     }
     peer.producers.set(producer.id, producer);
-    producer.observer.once('close', () => peer.producers.delete(producer.id));
+    producer.observer.once('close', () => {
+      peer.producers.delete(producer.id);
+      if (source === 'screen') this.#onShareClosed(peer);
+    });
+    if (source === 'screen') {
+      this.#shares.track(producer, (activeLayers) => {
+        if (!peer.closed)
+          peer.sink.notify('shareLayers', { producerId: producer.id, activeLayers });
+      });
+    }
     // Listeners are served in the same synchronous step that registers the producer, so a
     // receive transport created meanwhile sees it exactly once: here or in its own catch-up.
     for (const listener of this.#peers.values()) {
@@ -489,46 +542,69 @@ export class Channel {
       await this.#observeSpeaker(producer);
       this.#setMuted(peer, producer.paused);
     }
-    if (source === 'screen') this.#trackShareLayers(peer, producer);
+    if (source === 'screen') {
+      this.#announce(peer);
+      this.#followSpectators(peer.id);
+    }
     return producer;
   }
 
-  // The sharer hears which layers to keep sending; see ShareLayers.
-  #trackShareLayers(sharer: Peer, producer: types.Producer): void {
-    const layers = new ShareLayers({
-      layerCount: producer.rtpParameters.encodings?.length ?? 1,
-      idleMs: this.#config.shareLayerIdleMs,
-      tell: (activeLayers) => {
-        if (!sharer.closed)
-          sharer.sink.notify('shareLayers', { producerId: producer.id, activeLayers });
-      },
-    });
-    this.#shareLayers.set(producer.id, layers);
-    producer.observer.once('close', () => {
-      layers.close();
-      this.#shareLayers.delete(producer.id);
-    });
-    this.#reviewShareLayers(producer.id);
+  // A new share must fit the channel: its number of shares and its preset cap.
+  #checkShare(peer: Peer, rtpParameters: RtpParameters): void {
+    if (this.#shares.size >= this.#config.maxSharesPerChannel) {
+      throw new AppError(
+        'conflict',
+        `the channel holds ${this.#config.maxSharesPerChannel} screen shares already`,
+      );
+    }
+    const cap = peer.identity.maxSharePreset ?? 'source';
+    const declared = (rtpParameters.encodings ?? [{}]).reduce(
+      (sum, encoding) => sum + (encoding.maxBitrate ?? DEFAULT_SHARE_ENCODING_BITRATE),
+      0,
+    );
+    if (declared > shareBitrateCap(cap)) {
+      throw new AppError(
+        'forbidden',
+        `this channel allows screen shares up to ${sharePreset(cap).label} ` +
+          `(${shareBitrateCap(cap) / 1e6} Mbit/s for all layers); pick a lighter preset`,
+      );
+    }
   }
 
-  // The highest layer this node's viewers of a share want: a paused consumer wants none, and
-  // viewers on other nodes, which this node does not see, are taken to want every layer.
-  #reviewShareLayers(producerId: string): void {
-    const layers = this.#shareLayers.get(producerId);
-    if (!layers) return;
-    if (this.#remote.list().length > 0) {
-      layers.want(Number.MAX_SAFE_INTEGER);
-      return;
+  // A share ended: its audio goes with it, and the sharer's channel mates hear it stopped.
+  #onShareClosed(sharer: Peer): void {
+    if (sharer.closed) return;
+    for (const producer of sharer.producers.values()) {
+      if (sourceOf(producer) === 'screen-audio') producer.close();
     }
-    let highest = -1;
-    for (const peer of this.#peers.values()) {
-      for (const { consumer } of peer.consumers.values()) {
-        if (consumer.producerId !== producerId || consumer.paused || consumer.closed) continue;
-        const preferred = consumer.preferredLayers?.spatialLayer ?? Number.MAX_SAFE_INTEGER;
-        highest = Math.max(highest, preferred);
+    this.#announce(sharer);
+    this.#followSpectators(sharer.id);
+  }
+
+  // Spectators hear a participant's microphone while it shares a screen, and not otherwise.
+  #followSpectators(peerId: string): void {
+    const producers = this.producers().filter((producer) => producer.appData.peerId === peerId);
+    const sharing = producers.some((producer) => sourceOf(producer) === 'screen');
+    const microphones = producers.filter((producer) => sourceOf(producer) === 'microphone');
+    for (const spectator of this.#peers.values()) {
+      if (!spectator.spectator) continue;
+      for (const microphone of microphones) {
+        if (sharing) void this.#consume(spectator, microphone);
+        else spectator.dropConsumerOf(microphone.id);
       }
     }
-    layers.want(highest);
+  }
+
+  // What a peer receives: everything for a participant; for a spectator, the shares and the
+  // microphones of those sharing.
+  #receives(listener: Peer, producer: types.Producer): boolean {
+    if (!listener.spectator) return true;
+    const source = sourceOf(producer);
+    if (source !== 'microphone') return true;
+    const peerId = producer.appData.peerId;
+    return this.producers().some(
+      (other) => other.appData.peerId === peerId && sourceOf(other) === 'screen',
+    );
   }
 
   // Only microphones decide who is speaking.
@@ -540,9 +616,46 @@ export class Channel {
     ]);
   }
 
-  // Screen shares in the channel: its own peers' and those piped in from other nodes.
-  #shareCount(): number {
-    return this.producers().filter((producer) => sourceOf(producer) === 'screen').length;
+  /**
+   * Stops a participant's screen share: one's own, or as a moderator that of a lower rank. A
+   * participant served by another node is stopped there, through the link it came over.
+   */
+  stopShare(actorId: string, targetId: string): void {
+    const actor = this.#peer(actorId);
+    const message = `${actor.identity.displayName} stopped your screen share`;
+    if (actorId === targetId) {
+      this.applyStopShare(targetId, message);
+      return;
+    }
+    if (!actor.identity.grants.has('moderate')) {
+      throw new AppError('forbidden', 'missing the "moderate" grant for this channel');
+    }
+    const remote = this.#remote.get(targetId);
+    const target = remote ? undefined : this.#peers.get(targetId);
+    if (!remote && (!target || target.spectator)) {
+      throw new AppError('not_found', `no participant ${targetId}`);
+    }
+    if ((remote ? remote.participant.rank : target!.rank) >= actor.rank) {
+      throw new AppError('forbidden', 'you cannot stop the share of someone of your rank or above');
+    }
+    if (remote) this.events.safeEmit('remoteShareStopRequested', targetId, message, remote.linkId);
+    else this.applyStopShare(targetId, message);
+    this.#logger.info({ peer: targetId, by: actorId }, 'share stopped');
+  }
+
+  /** Closes a local participant's share, video and audio, and tells it why. */
+  applyStopShare(peerId: string, message: string): void {
+    const target = this.#peers.get(peerId);
+    if (!target) return;
+    const shared = [...target.producers.values()].filter(
+      (producer) => sourceOf(producer) !== 'microphone',
+    );
+    if (shared.length === 0) return;
+    for (const producer of shared) producer.close();
+    target.sink.notify('shareStopped', {
+      producerIds: shared.map((producer) => producer.id),
+      message,
+    });
   }
 
   /** Closes one producer of the peer. */
@@ -576,21 +689,12 @@ export class Channel {
 
   /** Resumes a consumer once its client is ready, unless the peer is deafened. */
   async resumeConsumer(peerId: string, consumerId: string): Promise<void> {
-    const peer = this.#peer(peerId);
-    const entry = this.#consumerOf(peer, consumerId);
-    entry.clientReady = true;
-    await this.#applyFlow(peer, entry);
+    await this.#peer(peerId).resumeConsumer(consumerId);
   }
 
   /** Pauses a video consumer its viewer does not show, or resumes it. */
   async setConsumerPaused(peerId: string, consumerId: string, paused: boolean): Promise<void> {
-    const peer = this.#peer(peerId);
-    const entry = this.#consumerOf(peer, consumerId);
-    if (entry.consumer.kind !== 'video') {
-      throw new AppError('bad_request', 'audio consumers pause with deafen');
-    }
-    entry.hidden = paused;
-    await this.#applyFlow(peer, entry);
+    await this.#peer(peerId).setConsumerHidden(consumerId, paused);
   }
 
   /** Sets the simulcast layer a viewer wants for a share's consumer. */
@@ -599,37 +703,14 @@ export class Channel {
     consumerId: string,
     layers: { spatialLayer: number; temporalLayer?: number },
   ): Promise<void> {
-    const entry = this.#consumerOf(this.#peer(peerId), consumerId);
-    if (entry.consumer.type !== 'simulcast') {
-      throw new AppError('bad_request', 'only screen-share consumers have layers');
-    }
-    await entry.consumer.setPreferredLayers(layers);
-    this.#reviewShareLayers(entry.consumer.producerId);
+    await this.#peer(peerId).setConsumerPreferredLayers(consumerId, layers);
   }
 
   /** Deafens the peer (pauses its audio consumers) or undeafens it. */
   async setDeafened(peerId: string, deafened: boolean): Promise<void> {
     const peer = this.#peer(peerId);
-    peer.deafened = deafened;
-    await Promise.all([...peer.consumers.values()].map((entry) => this.#applyFlow(peer, entry)));
-    this.#announce(peer);
-  }
-
-  // A consumer flows once its client is ready, unless it is audio and the peer deafened, or
-  // video its viewer hides.
-  async #applyFlow(peer: Peer, entry: PeerConsumer): Promise<void> {
-    const { consumer } = entry;
-    const flows =
-      entry.clientReady && !entry.hidden && !(consumer.kind === 'audio' && peer.deafened);
-    if (flows) await consumer.resume();
-    else await consumer.pause();
-    if (consumer.kind === 'video') this.#reviewShareLayers(consumer.producerId);
-  }
-
-  #consumerOf(peer: Peer, consumerId: string): PeerConsumer {
-    const entry = peer.consumers.get(consumerId);
-    if (!entry) throw new AppError('not_found', `no consumer ${consumerId}`);
-    return entry;
+    await peer.setDeafened(deafened);
+    if (!peer.spectator) this.#announce(peer);
   }
 
   /**
@@ -674,9 +755,11 @@ export class Channel {
     const peer = this.#peers.get(peerId);
     if (!peer) return;
     this.#removePeer(peer);
-    this.#broadcast('participantLeft', { peerId });
+    if (!peer.spectator) {
+      this.#broadcast('participantLeft', { peerId });
+      this.events.safeEmit('participantRemoved', peerId, undefined);
+    }
     this.#logger.info({ peer: peerId }, 'peer left');
-    this.events.safeEmit('participantRemoved', peerId, undefined);
     if (this.#peers.size === 0 && this.#holds === 0) this.close('empty');
   }
 
@@ -692,6 +775,7 @@ export class Channel {
         peer.sink.notify('channelClosed', { reason });
       }
     }
+    this.#shares.close();
     this.#edges.close();
     this.#remote.clear();
     this.#core.close();
@@ -709,6 +793,7 @@ export class Channel {
       throw new AppError('conflict', `the peer already has a ${direction} transport`);
     }
     if (direction === 'send') {
+      if (peer.spectator) throw new AppError('forbidden', 'spectators only receive');
       const transport = await create(this.#core, this.#coreWorkerIndex);
       if (peer.closed || peer.sendTransport) {
         transport.close();
@@ -717,9 +802,10 @@ export class Channel {
       peer.sendTransport = transport;
       return transport;
     }
-    let producers = 0;
-    for (const other of this.#peers.values()) if (other !== peer) producers += other.producers.size;
-    const edge = await this.#edges.admit(peer, Math.max(1, producers));
+    const producers = this.producers().filter(
+      (producer) => producer.appData.peerId !== peer.id && this.#receives(peer, producer),
+    );
+    const edge = await this.#edges.admit(peer, Math.max(1, producers.length));
     try {
       const transport = await create(edge.router, edge.workerIndex);
       if (peer.closed || peer.recvTransport) {
@@ -731,11 +817,9 @@ export class Channel {
       this.#edges.release(peer);
       throw error;
     }
-    for (const other of this.#peers.values()) {
-      if (other === peer) continue;
-      for (const producer of other.producers.values()) void this.#consume(peer, producer);
+    for (const producer of this.producers()) {
+      if (producer.appData.peerId !== peer.id) void this.#consume(peer, producer);
     }
-    for (const producer of this.#remoteProducers.values()) void this.#consume(peer, producer);
     return peer.recvTransport;
   }
 
@@ -743,6 +827,7 @@ export class Channel {
     const edge = listener.edge;
     const transport = listener.recvTransport;
     if (!edge || !transport || listener.consumedProducerIds.has(producer.id)) return;
+    if (!this.#receives(listener, producer)) return;
     listener.consumedProducerIds.add(producer.id);
     try {
       await this.#edges.pipe(producer, edge);
@@ -762,39 +847,13 @@ export class Channel {
         paused: true,
         appData: { peerId: producer.appData.peerId },
       });
-      if (listener.closed || transport.closed) {
+      // A spectator's reason to hear a microphone may have ended meanwhile.
+      if (listener.closed || transport.closed || !this.#receives(listener, producer)) {
         consumer.close();
+        listener.consumedProducerIds.delete(producer.id);
         return;
       }
-      const entry: PeerConsumer = { consumer, clientReady: listener.autoResume, hidden: false };
-      listener.consumers.set(consumer.id, entry);
-      consumer.observer.once('close', () => {
-        listener.consumers.delete(consumer.id);
-        listener.consumedProducerIds.delete(producer.id);
-        if (consumer.kind === 'video') this.#reviewShareLayers(producer.id);
-      });
-      consumer.on('producerclose', () => {
-        listener.consumers.delete(consumer.id);
-        listener.sink.notify('consumerClosed', { consumerId: consumer.id });
-      });
-      if (consumer.type === 'simulcast') {
-        consumer.on('layerschange', (layers) =>
-          listener.sink.notify('consumerLayers', {
-            consumerId: consumer.id,
-            spatialLayer: layers?.spatialLayer ?? null,
-            preferredSpatialLayer: consumer.preferredLayers?.spatialLayer ?? 0,
-          }),
-        );
-      }
-      await this.#applyFlow(listener, entry);
-      listener.sink.notify('newConsumer', {
-        consumerId: consumer.id,
-        producerId: producer.id,
-        peerId: String(producer.appData.peerId),
-        kind: consumer.kind,
-        source: sourceOf(producer),
-        rtpParameters: consumer.rtpParameters,
-      });
+      await listener.adoptConsumer(consumer, producer);
     } catch (error) {
       listener.consumedProducerIds.delete(producer.id);
       // The listener, the producer or a router may have gone while this was in flight; that is
@@ -808,14 +867,13 @@ export class Channel {
   }
 
   #removePeer(peer: Peer): void {
-    peer.closed = true;
-    peer.closeMedia();
+    peer.close();
     this.#edges.release(peer);
     this.#peers.delete(peer.id);
     this.events.safeEmit('peerLeft', peer.id);
     if (this.#activeSpeakerId === peer.id) {
       this.#activeSpeakerId = null;
-      this.#broadcast('activeSpeaker', { peerId: null });
+      this.#broadcast('activeSpeaker', { peerId: null }, undefined, 'voice');
     }
   }
 
@@ -824,17 +882,24 @@ export class Channel {
       const peerId = String(producer.appData.peerId);
       if (peerId === this.#activeSpeakerId) return;
       this.#activeSpeakerId = peerId;
-      this.#broadcast('activeSpeaker', { peerId });
+      this.#broadcast('activeSpeaker', { peerId }, undefined, 'voice');
     });
     this.#audioLevelObserver.on('volumes', (volumes) => {
-      this.#broadcast('audioLevels', {
-        levels: volumes.map(({ producer, volume }) => ({
-          peerId: String(producer.appData.peerId),
-          volume,
-        })),
-      });
+      this.#broadcast(
+        'audioLevels',
+        {
+          levels: volumes.map(({ producer, volume }) => ({
+            peerId: String(producer.appData.peerId),
+            volume,
+          })),
+        },
+        undefined,
+        'voice',
+      );
     });
-    this.#audioLevelObserver.on('silence', () => this.#broadcast('audioLevels', { levels: [] }));
+    this.#audioLevelObserver.on('silence', () =>
+      this.#broadcast('audioLevels', { levels: [] }, undefined, 'voice'),
+    );
   }
 
   #setMuted(peer: Peer, muted: boolean): void {
@@ -857,18 +922,22 @@ export class Channel {
 
   // A local peer changed: its channel mates here hear it directly, other nodes through links.
   #announce(peer: Peer): void {
+    if (peer.spectator || peer.closed) return;
     const participant = peer.toParticipant();
     this.#broadcast('participantUpdated', { participant });
     this.events.safeEmit('participantUpserted', participant, undefined);
   }
 
+  // Roster changes go to everyone; speaking indicators (`voice`) to participants only.
   #broadcast<M extends VoiceNotificationMethod>(
     method: M,
     data: VoiceNotificationData<M>,
     except?: Peer,
+    audience: 'all' | 'voice' = 'all',
   ): void {
     for (const peer of this.#peers.values()) {
-      if (peer !== except) peer.sink.notify(method, data);
+      if (peer === except || (audience === 'voice' && peer.spectator)) continue;
+      peer.sink.notify(method, data);
     }
   }
 

@@ -203,6 +203,8 @@ export class NodeAgent {
         grants: new Set(claims.grants),
         rank: claims.rank,
         serverMuted: claims.serverMuted,
+        spectator: claims.spectator,
+        maxSharePreset: claims.maxSharePreset,
         tokenId: claims.jti,
       };
     } catch (error) {

@@ -23,6 +23,7 @@ export class RemoteRoster {
       serverMuted: participant.serverMuted,
       guest: participant.guest,
       rank: participant.rank,
+      sharing: participant.sharing,
     };
     const isNew = !this.#entries.has(view.id);
     this.#entries.set(view.id, { participant: view, linkId });

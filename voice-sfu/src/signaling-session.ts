@@ -184,6 +184,8 @@ export class SignalingSession {
             peerId: joined.peer.id,
             participants: joined.channel.participants(),
             activeSpeakerId: joined.channel.activeSpeakerId,
+            spectator: joined.peer.spectator,
+            maxSharePreset: identity.maxSharePreset ?? 'source',
           };
         } finally {
           this.#joining = false;
@@ -248,6 +250,11 @@ export class SignalingSession {
       setDeafened: async ({ deafened }) => {
         const { channel, peer } = this.#requireJoined();
         await channel.setDeafened(peer.id, deafened);
+        return {};
+      },
+      stopShare: async ({ peerId }) => {
+        const { channel, peer } = this.#requireJoined();
+        channel.stopShare(peer.id, peerId);
         return {};
       },
       setServerMuted: async ({ peerId, muted }) => {

@@ -29,11 +29,14 @@ const relayed: { from: string; to: string; message: CascadeMessage }[] = [];
 // Nodes that crashed: the relay drops what is sent to them, as the api does for a node gone.
 const dead = new Set<string>();
 
-async function startNodes(ids: string[]): Promise<Map<string, TestNode>> {
+async function startNodes(
+  ids: string[],
+  config: Parameters<typeof voiceConfig>[0] = {},
+): Promise<Map<string, TestNode>> {
   const byId = new Map<string, TestNode>();
   for (const id of ids) {
     const node = await VoiceNode.start(
-      voiceConfig({ numWorkers: 1, rtcBasePort: 0, workerLogLevel: 'none' }),
+      voiceConfig({ numWorkers: 1, rtcBasePort: 0, workerLogLevel: 'none', ...config }),
       quietLogger,
     );
     const cascade = new Cascade({
@@ -278,5 +281,75 @@ describe('cascade across nodes', () => {
     const piped = pipeProducer(core!, 'room', share.id);
     expect(piped?.kind).toBe('video');
     expect(piped?.appData.source).toBe('screen');
+  });
+
+  it("carries viewers' layer wishes back to the sharer's node, and a moderator's stop to the sharer", async () => {
+    const byId = await startNodes(['core', 'edge-b', 'edge-c'], { shareLayerIdleMs: 300 });
+    const [core, edgeB, edgeC] = ['core', 'edge-b', 'edge-c'].map((id) => byId.get(id)!);
+    for (const { cascade } of [core!, edgeB!, edgeC!]) cascade.setCore('room', 'core');
+    const viewers = [
+      await joinPlainListener(core!.node, 'room', 'Di'),
+      await joinPlainListener(edgeC!.node, 'room', 'Cy'),
+    ];
+    peers.push(...viewers);
+    const sueSink = new RecordingSink();
+    const { channel, peer } = await edgeB!.node.channels.join(
+      'room',
+      testIdentity('Sue', ['join', 'speak', 'screen-share'], { guest: false, rank: 1 }),
+      edgeB!.node.routerRtpCapabilities,
+      sueSink,
+      { autoResume: true },
+    );
+    const transport = await channel.createPlainTransport(peer.id, 'send');
+    const share = await channel.produce(peer.id, {
+      transportId: transport.id,
+      kind: 'video',
+      source: 'screen',
+      rtpParameters: vp8SimulcastRtpParameters([
+        { ssrc: 3101, maxBitrate: 500_000 },
+        { ssrc: 3102, maxBitrate: 3_000_000 },
+      ]),
+    });
+    const consumerOf = (viewer: PlainListener) =>
+      viewer.sink.of('newConsumer').find((c) => c.producerId === share.id)?.consumerId;
+    for (const viewer of viewers) {
+      await waitFor(() => consumerOf(viewer) !== undefined, 10_000, 'the share to reach a viewer');
+    }
+    const prefer = (viewer: PlainListener, spatialLayer: number) =>
+      viewer.channel.setConsumerPreferredLayers(viewer.peerId, consumerOf(viewer)!, {
+        spatialLayer,
+      });
+    const told = () => sueSink.of('shareLayers').map((notice) => notice.activeLayers);
+
+    // Only the viewer two links away still wants the top layer: it stays on.
+    await prefer(viewers[0]!, 0);
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    expect(told()).toEqual([]);
+    // No viewer anywhere wants it: the sharer's node switches it off after the idle time.
+    await prefer(viewers[1]!, 0);
+    await waitFor(() => told().length === 1, 3000, 'the top layer to be switched off');
+    expect(told()).toEqual([1]);
+    // A viewer on another node wanting it again brings it back without the idle delay.
+    const asked = Date.now();
+    await prefer(viewers[1]!, 1);
+    await waitFor(() => told().length === 2, 1000, 'the top layer to come back');
+    expect(told()).toEqual([1, 2]);
+    expect(Date.now() - asked).toBeLessThan(1000);
+    expect(relayed.some(({ message }) => message.type === 'shareWish')).toBe(true);
+
+    // A moderator on the core stops the share of a participant on edge B.
+    viewers[0]!.channel.stopShare(viewers[0]!.peerId, peer.id);
+    await waitFor(() => sueSink.of('shareStopped').length === 1, 5000, 'the sharer to hear it');
+    expect(sueSink.of('shareStopped')[0]).toEqual({
+      producerIds: [share.id],
+      message: 'Di stopped your screen share',
+    });
+    for (const viewer of viewers) {
+      await waitFor(
+        () => viewer.sink.of('consumerClosed').some((c) => c.consumerId === consumerOf(viewer)),
+        5000,
+        'the share to end at every viewer',
+      );
+    }
   });
 });

@@ -5,7 +5,7 @@ import {
   REPLAY_BATCH_SIZE,
   nodeToApiMessageSchema,
   serverMessageSchema,
-  type JoinTokenClaims,
+  type JoinTokenClaimsInput,
   type NodeToApiMessage,
   type ReplayedSession,
   type ServerMessage,
@@ -92,6 +92,7 @@ describe('NodeAgent replay', () => {
           serverMuted: false,
           guest: true,
           rank: 2,
+          sharing: false,
         },
       },
       {
@@ -106,6 +107,7 @@ describe('NodeAgent replay', () => {
           serverMuted: false,
           guest: true,
           rank: 2,
+          sharing: false,
         },
       },
       {
@@ -120,6 +122,7 @@ describe('NodeAgent replay', () => {
           serverMuted: false,
           guest: true,
           rank: 2,
+          sharing: false,
         },
       },
     ]);
@@ -159,7 +162,7 @@ describe('NodeAgent replay', () => {
 // The api's signing key (the node only ever sees its public half) and the claims of a token for
 // this node.
 const issuer = new JoinTokenIssuer('node-agent-test-api-secret-0123456789abcdef');
-const claims: Omit<JoinTokenClaims, 'jti'> = {
+const claims: Omit<JoinTokenClaimsInput, 'jti'> = {
   sub: 'guest:ada',
   name: 'Ada',
   guest: true,

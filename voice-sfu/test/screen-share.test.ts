@@ -8,7 +8,7 @@ import {
   testIdentity,
   waitFor,
 } from './support/plain-peers';
-import { vp8SimulcastRtpParameters } from './support/rtp';
+import { opusProducerRtpParameters, vp8SimulcastRtpParameters } from './support/rtp';
 
 let node: VoiceNode | undefined;
 
@@ -59,10 +59,37 @@ async function joinSender(
     channel.produce(peer.id, {
       transportId: transport.id,
       kind: source === 'screen' ? 'video' : 'audio',
-      rtpParameters: vp8SimulcastRtpParameters(layers),
+      rtpParameters:
+        source === 'screen'
+          ? vp8SimulcastRtpParameters(layers)
+          : opusProducerRtpParameters(layers[0]!.ssrc + 100),
       source,
     });
-  return { channel, peer, sink, transport, share };
+  const speak = (ssrc: number) =>
+    channel.produce(peer.id, {
+      transportId: transport.id,
+      kind: 'audio',
+      rtpParameters: opusProducerRtpParameters(ssrc),
+      source: 'microphone',
+    });
+  return { channel, peer, sink, transport, share, speak };
+}
+
+/** Joins a receive-only spectator of the channel's shares. */
+function joinSpectator(voice: VoiceNode, name: string) {
+  return joinPlainListener(voice, 'room', name, {
+    identity: testIdentity(name, ['join'], { spectator: true }),
+  });
+}
+
+/** Sources a listener consumes now, each as `<peer name>:<source>`. */
+function consumed(listener: { sink: RecordingSink }, names: Map<string, string>): string[] {
+  const closed = new Set(listener.sink.of('consumerClosed').map((notice) => notice.consumerId));
+  return listener.sink
+    .of('newConsumer')
+    .filter((notice) => !closed.has(notice.consumerId))
+    .map((notice) => `${names.get(notice.peerId)}:${notice.source}`)
+    .sort();
 }
 
 describe('screen shares in a voice channel', () => {
@@ -183,5 +210,131 @@ describe('screen shares in a voice channel', () => {
       }),
     ).rejects.toMatchObject({ code: 'not_found' });
     expect(producer.closed).toBe(false);
+  });
+
+  it("spectators receive the shares and the sharers' microphones only, are in no roster and cannot send", async () => {
+    const voice = await startNode();
+    const sam = await joinSender(voice, 'Sam', ['join', 'speak']);
+    await sam.speak(4001);
+    const sue = await joinSender(voice, 'Sue', ['join', 'speak', 'screen-share']);
+    await sue.speak(4002);
+    const spectator = await joinSpectator(voice, 'Spec');
+    const names = new Map([
+      [sam.peer.id, 'Sam'],
+      [sue.peer.id, 'Sue'],
+    ]);
+    // Nothing is shared yet: a spectator hears no one.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(consumed(spectator, names)).toEqual([]);
+    expect(
+      sue.channel
+        .participants()
+        .map((p) => p.displayName)
+        .sort(),
+    ).toEqual(['Sam', 'Sue']);
+    expect(sam.sink.of('participantJoined').map((n) => n.participant.displayName)).toEqual(['Sue']);
+    await expect(sue.channel.createPlainTransport(spectator.peerId, 'send')).rejects.toMatchObject({
+      code: 'forbidden',
+      message: 'spectators only receive',
+    });
+
+    const video = await sue.share();
+    await sue.share('screen-audio');
+    await waitFor(
+      () => consumed(spectator, names).length === 3,
+      5000,
+      'the spectator to receive the share',
+    );
+    expect(consumed(spectator, names)).toEqual([
+      'Sue:microphone',
+      'Sue:screen',
+      'Sue:screen-audio',
+    ]);
+    // Channel mates see who shares.
+    expect(sue.channel.participants().find((p) => p.id === sue.peer.id)?.sharing).toBe(true);
+    expect(
+      sam.sink
+        .of('participantUpdated')
+        .some((n) => n.participant.id === sue.peer.id && n.participant.sharing),
+    ).toBe(true);
+
+    // The share ends: its audio goes with it, and the spectator stops hearing the sharer.
+    sue.channel.closeProducer(sue.peer.id, video.id);
+    await waitFor(
+      () => consumed(spectator, names).length === 0,
+      5000,
+      'the spectator to lose the share and the microphone',
+    );
+    expect([...sue.peer.producers.values()].map((p) => p.appData.source)).toEqual(['microphone']);
+    expect(sue.channel.participants().find((p) => p.id === sue.peer.id)?.sharing).toBe(false);
+    expect(sue.channel.spectatorCount).toBe(1);
+  });
+
+  it('a moderator who outranks the sharer stops its share; the sharer hears why and every object goes', async () => {
+    const voice = await startNode();
+    const sue = await joinSender(voice, 'Sue', ['join', 'speak', 'screen-share']);
+    const viewer = await joinPlainListener(voice, 'room', 'Mo');
+    const member = await joinSender(voice, 'Max', ['join', 'speak']);
+    const spectator = await joinSpectator(voice, 'Spec');
+    const video = await sue.share();
+    const audio = await sue.share('screen-audio');
+    // Video and audio of the share, at the viewer, the member and the spectator.
+    await waitFor(() => totals(voice).consumers === 6, 5000, 'the share to reach everyone');
+
+    expect(() => sue.channel.stopShare(member.peer.id, sue.peer.id)).toThrow(
+      'missing the "moderate" grant for this channel',
+    );
+    const pat = await joinSender(voice, 'Pat', ['join', 'moderate']);
+    expect(() => sue.channel.stopShare(pat.peer.id, viewer.peerId)).toThrow(
+      'you cannot stop the share of someone of your rank or above',
+    );
+    expect(() => sue.channel.stopShare(viewer.peerId, 'nobody')).toThrow('no participant nobody');
+    expect(() => sue.channel.stopShare(viewer.peerId, spectator.peerId)).toThrow(
+      `no participant ${spectator.peerId}`,
+    );
+
+    sue.channel.stopShare(viewer.peerId, sue.peer.id);
+    expect(sue.sink.of('shareStopped')).toEqual([
+      { producerIds: [video.id, audio.id], message: 'Mo stopped your screen share' },
+    ]);
+    await waitFor(
+      () => totals(voice).consumers === 0 && totals(voice).producers === 0,
+      5000,
+      'every object of the share to go',
+    );
+    for (const listener of [viewer, spectator]) {
+      expect(listener.sink.of('consumerClosed').length).toBeGreaterThan(0);
+    }
+    // Stopping one's own share when none is left changes nothing.
+    sue.channel.stopShare(sue.peer.id, sue.peer.id);
+    expect(sue.sink.of('shareStopped')).toHaveLength(1);
+  });
+
+  it("a share may send no more than the channel's preset cap allows", async () => {
+    const voice = await startNode();
+    const sink = new RecordingSink();
+    const { channel, peer } = await voice.channels.join(
+      'room',
+      testIdentity('Cap', ['join', 'screen-share'], { maxSharePreset: '1080p30' }),
+      voice.routerRtpCapabilities,
+      sink,
+    );
+    const transport = await channel.createPlainTransport(peer.id, 'send');
+    const share = (top: number) =>
+      channel.produce(peer.id, {
+        transportId: transport.id,
+        kind: 'video',
+        source: 'screen',
+        rtpParameters: vp8SimulcastRtpParameters([
+          { ssrc: 5001, maxBitrate: 600_000 },
+          { ssrc: 5002, maxBitrate: top },
+        ]),
+      });
+    await expect(share(9_000_000)).rejects.toMatchObject({
+      code: 'forbidden',
+      message:
+        'this channel allows screen shares up to 1080p 30 fps (5.7 Mbit/s for all layers); pick a lighter preset',
+    });
+    await expect(share(4_500_000)).resolves.toMatchObject({ kind: 'video' });
   });
 });

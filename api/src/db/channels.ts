@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { AppError } from '@hearth/server-common';
-import type { ChannelDirectory, ChannelRecord } from '../channel-directory';
+import { sharePresetIdSchema } from '@hearth/protocol';
+import type { ChannelDirectory, ChannelRecord, ChannelSettings } from '../channel-directory';
 import { isUniqueViolation, parseRows, type SqlClient } from './sql-client';
 
 const channelRowSchema = z
@@ -9,15 +10,17 @@ const channelRowSchema = z
     created_at: z.date(),
     created_by: z.string().nullable(),
     private: z.boolean(),
+    max_share_preset: sharePresetIdSchema,
   })
   .transform((row): ChannelRecord => ({
     name: row.name,
     createdAt: row.created_at,
     createdBy: row.created_by,
     private: row.private,
+    maxSharePreset: row.max_share_preset,
   }));
 
-const COLUMNS = 'name, created_at, created_by, private';
+const COLUMNS = 'name, created_at, created_by, private, max_share_preset';
 
 /** Channel records in the `channels` table. */
 export class SqlChannelDirectory implements ChannelDirectory {
@@ -71,11 +74,13 @@ export class SqlChannelDirectory implements ChannelDirectory {
     return record;
   }
 
-  /** Makes a channel private or public; `not_found` if none. */
-  async setPrivate(name: string, isPrivate: boolean): Promise<ChannelRecord> {
+  /** Changes the settings named, leaving the others; `not_found` if none. */
+  async update(name: string, settings: ChannelSettings): Promise<ChannelRecord> {
     const rows = await this.#db.query(
-      `UPDATE channels SET private = $2 WHERE name = $1 RETURNING ${COLUMNS}`,
-      [name, isPrivate],
+      `UPDATE channels SET private = COALESCE($2, private),
+         max_share_preset = COALESCE($3, max_share_preset)
+       WHERE name = $1 RETURNING ${COLUMNS}`,
+      [name, settings.private ?? null, settings.maxSharePreset ?? null],
     );
     const record = parseRows(channelRowSchema, rows)[0];
     if (!record) throw new AppError('not_found', `no channel ${name}`);

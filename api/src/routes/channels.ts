@@ -19,6 +19,7 @@ async function describeChannel(record: ChannelRecord, presence: PresenceStore): 
     name: record.name,
     createdAt: record.createdAt.toISOString(),
     private: record.private,
+    maxSharePreset: record.maxSharePreset,
     participants: await presence.list(record.name),
   };
 }
@@ -56,19 +57,21 @@ export const channelRoutes: readonly Route[] = [
       return describeChannel(record, deps.presence);
     },
   }),
-  // Moderators of a channel make it private (members only) or public again. A live stream
-  // restarts, since its storage prefix decides which edge path serves it.
+  // Moderators of a channel make it private (members only) or public again, and cap its screen
+  // shares. A live stream restarts when privacy changes, since its storage prefix decides which
+  // edge path serves it. A new share cap holds for joins from then on.
   route({
     method: 'patch',
     path: '/api/channels/:name',
-    summary: 'Makes a channel private (members only) or public again; a live stream restarts',
+    summary:
+      "Changes a channel's settings: private (members only; a live stream restarts) and the heaviest screen-share preset (for joins from then on)",
     auth: { grant: 'moderate' },
     body: updateChannelBodySchema,
     errors: { 404: 'No such channel' },
     success: { status: 200, schema: channelSchema },
     async handle({ deps, params, body, caller }) {
       const before = await deps.access.require(caller, params.name!);
-      const record = await deps.channels.setPrivate(before.name, body.private);
+      const record = await deps.channels.update(before.name, body);
       deps.channelRecords.forget(record.name);
       if (before.private !== record.private) await deps.streams.restartLiveStream(record.name);
       return describeChannel(record, deps.presence);

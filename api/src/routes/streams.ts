@@ -86,7 +86,15 @@ export const streamRoutes: readonly Route[] = [
       const name = params.name!;
       // A channel not created yet is public; a private one is `not_found` to outsiders.
       const channel = await deps.access.ifExists(caller, name);
-      return deps.streams.channelStream(channel ?? { name, private: false });
+      const [stream, participants] = await Promise.all([
+        deps.streams.channelStream(channel ?? { name, private: false }),
+        deps.presence.list(name),
+      ]);
+      const sharer = participants.find((participant) => participant.sharing);
+      return {
+        ...stream,
+        share: sharer ? { peerId: sharer.id, displayName: sharer.displayName } : null,
+      };
     },
   }),
 ];

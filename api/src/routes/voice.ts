@@ -36,7 +36,7 @@ export const voiceRoutes: readonly Route[] = [
     method: 'post',
     path: '/api/voice/join',
     summary:
-      'Places the caller in a channel on a voice node and returns its signaling URL with a single-use join token (needs join in the channel)',
+      'Places the caller in a channel on a voice node, or as a spectator of its screen shares (`spectate`), and returns its signaling URL with a single-use join token (needs join in the channel)',
     limit: 'join',
     auth: {},
     body: voiceJoinBodySchema,
@@ -49,7 +49,7 @@ export const voiceRoutes: readonly Route[] = [
     },
     success: { status: 200, schema: voiceJoinSchema },
     async handle({ deps, body, caller }) {
-      const { channel, avoid } = body;
+      const { channel, avoid, spectate } = body;
       const identity = identityIn(caller, channel);
       if (!identity.grants.has('join')) {
         throw new AppError('forbidden', `missing the "join" grant in channel ${channel}`);
@@ -78,7 +78,8 @@ export const voiceRoutes: readonly Route[] = [
             : 'you are banned from this server',
         );
       }
-      if (caller.guest) await refuseLookAlike(deps.presence, channel, caller);
+      // Spectators are in no roster, so their names cannot pass for anyone's there.
+      if (caller.guest && !spectate) await refuseLookAlike(deps.presence, channel, caller);
       const { maxVoiceSessions, maxPendingJoins } = deps.config;
       if (!caller.admin && openSessions >= maxVoiceSessions) {
         throw new AppError(
@@ -113,6 +114,8 @@ export const voiceRoutes: readonly Route[] = [
           core: placement.assignment.core,
           rank: identity.rank ?? 0,
           serverMuted,
+          spectator: spectate,
+          maxSharePreset: record.maxSharePreset,
         },
         tokenId,
       );

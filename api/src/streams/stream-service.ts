@@ -428,7 +428,9 @@ export class StreamService {
    * a private channel's URLs are signed (`playbackUrlFor`). Given a name, the channel is looked
    * up; one that does not exist is public.
    */
-  async channelStream(channelOrName: PlaybackChannel | string): Promise<ChannelStream> {
+  async channelStream(
+    channelOrName: PlaybackChannel | string,
+  ): Promise<Omit<ChannelStream, 'share'>> {
     const channel =
       typeof channelOrName === 'string'
         ? {

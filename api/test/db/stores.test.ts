@@ -36,6 +36,7 @@ describe.each(testBackends())('stores on $name', (backend) => {
         createdAt: expect.any(Date),
         createdBy: user.id,
         private: false,
+        maxSharePreset: 'source',
       });
       await stores.channels.create('games');
       expect((await stores.channels.list()).map((channel) => channel.name)).toEqual([
@@ -47,13 +48,24 @@ describe.each(testBackends())('stores on $name', (backend) => {
       await expect(stores.channels.create('lobby')).rejects.toMatchObject({ code: 'conflict' });
     });
 
-    it('create() with private and setPrivate() store the setting; setPrivate() on none is not_found', async () => {
+    it('create() with private and update() store the settings, each leaving the other; update() on none is not_found', async () => {
       expect(await stores.channels.create('club', undefined, { private: true })).toMatchObject({
         private: true,
+        maxSharePreset: 'source',
       });
-      expect(await stores.channels.setPrivate('club', false)).toMatchObject({ private: false });
-      expect(await stores.channels.get('club')).toMatchObject({ private: false });
-      await expect(stores.channels.setPrivate('nope', true)).rejects.toMatchObject({
+      expect(await stores.channels.update('club', { private: false })).toMatchObject({
+        private: false,
+        maxSharePreset: 'source',
+      });
+      expect(await stores.channels.update('club', { maxSharePreset: '1080p30' })).toMatchObject({
+        private: false,
+        maxSharePreset: '1080p30',
+      });
+      expect(await stores.channels.get('club')).toMatchObject({
+        private: false,
+        maxSharePreset: '1080p30',
+      });
+      await expect(stores.channels.update('nope', { private: true })).rejects.toMatchObject({
         code: 'not_found',
       });
     });

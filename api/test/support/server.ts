@@ -142,9 +142,12 @@ export class TestSignalingClient {
       channel?: string;
       headers?: Record<string, string>;
       auth?: Record<string, string>;
+      spectate?: boolean;
     } = {},
   ): Promise<TestSignalingClient> {
-    const placement = await requestJoin(baseUrl, name, options.channel ?? 'lobby', options.auth);
+    const placement = await requestJoin(baseUrl, name, options.channel ?? 'lobby', options.auth, {
+      spectate: options.spectate,
+    });
     const url = new URL(placement.url, baseUrl.replace('http', 'ws'));
     url.searchParams.set('token', placement.token);
     return TestSignalingClient.open(url.href, options.headers);
@@ -203,13 +206,15 @@ export class TestSignalingClient {
 
 /**
  * `POST /api/voice/join` as a new guest session under `name` (or with `auth`), after creating the
- * channel if it is missing; throws with the api's answer unless it placed us.
+ * channel if it is missing, as a spectator with `spectate`; throws with the api's answer unless
+ * it placed us.
  */
 export async function requestJoin(
   baseUrl: string,
   name: string,
   channel: string,
   auth?: Record<string, string>,
+  options: { spectate?: boolean } = {},
 ): Promise<VoiceJoin> {
   await ensureChannel(baseUrl, channel);
   const response = await fetch(`${baseUrl}/api/voice/join`, {
@@ -218,7 +223,7 @@ export async function requestJoin(
       ...(auth ?? (await guestSession(baseUrl, name))),
       'content-type': 'application/json',
     },
-    body: JSON.stringify({ channel }),
+    body: JSON.stringify({ channel, ...(options.spectate ? { spectate: true } : {}) }),
   });
   const body: unknown = await response.json();
   if (response.status !== 200) {

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { channelNameSchema, participantSchema } from './common';
 import { nodeIdSchema } from './nodes';
 import { mediaKindSchema, rtpParametersSchema } from './rtp';
-import { mediaSourceSchema } from './signaling';
+import { MAX_SHARE_ENCODINGS, mediaSourceSchema } from './signaling';
 
 /** Where one end of a pipe listens, and the SRTP key it sends with. */
 export const pipeEndpointSchema = z.object({
@@ -77,6 +77,27 @@ export const cascadeMessageSchema = z.discriminatedUnion('type', [
   }),
   /** A participant left. */
   z.object({ type: z.literal('participantRemoved'), ...linkFields, peerId: z.uuid() }),
+  /**
+   * Towards a share's source: the viewers on the sender's side of the link want its layers up to
+   * `spatialLayer` (-1: none), so the sharer's node switches off what nobody wants.
+   */
+  z.object({
+    type: z.literal('shareWish'),
+    ...linkFields,
+    producerId: z.uuid(),
+    spatialLayer: z
+      .number()
+      .int()
+      .min(-1)
+      .max(MAX_SHARE_ENCODINGS - 1),
+  }),
+  /** A moderator on one node stops the share of a participant served by another. */
+  z.object({
+    type: z.literal('stopShare'),
+    ...linkFields,
+    peerId: z.uuid(),
+    message: z.string().max(200),
+  }),
   /** A moderator on one node mutes or unmutes a participant served by another. */
   z.object({
     type: z.literal('serverMute'),

@@ -58,6 +58,8 @@ export const participantSchema = z.object({
   guest: z.boolean(),
   /** Standing in the channel (`RANKS`): moderators act only on lower ranks. */
   rank: z.number().int().min(0).max(5),
+  /** True while the participant shares a screen. */
+  sharing: z.boolean().default(false),
 });
 
 /** The public view of one participant in a voice channel. */

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { channelNameSchema, grantSchema } from './common';
+import { sharePresetIdSchema } from './share-presets';
 
 /** What a voice join token lets its holder do: join one channel on one node, with its grants. */
 export const joinTokenClaimsSchema = z.object({
@@ -23,10 +24,17 @@ export const joinTokenClaimsSchema = z.object({
   rank: z.number().int().min(0).max(5),
   /** A moderator muted this account in the channel, and the mute outlives its sessions. */
   serverMuted: z.boolean(),
+  /** A spectator: receives the channel's screen shares only, and is in no roster. */
+  spectator: z.boolean().default(false),
+  /** The heaviest screen-share preset the channel allows. */
+  maxSharePreset: sharePresetIdSchema.default('source'),
 });
 
 /** Claims of a voice join token. */
 export type JoinTokenClaims = z.infer<typeof joinTokenClaimsSchema>;
+
+/** Claims a voice join token is signed with; those with defaults may be left out. */
+export type JoinTokenClaimsInput = z.input<typeof joinTokenClaimsSchema>;
 
 /** The id a node registers under: 1-128 letters, digits, "_", "." or "-". */
 export const nodeIdSchema = z

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { channelNameSchema, participantSchema } from './common';
 import { nodeIdSchema } from './nodes';
 import { rtpCapabilitiesSchema } from './rtp';
+import { sharePresetIdSchema } from './share-presets';
 
 /** A channel as listed by the REST API. */
 export const channelSchema = z.object({
@@ -9,6 +10,8 @@ export const channelSchema = z.object({
   createdAt: z.string(),
   /** Members only: listed, readable, joinable and watchable by its members and moderators. */
   private: z.boolean(),
+  /** The heaviest screen-share preset the channel allows. */
+  maxSharePreset: sharePresetIdSchema,
   participants: z.array(participantSchema),
 });
 
@@ -43,7 +46,17 @@ export const createChannelBodySchema = z
 export type CreateChannelBody = z.input<typeof createChannelBodySchema>;
 
 /** Body of `PATCH /api/channels/:name`: the settings to change. */
-export const updateChannelBodySchema = z.object({ private: z.boolean() }).strict();
+export const updateChannelBodySchema = z
+  .object({
+    /** Members only, or public again. */
+    private: z.boolean().optional(),
+    /** The heaviest screen-share preset the channel allows. */
+    maxSharePreset: sharePresetIdSchema.optional(),
+  })
+  .strict()
+  .refine((body) => body.private !== undefined || body.maxSharePreset !== undefined, {
+    message: 'name at least one of private and maxSharePreset',
+  });
 
 /** Body of `PATCH /api/channels/:name`. */
 export type UpdateChannelBody = z.infer<typeof updateChannelBodySchema>;
@@ -69,6 +82,8 @@ export const voiceJoinBodySchema = z
     channel: channelNameSchema,
     /** Nodes to avoid if another has room: the client's connection to them just failed. */
     avoid: z.array(nodeIdSchema).max(8).default([]),
+    /** Watch the channel's screen shares without joining voice: receive only, in no roster. */
+    spectate: z.boolean().default(false),
   })
   .strict();
 

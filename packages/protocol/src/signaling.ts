@@ -9,6 +9,7 @@ import {
   rtpCapabilitiesSchema,
   rtpParametersSchema,
 } from './rtp';
+import { sharePresetIdSchema } from './share-presets';
 
 /** Largest signaling message, in bytes, that either side accepts. */
 export const MAX_SIGNALING_MESSAGE_BYTES = 64 * 1024;
@@ -48,6 +49,10 @@ export const voiceRequestSchemas = {
       peerId: z.string(),
       participants: z.array(participantSchema),
       activeSpeakerId: z.string().nullable(),
+      /** A spectator receives the channel's shares only; it cannot send. */
+      spectator: z.boolean(),
+      /** The heaviest screen-share preset the channel allows. */
+      maxSharePreset: sharePresetIdSchema,
     }),
   },
   /** Creates a WebRTC transport for sending (on the core) or receiving (on an edge). */
@@ -151,6 +156,14 @@ export const voiceRequestSchemas = {
     request: z.object({ deafened: z.boolean() }).strict(),
     response: empty,
   },
+  /**
+   * Stops a participant's screen share (its video and audio): one's own, or, for a moderator,
+   * that of a lower rank. The sharer hears `shareStopped`.
+   */
+  stopShare: {
+    request: z.object({ peerId: objectId }).strict(),
+    response: empty,
+  },
   /** Moderator action: mutes or releases another participant on the server. */
   setServerMuted: {
     request: z.object({ peerId: objectId, muted: z.boolean() }).strict(),
@@ -197,6 +210,11 @@ export const voiceNotificationSchemas = {
   shareLayers: z.object({
     producerId: z.string(),
     activeLayers: z.number().int().min(1).max(MAX_SHARE_ENCODINGS),
+  }),
+  /** To a sharer: a moderator stopped its share; these producers are closed already. */
+  shareStopped: z.object({
+    producerIds: z.array(z.string()).max(2),
+    message: z.string().max(200),
   }),
   /** A consumer of the caller was closed by the server. */
   consumerClosed: z.object({ consumerId: z.string() }),

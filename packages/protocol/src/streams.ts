@@ -79,6 +79,8 @@ export const channelStreamSchema = z.object({
   channel: channelNameSchema,
   playbackUrl: z.string(),
   stream: liveStreamSchema.nullable(),
+  /** The channel's live screen share, watched over WebRTC as a spectator; null without one. */
+  share: z.object({ peerId: z.string(), displayName: z.string() }).nullable(),
 });
 
 /** Response of `GET /api/channels/:name/stream`. */

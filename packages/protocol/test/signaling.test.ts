@@ -67,6 +67,11 @@ const requestCases: Record<string, { valid: unknown; invalid: unknown; path: str
   },
   resumeConsumer: { valid: { consumerId: 'c' }, invalid: {}, path: 'consumerId' },
   setDeafened: { valid: { deafened: false }, invalid: { deafened: null }, path: 'deafened' },
+  stopShare: {
+    valid: { peerId: 'p' },
+    invalid: { peerId: '' },
+    path: 'peerId',
+  },
   setServerMuted: {
     valid: { peerId: 'p', muted: true },
     invalid: { peerId: 'x'.repeat(65), muted: true },

@@ -1,4 +1,4 @@
-import { RANKS, type Grant } from '@hearth/protocol';
+import { RANKS, type Grant, type SharePresetId } from '@hearth/protocol';
 
 /** Who a connection acts as, and what it may do; the api resolves it, services trust it. */
 export interface Identity {
@@ -17,6 +17,10 @@ export interface Identity {
   readonly rank?: number;
   /** Joins muted by a moderator: an account's server mute outlives its sessions. */
   readonly serverMuted?: boolean;
+  /** A spectator: receives the channel's screen shares only, and is in no roster. */
+  readonly spectator?: boolean;
+  /** The heaviest screen-share preset its channel allows; every preset without it. */
+  readonly maxSharePreset?: SharePresetId;
   /** Id of the join token that admitted it, which settles the seat reserved for it. */
   readonly tokenId?: string;
 }

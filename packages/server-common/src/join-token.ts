@@ -1,5 +1,10 @@
 import { hkdfSync, randomUUID } from 'node:crypto';
-import { joinTokenClaimsSchema, describeZodError, type JoinTokenClaims } from '@hearth/protocol';
+import {
+  joinTokenClaimsSchema,
+  describeZodError,
+  type JoinTokenClaims,
+  type JoinTokenClaimsInput,
+} from '@hearth/protocol';
 import { AppError } from './errors';
 import {
   CompactJwt,
@@ -58,7 +63,7 @@ export class JoinTokenIssuer {
   }
 
   /** Issues a single-use token for these claims, valid for the configured lifetime. */
-  sign(claims: Omit<JoinTokenClaims, 'jti'>, id: string = randomUUID()): IssuedJoinToken {
+  sign(claims: Omit<JoinTokenClaimsInput, 'jti'>, id: string = randomUUID()): IssuedJoinToken {
     const { sub, ...rest } = joinTokenClaimsSchema.parse({ ...claims, jti: id });
     const token = this.#jwt.sign(rest, sub, this.#ttlSeconds);
     return { token, id, expiresAt: Date.now() + this.#ttlSeconds * 1000 };

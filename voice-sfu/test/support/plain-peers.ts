@@ -41,7 +41,9 @@ export class RecordingSink implements PeerSink {
 export function testIdentity(
   displayName: string,
   grants: Grant[] = ['join', 'speak', 'moderate'],
-  extra: Partial<Pick<Identity, 'guest' | 'rank' | 'serverMuted' | 'tokenId'>> = {},
+  extra: Partial<
+    Pick<Identity, 'guest' | 'rank' | 'serverMuted' | 'tokenId' | 'spectator' | 'maxSharePreset'>
+  > = {},
 ): Identity {
   return {
     userId: `test:${displayName}`,
@@ -99,17 +101,20 @@ export interface PlainListener {
   receiver: RtpReceiver;
 }
 
-/** Joins a peer that receives audio on a local UDP socket, optionally with SRTP. */
+/**
+ * Joins a peer that receives on a local UDP socket, optionally with SRTP: a moderator, unless
+ * `identity` says who it is.
+ */
 export async function joinPlainListener(
   node: VoiceNode,
   channelName: string,
   name: string,
-  options: { srtp?: types.SrtpCryptoSuite; measureDelay?: boolean } = {},
+  options: { srtp?: types.SrtpCryptoSuite; measureDelay?: boolean; identity?: Identity } = {},
 ): Promise<PlainListener> {
   const sink = new RecordingSink();
   const { channel, peer } = await node.channels.join(
     channelName,
-    testIdentity(name),
+    options.identity ?? testIdentity(name),
     node.routerRtpCapabilities,
     sink,
     { autoResume: true },

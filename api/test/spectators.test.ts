@@ -1,0 +1,117 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { channelSchema, channelStreamSchema } from '@hearth/protocol';
+import { vp8SimulcastRtpParameters } from '../../voice-sfu/test/support/rtp';
+import { expectError, guestSession, operator, sendJson } from './support/accounts';
+import { startTestApi, TestSignalingClient, type TestApi } from './support/server';
+
+let api: TestApi | undefined;
+const clients: TestSignalingClient[] = [];
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.close();
+  await api?.close();
+  api = undefined;
+});
+
+// Joins `channel` over signaling as a guest, or as a spectator; resolves with the join response.
+async function join(name: string, options: { spectate?: boolean } = {}) {
+  const client = await TestSignalingClient.connect(api!.baseUrl, name, {
+    channel: 'stage',
+    spectate: options.spectate,
+  });
+  clients.push(client);
+  const caps = (await client.request('getRouterRtpCapabilities')) as {
+    data: { rtpCapabilities: unknown };
+  };
+  const joined = (await client.request('join', {
+    channel: 'stage',
+    rtpCapabilities: caps.data.rtpCapabilities,
+  })) as { ok: boolean; data: { peerId: string; spectator: boolean; maxSharePreset: string } };
+  expect(joined.ok).toBe(true);
+  return { client, ...joined.data };
+}
+
+async function channelStream() {
+  const response = await fetch(`${api!.baseUrl}/api/channels/stage/stream`, {
+    headers: await guestSession(api!.baseUrl, 'Reader'),
+  });
+  expect(response.status).toBe(200);
+  return channelStreamSchema.parse(await response.json());
+}
+
+describe('spectators and share settings through the api', () => {
+  it('a spectator joins receive-only and out of the roster; the stream status names the live share', async () => {
+    api = await startTestApi({ api: { guestGrants: 'join,speak,screen-share' } });
+    const sue = await join('Sue');
+    expect(sue).toMatchObject({ spectator: false, maxSharePreset: 'source' });
+    const spectator = await join('Spec', { spectate: true });
+    expect(spectator.spectator).toBe(true);
+
+    const send = await spectator.client.request('createTransport', { direction: 'send' });
+    expect(send).toMatchObject({
+      ok: false,
+      error: { code: 'forbidden', message: 'spectators only receive' },
+    });
+    const listed = await fetch(`${api.baseUrl}/api/channels/stage`, { headers: operator() });
+    expect(
+      channelSchema
+        .parse(await listed.json())
+        .participants.map((participant) => participant.displayName),
+    ).toEqual(['Sue']);
+    expect((await channelStream()).share).toBeNull();
+
+    // Sue shares (through an in-process transport: the api sees it as any share).
+    const channel = api.voice!.channels.get('stage')!;
+    const transport = await channel.createPlainTransport(sue.peerId, 'send');
+    await channel.produce(sue.peerId, {
+      transportId: transport.id,
+      kind: 'video',
+      source: 'screen',
+      rtpParameters: vp8SimulcastRtpParameters([
+        { ssrc: 6001, maxBitrate: 600_000 },
+        { ssrc: 6002, maxBitrate: 4_000_000 },
+      ]),
+    });
+    await spectator.client.waitFor(
+      (message) =>
+        message.kind === 'notification' &&
+        message.method === 'participantUpdated' &&
+        (message.data as { participant: { sharing: boolean } }).participant.sharing,
+    );
+    for (let attempt = 0; (await channelStream()).share === null; attempt++) {
+      expect(attempt).toBeLessThan(100);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect((await channelStream()).share).toEqual({ peerId: sue.peerId, displayName: 'Sue' });
+  });
+
+  it('moderators cap the share preset of a channel; joins from then on carry the cap', async () => {
+    api = await startTestApi({ api: { guestGrants: 'join,speak,screen-share' } });
+    await join('Early');
+    const url = `${api.baseUrl}/api/channels/stage`;
+    await expectError(
+      await sendJson(
+        url,
+        'PATCH',
+        { maxSharePreset: '720p30' },
+        await guestSession(api.baseUrl, 'Gus'),
+      ),
+      403,
+      'forbidden',
+    );
+    await expectError(
+      await sendJson(url, 'PATCH', { maxSharePreset: '8k' }, operator()),
+      400,
+      'bad_request',
+    );
+    await expectError(await sendJson(url, 'PATCH', {}, operator()), 400, 'bad_request');
+
+    const changed = await sendJson(url, 'PATCH', { maxSharePreset: '720p30' }, operator());
+    expect(changed.status).toBe(200);
+    expect(channelSchema.parse(await changed.json())).toMatchObject({
+      private: false,
+      maxSharePreset: '720p30',
+    });
+    expect(await join('Late')).toMatchObject({ maxSharePreset: '720p30' });
+  });
+});
