@@ -8,14 +8,14 @@ import type {
   VoiceNotificationData,
   VoiceNotificationMethod,
 } from '@hearth/protocol';
-import { shareBitrateCap, sharePreset } from '@hearth/protocol';
 import { AppError, TypedEmitter, type Identity, type Logger } from '@hearth/server-common';
 import type { VoiceConfig } from './config';
 import { EdgeSet, type EdgeLayout } from './edge';
 import { routerMediaCodecs } from './media-codecs';
 import { Peer, type PeerSink } from './peer';
 import { ShareDemand } from './share-demand';
-import { DEFAULT_SHARE_ENCODING_BITRATE, shareIncomingBitrate, sourceOf } from './sources';
+import { SpeakerObservers } from './speakers';
+import { checkShareBitrate, shareIncomingBitrate, sourceOf } from './sources';
 import { RemoteRoster, type RemoteEntry } from './remote-roster';
 import type { WorkerPool } from './worker-pool';
 
@@ -98,14 +98,12 @@ export class Channel {
   readonly #logger: Logger;
   readonly #core: types.Router;
   readonly #coreWorkerIndex: number;
-  readonly #activeSpeakerObserver: types.ActiveSpeakerObserver;
-  readonly #audioLevelObserver: types.AudioLevelObserver;
+  readonly #speakers: SpeakerObservers;
   readonly #peers = new Map<string, Peer>();
   readonly #remote = new RemoteRoster();
   readonly #remoteProducers = new Map<string, types.Producer>();
   readonly #shares: ShareDemand;
   readonly #edges: EdgeSet;
-  #activeSpeakerId: string | null = null;
   #holds = 0;
   #closed = false;
 
@@ -116,8 +114,7 @@ export class Channel {
     logger: Logger;
     core: types.Router;
     coreWorkerIndex: number;
-    activeSpeakerObserver: types.ActiveSpeakerObserver;
-    audioLevelObserver: types.AudioLevelObserver;
+    speakers: SpeakerObservers;
   }) {
     this.name = options.name;
     this.#pool = options.pool;
@@ -125,8 +122,7 @@ export class Channel {
     this.#logger = options.logger;
     this.#core = options.core;
     this.#coreWorkerIndex = options.coreWorkerIndex;
-    this.#activeSpeakerObserver = options.activeSpeakerObserver;
-    this.#audioLevelObserver = options.audioLevelObserver;
+    this.#speakers = options.speakers;
     this.#edges = new EdgeSet({
       core: options.core,
       coreWorkerIndex: options.coreWorkerIndex,
@@ -148,7 +144,6 @@ export class Channel {
       sendWish: (producerId, spatialLayer, linkId) =>
         this.events.safeEmit('shareWish', producerId, spatialLayer, linkId),
     });
-    this.#watchObservers();
   }
 
   /** Opens a channel: a core router on the least-loaded worker, with its speaker observers. */
@@ -162,20 +157,24 @@ export class Channel {
     if (!slot) throw new AppError('unavailable', 'no media worker is running');
     const core = await slot.worker.createRouter({ mediaCodecs: routerMediaCodecs });
     try {
-      const activeSpeakerObserver = await core.createActiveSpeakerObserver({ interval: 300 });
-      const audioLevelObserver = await core.createAudioLevelObserver({
-        maxEntries: 16,
-        threshold: -70,
-        interval: options.config.audioLevelIntervalMs,
-      });
-      return new Channel({
+      // Who speaks is news for participants only, not for spectators. The observers exist
+      // before the channel they report to.
+      const listeners: { channel?: Channel } = {};
+      const speakers = await SpeakerObservers.open(
+        core,
+        options.config.audioLevelIntervalMs,
+        (method, data) => {
+          if (listeners.channel) listeners.channel.#broadcast(method, data, undefined, 'voice');
+        },
+      );
+      listeners.channel = new Channel({
         ...options,
         logger: options.logger.child({ channel: options.name }),
         core,
         coreWorkerIndex: slot.index,
-        activeSpeakerObserver,
-        audioLevelObserver,
+        speakers,
       });
+      return listeners.channel;
     } catch (error) {
       core.close();
       throw error;
@@ -204,7 +203,7 @@ export class Channel {
 
   /** Peer id of the current dominant speaker, if any. */
   get activeSpeakerId(): string | null {
-    return this.#activeSpeakerId;
+    return this.#speakers.activeSpeakerId;
   }
 
   /** Public views of every participant, those served by other nodes included. */
@@ -300,7 +299,7 @@ export class Channel {
     if (info.source === 'screen') this.#shares.track(producer);
     for (const listener of this.#peers.values()) void this.#consume(listener, producer);
     if (info.source === 'screen') this.#followSpectators(peerId);
-    await this.#observeSpeaker(producer);
+    await this.#speakers.add(producer);
     this.events.safeEmit('producerOpened', producer);
     return producer;
   }
@@ -498,7 +497,15 @@ export class Channel {
     if (source === 'screen-audio' && !sends.has('screen')) {
       throw new AppError('bad_request', 'share a screen before its audio');
     }
-    if (source === 'screen') this.#checkShare(peer, options.rtpParameters);
+    if (source === 'screen') {
+      if (this.#shares.size >= this.#config.maxSharesPerChannel) {
+        throw new AppError(
+          'conflict',
+          `the channel holds ${this.#config.maxSharesPerChannel} screen shares already`,
+        );
+      }
+      checkShareBitrate(options.rtpParameters, peer.identity.maxSharePreset ?? 'source');
+    }
     peer.producing = true;
     let producer: types.Producer;
     try {
@@ -539,7 +546,7 @@ export class Channel {
     }
     this.events.safeEmit('producerOpened', producer);
     if (source === 'microphone') {
-      await this.#observeSpeaker(producer);
+      await this.#speakers.add(producer);
       this.#setMuted(peer, producer.paused);
     }
     if (source === 'screen') {
@@ -547,28 +554,6 @@ export class Channel {
       this.#followSpectators(peer.id);
     }
     return producer;
-  }
-
-  // A new share must fit the channel: its number of shares and its preset cap.
-  #checkShare(peer: Peer, rtpParameters: RtpParameters): void {
-    if (this.#shares.size >= this.#config.maxSharesPerChannel) {
-      throw new AppError(
-        'conflict',
-        `the channel holds ${this.#config.maxSharesPerChannel} screen shares already`,
-      );
-    }
-    const cap = peer.identity.maxSharePreset ?? 'source';
-    const declared = (rtpParameters.encodings ?? [{}]).reduce(
-      (sum, encoding) => sum + (encoding.maxBitrate ?? DEFAULT_SHARE_ENCODING_BITRATE),
-      0,
-    );
-    if (declared > shareBitrateCap(cap)) {
-      throw new AppError(
-        'forbidden',
-        `this channel allows screen shares up to ${sharePreset(cap).label} ` +
-          `(${shareBitrateCap(cap) / 1e6} Mbit/s for all layers); pick a lighter preset`,
-      );
-    }
   }
 
   // A share ended: its audio goes with it, and the sharer's channel mates hear it stopped.
@@ -607,15 +592,6 @@ export class Channel {
     );
   }
 
-  // Only microphones decide who is speaking.
-  async #observeSpeaker(producer: types.Producer): Promise<void> {
-    if (sourceOf(producer) !== 'microphone') return;
-    await Promise.all([
-      this.#activeSpeakerObserver.addProducer({ producerId: producer.id }),
-      this.#audioLevelObserver.addProducer({ producerId: producer.id }),
-    ]);
-  }
-
   /**
    * Stops a participant's screen share: one's own, or as a moderator that of a lower rank. A
    * participant served by another node is stopped there, through the link it came over.
@@ -627,17 +603,7 @@ export class Channel {
       this.applyStopShare(targetId, message);
       return;
     }
-    if (!actor.identity.grants.has('moderate')) {
-      throw new AppError('forbidden', 'missing the "moderate" grant for this channel');
-    }
-    const remote = this.#remote.get(targetId);
-    const target = remote ? undefined : this.#peers.get(targetId);
-    if (!remote && (!target || target.spectator)) {
-      throw new AppError('not_found', `no participant ${targetId}`);
-    }
-    if ((remote ? remote.participant.rank : target!.rank) >= actor.rank) {
-      throw new AppError('forbidden', 'you cannot stop the share of someone of your rank or above');
-    }
+    const remote = this.#moderationTarget(actor, targetId, 'stop the share of');
     if (remote) this.events.safeEmit('remoteShareStopRequested', targetId, message, remote.linkId);
     else this.applyStopShare(targetId, message);
     this.#logger.info({ peer: targetId, by: actorId }, 'share stopped');
@@ -719,20 +685,30 @@ export class Channel {
    */
   async setServerMuted(actorId: string, targetId: string, muted: boolean): Promise<void> {
     const actor = this.#peer(actorId);
-    if (!actor.identity.grants.has('moderate')) {
-      throw new AppError('forbidden', 'missing the "moderate" grant for this channel');
-    }
-    const remote = this.#remote.get(targetId);
-    const targetRank = remote ? remote.participant.rank : this.#peer(targetId).rank;
-    if (targetRank >= actor.rank) {
-      throw new AppError('forbidden', 'you cannot mute someone of your rank or above');
-    }
+    const remote = this.#moderationTarget(actor, targetId, 'mute');
     if (remote) {
       this.events.safeEmit('remoteServerMuteRequested', targetId, muted, remote.linkId);
     } else {
       await this.#serverMute(this.#peer(targetId), muted);
     }
     this.#logger.info({ peer: targetId, by: actorId, muted }, 'server mute');
+  }
+
+  // A moderator acts on participants of a lower rank, here or on another node; resolves the
+  // remote entry of one served elsewhere.
+  #moderationTarget(actor: Peer, targetId: string, action: string): RemoteEntry | undefined {
+    if (!actor.identity.grants.has('moderate')) {
+      throw new AppError('forbidden', 'missing the "moderate" grant for this channel');
+    }
+    const remote = this.#remote.get(targetId);
+    const local = this.#peers.get(targetId);
+    if (!remote && (!local || local.spectator)) {
+      throw new AppError('not_found', `no participant ${targetId}`);
+    }
+    if ((remote ? remote.participant.rank : local!.rank) >= actor.rank) {
+      throw new AppError('forbidden', `you cannot ${action} someone of your rank or above`);
+    }
+    return remote;
   }
 
   /**
@@ -871,35 +847,7 @@ export class Channel {
     this.#edges.release(peer);
     this.#peers.delete(peer.id);
     this.events.safeEmit('peerLeft', peer.id);
-    if (this.#activeSpeakerId === peer.id) {
-      this.#activeSpeakerId = null;
-      this.#broadcast('activeSpeaker', { peerId: null }, undefined, 'voice');
-    }
-  }
-
-  #watchObservers(): void {
-    this.#activeSpeakerObserver.on('dominantspeaker', ({ producer }) => {
-      const peerId = String(producer.appData.peerId);
-      if (peerId === this.#activeSpeakerId) return;
-      this.#activeSpeakerId = peerId;
-      this.#broadcast('activeSpeaker', { peerId }, undefined, 'voice');
-    });
-    this.#audioLevelObserver.on('volumes', (volumes) => {
-      this.#broadcast(
-        'audioLevels',
-        {
-          levels: volumes.map(({ producer, volume }) => ({
-            peerId: String(producer.appData.peerId),
-            volume,
-          })),
-        },
-        undefined,
-        'voice',
-      );
-    });
-    this.#audioLevelObserver.on('silence', () =>
-      this.#broadcast('audioLevels', { levels: [] }, undefined, 'voice'),
-    );
+    this.#speakers.forget(peer.id);
   }
 
   #setMuted(peer: Peer, muted: boolean): void {

@@ -1,5 +1,13 @@
 import type { types } from 'mediasoup';
-import { mediaSourceSchema, type MediaSource } from '@hearth/protocol';
+import {
+  mediaSourceSchema,
+  shareBitrateCap,
+  sharePreset,
+  type MediaSource,
+  type RtpParameters,
+  type SharePresetId,
+} from '@hearth/protocol';
+import { AppError } from '@hearth/server-common';
 
 /**
  * What a producer sends, from its appData: every producer is opened with its source, and one
@@ -28,4 +36,23 @@ export function shareIncomingBitrate(rtpParameters: types.RtpParameters): number
     0,
   );
   return layers + AUDIO_HEADROOM_BITRATE;
+}
+
+/**
+ * Refuses a share whose layers together may send more than a channel capped at `cap` allows,
+ * as `forbidden` naming the cap.
+ */
+export function checkShareBitrate(rtpParameters: RtpParameters, cap: SharePresetId): void {
+  const declared = (rtpParameters.encodings ?? [{}]).reduce(
+    (sum, encoding) => sum + (encoding.maxBitrate ?? DEFAULT_SHARE_ENCODING_BITRATE),
+    0,
+  );
+  const allowed = shareBitrateCap(cap);
+  if (declared > allowed) {
+    throw new AppError(
+      'forbidden',
+      `this channel allows screen shares up to ${sharePreset(cap).label} ` +
+        `(${allowed / 1e6} Mbit/s for all layers); pick a lighter preset`,
+    );
+  }
 }
