@@ -1,4 +1,5 @@
 export * from './channel';
+export * from './channel-types';
 export * from './channel-manager';
 export * from './config';
 export * from './media-codecs';
