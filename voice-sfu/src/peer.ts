@@ -184,7 +184,12 @@ export class Peer {
     if (consumer.type !== 'simulcast') {
       throw new AppError('bad_request', 'only screen-share consumers have layers');
     }
-    await consumer.setPreferredLayers(layers);
+    try {
+      await consumer.setPreferredLayers(layers);
+    } catch (error) {
+      if (consumer.closed) throw new AppError('not_found', `consumer ${consumerId} closed`);
+      throw error;
+    }
     this.#onShareDemand(consumer.producerId);
   }
 
@@ -225,8 +230,14 @@ export class Peer {
     const { consumer } = entry;
     const flows =
       entry.clientReady && !entry.hidden && !(consumer.kind === 'audio' && this.deafened);
-    if (flows) await consumer.resume();
-    else await consumer.pause();
+    try {
+      if (flows) await consumer.resume();
+      else await consumer.pause();
+    } catch (error) {
+      // Its producer closed while the request was on its way: the client hears consumerClosed.
+      if (consumer.closed) return;
+      throw error;
+    }
     if (consumer.kind === 'video') this.#onShareDemand(consumer.producerId);
   }
 
