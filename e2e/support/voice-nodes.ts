@@ -41,6 +41,8 @@ export async function startVoiceNodeProcess(options: {
   clusterSecret: string;
   maxParticipants?: number;
   port?: number;
+  /** More VOICE_* settings. */
+  env?: Record<string, string>;
 }): Promise<VoiceNodeProcess> {
   const port = options.port ?? (await freePort());
   let output = '';
@@ -60,6 +62,7 @@ export async function startVoiceNodeProcess(options: {
       ...(options.maxParticipants
         ? { VOICE_MAX_PARTICIPANTS: String(options.maxParticipants) }
         : {}),
+      ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -6,6 +6,7 @@ import {
   type Channel,
   type CreateChannelBody,
   type RtpCapabilities,
+  type UpdateChannelBody,
 } from '@hearth/protocol';
 import { invalidResponse, readJson, send } from './http';
 
@@ -25,9 +26,7 @@ export async function createChannel(name: string, displayName: string): Promise<
     { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) },
     { guestName: displayName },
   );
-  const channel = channelSchema.safeParse(await readJson(response));
-  if (!channel.success) throw invalidResponse(response, describeZodError(channel.error));
-  return channel.data;
+  return parseChannel(response);
 }
 
 /**
@@ -35,11 +34,26 @@ export async function createChannel(name: string, displayName: string): Promise<
  * guest named `displayName`.
  */
 export async function deleteChannel(name: string, displayName: string): Promise<void> {
-  await send(
-    `/api/channels/${encodeURIComponent(name)}`,
-    { method: 'DELETE' },
-    { guestName: displayName },
-  );
+  await send(channelPath(name), { method: 'DELETE' }, { guestName: displayName });
+}
+
+/** Fetches one channel: its settings and the people in it. */
+export async function fetchChannel(name: string, signal?: AbortSignal): Promise<Channel> {
+  const response = await send(channelPath(name), { signal });
+  return parseChannel(response);
+}
+
+/**
+ * Changes a channel's settings as a moderator: members only or public, and the heaviest screen
+ * share preset it allows. Resolves with the channel as it is now.
+ */
+export async function updateChannel(name: string, settings: UpdateChannelBody): Promise<Channel> {
+  const response = await send(channelPath(name), {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(settings),
+  });
+  return parseChannel(response);
 }
 
 /** Fetches the RTP capabilities every voice device loads before joining. */
@@ -48,4 +62,14 @@ export async function fetchVoiceCapabilities(): Promise<RtpCapabilities> {
   const body = voiceCapabilitiesSchema.safeParse(await readJson(response));
   if (!body.success) throw invalidResponse(response, describeZodError(body.error));
   return body.data.rtpCapabilities;
+}
+
+async function parseChannel(response: Response): Promise<Channel> {
+  const channel = channelSchema.safeParse(await readJson(response));
+  if (!channel.success) throw invalidResponse(response, describeZodError(channel.error));
+  return channel.data;
+}
+
+function channelPath(name: string): string {
+  return `/api/channels/${encodeURIComponent(name)}`;
 }

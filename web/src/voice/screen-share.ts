@@ -139,7 +139,10 @@ export class ScreenShare {
     } catch (error) {
       if (this.#ended || sender.closed || this.#sender !== sender) return;
       if (error instanceof SignalingError && error.code === 'disconnected') return;
-      this.#end(`Screen share refused: ${error instanceof Error ? error.message : String(error)}`);
+      this.#end(
+        `Screen share refused: ${error instanceof Error ? error.message : String(error)}`,
+        false,
+      );
     }
   }
 
@@ -164,7 +167,17 @@ export class ScreenShare {
 
   /** Stops sharing: closes the producers on the server and stops the capture. Idempotent. */
   stop(): void {
-    this.#end(null);
+    this.#end(null, false);
+  }
+
+  /**
+   * The server closed the producers named `producerIds`, as when a moderator stops a share: if
+   * they are this share's, it ends with `message` as its reason, and the capture stops.
+   */
+  closedByServer(producerIds: readonly string[], message: string): void {
+    if (this.#producers.some((producer) => producerIds.includes(producer.id))) {
+      this.#end(message, true);
+    }
   }
 
   async #produceVideo(sender: MediaSender): Promise<types.Producer | null> {
@@ -198,11 +211,15 @@ export class ScreenShare {
     this.#producers.push(producer);
   }
 
-  #end(reason: string | null): void {
+  // Producers the server closed already are only closed here; otherwise the server is asked to.
+  #end(reason: string | null, closedByServer: boolean): void {
     if (this.#ended) return;
     this.#ended = true;
     const sender = this.#sender;
-    for (const producer of this.#producers) sender?.stopSending(producer);
+    for (const producer of this.#producers) {
+      if (closedByServer) producer.close();
+      else sender?.stopSending(producer);
+    }
     this.#producers = [];
     this.#sender = null;
     this.#video.stop();

@@ -36,6 +36,8 @@ export interface VoiceChannel {
   startShare(presetId?: SharePresetId): void;
   /** Stops the caller's screen share. */
   stopShare(): void;
+  /** Moderator action: stops another participant's screen share; rejects if refused. */
+  stopShareOf(peerId: string): Promise<void>;
   /** Asks for the simulcast layer of a received screen share that fits its tile (0 lowest). */
   setScreenLayer(consumerId: string, spatialLayer: number): void;
   /** Loads the media device ahead of the first join, so joining is faster. */
@@ -91,6 +93,10 @@ export function useVoiceChannel(options: UseVoiceChannelOptions = {}): VoiceChan
     enableAudio: () => void client?.enableAudio(),
     startShare: (presetId) => void client?.startShare(presetId),
     stopShare: () => client?.stopShare(),
+    stopShareOf: async (peerId) => {
+      if (!client) throw new Error('not in a channel');
+      await client.stopShareOf(peerId);
+    },
     setScreenLayer: (consumerId, spatialLayer) => client?.setScreenLayer(consumerId, spatialLayer),
     prepare: () => devices.preload(),
   };

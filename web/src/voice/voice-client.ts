@@ -28,6 +28,8 @@ export interface VoiceState extends LinkState, RosterState, MicrophoneState {
   sharing: ShareStatus;
   /** Preset of the caller's share while there is one. */
   sharePreset: SharePresetId | null;
+  /** The heaviest share preset the channel allows, as of the latest join. */
+  maxSharePreset: SharePresetId;
   /** Screen shares of the others, in the order they arrived. */
   screens: readonly RemoteScreen[];
   /** The last error worth showing to the user. */
@@ -80,6 +82,7 @@ export class VoiceClient {
   #state: VoiceState;
   #receiver: MediaReceiver | null = null;
   #sender: MediaSender | null = null;
+  #stopFollowingShareStops: (() => void) | null = null;
   #share: ScreenShare | null = null;
   // The microphone track being opened for the current join attempt.
   #microphoneTrack: Promise<MediaStreamTrack | null> = Promise.resolve(null);
@@ -114,6 +117,7 @@ export class VoiceClient {
       audioBlocked: false,
       sharing: 'off',
       sharePreset: null,
+      maxSharePreset: 'source',
       screens: [],
       error: null,
     };
@@ -274,6 +278,18 @@ export class VoiceClient {
     this.#share?.stop();
   }
 
+  /**
+   * Moderator action: stops another participant's screen share. Rejects with the server's
+   * refusal (a sharer who is not ranked lower), for the caller to show next to the tile.
+   */
+  async stopShareOf(peerId: string): Promise<void> {
+    const signaling = this.#link.signaling;
+    if (!signaling) {
+      throw new SignalingError('not_joined', 'not connected to the channel right now');
+    }
+    await signaling.request('stopShare', { peerId });
+  }
+
   /** Asks for the simulcast layer of a received screen share that fits its tile (0 lowest). */
   setScreenLayer(consumerId: string, spatialLayer: number): void {
     this.#receiver?.setScreenLayer(consumerId, spatialLayer);
@@ -306,6 +322,12 @@ export class VoiceClient {
 
   async #onJoined({ signaling, device, joined, assertCurrent }: ChannelJoin): Promise<void> {
     this.#roster.follow(signaling, joined);
+    this.#update({ maxSharePreset: joined.maxSharePreset });
+    // A moderator stopped the caller's share: the server closed its producers already.
+    this.#stopFollowingShareStops = signaling.onNotification(
+      'shareStopped',
+      ({ producerIds, message }) => this.#share?.closedByServer(producerIds, message),
+    );
     // A deafened caller's consumers must start paused, so the server learns it before the
     // receive transport exists.
     if (this.#state.deafened) {
@@ -363,6 +385,8 @@ export class VoiceClient {
   }
 
   #onReset(): void {
+    this.#stopFollowingShareStops?.();
+    this.#stopFollowingShareStops = null;
     this.#receiver?.close();
     this.#receiver = null;
     this.#sender?.close();
