@@ -1,4 +1,4 @@
-import type { LiveStream } from '@hearth/protocol';
+import type { ChannelStream, LiveStream } from '@hearth/protocol';
 import { computed, onScopeDispose, ref, shallowRef, type Ref } from 'vue';
 import { ApiError } from '../api/http';
 import { fetchChannelStream } from '../api/streams';
@@ -7,10 +7,18 @@ import { StreamEventsClient } from './stream-events';
 /** Where a channel's broadcast is: `unknown` until the first answer arrives. */
 export type StreamStatus = 'unknown' | 'offline' | 'starting' | 'live' | 'ended';
 
+/** The screen share a channel shows live: who shares. */
+export type ChannelShare = NonNullable<ChannelStream['share']>;
+
 /** Settings of `useStreamStatus`. */
 export interface UseStreamStatusOptions {
   /** Counts this page as a viewer of the channel while its events socket is connected. */
   watch: boolean;
+  /**
+   * Reads the status again this often, in milliseconds, to learn when a screen share starts or
+   * ends: the events socket announces streams only. Without it the share is read on open.
+   */
+  sharePollMs?: number;
 }
 
 /** What `useStreamStatus` returns. */
@@ -23,6 +31,8 @@ export interface StreamStatusState {
   playbackUrl: Readonly<Ref<string | null>>;
   /** People watching the channel right now. */
   viewers: Readonly<Ref<number>>;
+  /** The channel's live screen share, from presence (a few seconds late at most), or null. */
+  share: Readonly<Ref<ChannelShare | null>>;
   /** The events socket dropped and is reconnecting: the status may be out of date meanwhile. */
   reconnecting: Readonly<Ref<boolean>>;
   /** Why the status could not be read or kept up to date, if it could not. */
@@ -52,6 +62,7 @@ export function useStreamStatus(
   const playbackUrl = ref<string | null>(null);
   const loaded = ref(false);
   const viewers = ref(0);
+  const share = shallowRef<ChannelShare | null>(null);
   const reconnecting = ref(false);
   const fetchError = ref<string | null>(null);
   const socketError = ref<string | null>(null);
@@ -62,7 +73,9 @@ export function useStreamStatus(
   let inFlight: AbortController | null = null;
   let retryTimer: ReturnType<typeof setTimeout> | null = null;
 
-  async function refresh(): Promise<void> {
+  // A poll for the share (`shareOnly`) leaves the rest alone: the events socket keeps the
+  // stream and its viewers current.
+  async function refresh(shareOnly = false): Promise<void> {
     inFlight?.abort();
     if (retryTimer) clearTimeout(retryTimer);
     retryTimer = null;
@@ -73,6 +86,8 @@ export function useStreamStatus(
       const body = await fetchChannelStream(channel, controller.signal);
       if (controller.signal.aborted) return;
       playbackUrl.value = body.playbackUrl;
+      if (body.share?.peerId !== share.value?.peerId) share.value = body.share;
+      if (shareOnly) return;
       if (requestedAt.stream === streamEpoch) stream.value = body.stream;
       if (body.stream && requestedAt.viewers === viewerEpoch) viewers.value = body.stream.viewers;
       loaded.value = true;
@@ -115,8 +130,16 @@ export function useStreamStatus(
   // The first answer is not held back until the socket opens; the refresh on `open` then closes
   // the window in which a change could happen before the socket listened.
   void refresh();
+  const sharePoll =
+    options.sharePollMs === undefined
+      ? null
+      : setInterval(() => {
+          // Until a read succeeded, or after one failed, the poll reads everything.
+          if (!inFlight) void refresh(loaded.value && fetchError.value === null);
+        }, options.sharePollMs);
 
   onScopeDispose(() => {
+    if (sharePoll) clearInterval(sharePoll);
     events.close();
     inFlight?.abort();
     inFlight = null;
@@ -130,5 +153,5 @@ export function useStreamStatus(
   });
   const error = computed(() => fetchError.value ?? socketError.value);
 
-  return { status, stream, playbackUrl, viewers, reconnecting, error };
+  return { status, stream, playbackUrl, viewers, share, reconnecting, error };
 }

@@ -3,8 +3,9 @@
 // network drop. The app itself never reads it.
 import type { Participant } from '@hearth/protocol';
 import type { ConnectionState } from './channel-link';
-import type { InboundAudioStats } from './receiver';
+import type { InboundAudioStats, RemoteScreen } from './receiver';
 import type { ShareLayerStats } from './screen-share';
+import type { SpectatorClient } from './spectator-client';
 import type { JoinTimings, ShareStatus, VoiceClient } from './voice-client';
 
 /** A screen share the page receives, as `window.__hearth.state()` reports it. */
@@ -59,10 +60,34 @@ export interface HearthDebugHook {
   nodeId(): string | null;
 }
 
+/** What `window.__hearthSpectator.state()` reports. */
+export interface HearthSpectatorState {
+  /** The page watches a screen share over WebRTC; false while it shows the channel's stream. */
+  spectating: boolean;
+  /** Connection state of the spectator, or null while not spectating. */
+  connection: ConnectionState | null;
+  /** The spectator's peer id while joined. */
+  peerId: string | null;
+  /** Peers sharing a screen, as the spectator's roster says. */
+  sharerIds: string[];
+  /** Screen shares the page receives. */
+  screens: HearthDebugScreen[];
+}
+
+/** The test hook installed as `window.__hearthSpectator` by the watch view. */
+export interface HearthSpectatorHook {
+  /** A snapshot of the spectator. */
+  state(): HearthSpectatorState;
+  /** Byte and packet counters of every audio stream the spectator receives. */
+  inboundAudio(): Promise<InboundAudioStats[]>;
+}
+
 declare global {
   interface Window {
     /** Test and benchmark hook of the open voice channel view; see `HearthDebugHook`. */
     __hearth?: HearthDebugHook;
+    /** Test hook of the open watch view's spectator; see `HearthSpectatorHook`. */
+    __hearthSpectator?: HearthSpectatorHook;
   }
 }
 
@@ -82,14 +107,7 @@ export function installDebugHook(client: VoiceClient): () => void {
         muted: state.muted,
         deafened: state.deafened,
         sharing: state.sharing,
-        screens: state.screens.map(
-          ({ consumerId, peerId, spatialLayer, preferredSpatialLayer }) => ({
-            consumerId,
-            peerId,
-            spatialLayer,
-            preferredSpatialLayer,
-          }),
-        ),
+        screens: state.screens.map(debugScreenOf),
       };
     },
     inboundAudio: () => client.inboundAudio(),
@@ -102,4 +120,33 @@ export function installDebugHook(client: VoiceClient): () => void {
   return () => {
     if (window.__hearth === hook) delete window.__hearth;
   };
+}
+
+/**
+ * Exposes the spectator of a watch page, whichever `current()` returns at the time of a call, as
+ * `window.__hearthSpectator`; returns the function that removes it again.
+ */
+export function installSpectatorDebugHook(current: () => SpectatorClient | null): () => void {
+  const hook: HearthSpectatorHook = {
+    state() {
+      const state = current()?.state ?? null;
+      return {
+        spectating: state !== null,
+        connection: state?.connection ?? null,
+        peerId: state?.peerId ?? null,
+        sharerIds: [...(state?.sharerIds ?? [])],
+        screens: (state?.screens ?? []).map(debugScreenOf),
+      };
+    },
+    inboundAudio: async () => (await current()?.inboundAudio()) ?? [],
+  };
+  window.__hearthSpectator = hook;
+  return () => {
+    if (window.__hearthSpectator === hook) delete window.__hearthSpectator;
+  };
+}
+
+function debugScreenOf(screen: RemoteScreen): HearthDebugScreen {
+  const { consumerId, peerId, spatialLayer, preferredSpatialLayer } = screen;
+  return { consumerId, peerId, spatialLayer, preferredSpatialLayer };
 }

@@ -14,21 +14,31 @@ export type LocateVoiceNode = (avoid: string[]) => Promise<VoiceJoin>;
  * session under `displayName`.
  */
 export function locateAsGuest(channel: string, displayName: string): LocateVoiceNode {
-  return async (avoid) => {
-    const body: VoiceJoinBody = { channel, avoid };
-    const response = await send(
-      '/api/voice/join',
-      {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify(body),
-      },
-      { guestName: displayName },
-    );
-    const placement = voiceJoinSchema.safeParse(await readJson(response));
-    if (!placement.success) throw invalidResponse(response, describeZodError(placement.error));
-    return placement.data;
-  };
+  return (avoid) => requestPlacement({ channel, avoid }, displayName);
+}
+
+/**
+ * The locator of a spectator, who receives the channel's screen shares without joining voice:
+ * as the signed-in account, or else as a guest session under `guestName` (the guest's current
+ * or remembered name when left out).
+ */
+export function locateAsSpectator(channel: string, guestName?: string): LocateVoiceNode {
+  return (avoid) => requestPlacement({ channel, avoid, spectate: true }, guestName);
+}
+
+async function requestPlacement(body: VoiceJoinBody, guestName?: string): Promise<VoiceJoin> {
+  const response = await send(
+    '/api/voice/join',
+    {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    },
+    { guestName },
+  );
+  const placement = voiceJoinSchema.safeParse(await readJson(response));
+  if (!placement.success) throw invalidResponse(response, describeZodError(placement.error));
+  return placement.data;
 }
 
 /** The signaling WebSocket URL of a placement, resolved against this page's origin. */
