@@ -19,6 +19,8 @@ import {
   issuedStreamKeySchema,
   nodeListSchema,
   passwordSchema,
+  SHARE_PRESET_IDS,
+  sharePresetIdSchema,
   streamKeyListSchema,
   userGrantsSchema,
   type CreateUserBody,
@@ -36,6 +38,9 @@ const USAGE = `usage: npm run cli -- <command>
   channels create <channel> [--private]
                                      create a channel; --private: members only
   channels private <channel> on|off  make a channel members only, or public again
+  channels share-cap <channel> <preset>
+                                     cap its screen shares: 720p30, 1080p30, 1080p60, 1440p30,
+                                     2160p30 or source (every preset)
   channels delete <channel>          delete a channel; everyone in it is disconnected
   users list                         list accounts
   users create <username> [--admin] [--password-stdin]
@@ -177,6 +182,14 @@ async function run(args: string[]): Promise<unknown> {
   if (group === 'channels' && command === 'private') {
     const setting = parseArgument(z.enum(['on', 'off']), rest[0], 'on or off');
     return call('PATCH', channelPath(), channelSchema, { private: setting === 'on' });
+  }
+  if (group === 'channels' && command === 'share-cap') {
+    const preset = parseArgument(
+      sharePresetIdSchema,
+      rest[0],
+      `preset (one of ${SHARE_PRESET_IDS.join(', ')})`,
+    );
+    return call('PATCH', channelPath(), channelSchema, { maxSharePreset: preset });
   }
   if (group === 'channels' && command === 'delete') {
     await call('DELETE', channelPath(), null);

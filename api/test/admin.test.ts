@@ -277,7 +277,7 @@ describe('admin CLI', () => {
     ]);
   }, 60_000);
 
-  it('channels create/list/delete, and bad arguments fail with a message and exit code 1', async () => {
+  it('channels create/list/share-cap/delete, and bad arguments fail with a message and exit code 1', async () => {
     const { baseUrl } = await start();
     expect(lastLine(await cli(baseUrl, ['channels', 'create', 'town']))).toMatchObject({
       name: 'town',
@@ -285,6 +285,12 @@ describe('admin CLI', () => {
     expect(lastLine(await cli(baseUrl, ['channels', 'list']))).toMatchObject({
       channels: [{ name: 'town' }],
     });
+    expect(
+      lastLine(await cli(baseUrl, ['channels', 'share-cap', 'town', '1440p30'])),
+    ).toMatchObject({ name: 'town', maxSharePreset: '1440p30' });
+    const badPreset = await cli(baseUrl, ['channels', 'share-cap', 'town', '4k']);
+    expect(badPreset.code).toBe(1);
+    expect(badPreset.stderr).toContain('invalid preset (one of 720p30, 1080p30');
     expect(lastLine(await cli(baseUrl, ['channels', 'delete', 'town']))).toEqual({
       deleted: 'town',
     });
