@@ -38,6 +38,7 @@ import type { NodeHub } from './voice/node-hub';
 import type { PresenceStore } from './voice/presence';
 import type { JoinReservations } from './voice/reservations';
 import { streamEvents } from './ws/events';
+import type { ShareEvents } from './voice/share-events';
 
 /** Everything the api needs, built by `main.ts` or by a test. */
 export interface AppDeps {
@@ -75,6 +76,8 @@ export interface AppDeps {
   reservations: JoinReservations;
   /** Stream keys and live streams. */
   streams: StreamService;
+  /** Screen shares starting and ending on any node, as every api instance hears them. */
+  shares: ShareEvents;
   /** Prometheus registry served at `/metrics` (see `serveMetrics` for who may read it). */
   registry: Registry;
 }
@@ -101,6 +104,7 @@ export function createApp(deps: AppDeps): ApiApp {
   app.ws.use(
     streamEvents(
       deps.streams,
+      deps.shares,
       new ChannelAccess({ channels: deps.channels, memberships: deps.memberships }),
       deps.authenticator,
       deps.config.allowedOrigins,

@@ -32,6 +32,7 @@ import {
   type LiveStreamStore,
 } from './streams/live-stream-store';
 import { StreamService, type StreamUrls } from './streams/stream-service';
+import { ShareEvents } from './voice/share-events';
 import { NodeHub } from './voice/node-hub';
 import { InMemoryPresenceStore, RedisPresenceStore, type PresenceStore } from './voice/presence';
 import {
@@ -108,6 +109,7 @@ export async function startPlatform(options: {
   let localVoiceAgent: NodeAgent | undefined;
   let ingest: IngestNode | undefined;
   let streams: StreamService;
+  let shares: ShareEvents;
   let stores: Stores;
   let reservations: JoinReservations;
   // Voice nodes in other processes need the secret the operator configured; a node running only
@@ -149,6 +151,10 @@ export async function startPlatform(options: {
     streams = service;
     await service.start();
     started.push(() => service.close());
+    const shareEvents = new ShareEvents({ bus: placement.bus, logger });
+    shares = shareEvents;
+    await shareEvents.start();
+    started.push(() => shareEvents.close());
     nodeHub = await NodeHub.start({
       placement,
       bus: placement.bus,
@@ -183,6 +189,7 @@ export async function startPlatform(options: {
           logger.error({ err: error, channel }, 'recording a server mute failed');
         });
       },
+      shareChanged: (event) => shareEvents.announce(event),
     });
     // A rotation through this instance reaches the ingest node wherever it is connected.
     service.events.on('keyRevoked', (keyId) => {
@@ -260,6 +267,7 @@ export async function startPlatform(options: {
     registry,
     channels,
     streams,
+    shares,
     authenticator: new Authenticator({
       adminToken: config.adminToken,
       accessTokens,

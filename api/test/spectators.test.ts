@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { channelSchema, channelStreamSchema } from '@hearth/protocol';
+import { WebSocket } from 'ws';
+import { channelSchema, channelStreamSchema, guestSessionSchema } from '@hearth/protocol';
 import { vp8SimulcastRtpParameters } from '../../voice-sfu/test/support/rtp';
 import { expectError, guestSession, operator, sendJson } from './support/accounts';
 import { startTestApi, TestSignalingClient, type TestApi } from './support/server';
@@ -31,6 +32,27 @@ async function join(name: string, options: { spectate?: boolean } = {}) {
   return { client, ...joined.data };
 }
 
+// Starts sharing for a joined participant, through an in-process transport (opened once): the
+// api sees it as any share.
+const sendTransports = new Map<string, string>();
+async function share(peerId: string) {
+  const channel = api!.voice!.channels.get('stage')!;
+  let transportId = sendTransports.get(peerId);
+  if (!transportId) {
+    transportId = (await channel.createPlainTransport(peerId, 'send')).id;
+    sendTransports.set(peerId, transportId);
+  }
+  return channel.produce(peerId, {
+    transportId,
+    kind: 'video',
+    source: 'screen',
+    rtpParameters: vp8SimulcastRtpParameters([
+      { ssrc: 6001, maxBitrate: 600_000 },
+      { ssrc: 6002, maxBitrate: 4_000_000 },
+    ]),
+  });
+}
+
 async function channelStream() {
   const response = await fetch(`${api!.baseUrl}/api/channels/stage/stream`, {
     headers: await guestSession(api!.baseUrl, 'Reader'),
@@ -60,18 +82,7 @@ describe('spectators and share settings through the api', () => {
     ).toEqual(['Sue']);
     expect((await channelStream()).share).toBeNull();
 
-    // Sue shares (through an in-process transport: the api sees it as any share).
-    const channel = api.voice!.channels.get('stage')!;
-    const transport = await channel.createPlainTransport(sue.peerId, 'send');
-    await channel.produce(sue.peerId, {
-      transportId: transport.id,
-      kind: 'video',
-      source: 'screen',
-      rtpParameters: vp8SimulcastRtpParameters([
-        { ssrc: 6001, maxBitrate: 600_000 },
-        { ssrc: 6002, maxBitrate: 4_000_000 },
-      ]),
-    });
+    await share(sue.peerId);
     await spectator.client.waitFor(
       (message) =>
         message.kind === 'notification' &&
@@ -83,6 +94,45 @@ describe('spectators and share settings through the api', () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     expect((await channelStream()).share).toEqual({ peerId: sue.peerId, displayName: 'Sue' });
+  });
+
+  it('the events socket tells watch pages when a share starts and ends, however it ends', async () => {
+    api = await startTestApi({ api: { guestGrants: 'join,speak,screen-share' } });
+    const sue = await join('Sue');
+    const { accessToken } = guestSessionSchema.parse(
+      await (
+        await sendJson(`${api.baseUrl}/api/auth/guest`, 'POST', { displayName: 'Watcher' })
+      ).json(),
+    );
+    const socket = new WebSocket(
+      `${api.baseUrl.replace('http', 'ws')}/ws/events?channel=stage&access_token=${accessToken}`,
+    );
+    const received: { method: string; data: Record<string, unknown> }[] = [];
+    socket.on('message', (raw) => received.push(JSON.parse(String(raw))));
+    const shareEvents = () =>
+      received
+        .filter((message) => message.method.startsWith('share'))
+        .map(({ method, data }) => ({ method, ...data }));
+    try {
+      // The first viewer count says the socket listens.
+      await expect.poll(() => received.map((message) => message.method)).toContain('viewerCount');
+      const video = await share(sue.peerId);
+      const started = { channel: 'stage', peerId: sue.peerId, displayName: 'Sue' };
+      await expect.poll(shareEvents).toEqual([{ method: 'shareStarted', ...started }]);
+      api.voice!.channels.get('stage')!.closeProducer(sue.peerId, video.id);
+      await expect.poll(shareEvents).toEqual([
+        { method: 'shareStarted', ...started },
+        { method: 'shareEnded', ...started },
+      ]);
+      // A sharer who leaves ends its share too.
+      await share(sue.peerId);
+      sue.client.close();
+      await expect
+        .poll(() => shareEvents().map((event) => event.method))
+        .toEqual(['shareStarted', 'shareEnded', 'shareStarted', 'shareEnded']);
+    } finally {
+      socket.close();
+    }
   });
 
   it('moderators cap the share preset of a channel; joins from then on carry the cap', async () => {

@@ -14,6 +14,7 @@ import { SerialQueue, keepAlive, type Logger } from '@hearth/server-common';
 import type { ClusterBus } from '../cluster/bus';
 import type { LiveSession, SessionHistory } from '../db/session-history';
 import type { PresenceStore } from './presence';
+import type { ShareEvent } from './share-events';
 import type { PlacementService } from '../nodes/placement-service';
 import {
   INGEST_MESSAGE_TYPES,
@@ -58,6 +59,8 @@ interface NodeConnection {
   live: Map<string, LiveSession>;
   /** Peers the node last reported as muted by a moderator. */
   serverMuted: Set<string>;
+  /** Peers the node last reported as sharing a screen, with their channel and name. */
+  sharing: Map<string, { channel: string; displayName: string }>;
   /** Set when a history write failed: the history may not match `live` until a resync. */
   stale: boolean;
   /**
@@ -79,6 +82,8 @@ export interface VoiceSessionObserver {
   tokenAdmitted(tokenId: string): void;
   /** A moderator muted or unmuted an account's participant in a channel. */
   serverMuteChanged(channel: string, userId: string, muted: boolean): void;
+  /** A participant started or stopped sharing a screen. */
+  shareChanged(event: ShareEvent): void;
 }
 
 /**
@@ -277,6 +282,7 @@ export class NodeHub {
       sessions: new Map(),
       live: new Map(),
       serverMuted: new Set(),
+      sharing: new Map(),
       stale: false,
       resyncedAt: 0,
       inbox: new SerialQueue(),
@@ -311,6 +317,7 @@ export class NodeHub {
       sessions: new Map(),
       live: new Map(),
       serverMuted: new Set(),
+      sharing: new Map(),
       stale: false,
       resyncedAt: 0,
       inbox: new SerialQueue(),
@@ -388,7 +395,12 @@ export class NodeHub {
             channel: message.channel,
             participant,
           });
-          await this.#presence.upsert(nodeId, message.channel, participant);
+          // Told after presence has it, so a page hearing of the share reads it there too.
+          try {
+            await this.#presence.upsert(nodeId, message.channel, participant);
+          } finally {
+            this.#followShare(connection, message.channel, participant);
+          }
           const userId = connection.live.get(participant.id)?.userId;
           if (
             userId !== undefined &&
@@ -404,7 +416,11 @@ export class NodeHub {
           connection.serverMuted.delete(message.peerId);
           connection.unsyncedPresence?.delete(message.peerId);
           this.#closeSession(connection, message.peerId);
-          await this.#presence.remove(nodeId, message.peerId);
+          try {
+            await this.#presence.remove(nodeId, message.peerId);
+          } finally {
+            this.#endShare(connection, message.peerId);
+          }
           return;
         case 'channelClosed':
           await this.#placement.leaveChannel(message.channel, nodeId);
@@ -492,6 +508,26 @@ export class NodeHub {
     await this.#applyReplay(connection, nodeId, replaying);
   }
 
+  // Shares start and end as the node reports its participants: the rest of the api hears each
+  // change once.
+  #followShare(connection: NodeConnection, channel: string, participant: Participant): void {
+    if (connection.sharing.has(participant.id) === participant.sharing) return;
+    if (!participant.sharing) {
+      this.#endShare(connection, participant.id);
+      return;
+    }
+    const { id: peerId, displayName } = participant;
+    connection.sharing.set(peerId, { channel, displayName });
+    this.#observer?.shareChanged({ event: 'shareStarted', channel, peerId, displayName });
+  }
+
+  #endShare(connection: NodeConnection, peerId: string): void {
+    const share = connection.sharing.get(peerId);
+    if (!share) return;
+    connection.sharing.delete(peerId);
+    this.#observer?.shareChanged({ event: 'shareEnded', peerId, ...share });
+  }
+
   // The replay is the truth about the node: its history rows and its presence become exactly
   // what it serves now. History is written in the background, as for single sessions.
   async #applyReplay(
@@ -499,6 +535,13 @@ export class NodeHub {
     nodeId: string,
     sessions: ReplayedSession[],
   ): Promise<void> {
+    const replayed = new Set(sessions.map(({ peerId }) => peerId));
+    for (const peerId of connection.sharing.keys()) {
+      if (!replayed.has(peerId)) this.#endShare(connection, peerId);
+    }
+    for (const { channel, participant } of sessions) {
+      this.#followShare(connection, channel, participant);
+    }
     connection.live = new Map(
       sessions.map(({ peerId, channel, userId, participant }) => [
         peerId,

@@ -13,11 +13,13 @@ import type {
   StreamServiceEvents,
 } from '../streams/stream-service';
 import type { ChannelAccess } from '../channel-access';
+import type { ShareEvent, ShareEvents } from '../voice/share-events';
 import { keepAlive } from '@hearth/server-common';
 import { originAllowed } from './origin';
 
 /**
- * The events socket at `/ws/events`: stream started, live and ended, and viewer counts, for the
+ * The events socket at `/ws/events`: stream started, live and ended, viewer counts, and screen
+ * shares started and ended, for the
  * channels the caller may join (private ones only for those who may access them, with signed
  * playback URLs). Callers authenticate with `?access_token=<JWT>` or, while guest
  * access is on, `?name=<display name>`. `?channel=<name>` limits it to one channel; adding
@@ -26,6 +28,7 @@ import { originAllowed } from './origin';
  */
 export function streamEvents(
   streams: StreamService,
+  shares: ShareEvents,
   access: ChannelAccess,
   authenticator: Authenticator,
   allowedOrigins: readonly string[],
@@ -111,6 +114,9 @@ export function streamEvents(
         if (name === channel) viewerCountSent = true;
         forChannel(name, () => send('viewerCount', { channel: name, viewers }));
       }),
+      subscribeShares(shares, ({ event, ...share }) => {
+        forChannel(share.channel, () => send(event, share));
+      }),
     ];
     keepAlive(socket);
     let releaseViewer: (() => void) | undefined;
@@ -182,4 +188,9 @@ function subscribe<E extends keyof StreamServiceEvents>(
 ): () => void {
   streams.events.on(event, listener);
   return () => streams.events.off(event, listener);
+}
+
+function subscribeShares(shares: ShareEvents, listener: (event: ShareEvent) => void): () => void {
+  shares.events.on('share', listener);
+  return () => shares.events.off('share', listener);
 }

@@ -74,13 +74,16 @@ export type LiveStream = z.infer<typeof liveStreamSchema>;
 /** Response of `GET /api/streams`. */
 export const liveStreamListSchema = z.object({ streams: z.array(liveStreamSchema) });
 
+/** A screen share in a voice channel: who shares. */
+export const shareSchema = z.object({ peerId: z.string(), displayName: z.string() });
+
 /** Response of `GET /api/channels/:name/stream`: the channel's stream, or offline. */
 export const channelStreamSchema = z.object({
   channel: channelNameSchema,
   playbackUrl: z.string(),
   stream: liveStreamSchema.nullable(),
   /** The channel's live screen share, watched over WebRTC as a spectator; null without one. */
-  share: z.object({ peerId: z.string(), displayName: z.string() }).nullable(),
+  share: shareSchema.nullable(),
 });
 
 /** Response of `GET /api/channels/:name/stream`. */
@@ -96,6 +99,10 @@ export const eventNotificationSchemas = {
   streamEnded: z.object({ stream: liveStreamSchema }),
   /** The number of viewers of a channel changed. */
   viewerCount: z.object({ channel: channelNameSchema, viewers: z.number().int().nonnegative() }),
+  /** A participant of the channel's voice started sharing a screen: spectators may watch it. */
+  shareStarted: shareSchema.extend({ channel: channelNameSchema }),
+  /** That share ended. */
+  shareEnded: shareSchema.extend({ channel: channelNameSchema }),
 } as const;
 
 /** Names of events-socket notifications. */

@@ -14,11 +14,6 @@ export type ChannelShare = NonNullable<ChannelStream['share']>;
 export interface UseStreamStatusOptions {
   /** Counts this page as a viewer of the channel while its events socket is connected. */
   watch: boolean;
-  /**
-   * Reads the status again this often, in milliseconds, to learn when a screen share starts or
-   * ends: the events socket announces streams only. Without it the share is read on open.
-   */
-  sharePollMs?: number;
 }
 
 /** What `useStreamStatus` returns. */
@@ -31,7 +26,7 @@ export interface StreamStatusState {
   playbackUrl: Readonly<Ref<string | null>>;
   /** People watching the channel right now. */
   viewers: Readonly<Ref<number>>;
-  /** The channel's live screen share, from presence (a few seconds late at most), or null. */
+  /** The channel's live screen share, or null: read over REST, then kept current by events. */
   share: Readonly<Ref<ChannelShare | null>>;
   /** The events socket dropped and is reconnecting: the status may be out of date meanwhile. */
   reconnecting: Readonly<Ref<boolean>>;
@@ -70,24 +65,24 @@ export function useStreamStatus(
   // does not overwrite the newer state that notification brought.
   let streamEpoch = 0;
   let viewerEpoch = 0;
+  let shareEpoch = 0;
   let inFlight: AbortController | null = null;
   let retryTimer: ReturnType<typeof setTimeout> | null = null;
 
-  // A poll for the share (`shareOnly`) leaves the rest alone: the events socket keeps the
-  // stream and its viewers current.
-  async function refresh(shareOnly = false): Promise<void> {
+  async function refresh(): Promise<void> {
     inFlight?.abort();
     if (retryTimer) clearTimeout(retryTimer);
     retryTimer = null;
     const controller = new AbortController();
     inFlight = controller;
-    const requestedAt = { stream: streamEpoch, viewers: viewerEpoch };
+    const requestedAt = { stream: streamEpoch, viewers: viewerEpoch, share: shareEpoch };
     try {
       const body = await fetchChannelStream(channel, controller.signal);
       if (controller.signal.aborted) return;
       playbackUrl.value = body.playbackUrl;
-      if (body.share?.peerId !== share.value?.peerId) share.value = body.share;
-      if (shareOnly) return;
+      if (requestedAt.share === shareEpoch && body.share?.peerId !== share.value?.peerId) {
+        share.value = body.share;
+      }
       if (requestedAt.stream === streamEpoch) stream.value = body.stream;
       if (body.stream && requestedAt.viewers === viewerEpoch) viewers.value = body.stream.viewers;
       loaded.value = true;
@@ -127,19 +122,22 @@ export function useStreamStatus(
     viewerEpoch++;
     viewers.value = data.viewers;
   });
+  events.events.on('shareStarted', ({ peerId, displayName }) => {
+    shareEpoch++;
+    share.value = { peerId, displayName };
+  });
+  // The channel may hold another share: the status says which, if any.
+  events.events.on('shareEnded', ({ peerId }) => {
+    if (share.value?.peerId !== peerId) return;
+    shareEpoch++;
+    share.value = null;
+    void refresh();
+  });
   // The first answer is not held back until the socket opens; the refresh on `open` then closes
   // the window in which a change could happen before the socket listened.
   void refresh();
-  const sharePoll =
-    options.sharePollMs === undefined
-      ? null
-      : setInterval(() => {
-          // Until a read succeeded, or after one failed, the poll reads everything.
-          if (!inFlight) void refresh(loaded.value && fetchError.value === null);
-        }, options.sharePollMs);
 
   onScopeDispose(() => {
-    if (sharePoll) clearInterval(sharePoll);
     events.close();
     inFlight?.abort();
     inFlight = null;
