@@ -56,33 +56,33 @@ const LISTENER_SRTP: types.SrtpCryptoSuite = 'AEAD_AES_256_GCM';
 const PROBE_LISTENERS = 5;
 const SINK_SOCKETS = 4;
 
-interface Sink {
+/** A discard receiver process (udp-sink.ts) and its ports. */
+export interface Sink {
   process: ChildProcess;
   ports: number[];
 }
 
-async function startSink(): Promise<Sink> {
-  const child = fork(
-    fileURLToPath(new URL('./udp-sink.ts', import.meta.url)),
-    [String(SINK_SOCKETS)],
-    {
-      execArgv: ['--import', 'tsx'],
-    },
-  );
+/** Starts the discard receiver process with `sockets` receiving sockets. */
+export async function startSink(sockets = SINK_SOCKETS): Promise<Sink> {
+  const child = fork(fileURLToPath(new URL('./udp-sink.ts', import.meta.url)), [String(sockets)], {
+    execArgv: ['--import', 'tsx'],
+  });
   const ports = await new Promise<number[]>((resolve) =>
     child.once('message', (message) => resolve((message as { ports: number[] }).ports)),
   );
   return { process: child, ports };
 }
 
-function sinkCount(sink: Sink): Promise<number> {
+/** Packets the discard receiver has counted so far. */
+export function sinkCount(sink: Sink): Promise<number> {
   return new Promise((resolve) => {
     sink.process.once('message', (message) => resolve((message as { packets: number }).packets));
     sink.process.send({ command: 'count' });
   });
 }
 
-async function cpuSeconds(node: VoiceNode): Promise<number[]> {
+/** CPU seconds each worker of a node has used so far. */
+export async function cpuSeconds(node: VoiceNode): Promise<number[]> {
   return Promise.all(
     node.pool.slots.map(async (slot) => {
       const usage = await slot.worker.getResourceUsage();
