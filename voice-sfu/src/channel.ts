@@ -348,6 +348,9 @@ export class Channel {
         enableUdp: true,
         enableTcp: true,
         preferUdp: true,
+        ...(direction === 'recv'
+          ? { initialAvailableOutgoingBitrate: this.#config.viewerStartBitrate }
+          : {}),
         appData: { peerId, direction },
       }),
     )) as types.WebRtcTransport;

@@ -23,6 +23,13 @@ export const voiceConfigSchema = z.object({
   maxConsumersPerEdge: z.coerce.number().int().min(1).max(100000).default(400),
   /** Milliseconds a share's layer goes unwanted before its sharer is told to stop sending it. */
   shareLayerIdleMs: z.coerce.number().int().min(100).max(600_000).default(5000),
+  /**
+   * Bandwidth estimate a viewer's receive transport starts from, in bit/s, before feedback has
+   * measured its path: high enough that a desktop share's top layer (1 to 2 Mbit/s of text) is
+   * sent from the start instead of after seconds of ramping up; estimation lowers it for a
+   * weaker link.
+   */
+  viewerStartBitrate: z.coerce.number().int().min(100_000).max(100_000_000).default(2_000_000),
   /** Screen shares one channel holds at once. */
   maxSharesPerChannel: z.coerce.number().int().min(0).max(16).default(3),
   /** mediasoup worker log level. */
@@ -46,6 +53,7 @@ const envKeys: Record<string, keyof VoiceConfig> = {
   VOICE_MAX_CONSUMERS_PER_EDGE: 'maxConsumersPerEdge',
   VOICE_MAX_SHARES: 'maxSharesPerChannel',
   VOICE_SHARE_LAYER_IDLE_MS: 'shareLayerIdleMs',
+  VOICE_VIEWER_START_BITRATE: 'viewerStartBitrate',
   VOICE_WORKER_LOG_LEVEL: 'workerLogLevel',
   VOICE_AUDIO_LEVEL_INTERVAL_MS: 'audioLevelIntervalMs',
   VOICE_SIGNALING_RATE: 'signalingRatePerSecond',
