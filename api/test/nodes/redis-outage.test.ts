@@ -86,7 +86,9 @@ async function expectRecovered(
   await waitUntil(
     () => heard.every((events) => events.length > 0),
     'the silent node marked down on both instances',
-    4 * NODE_TIMEOUT_MS + OUTAGE_MS,
+    // Generous: on a loaded machine the clients' reconnection to the restarted Redis alone has
+    // taken over 7 s. Only the order of events is checked here, not how fast it is.
+    20_000,
   );
   const detectedAfterMs = performance.now() - backAt;
   // Another sweep or two: the live nodes still stand.
@@ -122,7 +124,7 @@ describe('the failure detector while Redis is out', () => {
     expect(state.one.detecting || state.two.detecting).toBe(false);
     await redis!.restart();
     await expectRecovered(state, performance.now());
-  });
+  }, 60_000);
 
   it('Redis hung with SIGSTOP for longer than the node timeout: no heartbeating node is marked down after SIGCONT', async () => {
     const state = await cluster();
@@ -137,7 +139,7 @@ describe('the failure detector while Redis is out', () => {
     expect(state.one.detecting || state.two.detecting).toBe(false);
     redis!.resume();
     await expectRecovered(state, performance.now());
-  });
+  }, 60_000);
 });
 
 describe('the api while Redis is out', () => {
