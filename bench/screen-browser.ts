@@ -6,10 +6,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as mediasoup from 'mediasoup';
 import type { types } from 'mediasoup';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { ensureChannel } from '../api/test/support/sessions';
 import { startTestApi, type TestApi } from '../api/test/support/server';
-import { CHROMIUM_PATH, hearthState } from '../e2e/support/browser';
+import { hearthState, launchChromium } from '../e2e/support/browser';
 import { eventually } from '../e2e/support/wait';
 import { childProcesses, foreignCpuMeter, loadAverage, treeCpuSeconds } from './screen-proc';
 import { percentile, round } from './stats';
@@ -504,33 +504,11 @@ function distribution(samples: number[]): Distribution {
   };
 }
 
-/**
- * Headless Chromium as the e2e tests start it (e2e/support/browser.ts), except that the fake
- * capture devices deliver 30 frames per second instead of their default 20, as the presets ask.
- */
-function launchChromium(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM_PATH,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--use-fake-device-for-media-stream=fps=30',
-      '--use-fake-ui-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-}
-
 // Launches Chromium and finds its main process among this process's children.
 async function launchTracked(): Promise<{ browser: Browser; pid: number }> {
   const before = childProcesses('chromium');
-  const browser = await launchChromium();
+  // The fake capture devices deliver 30 frames per second, as the presets ask, not 20.
+  const browser = await launchChromium({ fakeDeviceFps: 30 });
   const pid = [...childProcesses('chromium')].find((candidate) => !before.has(candidate));
   if (pid === undefined) throw new Error('cannot find the Chromium process just launched');
   return { browser, pid };

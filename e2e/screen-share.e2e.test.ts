@@ -5,7 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureChannel } from '../api/test/support/accounts';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { hearthState, inboundAudio, launchChromium } from './support/browser';
-import { expectTileDecoding, framesDecodedIn, setHidden, tileVideos } from './support/screen-tiles';
+import {
+  expectTileDecoding,
+  framesDecodedIn,
+  setHidden,
+  shareLayers,
+  tileVideos,
+  topLayerBytesPerSecond,
+} from './support/screen-tiles';
 import { eventually } from './support/wait';
 
 const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');
@@ -18,15 +25,6 @@ const LARGE_WINDOW = { width: 1280, height: 720 };
 let api: TestApi;
 let browser: Browser;
 const contexts: BrowserContext[] = [];
-
-/** One simulcast layer the sharer sends, as `window.__hearth.shareLayers()` reports it. */
-interface ShareLayer {
-  rid: string | null;
-  bytesSent: number;
-  framesEncoded: number;
-  frameWidth: number;
-  frameHeight: number;
-}
 
 beforeAll(async () => {
   // Guests may share here; two workers put the viewers' edges apart from the core, so the video
@@ -53,21 +51,6 @@ async function openVoice(query: string, viewport = LARGE_WINDOW): Promise<Page> 
   const page = await context.newPage();
   await page.goto(`${api.baseUrl}/voice/${CHANNEL}?${query}`);
   return page;
-}
-
-function shareLayers(page: Page): Promise<ShareLayer[]> {
-  return page.evaluate(() =>
-    (
-      globalThis as unknown as { __hearth: { shareLayers(): Promise<ShareLayer[]> } }
-    ).__hearth.shareLayers(),
-  );
-}
-
-// Bytes the sharer's top layer sent within one second.
-async function topLayerBytesPerSecond(sharer: Page): Promise<number> {
-  const before = (await shareLayers(sharer))[1]?.bytesSent ?? 0;
-  await new Promise((resolve) => setTimeout(resolve, 1000));
-  return ((await shareLayers(sharer))[1]?.bytesSent ?? 0) - before;
 }
 
 function serverScreenProducers() {

@@ -7,7 +7,7 @@ import { ensureChannel, operator } from '../api/test/support/accounts';
 import { startRedis, type TestRedis } from '../api/test/support/redis';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { hearthState, launchChromium } from './support/browser';
-import { expectTileDecoding } from './support/screen-tiles';
+import { expectTileDecoding, topLayerBytesPerSecond } from './support/screen-tiles';
 import { freePort, startVoiceNodeProcess, type VoiceNodeProcess } from './support/voice-nodes';
 import { eventually } from './support/wait';
 
@@ -90,19 +90,6 @@ function nodeOf(page: Page): Promise<string | null> {
   return page.evaluate(() =>
     (globalThis as unknown as { __hearth: { nodeId(): string | null } }).__hearth.nodeId(),
   );
-}
-
-// Bytes the sharer's top layer sent within one second.
-async function topLayerBytesPerSecond(sharer: Page): Promise<number> {
-  const read = () =>
-    sharer.evaluate(() =>
-      (
-        globalThis as unknown as { __hearth: { shareLayers(): Promise<{ bytesSent: number }[]> } }
-      ).__hearth.shareLayers(),
-    );
-  const before = (await read())[1]?.bytesSent ?? 0;
-  await new Promise((resolve) => setTimeout(resolve, 1000));
-  return ((await read())[1]?.bytesSent ?? 0) - before;
 }
 
 describe('a screen share across voice-sfu processes', () => {

@@ -5,8 +5,11 @@ import { eventually } from './wait';
 /** Debian's Chromium; tests never download a browser of their own. */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
-/** Starts headless Chromium with fake audio devices and no outside network chatter. */
-export function launchChromium(): Promise<Browser> {
+/**
+ * Starts headless Chromium with fake capture devices and no outside network chatter; the fake
+ * camera and screen run at `fakeDeviceFps` frames per second where given (20 by default).
+ */
+export function launchChromium(options: { fakeDeviceFps?: number } = {}): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
     headless: true,
@@ -18,7 +21,9 @@ export function launchChromium(): Promise<Browser> {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
-      '--use-fake-device-for-media-stream',
+      options.fakeDeviceFps === undefined
+        ? '--use-fake-device-for-media-stream'
+        : `--use-fake-device-for-media-stream=fps=${options.fakeDeviceFps}`,
       '--use-fake-ui-for-media-stream',
       '--autoplay-policy=no-user-gesture-required',
     ],

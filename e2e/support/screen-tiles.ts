@@ -87,3 +87,28 @@ export async function setHidden(page: Page, hidden: boolean): Promise<void> {
     document.dispatchEvent(new Event('visibilitychange'));
   }, hidden);
 }
+
+/** One simulcast layer the sharer sends, as `window.__hearth.shareLayers()` reports it. */
+export interface ShareLayer {
+  rid: string | null;
+  bytesSent: number;
+  framesEncoded: number;
+  frameWidth: number;
+  frameHeight: number;
+}
+
+/** The simulcast layers the sharer's page sends, from `window.__hearth.shareLayers()`. */
+export function shareLayers(page: Page): Promise<ShareLayer[]> {
+  return page.evaluate(() =>
+    (
+      globalThis as unknown as { __hearth: { shareLayers(): Promise<ShareLayer[]> } }
+    ).__hearth.shareLayers(),
+  );
+}
+
+/** Bytes the sharer's top layer sent within one second. */
+export async function topLayerBytesPerSecond(sharer: Page): Promise<number> {
+  const before = (await shareLayers(sharer))[1]?.bytesSent ?? 0;
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  return ((await shareLayers(sharer))[1]?.bytesSent ?? 0) - before;
+}

@@ -74,6 +74,29 @@ function pipeProducer(node: TestNode, channel: string, producerId: string) {
     .find((producer) => producer.id === producerId);
 }
 
+/** Joins Sue on `node`, a member who shares a two-layer screen with SSRCs from `ssrc` on. */
+async function shareFrom(node: TestNode, ssrc: number) {
+  const sink = new RecordingSink();
+  const { channel, peer } = await node.node.channels.join(
+    'room',
+    testIdentity('Sue', ['join', 'speak', 'screen-share'], { guest: false, rank: 1 }),
+    node.node.routerRtpCapabilities,
+    sink,
+    { autoResume: true },
+  );
+  const transport = await channel.createPlainTransport(peer.id, 'send');
+  const share = await channel.produce(peer.id, {
+    transportId: transport.id,
+    kind: 'video',
+    source: 'screen',
+    rtpParameters: vp8SimulcastRtpParameters([
+      { ssrc, maxBitrate: 500_000 },
+      { ssrc: ssrc + 1, maxBitrate: 3_000_000 },
+    ]),
+  });
+  return { peer, share, sink };
+}
+
 describe('cascade across nodes', () => {
   it('pipes speakers on every node to listeners on every node, through the core', async () => {
     const byId = await startNodes(['core', 'edge-b', 'edge-c']);
@@ -251,23 +274,7 @@ describe('cascade across nodes', () => {
     const listenerOnC = await joinPlainListener(edgeC!.node, 'room', 'Cy');
     peers.push(listenerOnCore, listenerOnC);
 
-    const { channel, peer } = await edgeB!.node.channels.join(
-      'room',
-      testIdentity('Sue', ['join', 'speak', 'screen-share'], { guest: false, rank: 1 }),
-      edgeB!.node.routerRtpCapabilities,
-      new RecordingSink(),
-      { autoResume: true },
-    );
-    const transport = await channel.createPlainTransport(peer.id, 'send');
-    const share = await channel.produce(peer.id, {
-      transportId: transport.id,
-      kind: 'video',
-      source: 'screen',
-      rtpParameters: vp8SimulcastRtpParameters([
-        { ssrc: 3001, maxBitrate: 500_000 },
-        { ssrc: 3002, maxBitrate: 3_000_000 },
-      ]),
-    });
+    const { peer, share } = await shareFrom(edgeB!, 3001);
     for (const listener of [listenerOnCore, listenerOnC]) {
       await waitFor(
         () => listener.sink.of('newConsumer').some((c) => c.producerId === share.id),
@@ -292,24 +299,7 @@ describe('cascade across nodes', () => {
       await joinPlainListener(edgeC!.node, 'room', 'Cy'),
     ];
     peers.push(...viewers);
-    const sueSink = new RecordingSink();
-    const { channel, peer } = await edgeB!.node.channels.join(
-      'room',
-      testIdentity('Sue', ['join', 'speak', 'screen-share'], { guest: false, rank: 1 }),
-      edgeB!.node.routerRtpCapabilities,
-      sueSink,
-      { autoResume: true },
-    );
-    const transport = await channel.createPlainTransport(peer.id, 'send');
-    const share = await channel.produce(peer.id, {
-      transportId: transport.id,
-      kind: 'video',
-      source: 'screen',
-      rtpParameters: vp8SimulcastRtpParameters([
-        { ssrc: 3101, maxBitrate: 500_000 },
-        { ssrc: 3102, maxBitrate: 3_000_000 },
-      ]),
-    });
+    const { peer, share, sink: sueSink } = await shareFrom(edgeB!, 3101);
     const consumerOf = (viewer: PlainListener) =>
       viewer.sink.of('newConsumer').find((c) => c.producerId === share.id)?.consumerId;
     for (const viewer of viewers) {
