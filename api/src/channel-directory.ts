@@ -1,4 +1,4 @@
-import type { SharePresetId } from '@hearth/protocol';
+import type { SharePresetId, ShareRouting } from '@hearth/protocol';
 
 /** A channel known to the control plane, whether or not anyone is in it. */
 export interface ChannelRecord {
@@ -12,6 +12,8 @@ export interface ChannelRecord {
   readonly private: boolean;
   /** The heaviest screen-share preset its voice participants may use. */
   readonly maxSharePreset: SharePresetId;
+  /** How an operator routes the audience of its screen shares. */
+  readonly shareRouting: ShareRouting;
 }
 
 /** Settings of a channel that its moderators change. */
@@ -20,6 +22,8 @@ export interface ChannelSettings {
   readonly private?: boolean;
   /** The heaviest screen-share preset its voice participants may use. */
   readonly maxSharePreset?: SharePresetId;
+  /** How an operator routes the audience of its screen shares. */
+  readonly shareRouting?: ShareRouting;
 }
 
 /** Where channel records live; `SqlChannelDirectory` keeps them in PGlite or PostgreSQL. */

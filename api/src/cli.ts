@@ -21,6 +21,7 @@ import {
   passwordSchema,
   SHARE_PRESET_IDS,
   sharePresetIdSchema,
+  shareRoutingSchema,
   streamKeyListSchema,
   userGrantsSchema,
   type CreateUserBody,
@@ -38,6 +39,9 @@ const USAGE = `usage: npm run cli -- <command>
   channels create <channel> [--private]
                                      create a channel; --private: members only
   channels private <channel> on|off  make a channel members only, or public again
+  channels share-routing <channel> auto|webrtc|broadcast
+                                     route its screen shares' audience: by the handoff policy,
+                                     always WebRTC, or to HLS now
   channels share-cap <channel> <preset>
                                      cap its screen shares: 720p30, 1080p30, 1080p60, 1440p30,
                                      2160p30 or source (every preset)
@@ -182,6 +186,14 @@ async function run(args: string[]): Promise<unknown> {
   if (group === 'channels' && command === 'private') {
     const setting = parseArgument(z.enum(['on', 'off']), rest[0], 'on or off');
     return call('PATCH', channelPath(), channelSchema, { private: setting === 'on' });
+  }
+  if (group === 'channels' && command === 'share-routing') {
+    const routing = parseArgument(
+      shareRoutingSchema,
+      rest[0],
+      'routing (auto, webrtc or broadcast)',
+    );
+    return call('PUT', `${channelPath()}/share-routing`, channelSchema, { routing });
   }
   if (group === 'channels' && command === 'share-cap') {
     const preset = parseArgument(

@@ -142,6 +142,18 @@ export const apiConfigSchema = z
     channelsPerHour: z.coerce.number().int().min(1).max(10_000).default(10),
     /** Voice sessions one identity may hold at once, across channels and nodes. */
     maxVoiceSessions: z.coerce.number().int().min(1).max(100).default(4),
+    /**
+     * Spectators of a screen share at which new spectators go to HLS instead of WebRTC (the
+     * handoff policy, api/src/handoff/policy.ts).
+     */
+    handoffViewers: z.coerce.number().int().min(1).max(1_000_000).default(32),
+    /** Fraction of `handoffViewers` at which the WebRTC→HLS bridge starts warming up. */
+    handoffPrewarm: z.coerce.number().min(0).max(1).default(0.5),
+    /**
+     * Fraction of `handoffViewers` the audience must fall below before new spectators get WebRTC
+     * again: the hysteresis on the way down.
+     */
+    handoffRelease: z.coerce.number().min(0).max(1).default(0.6),
     /** Lifetime of the join tokens voice nodes admit clients with, in seconds. */
     joinTokenTtlSeconds: z.coerce.number().int().min(10).max(3600).default(60),
     ...nodesConfigShape,
@@ -244,6 +256,9 @@ const envKeys: Record<string, string> = {
   API_JOIN_TOKEN_TTL: 'joinTokenTtlSeconds',
   API_MAX_PENDING_JOINS: 'maxPendingJoins',
   API_MAX_VOICE_SESSIONS: 'maxVoiceSessions',
+  API_HANDOFF_VIEWERS: 'handoffViewers',
+  API_HANDOFF_PREWARM: 'handoffPrewarm',
+  API_HANDOFF_RELEASE: 'handoffRelease',
   API_CHANNELS_PER_HOUR: 'channelsPerHour',
   API_NODE_TIMEOUT_MS: 'nodeTimeoutMs',
   API_NODE_SWEEP_MS: 'sweepIntervalMs',

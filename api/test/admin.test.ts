@@ -277,7 +277,7 @@ describe('admin CLI', () => {
     ]);
   }, 60_000);
 
-  it('channels create/list/share-cap/delete, and bad arguments fail with a message and exit code 1', async () => {
+  it('channels create/list/share-cap/share-routing/delete, and bad arguments fail with a message and exit code 1', async () => {
     const { baseUrl } = await start();
     expect(lastLine(await cli(baseUrl, ['channels', 'create', 'town']))).toMatchObject({
       name: 'town',
@@ -288,6 +288,9 @@ describe('admin CLI', () => {
     expect(
       lastLine(await cli(baseUrl, ['channels', 'share-cap', 'town', '1440p30'])),
     ).toMatchObject({ name: 'town', maxSharePreset: '1440p30' });
+    expect(
+      lastLine(await cli(baseUrl, ['channels', 'share-routing', 'town', 'broadcast'])),
+    ).toMatchObject({ name: 'town', shareRouting: 'broadcast' });
     const badPreset = await cli(baseUrl, ['channels', 'share-cap', 'town', '4k']);
     expect(badPreset.code).toBe(1);
     expect(badPreset.stderr).toContain('invalid preset (one of 720p30, 1080p30');

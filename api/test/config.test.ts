@@ -66,6 +66,28 @@ describe('loadApiConfig()', () => {
     expect(load).toThrow(/userGrants.*DATABASE_URL: must be a postgres/);
   });
 
+  it('loadApiConfig() reads the handoff settings, 32 spectators by default, and bounds them', () => {
+    expect(loadApiConfig({ API_JWT_SECRET: SECRET })).toMatchObject({
+      handoffViewers: 32,
+      handoffPrewarm: 0.5,
+      handoffRelease: 0.6,
+    });
+    expect(
+      loadApiConfig({
+        API_JWT_SECRET: SECRET,
+        API_HANDOFF_VIEWERS: '1',
+        API_HANDOFF_PREWARM: '0.25',
+        API_HANDOFF_RELEASE: '0.9',
+      }),
+    ).toMatchObject({ handoffViewers: 1, handoffPrewarm: 0.25, handoffRelease: 0.9 });
+    expect(() => loadApiConfig({ API_JWT_SECRET: SECRET, API_HANDOFF_VIEWERS: '0' })).toThrow(
+      /handoffViewers/,
+    );
+    expect(() => loadApiConfig({ API_JWT_SECRET: SECRET, API_HANDOFF_PREWARM: '1.5' })).toThrow(
+      /handoffPrewarm/,
+    );
+  });
+
   it('the production profile refuses to start without API_JWT_SECRET', () => {
     expect(() => loadApiConfig({ API_PROFILE: 'production' })).toThrow(/API_JWT_SECRET/);
     expect(loadApiConfig({ API_PROFILE: 'production', API_JWT_SECRET: SECRET }).profile).toBe(

@@ -122,6 +122,7 @@ describe('channels', () => {
         createdAt: expect.any(String),
         private: false,
         maxSharePreset: 'source',
+        shareRouting: 'auto',
         participants: [
           expect.objectContaining({ displayName: 'Alice', muted: false, guest: true, rank: 0 }),
         ],

@@ -2,7 +2,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { channelSchema, channelStreamSchema, guestSessionSchema } from '@hearth/protocol';
 import { vp8SimulcastRtpParameters } from '../../voice-sfu/test/support/rtp';
-import { expectError, guestSession, operator, sendJson } from './support/accounts';
+import {
+  bearer,
+  expectError,
+  guestSession,
+  loginAccount,
+  operator,
+  registerAccount,
+  sendJson,
+} from './support/accounts';
 import { startTestApi, TestSignalingClient, type TestApi } from './support/server';
 
 let api: TestApi | undefined;
@@ -163,5 +171,37 @@ describe('spectators and share settings through the api', () => {
       maxSharePreset: '720p30',
     });
     expect(await join('Late')).toMatchObject({ maxSharePreset: '720p30' });
+  });
+
+  it("operators route a channel's share audience; a channel moderator may not", async () => {
+    api = await startTestApi();
+    await join('Early');
+    const url = `${api.baseUrl}/api/channels/stage/share-routing`;
+    // The first account is the owner; the second moderates this channel only.
+    await registerAccount(api.baseUrl, 'olive');
+    await registerAccount(api.baseUrl, 'mod');
+    const granted = await sendJson(
+      `${api.baseUrl}/api/admin/users/mod/grants/stage`,
+      'PUT',
+      { grants: ['join', 'moderate'] },
+      operator(),
+    );
+    expect(granted.status).toBe(200);
+    const { accessToken } = await loginAccount(api.baseUrl, 'mod');
+    await expectError(
+      await sendJson(url, 'PUT', { routing: 'broadcast' }, bearer(accessToken)),
+      403,
+      'forbidden',
+    );
+    await expectError(
+      await sendJson(url, 'PUT', { routing: 'sideways' }, operator()),
+      400,
+      'bad_request',
+    );
+    const routed = await sendJson(url, 'PUT', { routing: 'webrtc' }, operator());
+    expect(routed.status).toBe(200);
+    expect(channelSchema.parse(await routed.json())).toMatchObject({ shareRouting: 'webrtc' });
+    const listed = await fetch(`${api.baseUrl}/api/channels/stage`, { headers: operator() });
+    expect(channelSchema.parse(await listed.json()).shareRouting).toBe('webrtc');
   });
 });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { AppError } from '@hearth/server-common';
-import { sharePresetIdSchema } from '@hearth/protocol';
+import { sharePresetIdSchema, shareRoutingSchema } from '@hearth/protocol';
 import type { ChannelDirectory, ChannelRecord, ChannelSettings } from '../channel-directory';
 import { isUniqueViolation, parseRows, type SqlClient } from './sql-client';
 
@@ -11,6 +11,7 @@ const channelRowSchema = z
     created_by: z.string().nullable(),
     private: z.boolean(),
     max_share_preset: sharePresetIdSchema,
+    share_routing: shareRoutingSchema,
   })
   .transform((row): ChannelRecord => ({
     name: row.name,
@@ -18,9 +19,10 @@ const channelRowSchema = z
     createdBy: row.created_by,
     private: row.private,
     maxSharePreset: row.max_share_preset,
+    shareRouting: row.share_routing,
   }));
 
-const COLUMNS = 'name, created_at, created_by, private, max_share_preset';
+const COLUMNS = 'name, created_at, created_by, private, max_share_preset, share_routing';
 
 /** Channel records in the `channels` table. */
 export class SqlChannelDirectory implements ChannelDirectory {
@@ -78,9 +80,15 @@ export class SqlChannelDirectory implements ChannelDirectory {
   async update(name: string, settings: ChannelSettings): Promise<ChannelRecord> {
     const rows = await this.#db.query(
       `UPDATE channels SET private = COALESCE($2, private),
-         max_share_preset = COALESCE($3, max_share_preset)
+         max_share_preset = COALESCE($3, max_share_preset),
+         share_routing = COALESCE($4, share_routing)
        WHERE name = $1 RETURNING ${COLUMNS}`,
-      [name, settings.private ?? null, settings.maxSharePreset ?? null],
+      [
+        name,
+        settings.private ?? null,
+        settings.maxSharePreset ?? null,
+        settings.shareRouting ?? null,
+      ],
     );
     const record = parseRows(channelRowSchema, rows)[0];
     if (!record) throw new AppError('not_found', `no channel ${name}`);

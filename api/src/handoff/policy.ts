@@ -1,12 +1,11 @@
+import type { ShareRouting } from '@hearth/protocol';
+
 /**
  * The routing policy of a screen share's audience: which path a new spectator takes (WebRTC
  * through the SFU, or HLS from the broadcast ladder), when the WebRTC→HLS bridge runs, and when
  * the spectators already on WebRTC move over. It is a pure function of what the api knows, so
  * every api instance given the same inputs decides alike.
  */
-
-/** How a share's audience is routed: by the policy, or forced by an operator. */
-export type ShareRouting = 'auto' | 'webrtc' | 'broadcast';
 
 /** The path a spectator watches a share on. */
 export type SpectatorPath = 'webrtc' | 'hls';

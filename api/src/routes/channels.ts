@@ -4,6 +4,7 @@ import {
   channelSchema,
   createChannelBodySchema,
   pageQuerySchema,
+  shareRoutingBodySchema,
   updateChannelBodySchema,
   type Channel,
 } from '@hearth/protocol';
@@ -20,6 +21,7 @@ async function describeChannel(record: ChannelRecord, presence: PresenceStore): 
     createdAt: record.createdAt.toISOString(),
     private: record.private,
     maxSharePreset: record.maxSharePreset,
+    shareRouting: record.shareRouting,
     participants: await presence.list(record.name),
   };
 }
@@ -74,6 +76,24 @@ export const channelRoutes: readonly Route[] = [
       const record = await deps.channels.update(before.name, body);
       deps.channelRecords.forget(record.name);
       if (before.private !== record.private) await deps.streams.restartLiveStream(record.name);
+      return describeChannel(record, deps.presence);
+    },
+  }),
+  // An operator's override of the handoff policy for a channel's screen shares: server-wide,
+  // since it decides what the voice nodes and the ingest nodes carry.
+  route({
+    method: 'put',
+    path: '/api/channels/:name/share-routing',
+    summary:
+      "Routes the audience of a channel's screen shares: auto (the handoff policy), webrtc (never to HLS) or broadcast (to HLS now); server-wide moderators and the operator token only",
+    auth: { grant: 'moderate', serverWide: true, accountsOnly: true },
+    body: shareRoutingBodySchema,
+    errors: { 404: 'No such channel' },
+    success: { status: 200, schema: channelSchema },
+    async handle({ deps, params, body, caller }) {
+      const before = await deps.access.require(caller, params.name!);
+      const record = await deps.channels.update(before.name, { shareRouting: body.routing });
+      deps.channelRecords.forget(record.name);
       return describeChannel(record, deps.presence);
     },
   }),

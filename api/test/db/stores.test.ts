@@ -37,6 +37,7 @@ describe.each(testBackends())('stores on $name', (backend) => {
         createdBy: user.id,
         private: false,
         maxSharePreset: 'source',
+        shareRouting: 'auto',
       });
       await stores.channels.create('games');
       expect((await stores.channels.list()).map((channel) => channel.name)).toEqual([
@@ -60,6 +61,11 @@ describe.each(testBackends())('stores on $name', (backend) => {
       expect(await stores.channels.update('club', { maxSharePreset: '1080p30' })).toMatchObject({
         private: false,
         maxSharePreset: '1080p30',
+      });
+      expect(await stores.channels.update('club', { shareRouting: 'webrtc' })).toMatchObject({
+        private: false,
+        maxSharePreset: '1080p30',
+        shareRouting: 'webrtc',
       });
       expect(await stores.channels.get('club')).toMatchObject({
         private: false,

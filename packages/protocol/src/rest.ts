@@ -4,6 +4,19 @@ import { nodeIdSchema } from './nodes';
 import { rtpCapabilitiesSchema } from './rtp';
 import { sharePresetIdSchema } from './share-presets';
 
+/**
+ * How an operator routes the audience of a channel's screen shares: `auto` lets the handoff
+ * policy move spectators to HLS as the audience grows, `webrtc` keeps them all on WebRTC, and
+ * `broadcast` moves them to HLS now.
+ */
+export const shareRoutingSchema = z.enum(['auto', 'webrtc', 'broadcast']);
+
+/** How an operator routes the audience of a channel's screen shares. */
+export type ShareRouting = z.infer<typeof shareRoutingSchema>;
+
+/** Body of `PUT /api/channels/:name/share-routing`. */
+export const shareRoutingBodySchema = z.object({ routing: shareRoutingSchema }).strict();
+
 /** A channel as listed by the REST API. */
 export const channelSchema = z.object({
   name: channelNameSchema,
@@ -12,6 +25,8 @@ export const channelSchema = z.object({
   private: z.boolean(),
   /** The heaviest screen-share preset the channel allows. */
   maxSharePreset: sharePresetIdSchema,
+  /** How its screen shares' audience is routed: see `shareRoutingSchema`. */
+  shareRouting: shareRoutingSchema,
   participants: z.array(participantSchema),
 });
 
