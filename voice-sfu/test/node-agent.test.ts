@@ -75,6 +75,12 @@ describe('NodeAgent replay', () => {
     const ada = await join('lobby', 'Ada');
     const bo = await join('lobby', 'Bo');
     const cy = await join('games', 'Cy');
+    const spec = await node.channels.join(
+      'games',
+      testIdentity('Spec', ['join'], { spectator: true }),
+      node.routerRtpCapabilities,
+      new RecordingSink(),
+    );
     await bo.channel.setDeafened(bo.peer.id, true);
 
     const sent = attach(agent);
@@ -94,6 +100,7 @@ describe('NodeAgent replay', () => {
           rank: 2,
           sharing: false,
         },
+        spectator: false,
       },
       {
         peerId: bo.peer.id,
@@ -109,6 +116,7 @@ describe('NodeAgent replay', () => {
           rank: 2,
           sharing: false,
         },
+        spectator: false,
       },
       {
         peerId: cy.peer.id,
@@ -124,6 +132,23 @@ describe('NodeAgent replay', () => {
           rank: 2,
           sharing: false,
         },
+        spectator: false,
+      },
+      {
+        peerId: spec.peer.id,
+        channel: 'games',
+        userId: 'test:Spec',
+        participant: {
+          id: spec.peer.id,
+          displayName: 'Spec',
+          muted: false,
+          deafened: false,
+          serverMuted: false,
+          guest: true,
+          rank: 0,
+          sharing: false,
+        },
+        spectator: true,
       },
     ]);
 
@@ -136,8 +161,8 @@ describe('NodeAgent replay', () => {
       replayed(sent)
         .sessions.map((session) => session.participant.displayName)
         .sort(),
-    ).toEqual(['Bo', 'Cy']);
-    expect(agent.liveSessions()).toHaveLength(2);
+    ).toEqual(['Bo', 'Cy', 'Spec']);
+    expect(agent.liveSessions()).toHaveLength(3);
   });
 
   it('a node with nobody on it replays one empty batch; a large one replays in batches', async () => {
