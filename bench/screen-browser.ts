@@ -1,7 +1,8 @@
 // Screen sharing in Chromium through the real platform (api, voice node, web app): the time from
 // clicking Share to the first frame a viewer decodes, what the sharer's encoder costs and sends
 // per simulcast layer at 1080p30 and 2160p30, and the glass-to-glass delay of a 1080p30 share of
-// game-like content, read from timestamps drawn into the shared frames.
+// game-like content, read from timestamps drawn into the shared frames; and how fast the top
+// layer the server switched off at the sharer comes back when a viewer needs it again.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as mediasoup from 'mediasoup';
@@ -10,12 +11,16 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { ensureChannel } from '../api/test/support/sessions';
 import { startTestApi, type TestApi } from '../api/test/support/server';
 import { hearthState, launchChromium } from '../e2e/support/browser';
+import { shareLayers } from '../e2e/support/screen-tiles';
 import { eventually } from '../e2e/support/wait';
 import { childProcesses, foreignCpuMeter, loadAverage, treeCpuSeconds } from './screen-proc';
 import { percentile, round } from './stats';
 
 const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');
 const CHANNEL = 'screen-bench';
+// A window this small gets a tile that asks for the low layer; 1280x720 asks for the top one.
+const SMALL_WINDOW = { width: 480, height: 400 };
+const LARGE_WINDOW = { width: 1280, height: 720 };
 
 /** p50 / p95 / max of a list of samples (and the samples, when few). */
 export interface Distribution {
@@ -132,6 +137,29 @@ export interface GlassToGlassResult {
   layers: LayerRate[];
 }
 
+/**
+ * How fast a top layer the server had switched off at the sharer comes back when a viewer needs
+ * it again: one viewer in a small window (its tile asks for the low layer) until the sharer's top
+ * layer stops sending, then the window grows to 1280x720.
+ */
+export interface LayerResumeResult {
+  /** The voice node's VOICE_SHARE_LAYER_IDLE_MS. */
+  idleMs: number;
+  /** Repetitions measured, and those whose top layer did not come back within the limit. */
+  repetitions: number;
+  timedOut: number;
+  /** Milliseconds from shrinking the window until the sharer's top layer stopped growing. */
+  stopAfterShrinkMs: Distribution;
+  /** Milliseconds from growing the window until the sharer's top layer `bytesSent` grew again. */
+  sharerResumeMs: Distribution;
+  /** Milliseconds from growing the window until the viewer presented a 1920-pixel-wide frame. */
+  viewerTopFrameMs: Distribution;
+  /** Milliseconds from growing the window until the SFU forwarded the viewer the top layer. */
+  sfuForwardMs?: Distribution;
+  /** How often the readings were polled, in milliseconds. */
+  pollMs: number;
+}
+
 /** Results of the Chromium part of bench:screen. */
 export interface BrowserResult {
   /** Milliseconds from clicking Share (1080p30) to the first frame a watching viewer decodes. */
@@ -142,6 +170,8 @@ export interface BrowserResult {
   encoding: EncodingResult[];
   /** Glass-to-glass delay at 1080p30. */
   glassToGlass: GlassToGlassResult;
+  /** Top layer resume after the server switched it off at the sharer. */
+  layerResume?: LayerResumeResult;
 }
 
 // In every page: keeps the page's RTCPeerConnections so the benchmark can read their video
@@ -301,7 +331,7 @@ const VIEWER_HOOK = String.raw`(() => {
   const readerContext = reader.getContext('2d', { willReadFrequently: true });
   const state = {
     armed: false, firstFrame: null, stamping: false, delays: [], widths: [], unreadable: 0,
-    width: 0, height: 0,
+    width: 0, height: 0, wantWidth: 0, widthFrame: null,
   };
   const readStamp = (video) => {
     const scale = video.videoWidth / G.width;
@@ -325,6 +355,9 @@ const VIEWER_HOOK = String.raw`(() => {
     const shownAt = performance.timeOrigin + metadata.expectedDisplayTime;
     if (state.armed && !state.firstFrame) {
       state.firstFrame = { at: shownAt, width: metadata.width, height: metadata.height };
+    }
+    if (state.wantWidth && !state.widthFrame && metadata.width === state.wantWidth) {
+      state.widthFrame = { at: shownAt };
     }
     if (!state.stamping) return;
     state.width = metadata.width;
@@ -358,6 +391,13 @@ const VIEWER_HOOK = String.raw`(() => {
       state.firstFrame = null;
     },
     firstFrame: () => state.firstFrame,
+    // Notes the first frame presented at width pixels wide from now on; returns the page's time.
+    armWidth(width) {
+      state.wantWidth = width;
+      state.widthFrame = null;
+      return performance.timeOrigin + performance.now();
+    },
+    widthFrame: () => state.widthFrame,
     stamp(on) {
       state.stamping = on;
       state.delays = [];
@@ -519,8 +559,9 @@ async function openVoicePage(
   api: TestApi,
   name: string,
   initScripts: string[],
+  viewport = LARGE_WINDOW,
 ): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+  const context = await browser.newContext({ viewport });
   for (const content of initScripts) await context.addInitScript({ content });
   const page = await context.newPage();
   await page.goto(`${api.baseUrl}/voice/${CHANNEL}?name=${name}&autojoin=1`);
@@ -597,7 +638,7 @@ class SimulcastConsumerWatch {
 /** Runs the Chromium measurements; `quick` shortens the windows and takes fewer samples. */
 export async function runBrowserBenchmarks(
   quick: boolean,
-  parts: { encoding?: boolean; firstFrame?: boolean } = {},
+  parts: { encoding?: boolean; firstFrame?: boolean; layerResume?: boolean } = {},
 ): Promise<BrowserResult> {
   const windowSeconds = quick ? 4 : 10;
   const repeats = quick ? 5 : 20;
@@ -624,10 +665,12 @@ export async function runBrowserBenchmarks(
       );
     }
 
-    const { page: viewer } = await openVoicePage(viewerBrowser, api, 'Viewer', [
-      PAGE_HOOK,
-      VIEWER_HOOK,
-    ]);
+    const { context: viewerContext, page: viewer } = await openVoicePage(
+      viewerBrowser,
+      api,
+      'Viewer',
+      [PAGE_HOOK, VIEWER_HOOK],
+    );
     const { context: sharerContext, page: sharerPage } = await openVoicePage(
       sharer.browser,
       api,
@@ -669,11 +712,17 @@ export async function runBrowserBenchmarks(
       watch,
       windowSeconds + 5,
     );
+    await viewerContext.close();
+    const layerResume =
+      parts.layerResume === false
+        ? undefined
+        : await measureLayerResume(sharer.browser, viewerBrowser, quick ? 3 : 5, watch);
     return {
       shareToFirstFrameMs: distribution(firstFrames.length > 0 ? firstFrames : [Number.NaN]),
       firstFrameSizes,
       encoding,
       glassToGlass,
+      layerResume,
     };
   } finally {
     await sharer.browser.close();
@@ -824,5 +873,139 @@ async function measureGlassToGlass(
     };
   } finally {
     await context.close();
+  }
+}
+
+// The voice node's default VOICE_SHARE_LAYER_IDLE_MS, which the layer resume measurement keeps.
+const LAYER_IDLE_MS = 5000;
+const POLL_MS = 50;
+// How long a repetition waits for the top layer to come back before counting it as timed out.
+const RESUME_LIMIT_MS = 10_000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Bytes the sharer's top layer (rid r1) has sent so far.
+async function topLayerBytesSent(sharer: Page): Promise<number> {
+  const layers = await shareLayers(sharer);
+  return (layers.find((layer) => layer.rid === 'r1') ?? layers[1])?.bytesSent ?? 0;
+}
+
+// Polls the sharer's top layer every POLL_MS until its bytesSent has not grown for 1.5 s, and
+// returns when it last grew (performance.now()).
+async function topLayerStopped(sharer: Page, limitMs: number): Promise<number> {
+  const started = performance.now();
+  let last = await topLayerBytesSent(sharer);
+  let lastGrowth = performance.now();
+  while (performance.now() - started < limitMs) {
+    await sleep(POLL_MS);
+    const bytes = await topLayerBytesSent(sharer);
+    if (bytes !== last) {
+      last = bytes;
+      lastGrowth = performance.now();
+    } else if (performance.now() - lastGrowth >= 1500) {
+      return lastGrowth;
+    }
+  }
+  throw new Error(`the sharer's top layer still sending after ${limitMs} ms`);
+}
+
+/**
+ * Top layer resume, on a voice node of its own with VOICE_SHARE_LAYER_IDLE_MS at its default: a
+ * viewer in a small window watches a 1080p30 share of the fake screen; once the server has
+ * switched the sharer's top layer off, the window grows to 1280x720, and the benchmark polls
+ * every 50 ms for the sharer's top layer sending again and notes (requestVideoFrameCallback) the
+ * viewer's first presented frame 1920 pixels wide. Then the window shrinks again.
+ */
+export async function measureLayerResume(
+  sharerBrowser: Browser,
+  viewerBrowser: Browser,
+  repetitions: number,
+  watch?: SimulcastConsumerWatch,
+): Promise<LayerResumeResult> {
+  const api = await startTestApi({
+    api: { webDistDir, guestGrants: 'join,speak,screen-share' },
+    voice: { numWorkers: 2, shareLayerIdleMs: LAYER_IDLE_MS },
+  });
+  try {
+    await ensureChannel(api.baseUrl, CHANNEL);
+    const viewer = await openVoicePage(
+      viewerBrowser,
+      api,
+      'Small',
+      [PAGE_HOOK, VIEWER_HOOK],
+      SMALL_WINDOW,
+    );
+    const sharer = await openVoicePage(sharerBrowser, api, 'Sharer', [PAGE_HOOK]);
+    await startShare(sharer.page, '1080p30');
+    await expectLayers(sharer.page, 1920);
+    await eventually(
+      async () => (await hearthState(viewer.page))?.screens.length === 1,
+      10_000,
+      'the tile at the viewer',
+    );
+    const stops: number[] = [];
+    const sharerResumes: number[] = [];
+    const viewerFrames: number[] = [];
+    const forwards: number[] = [];
+    let timedOut = 0;
+    let shrunkAt: number | undefined;
+    for (let index = 0; index < repetitions; index++) {
+      const stoppedAt = await topLayerStopped(sharer.page, LAYER_IDLE_MS + 20_000);
+      if (shrunkAt !== undefined) stops.push(stoppedAt - shrunkAt);
+      const before = await topLayerBytesSent(sharer.page);
+      const armedAt = await evaluate<number>(viewer.page, 'window.__screenBench.armWidth(1920)');
+      const grownAt = performance.now();
+      await viewer.page.setViewportSize(LARGE_WINDOW);
+      let sharerResume: number | undefined;
+      let viewerFrame: number | undefined;
+      let forward: number | undefined;
+      while (
+        (sharerResume === undefined || viewerFrame === undefined) &&
+        performance.now() - grownAt < RESUME_LIMIT_MS
+      ) {
+        if (sharerResume === undefined && (await topLayerBytesSent(sharer.page)) > before) {
+          sharerResume = performance.now() - grownAt;
+        }
+        if (viewerFrame === undefined) {
+          const frame = await evaluate<{ at: number } | null>(
+            viewer.page,
+            'window.__screenBench.widthFrame()',
+          );
+          if (frame) viewerFrame = frame.at - armedAt;
+        }
+        if (forward === undefined && watch?.latest()?.consumer.currentLayers?.spatialLayer === 1) {
+          forward = performance.now() - grownAt;
+        }
+        await sleep(POLL_MS);
+      }
+      if (forward !== undefined) forwards.push(forward);
+      console.log(
+        `layer resume ${index + 1}: sharer ${sharerResume?.toFixed(0)} ms, SFU ${forward?.toFixed(0)} ms, viewer 1920 frame ${viewerFrame?.toFixed(0)} ms`,
+      );
+      if (sharerResume === undefined || viewerFrame === undefined) timedOut++;
+      if (sharerResume !== undefined) sharerResumes.push(sharerResume);
+      if (viewerFrame !== undefined) viewerFrames.push(viewerFrame);
+      // Back to the small window: after LAYER_IDLE_MS nobody wants the top layer again.
+      await sleep(1000);
+      await viewer.page.setViewportSize(SMALL_WINDOW);
+      shrunkAt = performance.now();
+      await evaluate(viewer.page, 'window.__screenBench.armWidth(0)');
+    }
+    await stopShare(sharer.page);
+    await sharer.context.close();
+    await viewer.context.close();
+    const orNaN = (samples: number[]) => distribution(samples.length > 0 ? samples : [Number.NaN]);
+    return {
+      idleMs: LAYER_IDLE_MS,
+      repetitions,
+      timedOut,
+      stopAfterShrinkMs: orNaN(stops),
+      sharerResumeMs: orNaN(sharerResumes),
+      viewerTopFrameMs: orNaN(viewerFrames),
+      sfuForwardMs: watch ? orNaN(forwards) : undefined,
+      pollMs: POLL_MS,
+    };
+  } finally {
+    await api.close();
   }
 }

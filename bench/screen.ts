@@ -1,7 +1,8 @@
 // `npm run bench:screen [-- --quick] [-- --fanout-only | --browser-only]`: screen share figures
 // (issue 9). Fan-out capacity of one simulcast share on one mediasoup worker, with RTP clients;
 // then, in Chromium through the whole platform, share-to-first-frame time, the sharer's encoder
-// and its layers at 1080p30 and 2160p30, and glass-to-glass delay at 1080p30. Prints the figures
+// and its layers at 1080p30 and 2160p30, glass-to-glass delay at 1080p30 and top layer resume
+// after the server switched it off. Prints the figures
 // and writes them to bench/results/screen.json and screen.md.
 import fs from 'node:fs';
 import * as prettier from 'prettier';
@@ -82,7 +83,7 @@ for (const scenario of browserOnly ? [] : scenarios) {
 
 let browser: BrowserResult | undefined;
 if (!fanoutOnly) {
-  console.log('Chromium: encoding, share-to-first-frame, glass-to-glass ...');
+  console.log('Chromium: encoding, share-to-first-frame, glass-to-glass, layer resume ...');
   browser = await runBrowserBenchmarks(quick);
   console.log(JSON.stringify(browser));
 }
@@ -179,6 +180,17 @@ function browserSection(result: BrowserResult): string[] {
     )
     .join('; ');
   const first = result.shareToFirstFrameMs;
+  const resume = result.layerResume;
+  const dist = (d: { p50: number; p95: number; max: number }, bold = false) =>
+    bold
+      ? `p50 **${d.p50} ms**, p95 **${d.p95} ms**, max ${d.max} ms`
+      : `p50 ${d.p50}, p95 ${d.p95}, max ${d.max} ms`;
+  const resumeLines = resume
+    ? [
+        '',
+        `**Top layer resume** (a voice node of its own with VOICE_SHARE_LAYER_IDLE_MS at its default ${resume.idleMs} ms; one viewer in a 480x400 window, whose tile asks for the low layer, watches a 1080p30 share of the fake screen; once the sharer's top layer (rid r1) has stopped sending, the window grows to 1280x720; polled every ${resume.pollMs} ms; ${resume.repetitions} repetitions, ${resume.timedOut} without the top layer within 10 s): the sharer's top layer \`bytesSent\` grows again after ${dist(resume.sharerResumeMs, true)} (target < 1 s: ${resume.sharerResumeMs.p95 < 1000 ? 'met' : 'not met'}); the viewer presents its first 1920-pixel-wide frame after ${dist(resume.viewerTopFrameMs, true)}${resume.sfuForwardMs ? ` (the SFU forwards it the top layer after ${dist(resume.sfuForwardMs)})` : ''}. After the window shrank back, the sharer's top layer stopped ${dist(resume.stopAfterShrinkMs)} later.`,
+      ]
+    : [];
   const sizes = Object.entries(result.firstFrameSizes)
     .map(([size, count]) => `${size} × ${count}`)
     .join(', ');
@@ -195,9 +207,10 @@ function browserSection(result: BrowserResult): string[] {
     '|---|---|---|---|---|---|---|---|',
     ...g2g.layers.map((layer) => layerRow('', layer)),
     '',
-    `The viewer had joined before the share started; its bandwidth estimate starts at mediasoup's 600 kbit/s, so the SFU first sends it the low layer, and it got the whole top layer to stay ${round(g2g.topLayerAfterMs / 1000)} s after Share was clicked. The window began after 3 s of that; in its once-a-second samples the SFU forwarded ${describeForwarded(g2g.forwarded)}.`,
+    `**Time to the top layer after Share**: ${round(g2g.topLayerAfterMs / 1000)} s. The viewer had joined before the share started; its bandwidth estimate starts at the voice node's VOICE_VIEWER_START_BITRATE (2 Mbit/s by default), and the SFU first sends it the low layer; it got the whole top layer to stay (every temporal layer, held 3 s) ${round(g2g.topLayerAfterMs / 1000)} s after Share was clicked. The window began after 3 s of that; in its once-a-second samples the SFU forwarded ${describeForwarded(g2g.forwarded)}.`,
     '',
     `Where the time goes, from the browsers' counters: encoding ${stages.encodeMsPerFrame} ms per top-layer frame, pacer ${stages.pacerMsPerPacket} ms per packet; at the viewer ${stages.receiveToDecodedMsPerFrame} ms from a frame's first packet to decoded (jitter buffer ${stages.jitterBufferMsPerFrame} ms, decoding ${stages.decodeMsPerFrame} ms), ${stages.framesDecodedPerSecond} frames/s decoded, ${stages.framesDropped} dropped, ${stages.packetsLost} packets lost, ${stages.nacks} NACKs, ${stages.plis} PLIs, ${stages.freezes} freezes. The rest is capture, the network and SFU, and rendering.`,
+    ...resumeLines,
     '',
     `**Sharer encoding cost and layer rates** (no viewer; CPU of all the sharer browser's processes, capture included, in % of one core; "encode ms per s" is the encoder's own \`totalEncodeTime\`; the fake screen is Chromium's nearly still test pattern, like a desktop):`,
     '',
