@@ -181,6 +181,11 @@ export class NodeHub {
       this.#sessions.nodesWithOpenSessions(),
     ]);
     const up = new Set(nodes.filter((node) => node.status === 'up').map((node) => node.id));
+    // A node connected to this instance is alive, whatever the registry says: after Redis came
+    // back empty it is listed again only once it has registered again.
+    for (const connection of this.#connections) {
+      if (connection.nodeId !== undefined) up.add(connection.nodeId);
+    }
     const reaped: string[] = [];
     for (const nodeId of withOpenRows.filter((id) => !up.has(id))) {
       // A node registering meanwhile replays its sessions after the cut-off: they stay open.
