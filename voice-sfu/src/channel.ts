@@ -167,13 +167,6 @@ export class Channel {
       .map((peer) => peer.toParticipant());
   }
 
-  /** Spectators served by this node, as participant views (they are in no roster). */
-  localSpectators(): Participant[] {
-    return [...this.#peers.values()]
-      .filter((peer) => peer.spectator)
-      .map((peer) => peer.toParticipant());
-  }
-
   /** Participants served elsewhere, with the link each came over. */
   remoteParticipants(): RemoteEntry[] {
     return this.#remote.list();

@@ -129,28 +129,16 @@ export class NodeAgent {
     }
   }
 
-  /** The sessions this node serves now, spectators' too, with each one's current state. */
+  /** The sessions this node serves now, with each participant's current state. */
   liveSessions(): ReplayedSession[] {
-    return this.#node.channels.list().flatMap((channel) => {
-      const peers = [
-        ...channel.localParticipants().map((participant) => ({ participant, spectator: false })),
-        ...channel.localSpectators().map((participant) => ({ participant, spectator: true })),
-      ];
-      return peers.flatMap(({ participant, spectator }) => {
+    return this.#node.channels.list().flatMap((channel) =>
+      channel.localParticipants().flatMap((participant) => {
         const session = this.#sessions.get(participant.id);
         return session
-          ? [
-              {
-                peerId: participant.id,
-                channel: channel.name,
-                userId: session.userId,
-                participant,
-                spectator,
-              },
-            ]
+          ? [{ peerId: participant.id, channel: channel.name, userId: session.userId, participant }]
           : [];
-      });
-    });
+      }),
+    );
   }
 
   /** Stops sending: the connection to the api is gone. */

@@ -554,11 +554,8 @@ export class NodeHub {
       ]),
     );
     this.#writeLive(connection, nodeId);
-    // Spectators keep their history rows but are in no roster.
     connection.unsyncedPresence = new Map(
-      sessions
-        .filter(({ spectator }) => !spectator)
-        .map(({ channel, participant }) => [participant.id, { channel, participant }]),
+      sessions.map(({ channel, participant }) => [participant.id, { channel, participant }]),
     );
     await this.#syncPresence(connection, nodeId);
     this.#logger.info({ node: nodeId, sessions: sessions.length }, 'node replayed its sessions');

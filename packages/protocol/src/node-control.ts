@@ -19,8 +19,6 @@ export const replayedSessionSchema = z.object({
   channel: channelNameSchema,
   userId: z.string().min(1).max(128),
   participant: participantSchema,
-  /** A spectator: its session is recorded, but it is in no roster. */
-  spectator: z.boolean().default(false),
 });
 
 /** One live session a node replays after registering. */
