@@ -142,11 +142,6 @@ export class Channel {
     return this.#peers.size;
   }
 
-  /** Number of spectators on this node. */
-  get spectatorCount(): number {
-    return [...this.#peers.values()].filter((peer) => peer.spectator).length;
-  }
-
   /** Peer id of the current dominant speaker, if any. */
   get activeSpeakerId(): string | null {
     return this.#speakers.activeSpeakerId;
@@ -517,9 +512,10 @@ export class Channel {
 
   // Spectators hear a participant's microphone while it shares a screen, and not otherwise.
   #followSpectators(peerId: string): void {
-    const producers = this.producers().filter((producer) => producer.appData.peerId === peerId);
-    const sharing = producers.some((producer) => sourceOf(producer) === 'screen');
-    const microphones = producers.filter((producer) => sourceOf(producer) === 'microphone');
+    const sharing = this.#isSharing(peerId);
+    const microphones = this.producers().filter(
+      (producer) => producer.appData.peerId === peerId && sourceOf(producer) === 'microphone',
+    );
     for (const spectator of this.#peers.values()) {
       if (!spectator.spectator) continue;
       for (const microphone of microphones) {
@@ -533,11 +529,13 @@ export class Channel {
   // microphones of those sharing.
   #receives(listener: Peer, producer: types.Producer): boolean {
     if (!listener.spectator) return true;
-    const source = sourceOf(producer);
-    if (source !== 'microphone') return true;
-    const peerId = producer.appData.peerId;
+    return sourceOf(producer) !== 'microphone' || this.#isSharing(String(producer.appData.peerId));
+  }
+
+  // Whether a participant, here or on another node, shares a screen in this channel.
+  #isSharing(peerId: string): boolean {
     return this.producers().some(
-      (other) => other.appData.peerId === peerId && sourceOf(other) === 'screen',
+      (producer) => producer.appData.peerId === peerId && sourceOf(producer) === 'screen',
     );
   }
 
