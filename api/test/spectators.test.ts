@@ -12,6 +12,7 @@ import {
   sendJson,
 } from './support/accounts';
 import { startTestApi, TestSignalingClient, type TestApi } from './support/server';
+import { joinOnSocket } from './support/voice-faults';
 
 let api: TestApi | undefined;
 const clients: TestSignalingClient[] = [];
@@ -29,15 +30,7 @@ async function join(name: string, options: { spectate?: boolean } = {}) {
     spectate: options.spectate,
   });
   clients.push(client);
-  const caps = (await client.request('getRouterRtpCapabilities')) as {
-    data: { rtpCapabilities: unknown };
-  };
-  const joined = (await client.request('join', {
-    channel: 'stage',
-    rtpCapabilities: caps.data.rtpCapabilities,
-  })) as { ok: boolean; data: { peerId: string; spectator: boolean; maxSharePreset: string } };
-  expect(joined.ok).toBe(true);
-  return { client, ...joined.data };
+  return { client, ...(await joinOnSocket(client, 'stage')) };
 }
 
 // Starts sharing for a joined participant, through an in-process transport (opened once): the

@@ -1,4 +1,5 @@
-import type { ServerMessage } from '@hearth/protocol';
+import type { z } from 'zod';
+import { voiceRequestSchemas, type ServerMessage } from '@hearth/protocol';
 import { SeededRandom } from '../../../stream-ingest/test/support/rtmp-fuzz';
 import { TestSignalingClient, type TestApi } from './server';
 
@@ -52,8 +53,14 @@ export async function joinOverSignaling(
   return client;
 }
 
-/** Loads the router's capabilities and joins `channel` on an open signaling client. */
-export async function joinOnSocket(client: TestSignalingClient, channel: string): Promise<void> {
+/**
+ * Loads the router's capabilities and joins `channel` on an open signaling client; resolves with
+ * the join response.
+ */
+export async function joinOnSocket(
+  client: TestSignalingClient,
+  channel: string,
+): Promise<z.infer<typeof voiceRequestSchemas.join.response>> {
   const caps = (await client.request('getRouterRtpCapabilities')) as {
     data: { rtpCapabilities: unknown };
   };
@@ -65,6 +72,7 @@ export async function joinOnSocket(client: TestSignalingClient, channel: string)
     client.close();
     throw new Error(`join refused: ${JSON.stringify(joined)}`);
   }
+  return voiceRequestSchemas.join.response.parse(joined.data);
 }
 
 /** Summarizes latencies by nearest rank. */
