@@ -107,11 +107,6 @@ export class ShareDemand {
     }
   }
 
-  /** Weighs again every share, e.g. after a viewer left. */
-  reviewAll(): void {
-    for (const producerId of this.#shares.keys()) this.review(producerId);
-  }
-
   /** Stops every pending switch-off. */
   close(): void {
     for (const share of this.#shares.values()) share.layers?.close();
