@@ -41,8 +41,11 @@ import {
   RedisReservationStore,
 } from './voice/reservations';
 
-// The in-process voice node reports its load this often.
+// In-process nodes report their load at most this often, and at least three times per node
+// timeout, as separate nodes do with the defaults (1 s heartbeats, 3 s timeout): a heartbeat a
+// little late must not get a live node marked down.
 const EMBEDDED_HEARTBEAT_MS = 1000;
+const HEARTBEATS_PER_NODE_TIMEOUT = 3;
 
 /** The embedded platform: in-process voice and ingest nodes behind the api. */
 export interface Platform {
@@ -202,6 +205,10 @@ export async function startPlatform(options: {
         logger.error({ err: error, node: nodeId }, 'ending the streams of a gone node failed');
       });
     });
+    const embeddedHeartbeatMs = Math.min(
+      EMBEDDED_HEARTBEAT_MS,
+      Math.floor(config.nodeTimeoutMs / HEARTBEATS_PER_NODE_TIMEOUT),
+    );
     if (config.embeddedVoice) {
       const node = await VoiceNode.start(
         options.voiceConfig,
@@ -215,7 +222,7 @@ export async function startPlatform(options: {
         nodeId: `embedded-${os.hostname()}`,
         tokens: new JoinTokenVerifier(),
         limits: {},
-        heartbeatMs: EMBEDDED_HEARTBEAT_MS,
+        heartbeatMs: embeddedHeartbeatMs,
       });
       localVoiceAgent = agent;
       started.push(() => agent.close());
@@ -228,7 +235,7 @@ export async function startPlatform(options: {
         nodeId: `ingest-in-process-${os.hostname()}`,
         rtmpUrl: options.streamUrls.rtmpUrl,
         limits: {},
-        heartbeatMs: EMBEDDED_HEARTBEAT_MS,
+        heartbeatMs: embeddedHeartbeatMs,
         logger,
       });
       agent.attach(hub.attachLocal((message) => agent.receive(message)));

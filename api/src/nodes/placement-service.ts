@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import {
   channelNameSchema,
   describeZodError,
@@ -41,6 +42,8 @@ export const DEFAULT_NODE_TIMEOUT_MS = 3000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 1000;
 /** Default time a down node stays listed (as down) before it is forgotten. */
 export const DEFAULT_DOWN_RETENTION_MS = 60_000;
+// An api instance silent for this many node timeouts, while the store answered, is gone.
+const INSTANCES_GONE_AFTER_NODE_TIMEOUTS = 10;
 
 // Rounds before a placement gives up. A round is lost only when another placement changed the
 // assignment or took the last seat of the chosen node meanwhile, so each round makes progress.
@@ -87,6 +90,11 @@ export interface PlacementServiceOptions {
   readonly sweepIntervalMs?: number;
   /** Time a down node stays listed before it is forgotten. */
   readonly downRetentionMs?: number;
+  /**
+   * Time after which an api instance that stopped vouching for its nodes' heartbeats, while this
+   * one reached the store, counts as gone; 10 node timeouts by default.
+   */
+  readonly instanceGoneMs?: number;
   /** Whether `stop()` also closes the registry and the bus (they were made for this service). */
   readonly ownsStores?: boolean;
 }
@@ -120,6 +128,8 @@ export class PlacementService {
   #unsubscribe: (() => Promise<void>) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<unknown> | undefined;
+  readonly #instanceId = randomUUID();
+  readonly #instanceGoneMs: number;
   #started = false;
   #closed = false;
 
@@ -138,6 +148,8 @@ export class PlacementService {
     this.#registry = new HealthTrackedRegistry(options.registry, this.#health);
     this.#sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
     this.#downRetentionMs = options.downRetentionMs ?? DEFAULT_DOWN_RETENTION_MS;
+    this.#instanceGoneMs =
+      options.instanceGoneMs ?? INSTANCES_GONE_AFTER_NODE_TIMEOUTS * this.#nodeTimeoutMs;
     this.#ownsStores = options.ownsStores ?? false;
     this.events = new TypedEmitter((error, event) =>
       this.#logger.error({ err: error, event }, 'placement: an event listener failed'),
@@ -187,6 +199,10 @@ export class PlacementService {
     this.#closed = true;
     clearTimeout(this.#timer);
     await this.#sweeping;
+    // Stopping on purpose: the other instances need not wait for this one's vouches.
+    await this.#registry.forgetInstance(this.#instanceId).catch((error: unknown) => {
+      this.#logger.warn({ err: error }, 'placement: withdrawing from the vouches failed');
+    });
     await this.#unsubscribe?.();
     if (this.#ownsStores) {
       await this.#bus.close();
@@ -386,7 +402,7 @@ export class PlacementService {
 
   /**
    * One failure-detector pass: marks down the up nodes silent for longer than the node timeout
-   * (announcing each), moves every channel off down nodes, and forgets down nodes past their
+   * before every api instance last vouched for its nodes (announcing each), moves every channel off down nodes, and forgets down nodes past their
    * retention time. `start()` runs it periodically; safe to run on several instances at once.
    * No node is marked down while the registry's store fails, nor for one node timeout after it
    * is back: heartbeats that could not be written are not silence.
@@ -396,19 +412,12 @@ export class PlacementService {
     const now = this.#clock();
     const nodes = new Map((await this.#registry.list()).map((n) => [n.registration.id, n]));
     // Read after the list: that call may be the one that found the store back.
-    const silenceMeaningful = this.#health.silenceMeaningful;
-    const markedDown: string[] = [];
-    for (const [id, record] of silenceMeaningful ? nodes : []) {
-      const deadline = now - this.#nodeTimeoutMs;
-      if (record.status !== 'up' || record.lastHeartbeatAt >= deadline) continue;
-      if (!(await this.#registry.markDown(id, { lastHeartbeatBefore: deadline }))) continue;
-      const downAt = this.#clock();
-      nodes.set(id, { ...record, status: 'down' });
-      markedDown.push(id);
-      const channels = await this.#registry.channelsOnNode(id);
-      this.#logger.warn({ nodeId: id, channels: channels.length }, 'node marked down');
-      await this.#publish({ type: 'nodeDown', nodeId: id, channels, at: downAt });
-    }
+    const markedDown = this.#health.silenceMeaningful
+      ? await this.#markSilentNodesDown(
+          nodes,
+          (await this.#silenceHorizon(now)) - this.#nodeTimeoutMs,
+        )
+      : [];
 
     const downNodes = [...nodes.values()].filter((record) => record.status === 'down');
     const affected = new Set<string>();
@@ -430,6 +439,43 @@ export class PlacementService {
       this.#logger.info({ channels: reassigned.length }, 'channels moved off down nodes');
     }
     return { markedDown, reassigned: reassigned.sort(), removed };
+  }
+
+  // Marks down the up nodes of the sweep's view last heard before `deadline`, announcing each.
+  async #markSilentNodesDown(nodes: Map<string, NodeRecord>, deadline: number): Promise<string[]> {
+    const markedDown: string[] = [];
+    for (const [id, record] of nodes) {
+      if (record.status !== 'up' || record.lastHeartbeatAt >= deadline) continue;
+      if (!(await this.#registry.markDown(id, { lastHeartbeatBefore: deadline }))) continue;
+      const downAt = this.#clock();
+      nodes.set(id, { ...record, status: 'down' });
+      markedDown.push(id);
+      const channels = await this.#registry.channelsOnNode(id);
+      this.#logger.warn({ nodeId: id, channels: channels.length }, 'node marked down');
+      await this.#publish({ type: 'nodeDown', nodeId: id, channels, at: downAt });
+    }
+    return markedDown;
+  }
+
+  // Silence counts only up to the moment every api instance last vouched for its nodes. An
+  // instance vouches on each sweep once it has reached the store for a node timeout, so it has
+  // written every heartbeat its nodes sent since. After a store outage the instances reconnect
+  // each on its own backoff: the nodes of one still cut off are not judged on heartbeats it could
+  // not write. One that has not vouched for `instanceGoneMs` while this one reached the store is
+  // gone; its vouches are dropped.
+  async #silenceHorizon(now: number): Promise<number> {
+    const vouches = await this.#registry.vouch(this.#instanceId, now);
+    const goneBefore = now - this.#instanceGoneMs;
+    let horizon = now;
+    for (const [instance, at] of vouches) {
+      if (at < goneBefore && this.#health.answeringSince <= goneBefore) {
+        await this.#registry.forgetInstance(instance);
+        this.#logger.warn({ instance }, 'placement: an api instance stopped vouching; it is gone');
+      } else {
+        horizon = Math.min(horizon, at);
+      }
+    }
+    return horizon;
   }
 
   // `nodes` is the sweep's view. Each move counts the channel on the nodes it lands on before
@@ -547,6 +593,8 @@ export interface PlacementServiceSettings {
   readonly nodeTimeoutMs?: number;
   /** Period of the failure detector. */
   readonly sweepIntervalMs?: number;
+  /** Time after which an api instance that stopped vouching counts as gone. */
+  readonly instanceGoneMs?: number;
 }
 
 /**
@@ -572,6 +620,7 @@ export function createPlacementService(settings: PlacementServiceSettings): Plac
     logger,
     nodeTimeoutMs: settings.nodeTimeoutMs,
     sweepIntervalMs: settings.sweepIntervalMs,
+    instanceGoneMs: settings.instanceGoneMs,
     ownsStores: true,
   });
 }

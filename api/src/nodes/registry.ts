@@ -88,6 +88,13 @@ export interface NodeRegistry {
   assignments(): Promise<ChannelAssignment[]>;
   /** Channels whose assignment names the node as core or edge, sorted. */
   channelsOnNode(id: string): Promise<string[]>;
+  /**
+   * Records that an api instance has written every heartbeat its nodes sent up to `at`, and
+   * resolves with each instance's latest such time (this one's included).
+   */
+  vouch(instanceId: string, at: number): Promise<Map<string, number>>;
+  /** Drops an api instance's vouches: it stopped, or it is gone. */
+  forgetInstance(instanceId: string): Promise<void>;
   /** Releases connections; the registry is unusable afterwards. */
   close(): Promise<void>;
 }
@@ -141,6 +148,7 @@ function pendingAfterHeartbeat(record: NodeRecord, now: number): number {
 export class InMemoryNodeRegistry implements NodeRegistry {
   readonly #nodes = new Map<string, NodeRecord>();
   readonly #assignments = new Map<string, ChannelAssignment>();
+  readonly #vouches = new Map<string, number>();
 
   async register(registration: NodeRegistration, now: number): Promise<NodeRecord> {
     const record: NodeRecord = {
@@ -226,6 +234,15 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       .sort();
   }
 
+  async vouch(instanceId: string, at: number): Promise<Map<string, number>> {
+    this.#vouches.set(instanceId, at);
+    return new Map(this.#vouches);
+  }
+
+  async forgetInstance(instanceId: string): Promise<void> {
+    this.#vouches.delete(instanceId);
+  }
+
   async close(): Promise<void> {}
 }
 
@@ -245,6 +262,7 @@ function jsonText<S extends z.ZodType>(schema: S) {
 }
 
 const decimalInteger = z.string().regex(/^\d+$/).transform(Number);
+const vouchesSchema = z.record(z.string(), decimalInteger);
 
 // A node hash as Redis returns it: every field a string.
 const storedNodeSchema = z.object({
@@ -357,7 +375,8 @@ type ScriptCommands = {
 /**
  * The registry of a cluster of api instances, in Redis. Keys, under the prefix (`hearth:`):
  * `nodes` (set of ids), `node:<id>` (hash), `assignments` (set of channels),
- * `assignment:<channel>` (JSON), `node-channels:<id>` (set of channels naming the node).
+ * `assignment:<channel>` (JSON), `node-channels:<id>` (set of channels naming the node),
+ * `vouches` (hash of api instance id to the time it last vouched for its nodes' heartbeats).
  * Everything read back is parsed with its schema. A call that cannot reach Redis, or that gets no
  * answer within `commandTimeoutMs`, rejects with `ServiceUnavailableError("node registry")`.
  */
@@ -548,6 +567,20 @@ export class RedisNodeRegistry implements NodeRegistry {
     return (
       await redisCall(() => this.#redis.smembers(`${this.#prefix}node-channels:${id}`))
     ).sort();
+  }
+
+  async vouch(instanceId: string, at: number): Promise<Map<string, number>> {
+    const key = `${this.#prefix}vouches`;
+    const replies = await redisCall(() =>
+      this.#redis.multi().hset(key, instanceId, String(at)).hgetall(key).exec(),
+    );
+    const [error, hash] = replies?.[1] ?? [new Error('no reply to HGETALL')];
+    if (error) throw redisStoreError(error);
+    return new Map(Object.entries(vouchesSchema.parse(hash)));
+  }
+
+  async forgetInstance(instanceId: string): Promise<void> {
+    await redisCall(() => this.#redis.hdel(`${this.#prefix}vouches`, instanceId));
   }
 
   async close(): Promise<void> {

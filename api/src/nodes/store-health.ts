@@ -13,12 +13,19 @@ export class StoreHealth {
   readonly #graceMs: number;
   readonly #logger: Logger;
   #failingSince: number | undefined;
+  #answeringSince: number;
   #graceUntil = 0;
 
   constructor(options: { clock: () => number; graceMs: number; logger: Logger }) {
     this.#clock = options.clock;
     this.#graceMs = options.graceMs;
     this.#logger = options.logger;
+    this.#answeringSince = this.#clock();
+  }
+
+  /** Since when the store has answered without a break (or since this was made), epoch ms. */
+  get answeringSince(): number {
+    return this.#answeringSince;
   }
 
   /** Whether the last call to the store failed for want of the store. */
@@ -40,6 +47,7 @@ export class StoreHealth {
       'node registry store is back; nodes get a grace period before silence counts',
     );
     this.#failingSince = undefined;
+    this.#answeringSince = now;
     this.#graceUntil = now + this.#graceMs;
   }
 
@@ -127,6 +135,14 @@ export class HealthTrackedRegistry implements NodeRegistry {
 
   channelsOnNode(id: string): Promise<string[]> {
     return this.#health.track(() => this.#inner.channelsOnNode(id));
+  }
+
+  vouch(instanceId: string, at: number): Promise<Map<string, number>> {
+    return this.#health.track(() => this.#inner.vouch(instanceId, at));
+  }
+
+  forgetInstance(instanceId: string): Promise<void> {
+    return this.#health.track(() => this.#inner.forgetInstance(instanceId));
   }
 
   close(): Promise<void> {

@@ -306,6 +306,39 @@ describe.each([
     }
   });
 
+  it('sweep() judges silence only up to the last vouch of every instance, and drops an instance gone for instanceGoneMs', async () => {
+    const { one, two, heardTwo, clock } = await cluster({ instanceGoneMs: 30_000 });
+    await one.register(voice('a'));
+    await one.sweep();
+    // `one` stops sweeping, as an instance cut off from the store would: it vouches no more.
+    clock.now += 5000;
+    expect((await two.sweep()).markedDown).toEqual([]);
+    clock.now += 20_000;
+    expect((await two.sweep()).markedDown).toEqual([]);
+    // Back, `one` vouches: `a` has been silent for longer than the node timeout since.
+    clock.now += 1000;
+    await one.sweep();
+    await waitUntil(() => heardTwo.nodeDown.length === 1, 'nodeDown of a');
+    expect(heardTwo.nodeDown.map((event) => event.nodeId)).toEqual(['a']);
+
+    await one.register(voice('b'));
+    await one.sweep();
+    // `one` never vouches again: once it has been silent for 30 s, `two` judges `b` alone.
+    clock.now += 29_000;
+    expect((await two.sweep()).markedDown).toEqual([]);
+    clock.now += 2000;
+    expect((await two.sweep()).markedDown).toEqual(['b']);
+  });
+
+  it('sweep() stops waiting for an instance that stopped', async () => {
+    const { one, two, clock } = await cluster();
+    await one.register(voice('a'));
+    await one.sweep();
+    await one.stop();
+    clock.now += 5000;
+    expect((await two.sweep()).markedDown).toEqual(['a']);
+  });
+
   it('sweep() spreads a failed node’s channels over the nodes with room', async () => {
     const { one, clock } = await cluster();
     await one.register(voice('a', { maxChannels: 10 }));

@@ -48,6 +48,9 @@ async function cluster() {
       logger,
       nodeTimeoutMs: NODE_TIMEOUT_MS,
       sweepIntervalMs: SWEEP_MS,
+      // On a loaded machine one instance's client has taken over 7 s longer than the other's to
+      // reconnect; until it has, the other waits for its vouch (production: 30 s).
+      instanceGoneMs: 30_000,
     }),
   ) as [PlacementService, PlacementService];
   for (const service of services) {
@@ -83,18 +86,26 @@ async function expectRecovered(
   { one, two, heard }: Awaited<ReturnType<typeof cluster>>,
   backAt: number,
 ): Promise<void> {
+  const statusOf = async (service: PlacementService, id: string) =>
+    (await service.nodes().catch(() => [])).find((node) => node.id === id)?.status;
   await waitUntil(
-    () => heard.every((events) => events.length > 0),
-    'the silent node marked down on both instances',
+    async () =>
+      heard.some((events) => events.length > 0) &&
+      (await statusOf(one, 'dead-c')) === 'down' &&
+      (await statusOf(two, 'dead-c')) === 'down',
+    'the silent node marked down',
     // Generous: on a loaded machine the clients' reconnection to the restarted Redis alone has
     // taken over 7 s. Only the order of events is checked here, not how fast it is.
     20_000,
   );
   const detectedAfterMs = performance.now() - backAt;
-  // Another sweep or two: the live nodes still stand.
+  // Another sweep or two: the live nodes still stand. An instance whose bus subscriber was
+  // still reconnecting when the node was marked down does not hear it (Redis pub/sub keeps
+  // nothing for a client away); it reads the registry instead.
   await sleep(NODE_TIMEOUT_MS);
   for (const events of heard) {
-    expect(events.map((event) => event.nodeId)).toEqual(['dead-c']);
+    expect(events.filter((event) => event.nodeId !== 'dead-c')).toEqual([]);
+    expect(events.length).toBeLessThanOrEqual(1);
   }
   // The grace period is a full node timeout from when Redis answered again.
   expect(detectedAfterMs).toBeGreaterThanOrEqual(NODE_TIMEOUT_MS);
