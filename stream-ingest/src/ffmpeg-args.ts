@@ -16,6 +16,16 @@ export interface FfmpegArgsOptions {
   readonly preset: X264Preset;
   /** Segments kept in each media playlist. */
   readonly listSize: number;
+  /** Set when the input is the SDP of a share bridge, written on stdin. */
+  readonly bridge?: BridgeInputOptions;
+}
+
+/** How ffmpeg reads a share bridge: RTP described by an SDP on its stdin. */
+export interface BridgeInputOptions {
+  /** The ingest node's address the RTP sockets bind to. */
+  readonly localAddress: string;
+  /** Whether the bridge carries audio; without, every rung gets silence. */
+  readonly audio: boolean;
 }
 
 /** Arguments in the three parts fluent-ffmpeg takes them. */
@@ -33,6 +43,17 @@ export interface FfmpegArgs {
 /** Input of a live stream that the ingest writes to ffmpeg's stdin as FLV. */
 export const FLV_STDIN_INPUT = 'pipe:0';
 
+/** Input of a share bridge: the ingest writes its SDP to ffmpeg's stdin. */
+export const SDP_STDIN_INPUT = 'pipe:0';
+
+// RTP packets a bridge input holds back to put reordered ones in order, and how long it waits
+// for a missing one (a retransmission answering its NACK) before it moves on.
+const BRIDGE_REORDER_QUEUE_PACKETS = 500;
+const BRIDGE_MAX_DELAY_US = 200_000;
+// A bridge input is probed for this long: long enough to see the first key frame, which the voice
+// node asks for as soon as the bridge connects.
+const BRIDGE_ANALYZE_US = 1_000_000;
+
 /** Name of each media playlist inside its rendition folder. */
 export const PLAYLIST_NAME = 'index.m3u8';
 
@@ -48,8 +69,13 @@ const NAME_PATTERN = /^[A-Za-z0-9_-]+$/;
 /** Builds the ffmpeg arguments of one run: decode once, encode every rung, write HLS. */
 export function buildFfmpegArgs(options: FfmpegArgsOptions): FfmpegArgs {
   validate(options);
-  const { inputUrl, workDir, renditions, segmentSeconds, listSize } = options;
+  const { inputUrl, workDir, renditions, segmentSeconds, listSize, bridge } = options;
   const encoded = renditions.filter((r) => !r.passthrough);
+  if (bridge && encoded.length !== renditions.length) {
+    throw new TypeError('a bridge is encoded on every rung: it has no H.264 to copy');
+  }
+  // A bridge without audio gets silence from the filter graph, one copy per rung.
+  const silent = bridge !== undefined && !bridge.audio;
 
   const outputOptions: string[] = [
     // Prefixes every log line with its level ("[warning] ..."), so stderr can be routed to the
@@ -57,7 +83,12 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): FfmpegArgs {
     '-loglevel',
     'level+info',
   ];
-  if (encoded.length > 0) outputOptions.push('-filter_complex', filterGraph(encoded));
+  if (encoded.length > 0) {
+    outputOptions.push(
+      '-filter_complex',
+      filterGraph(encoded, { letterbox: bridge !== undefined, silentAudio: silent }),
+    );
+  }
 
   renditions.forEach((rendition, index) => {
     if (rendition.passthrough) {
@@ -71,7 +102,7 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): FfmpegArgs {
     // audio; AAC costs little next to one video rung.
     outputOptions.push(
       '-map',
-      '0:a:0',
+      silent ? `[a${index}]` : '0:a:0',
       `-c:a:${index}`,
       'aac',
       `-b:a:${index}`,
@@ -106,7 +137,7 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): FfmpegArgs {
 
   return {
     input: inputUrl,
-    inputOptions: inputOptions(inputUrl),
+    inputOptions: bridge ? bridgeInputOptions(bridge) : inputOptions(inputUrl),
     outputOptions,
     output: path.join(workDir, '%v', PLAYLIST_NAME),
   };
@@ -138,6 +169,29 @@ export function gopFrames(fps: number, segmentSeconds: number): number {
   return Math.max(1, Math.round(fps * segmentSeconds));
 }
 
+function bridgeInputOptions(bridge: BridgeInputOptions): string[] {
+  return [
+    // The SDP comes on stdin; it may open RTP over UDP and nothing else.
+    '-protocol_whitelist',
+    'pipe,rtp,udp',
+    '-f',
+    'sdp',
+    '-localaddr',
+    bridge.localAddress,
+    // Receiver reports, NACKs and key frame requests go back to where the RTCP came from. No
+    // filter_src: ffmpeg would connect() each socket to the SDP's port, and the voice node sends
+    // from ports of its own; the sockets bind to the ingest node's address only.
+    '-sdp_flags',
+    'rtcp_to_source',
+    '-reorder_queue_size',
+    String(BRIDGE_REORDER_QUEUE_PACKETS),
+    '-max_delay',
+    String(BRIDGE_MAX_DELAY_US),
+    '-analyzeduration',
+    String(BRIDGE_ANALYZE_US),
+  ];
+}
+
 function inputOptions(inputUrl: string): string[] {
   // A pipe cannot be probed by seeking, so its format is named; it ends when the ingest closes it.
   if (inputUrl === FLV_STDIN_INPUT) return ['-f', 'flv'];
@@ -151,12 +205,26 @@ function inputOptions(inputUrl: string): string[] {
 // and per rung a constant frame rate followed by the scale. The fps filter comes first so dropped
 // frames are never scaled, and it makes the frame count per segment match the GOP exactly.
 // setsar=1 keeps pixels square: scaling 16:9 to 854x480 would otherwise yield a 1280:1281 SAR.
-function filterGraph(encoded: readonly Rendition[]): string {
+// A bridge is letterboxed instead of stretched: a screen share changes size and aspect whenever
+// the sender's layer or window does, and the rungs keep their size, so the encoders never restart.
+function filterGraph(
+  encoded: readonly Rendition[],
+  options: { letterbox: boolean; silentAudio: boolean },
+): string {
   const splits = encoded.map((_, i) => `[s${i}]`).join('');
-  const chains = encoded.map(
-    (r, i) => `[s${i}]fps=${ffmpegRate(r.fps)},scale=${r.width}:${r.height},setsar=1[v${i}]`,
-  );
-  return [`[0:v:0]format=yuv420p,split=${encoded.length}${splits}`, ...chains].join(';');
+  const chains = encoded.map((r, i) => {
+    const size = options.letterbox
+      ? `scale=${r.width}:${r.height}:force_original_aspect_ratio=decrease:force_divisible_by=2,` +
+        `pad=${r.width}:${r.height}:(ow-iw)/2:(oh-ih)/2`
+      : `scale=${r.width}:${r.height}`;
+    return `[s${i}]fps=${ffmpegRate(r.fps)},${size},setsar=1[v${i}]`;
+  });
+  const graph = [`[0:v:0]format=yuv420p,split=${encoded.length}${splits}`, ...chains];
+  if (options.silentAudio) {
+    const outputs = encoded.map((_, i) => `[a${i}]`).join('');
+    graph.push(`anullsrc=r=48000:cl=stereo,asplit=${encoded.length}${outputs}`);
+  }
+  return graph.join(';');
 }
 
 function x264Options(rendition: Rendition, index: number, options: FfmpegArgsOptions): string[] {

@@ -17,6 +17,7 @@ import {
   buildFfmpegArgs,
   FLV_STDIN_INPUT,
   PLAYLIST_NAME,
+  SDP_STDIN_INPUT,
   toArgv,
   type FfmpegArgs,
 } from './ffmpeg-args';
@@ -28,6 +29,7 @@ import {
   type SpeedPolicy,
 } from './ffmpeg-progress';
 import { parseMediaPlaylist } from './media-playlist-parser';
+import type { BridgeFeed } from './bridge-input';
 
 /** How restarts after ffmpeg deaths are paced and bounded. */
 export interface RestartPolicy {
@@ -57,8 +59,8 @@ export interface FlvFeed {
 
 /** Settings of one Transcoder. */
 export interface TranscoderOptions {
-  /** A live FLV feed, or a local file path (read at its native rate). */
-  readonly input: FlvFeed | string;
+  /** A live FLV feed, a share bridge, or a local file path (read at its native rate). */
+  readonly input: FlvFeed | BridgeFeed | string;
   /** Folder for this stream's output; every ffmpeg run writes into its own `run-<n>` folder. */
   readonly workDir: string;
   /** Size and rate of the published video, which bound the ladder. */
@@ -154,6 +156,10 @@ export function createFfmpegCommand(args: FfmpegArgs, ffmpegPath: string): Ffmpe
     .inputOptions(...args.inputOptions)
     .outputOptions(...args.outputOptions)
     .output(args.output);
+}
+
+function isBridge(input: TranscoderOptions['input']): input is BridgeFeed {
+  return typeof input === 'object' && 'sdp' in input;
 }
 
 interface Track {
@@ -309,8 +315,10 @@ export class Transcoder {
     this.#run = run;
     const input = this.#options.input;
     try {
+      const bridge = isBridge(input) ? input : undefined;
       const args = buildFfmpegArgs({
-        inputUrl: typeof input === 'string' ? input : FLV_STDIN_INPUT,
+        inputUrl: typeof input === 'string' ? input : bridge ? SDP_STDIN_INPUT : FLV_STDIN_INPUT,
+        bridge,
         workDir: runDir,
         renditions: plan.renditions,
         segmentSeconds: this.#options.segmentSeconds,
@@ -361,7 +369,9 @@ export class Transcoder {
       this.#logger.debug({ run: run.index, err: error }, 'ffmpeg stdin closed'),
     );
     const input = this.#options.input;
-    if (typeof input !== 'string' && child?.stdin) this.#feed(run, input, child.stdin);
+    // A bridge's SDP is all ffmpeg reads on stdin; the media then comes over RTP.
+    if (isBridge(input)) child?.stdin?.end(input.sdp);
+    else if (typeof input !== 'string' && child?.stdin) this.#feed(run, input, child.stdin);
     // A quit requested before the process existed is delivered now.
     if (run.quitReason) this.#signalQuit(run);
   }

@@ -175,6 +175,50 @@ describe('buildFfmpegArgs() and toArgv()', () => {
     expect(args.output).toBe('/w/%v/index.m3u8');
   });
 
+  it('buildFfmpegArgs() for a bridge reads the SDP on stdin, letterboxes every rung and, without audio, encodes silence', () => {
+    const args = buildFfmpegArgs({
+      inputUrl: 'pipe:0',
+      workDir: '/w',
+      renditions: selectLadder({ width: 1280, height: 720, fps: 30 }),
+      segmentSeconds: 2,
+      preset: 'veryfast',
+      listSize: 6,
+      bridge: { localAddress: '10.0.0.2', audio: false },
+    });
+    expect(args.inputOptions.slice(0, 8)).toEqual([
+      '-protocol_whitelist',
+      'pipe,rtp,udp',
+      '-f',
+      'sdp',
+      '-localaddr',
+      '10.0.0.2',
+      '-sdp_flags',
+      'rtcp_to_source',
+    ]);
+    const graph = args.outputOptions[args.outputOptions.indexOf('-filter_complex') + 1];
+    expect(graph?.split(';')).toEqual([
+      '[0:v:0]format=yuv420p,split=2[s0][s1]',
+      '[s0]fps=30,scale=1280:720:force_original_aspect_ratio=decrease:force_divisible_by=2,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1[v0]',
+      '[s1]fps=30,scale=854:480:force_original_aspect_ratio=decrease:force_divisible_by=2,pad=854:480:(ow-iw)/2:(oh-ih)/2,setsar=1[v1]',
+      'anullsrc=r=48000:cl=stereo,asplit=2[a0][a1]',
+    ]);
+    const audioMaps = args.outputOptions.filter(
+      (option, i) => args.outputOptions[i - 1] === '-map' && option.startsWith('[a'),
+    );
+    expect(audioMaps).toEqual(['[a0]', '[a1]']);
+    expect(() =>
+      buildFfmpegArgs({
+        inputUrl: 'pipe:0',
+        workDir: '/w',
+        renditions: selectLadder({ width: 1280, height: 720, fps: 30 }, { passthrough: true }),
+        segmentSeconds: 2,
+        preset: 'veryfast',
+        listSize: 6,
+        bridge: { localAddress: '10.0.0.2', audio: true },
+      }),
+    ).toThrow('a bridge is encoded on every rung: it has no H.264 to copy');
+  });
+
   const valid: FfmpegArgsOptions = {
     inputUrl: 'rtmp://127.0.0.1/live/k',
     workDir: '/w',

@@ -10,3 +10,4 @@ export * from './node-control';
 export * from './auth';
 export * from './display-names';
 export * from './share-presets';
+export * from './bridge';

@@ -1,0 +1,135 @@
+import dgram from 'node:dgram';
+import {
+  BRIDGE_SRTP_SUITE,
+  bridgeOfferSchema,
+  type BridgeAnswer,
+  type BridgeOffer,
+  type BridgeStream,
+} from '@hearth/protocol';
+
+/** A share bridge as ffmpeg reads it: the SDP written on its stdin, and where it listens. */
+export interface BridgeFeed {
+  /** The SDP of the bridge's streams. */
+  readonly sdp: string;
+  /** The ingest node's address the RTP sockets bind to. */
+  readonly localAddress: string;
+  /** Whether one of the streams is audio. */
+  readonly audio: boolean;
+}
+
+/** Ports a bridge may receive on: even RTP ports, each with its RTCP port right above. */
+export interface BridgePortRange {
+  /** Lowest RTP port, even. */
+  readonly min: number;
+  /** Highest RTCP port. */
+  readonly max: number;
+}
+
+/** The ports bridges receive on unless configured otherwise. */
+export const DEFAULT_BRIDGE_PORT_RANGE: BridgePortRange = { min: 40_000, max: 40_999 };
+
+// Random tries at finding a free pair before giving up: the range is far larger than what one
+// node ever bridges, so a few tries find one unless the range is nearly full.
+const PORT_ATTEMPTS = 32;
+
+/**
+ * Finds `count` pairs of free UDP ports (RTP on an even port, RTCP on the next) on `address`, in
+ * `range`. It binds each pair to check, then releases it for ffmpeg to bind: another process may
+ * take a port in between, which ffmpeg then reports as a failed start.
+ */
+export async function reserveBridgePorts(
+  address: string,
+  count: number,
+  range: BridgePortRange = DEFAULT_BRIDGE_PORT_RANGE,
+): Promise<number[]> {
+  const pairs = Math.floor((range.max - range.min + 1) / 2);
+  const chosen: number[] = [];
+  for (let attempt = 0; chosen.length < count && attempt < PORT_ATTEMPTS; attempt++) {
+    const port = range.min + 2 * Math.floor(Math.random() * pairs);
+    if (chosen.includes(port)) continue;
+    if (await pairIsFree(address, port)) chosen.push(port);
+  }
+  if (chosen.length < count) {
+    throw new Error(`no free bridge ports in ${range.min}-${range.max} on ${address}`);
+  }
+  return chosen;
+}
+
+async function pairIsFree(address: string, port: number): Promise<boolean> {
+  const sockets = [dgram.createSocket('udp4'), dgram.createSocket('udp4')];
+  try {
+    await Promise.all(
+      sockets.map(
+        (socket, index) =>
+          new Promise<void>((resolve, reject) => {
+            socket.once('error', reject);
+            socket.bind(port + index, address, () => resolve());
+          }),
+      ),
+    );
+    return true;
+  } catch {
+    return false;
+  } finally {
+    for (const socket of sockets) {
+      try {
+        socket.close();
+      } catch {
+        // Never bound: nothing to close.
+      }
+    }
+  }
+}
+
+/**
+ * The bridge as ffmpeg's SDP input reads it: one media line per stream, on the answer's ports,
+ * from the voice node's address `sourceAddress` (ffmpeg drops packets from anywhere else).
+ */
+export function bridgeFeed(
+  offer: BridgeOffer,
+  answer: BridgeAnswer,
+  sourceAddress: string,
+): BridgeFeed {
+  const { streams } = bridgeOfferSchema.parse(offer);
+  if (answer.ports.length !== streams.length) {
+    throw new RangeError(
+      `${streams.length} streams need as many ports, got ${answer.ports.length}`,
+    );
+  }
+  if (!/^[0-9.]+$/.test(sourceAddress) || !/^[0-9.]+$/.test(answer.ip)) {
+    throw new TypeError('bridge addresses must be IPv4 addresses');
+  }
+  const lines = [
+    'v=0',
+    `o=- 0 0 IN IP4 ${answer.ip}`,
+    's=Hearth share bridge',
+    `c=IN IP4 ${sourceAddress}`,
+    't=0 0',
+    ...streams.flatMap((stream, index) => mediaSection(stream, answer.ports[index]!)),
+  ];
+  return {
+    sdp: `${lines.join('\r\n')}\r\n`,
+    localAddress: answer.ip,
+    audio: streams.some((stream) => stream.role === 'audio'),
+  };
+}
+
+function mediaSection(stream: BridgeStream, port: number): string[] {
+  const kind = stream.role === 'video' ? 'video' : 'audio';
+  const profile = stream.srtpKeyBase64 === undefined ? 'RTP/AVPF' : 'RTP/SAVPF';
+  const [, codec] = stream.mimeType.split('/');
+  const channels = stream.channels === undefined ? '' : `/${stream.channels}`;
+  const pt = stream.payloadType;
+  return [
+    `m=${kind} ${port} ${profile} ${pt}`,
+    `a=rtpmap:${pt} ${codec}/${stream.clockRate}${channels}`,
+    // Any rtcp-fb line makes ffmpeg send feedback: NACKs for gaps and, for VP8, a picture loss
+    // indication whenever it cannot decode (at start, after loss).
+    ...(stream.role === 'video'
+      ? [`a=rtcp-fb:${pt} nack`, `a=rtcp-fb:${pt} nack pli`, `a=rtcp-fb:${pt} ccm fir`]
+      : [`a=rtcp-fb:${pt} nack`]),
+    ...(stream.srtpKeyBase64 === undefined
+      ? []
+      : [`a=crypto:1 ${BRIDGE_SRTP_SUITE} inline:${stream.srtpKeyBase64}`]),
+  ];
+}

@@ -1,0 +1,254 @@
+import { spawn, execFile } from 'node:child_process';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { BridgeOffer } from '@hearth/protocol';
+import { bridgeFeed, reserveBridgePorts } from '../src/bridge-input';
+import type { SegmentReady } from '../src/hls-types';
+import { Transcoder } from '../src/transcoder';
+import { memoryLogger, probeSegment, waitFor } from './support/ffmpeg-fixtures';
+
+const run = promisify(execFile);
+
+const VIDEO_SSRC = 1111;
+const AUDIO_SSRC = 2222;
+
+const offer: BridgeOffer = {
+  streams: [
+    { role: 'video', mimeType: 'video/VP8', payloadType: 101, clockRate: 90_000, ssrc: VIDEO_SSRC },
+    {
+      role: 'audio',
+      mimeType: 'audio/opus',
+      payloadType: 100,
+      clockRate: 48_000,
+      channels: 2,
+      ssrc: AUDIO_SSRC,
+    },
+  ],
+};
+
+let tmp: string;
+const cleanup: Array<() => unknown> = [];
+
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-bridge-'));
+});
+
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('bridgeFeed()', () => {
+  it('describes each stream on its port, with feedback and, when encrypted, its key', () => {
+    const key = Buffer.alloc(30, 7).toString('base64');
+    const feed = bridgeFeed(
+      {
+        streams: [
+          { ...offer.streams[0]!, srtpKeyBase64: key },
+          { ...offer.streams[1]!, srtpKeyBase64: key },
+        ],
+      },
+      { ip: '10.0.0.2', ports: [40_000, 40_002] },
+      '10.0.0.1',
+    );
+    expect(feed.localAddress).toBe('10.0.0.2');
+    expect(feed.audio).toBe(true);
+    expect(feed.sdp.split('\r\n')).toEqual([
+      'v=0',
+      'o=- 0 0 IN IP4 10.0.0.2',
+      's=Hearth share bridge',
+      'c=IN IP4 10.0.0.1',
+      't=0 0',
+      'm=video 40000 RTP/SAVPF 101',
+      'a=rtpmap:101 VP8/90000',
+      'a=rtcp-fb:101 nack',
+      'a=rtcp-fb:101 nack pli',
+      'a=rtcp-fb:101 ccm fir',
+      `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${key}`,
+      'm=audio 40002 RTP/SAVPF 100',
+      'a=rtpmap:100 opus/48000/2',
+      'a=rtcp-fb:100 nack',
+      `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${key}`,
+      '',
+    ]);
+  });
+
+  it('refuses a port count that does not match the streams, and addresses that are not IPv4', () => {
+    expect(() => bridgeFeed(offer, { ip: '127.0.0.1', ports: [40_000] }, '127.0.0.1')).toThrow(
+      '2 streams need as many ports, got 1',
+    );
+    expect(() =>
+      bridgeFeed(offer, { ip: '127.0.0.1', ports: [40_000, 40_002] }, '127.0.0.1\r\na=x'),
+    ).toThrow('bridge addresses must be IPv4 addresses');
+    expect(() =>
+      bridgeFeed(
+        { streams: [offer.streams[0]!, { ...offer.streams[0]!, ssrc: 5 }] },
+        { ip: '127.0.0.1', ports: [40_000, 40_002] },
+        '127.0.0.1',
+      ),
+    ).toThrow('one stream per role');
+  });
+});
+
+describe('reserveBridgePorts()', () => {
+  it('finds even ports whose pair is free, and skips a pair that is taken', async () => {
+    const taken = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => taken.bind(40_101, '127.0.0.1', resolve));
+    cleanup.push(() => taken.close());
+    // The range holds two pairs; the second one's RTCP port is taken.
+    const ports = await reserveBridgePorts('127.0.0.1', 1, { min: 40_098, max: 40_101 });
+    expect(ports).toEqual([40_098]);
+    await expect(reserveBridgePorts('127.0.0.1', 2, { min: 40_098, max: 40_101 })).rejects.toThrow(
+      'no free bridge ports in 40098-40101 on 127.0.0.1',
+    );
+  });
+});
+
+/**
+ * Sends VP8 (copied from a concat list, or encoded from lavfi) and Opus RTP to the ports, as the
+ * voice node would; resolves when the sender exits.
+ */
+function sendRtp(ports: number[], videoInput: string[], seconds: number): Promise<unknown> {
+  const sender = spawn(
+    '/usr/bin/ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-re',
+      ...['-t', String(seconds), ...videoInput],
+      ...[
+        '-re',
+        '-t',
+        String(seconds),
+        '-f',
+        'lavfi',
+        '-i',
+        'sine=frequency=440:sample_rate=48000',
+      ],
+      '-map',
+      '0:v',
+      ...(videoInput.includes('concat')
+        ? ['-c:v', 'copy']
+        : ['-c:v', 'libvpx', '-deadline', 'realtime', '-b:v', '600k', '-g', '30']),
+      '-ssrc',
+      String(VIDEO_SSRC),
+      '-payload_type',
+      '101',
+      '-f',
+      'rtp',
+      `rtp://127.0.0.1:${ports[0]}`,
+      '-map',
+      '1:a',
+      '-c:a',
+      'libopus',
+      '-ac',
+      '2',
+      '-ssrc',
+      String(AUDIO_SSRC),
+      '-payload_type',
+      '100',
+      '-f',
+      'rtp',
+      `rtp://127.0.0.1:${ports[1]}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  cleanup.push(() => sender.kill('SIGKILL'));
+  return new Promise((resolve) => sender.once('exit', resolve));
+}
+
+async function vp8Clip(name: string, size: string, seconds: number): Promise<string> {
+  const file = path.join(tmp, `${name}.ivf`);
+  await run('/usr/bin/ffmpeg', [
+    ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi'],
+    ...['-i', `testsrc2=size=${size}:rate=30`, '-t', String(seconds)],
+    ...['-c:v', 'libvpx', '-deadline', 'realtime', '-b:v', '800k', '-g', '30', '-y', file],
+  ]);
+  return file;
+}
+
+function startBridgeTranscoder(name: string, ports: number[]) {
+  const { logger } = memoryLogger();
+  const transcoder = new Transcoder({
+    input: bridgeFeed(offer, { ip: '127.0.0.1', ports }, '127.0.0.1'),
+    workDir: path.join(tmp, name),
+    source: { width: 1280, height: 720, fps: 30 },
+    segmentSeconds: 1,
+    passthrough: false,
+    listSize: 6,
+    logger,
+  });
+  cleanup.push(() => transcoder.stop());
+  const segments: SegmentReady[] = [];
+  const events: string[] = [];
+  transcoder.events.on('segment', (segment) => segments.push(segment));
+  transcoder.events.on('restarted', (attempt) => events.push(`restarted ${attempt}`));
+  transcoder.events.on('failed', (error) => events.push(`failed ${error.message}`));
+  return { transcoder, segments, events };
+}
+
+const ofRung = (segments: SegmentReady[], rung: string) =>
+  segments.filter((segment) => segment.rendition === rung);
+
+describe('Transcoder on a bridge', () => {
+  it('encodes RTP VP8 and Opus into the ladder, and a change of the source size neither restarts ffmpeg nor resizes a rung', async () => {
+    const list = path.join(tmp, 'sizes.txt');
+    const large = await vp8Clip('large', '1280x720', 3);
+    const small = await vp8Clip('small', '640x360', 3);
+    fs.writeFileSync(list, [large, small, large].map((file) => `file '${file}'`).join('\n'));
+    const ports = await reserveBridgePorts('127.0.0.1', 2);
+    const { transcoder, segments, events } = startBridgeTranscoder('sizes', ports);
+    const started = transcoder.start();
+    const sent = sendRtp(ports, ['-f', 'concat', '-safe', '0', '-i', list], 9);
+    await started;
+    const pid = transcoder.pid;
+    await sent;
+    await transcoder.stop();
+
+    expect(events).toEqual([]);
+    expect(transcoder.pid ?? pid).toBe(pid);
+    expect(transcoder.renditions.map((rung) => rung.name)).toEqual(['720p30', '480p30']);
+    // Segments of 1 s over the 9 s sent: the small part is in the middle of them.
+    for (const [rung, width, height] of [
+      ['720p30', 1280, 720],
+      ['480p30', 854, 480],
+    ] as const) {
+      const own = ofRung(segments, rung);
+      expect(own.length).toBeGreaterThanOrEqual(6);
+      expect(new Set(own.map((segment) => segment.localPath.split(path.sep).at(-3)))).toEqual(
+        new Set(['run-0']),
+      );
+      for (const segment of own) {
+        const probed = await probeSegment(segment.localPath);
+        expect([probed.width, probed.height]).toEqual([width, height]);
+      }
+    }
+  }, 60_000);
+
+  it('restarts a killed ffmpeg on the same ports, which decodes again from the next key frame', async () => {
+    const ports = await reserveBridgePorts('127.0.0.1', 2);
+    const { transcoder, segments, events } = startBridgeTranscoder('killed', ports);
+    const started = transcoder.start();
+    sendRtp(ports, ['-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30'], 30);
+    await started;
+    await waitFor('two segments', 15_000, () =>
+      ofRung(segments, '720p30').length >= 2 ? true : undefined,
+    );
+    process.kill(transcoder.pid!, 'SIGKILL');
+    await waitFor('the restart', 15_000, () => (events.length > 0 ? true : undefined));
+    expect(events).toEqual(['restarted 1']);
+    await waitFor('segments of the second run', 15_000, () =>
+      ofRung(segments, '720p30').some((segment) => segment.localPath.includes('run-1'))
+        ? true
+        : undefined,
+    );
+  }, 60_000);
+});
