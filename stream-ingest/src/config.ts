@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseEnvConfig } from '@hearth/server-common';
+import { DEFAULT_BRIDGE_PORT_RANGE } from './bridge-input';
 import { DEFAULT_RTMP_LIMITS, type RtmpLimits } from './rtmp-guard';
 
 const flag = z
@@ -25,6 +26,20 @@ export const ingestConfigSchema = z
     rtmpsCertPath: z.string().optional(),
     /** PEM private key for RTMPS. */
     rtmpsKeyPath: z.string().optional(),
+    /** Address share bridges are received on: where voice nodes send their RTP. */
+    bridgeHost: z.ipv4().default('127.0.0.1'),
+    /** UDP ports share bridges are received on, `min-max`: an even RTP port, RTCP on the next. */
+    bridgePorts: z
+      .string()
+      .regex(/^\d+-\d+$/, { error: 'must be min-max, e.g. 40000-40999' })
+      .transform((text) => {
+        const [min, max] = text.split('-').map(Number) as [number, number];
+        return { min: min + (min % 2), max };
+      })
+      .refine((range) => range.min >= 1024 && range.max <= 65535 && range.max - range.min >= 1, {
+        error: 'must hold at least one even port and the next, between 1024 and 65535',
+      })
+      .default(DEFAULT_BRIDGE_PORT_RANGE),
     /** RTMP application name in OBS's server URL. */
     app: z
       .string()
@@ -137,6 +152,8 @@ export function loadIngestConfig(env: Record<string, string | undefined>): Inges
 
 const ingestEnvKeys: Record<string, keyof IngestConfig> = {
   INGEST_RTMP_HOST: 'rtmpHost',
+  INGEST_BRIDGE_HOST: 'bridgeHost',
+  INGEST_BRIDGE_PORTS: 'bridgePorts',
   INGEST_RTMP_PORT: 'rtmpPort',
   INGEST_RTMPS_PORT: 'rtmpsPort',
   INGEST_RTMPS_CERT: 'rtmpsCertPath',

@@ -2,12 +2,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import {
+  bridgeOfferSchema,
   nodeLoadSchema,
+  type BridgeAnswer,
+  type BridgeOffer,
   type IngestedStream,
   type NodeLoad,
   type RenditionInfo,
 } from '@hearth/protocol';
 import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
+import { bridgeFeed, reserveBridgePorts } from './bridge-input';
 import { rtmpLimits, type IngestConfig } from './config';
 import type { IngestControlPlane, PublishGrant } from './control-plane';
 import { ProcessCpuMeter } from './cpu-meter';
@@ -16,7 +20,8 @@ import { HlsPublisher } from './hls-publisher';
 import { renderMasterPlaylist } from './master-playlist';
 import { RtmpServer, type PublishRequest } from './rtmp-server';
 import type { ObjectStorage } from './storage/object-storage';
-import { Transcoder } from './transcoder';
+import type { SourceInfo } from './ladder';
+import { Transcoder, type TranscoderOptions } from './transcoder';
 
 /** Prometheus metrics of an ingest node. */
 interface IngestMetrics {
@@ -32,10 +37,11 @@ interface IngestMetrics {
 const VIDEO_INFO_WAIT_MS = 3000;
 const FALLBACK_SOURCE = { width: 1280, height: 720, fps: 30 };
 
-/** One publish being transcoded and uploaded. */
+/** One stream being transcoded and uploaded: an RTMP publish or a share bridge. */
 class LiveRun {
   readonly grant: PublishGrant;
-  readonly request: PublishRequest;
+  /** Cuts the source off: disconnects the publisher (a bridge's RTP simply stops being read). */
+  readonly closeSource: () => void;
   readonly transcoder: Transcoder;
   readonly publisher: HlsPublisher;
   /** Last speed ffmpeg reported, 1 = real time. */
@@ -44,12 +50,12 @@ class LiveRun {
 
   constructor(options: {
     grant: PublishGrant;
-    request: PublishRequest;
+    closeSource: () => void;
     transcoder: Transcoder;
     publisher: HlsPublisher;
   }) {
     this.grant = options.grant;
-    this.request = options.request;
+    this.closeSource = options.closeSource;
     this.transcoder = options.transcoder;
     this.publisher = options.publisher;
   }
@@ -247,7 +253,14 @@ export class IngestNode {
     if (!source) streamLog.warn('publisher sent no video metadata; assuming 720p30');
     let run: LiveRun;
     try {
-      run = this.#startRun(grant, request, source ?? FALLBACK_SOURCE, streamLog);
+      run = this.#startRun({
+        grant,
+        input: { subscribe: (sink) => request.subscribe(sink) },
+        closeSource: () => request.close(),
+        source: source ?? FALLBACK_SOURCE,
+        passthrough: this.#config.passthrough,
+        log: streamLog,
+      });
     } catch (error) {
       streamLog.error({ err: error }, 'stream could not start');
       request.close();
@@ -257,20 +270,67 @@ export class IngestNode {
     request.onClosed(() => void this.#end(run, 'publisher disconnected'));
   }
 
-  #startRun(
-    grant: PublishGrant,
-    request: PublishRequest,
-    source: { width: number; height: number; fps: number },
-    log: Logger,
-  ): LiveRun {
+  /**
+   * Starts transcoding a screen share that a voice node sends as RTP (`offer`, from
+   * `sourceAddress`) under `grant`, into the same ladder and storage layout as an RTMP stream, no
+   * rung above `source`. Resolves with where the voice node must send; the stream runs until
+   * `stopBridge`. ffmpeg restarts if it dies, on the same ports.
+   */
+  async startBridge(options: {
+    grant: PublishGrant;
+    offer: BridgeOffer;
+    sourceAddress: string;
+    source: SourceInfo;
+  }): Promise<BridgeAnswer> {
+    const { grant, source } = options;
+    if (this.#stopping) throw new AppError('unavailable', 'the ingest node is stopping');
+    if (this.#runs.has(grant.streamId)) {
+      throw new AppError('conflict', `stream ${grant.streamId} already runs here`);
+    }
+    const offer = bridgeOfferSchema.parse(options.offer);
+    const ip = this.#config.bridgeHost;
+    const ports = await reserveBridgePorts(ip, offer.streams.length, this.#config.bridgePorts);
+    const answer = { ip, ports };
+    const log = this.#logger.child({
+      stream: grant.streamId,
+      channel: grant.channel,
+      bridge: true,
+    });
+    this.#startRun({
+      grant,
+      input: bridgeFeed(offer, answer, options.sourceAddress),
+      closeSource: () => undefined,
+      source,
+      // A share is VP8: there is no H.264 rung to copy.
+      passthrough: false,
+      log,
+    });
+    return answer;
+  }
+
+  /** Ends a bridged stream: ffmpeg writes its last segments, the playlists get ENDLIST. */
+  async stopBridge(streamId: string, reason: string): Promise<void> {
+    const run = this.#runs.get(streamId);
+    if (run) await this.#end(run, reason);
+  }
+
+  #startRun(options: {
+    grant: PublishGrant;
+    input: TranscoderOptions['input'];
+    closeSource: () => void;
+    source: SourceInfo;
+    passthrough: boolean;
+    log: Logger;
+  }): LiveRun {
+    const { grant, source, log, closeSource } = options;
     const workDir = path.join(this.#config.workDir, grant.streamId);
     fs.mkdirSync(workDir, { recursive: true });
     const transcoder = new Transcoder({
-      input: { subscribe: (sink) => request.subscribe(sink) },
+      input: options.input,
       workDir,
       source,
       segmentSeconds: this.#config.segmentSeconds,
-      passthrough: this.#config.passthrough,
+      passthrough: options.passthrough,
       listSize: this.#config.liveWindowSegments,
       logger: log,
     });
@@ -288,7 +348,7 @@ export class IngestNode {
       deleteLocalFiles: true,
       logger: log,
     });
-    const run = new LiveRun({ grant, request, transcoder, publisher });
+    const run = new LiveRun({ grant, closeSource, transcoder, publisher });
     this.#runs.set(grant.streamId, run);
     // An earlier stream of the channel still draining must not overwrite this one's playlists.
     for (const earlier of this.#draining) {
@@ -309,7 +369,7 @@ export class IngestNode {
     });
     transcoder.events.on('failed', (error) => {
       log.error({ err: error }, 'transcoder gave up; ending the stream');
-      request.close();
+      closeSource();
       void this.#end(run, 'transcoder failed');
     });
     publisher.events.on('uploaded', ({ kind, ms }) => {
@@ -328,7 +388,7 @@ export class IngestNode {
       // A publisher that left before ffmpeg encoded anything stops the transcoder on purpose.
       if (transcoder.state !== 'failed') return;
       log.error({ err: error }, 'ffmpeg could not start; ending the stream');
-      request.close();
+      closeSource();
       void this.#end(run, 'transcoder could not start');
     });
     log.info({ renditions: renditions.map((rendition) => rendition.name) }, 'stream started');
@@ -367,7 +427,7 @@ export class IngestNode {
     for (const run of this.#runs.values()) {
       if (run.grant.keyId !== keyId) continue;
       this.#logger.info({ stream: run.grant.streamId }, 'stream key revoked; ending its stream');
-      run.request.close();
+      run.closeSource();
       void this.#end(run, 'stream key revoked');
     }
   }

@@ -1,34 +1,19 @@
-import { spawn, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { BridgeOffer } from '@hearth/protocol';
 import { bridgeFeed, reserveBridgePorts } from '../src/bridge-input';
 import type { SegmentReady } from '../src/hls-types';
 import { Transcoder } from '../src/transcoder';
 import { memoryLogger, probeSegment, waitFor } from './support/ffmpeg-fixtures';
+import { SENT_OFFER, sendRtp } from './support/rtp-sender';
 
 const run = promisify(execFile);
 
-const VIDEO_SSRC = 1111;
-const AUDIO_SSRC = 2222;
-
-const offer: BridgeOffer = {
-  streams: [
-    { role: 'video', mimeType: 'video/VP8', payloadType: 101, clockRate: 90_000, ssrc: VIDEO_SSRC },
-    {
-      role: 'audio',
-      mimeType: 'audio/opus',
-      payloadType: 100,
-      clockRate: 48_000,
-      channels: 2,
-      ssrc: AUDIO_SSRC,
-    },
-  ],
-};
+const offer = SENT_OFFER;
 
 let tmp: string;
 const cleanup: Array<() => unknown> = [];
@@ -111,60 +96,6 @@ describe('reserveBridgePorts()', () => {
   });
 });
 
-/**
- * Sends VP8 (copied from a concat list, or encoded from lavfi) and Opus RTP to the ports, as the
- * voice node would; resolves when the sender exits.
- */
-function sendRtp(ports: number[], videoInput: string[], seconds: number): Promise<unknown> {
-  const sender = spawn(
-    '/usr/bin/ffmpeg',
-    [
-      '-hide_banner',
-      '-loglevel',
-      'error',
-      '-re',
-      ...['-t', String(seconds), ...videoInput],
-      ...[
-        '-re',
-        '-t',
-        String(seconds),
-        '-f',
-        'lavfi',
-        '-i',
-        'sine=frequency=440:sample_rate=48000',
-      ],
-      '-map',
-      '0:v',
-      ...(videoInput.includes('concat')
-        ? ['-c:v', 'copy']
-        : ['-c:v', 'libvpx', '-deadline', 'realtime', '-b:v', '600k', '-g', '30']),
-      '-ssrc',
-      String(VIDEO_SSRC),
-      '-payload_type',
-      '101',
-      '-f',
-      'rtp',
-      `rtp://127.0.0.1:${ports[0]}`,
-      '-map',
-      '1:a',
-      '-c:a',
-      'libopus',
-      '-ac',
-      '2',
-      '-ssrc',
-      String(AUDIO_SSRC),
-      '-payload_type',
-      '100',
-      '-f',
-      'rtp',
-      `rtp://127.0.0.1:${ports[1]}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  cleanup.push(() => sender.kill('SIGKILL'));
-  return new Promise((resolve) => sender.once('exit', resolve));
-}
-
 async function vp8Clip(name: string, size: string, seconds: number): Promise<string> {
   const file = path.join(tmp, `${name}.ivf`);
   await run('/usr/bin/ffmpeg', [
@@ -207,7 +138,7 @@ describe('Transcoder on a bridge', () => {
     const ports = await reserveBridgePorts('127.0.0.1', 2);
     const { transcoder, segments, events } = startBridgeTranscoder('sizes', ports);
     const started = transcoder.start();
-    const sent = sendRtp(ports, ['-f', 'concat', '-safe', '0', '-i', list], 9);
+    const sent = sendRtp(ports, ['-f', 'concat', '-safe', '0', '-i', list], 9, cleanup);
     await started;
     const pid = transcoder.pid;
     await sent;
@@ -237,7 +168,7 @@ describe('Transcoder on a bridge', () => {
     const ports = await reserveBridgePorts('127.0.0.1', 2);
     const { transcoder, segments, events } = startBridgeTranscoder('killed', ports);
     const started = transcoder.start();
-    sendRtp(ports, ['-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30'], 30);
+    sendRtp(ports, ['-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30'], 30, cleanup);
     await started;
     await waitFor('two segments', 15_000, () =>
       ofRung(segments, '720p30').length >= 2 ? true : undefined,

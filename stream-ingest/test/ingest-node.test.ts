@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,6 +15,7 @@ import { ingestConfig } from '../src/config';
 import { IngestNode } from '../src/ingest-node';
 import { LocalStorage } from '../src/storage/local-storage';
 import { FakeControlPlane } from './support/fake-control-plane';
+import { SENT_OFFER, sendRtp } from './support/rtp-sender';
 import { RtmpFuzzer, fuzzSeed, recordPublisherSession, runRtmpFuzz } from './support/rtmp-fuzz';
 import { TEST_BUCKET, TestS3Server } from './support/s3rver';
 
@@ -286,4 +287,69 @@ describe('IngestNode', () => {
     // Stated bound: the fuzz adds less than 150 MiB to the resident set of this process.
     expect(peakRss - baselineRss, context).toBeLessThan(150 * 1024 * 1024);
   }, 120_000);
+});
+
+describe('IngestNode share bridges', () => {
+  it('startBridge() receives RTP on the answered ports into the ladder (no rung above the share), and stopBridge() ends the playlists', async () => {
+    const controlPlane = new FakeControlPlane();
+    const storageDir = tempDir('hearth-hls-');
+    node = await IngestNode.start({
+      config: ingestConfig({
+        rtmpPort: '0',
+        workDir: tempDir('hearth-work-'),
+        segmentSeconds: '1',
+      }),
+      controlPlane,
+      storage: new LocalStorage(storageDir),
+      logger: capturedLogger().logger,
+      registry: new Registry(),
+    });
+    const grant = {
+      streamId: randomUUID(),
+      channel: 'shared',
+      keyId: 'bridge',
+      storagePrefix: 'live/shared',
+    };
+    const answer = await node.startBridge({
+      grant,
+      offer: SENT_OFFER,
+      sourceAddress: '127.0.0.1',
+      source: { width: 854, height: 480, fps: 30 },
+    });
+    expect(answer.ip).toBe('127.0.0.1');
+    expect(answer.ports).toHaveLength(2);
+    await expect(
+      node.startBridge({
+        grant,
+        offer: SENT_OFFER,
+        sourceAddress: '127.0.0.1',
+        source: { width: 854, height: 480, fps: 30 },
+      }),
+    ).rejects.toMatchObject({ code: 'conflict' });
+    const cleanup: Array<() => unknown> = [];
+    const sent = sendRtp(
+      answer.ports,
+      ['-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30'],
+      6,
+      cleanup,
+    );
+    await eventually(
+      async () => controlPlane.reports.some((report) => report.kind === 'live'),
+      20_000,
+      'the bridged stream live',
+    );
+    expect(node.liveStreamIds).toEqual([grant.streamId]);
+    const master = fs.readFileSync(path.join(storageDir, 'live/shared/master.m3u8'), 'utf8');
+    // A 1280x720 picture on a bridge announced at 854x480 gets no 720p rung.
+    expect(master).toContain('RESOLUTION=854x480');
+    expect(master).not.toContain('RESOLUTION=1280x720');
+    await sent;
+    await node.stopBridge(grant.streamId, 'share ended');
+    for (const step of cleanup) step();
+    expect(controlPlane.reports.map((report) => report.kind)).toEqual(['started', 'live', 'ended']);
+    expect(controlPlane.reports.at(-1)).toMatchObject({ reason: 'share ended' });
+    const media = fs.readFileSync(path.join(storageDir, 'live/shared/480p30/index.m3u8'), 'utf8');
+    expect(media.trimEnd().endsWith('#EXT-X-ENDLIST')).toBe(true);
+    expect(node.liveStreamIds).toEqual([]);
+  }, 60_000);
 });
