@@ -2,6 +2,7 @@ import type { types } from 'mediasoup';
 import type { MediaSource, Participant, RtpParameters } from '@hearth/protocol';
 import type { Identity } from '@hearth/server-common';
 import type { EdgeLayout } from './edge';
+import type { ShareBridgeCloseReason } from './share-bridge';
 
 /** Events of a Channel. */
 export type ChannelEvents = {
@@ -23,6 +24,8 @@ export type ChannelEvents = {
   remoteShareStopRequested: [peerId: string, message: string, linkId: string];
   /** This node's viewers of a share piped in over `linkId` want layers up to `spatialLayer`. */
   shareWish: [producerId: string, spatialLayer: number, linkId: string];
+  /** A share bridge closed: closed by its owner, its share ended, or the channel closed. */
+  bridgeClosed: [bridgeId: string, reason: ShareBridgeCloseReason];
 };
 
 /** Why a channel closes, which decides what its remaining peers are told. */

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { types } from 'mediasoup';
 import type {
+  BridgeAnswer,
+  BridgeOffer,
   MediaSource,
   Participant,
   RemoteParticipant,
@@ -20,6 +22,7 @@ import type {
 import { EdgeSet } from './edge';
 import { routerMediaCodecs } from './media-codecs';
 import { Peer, type PeerSink } from './peer';
+import { ShareBridge } from './share-bridge';
 import { ShareDemand } from './share-demand';
 import { SpeakerObservers } from './speakers';
 import { checkShareBitrate, shareIncomingBitrate, sourceOf } from './sources';
@@ -50,6 +53,7 @@ export class Channel {
   readonly #remoteProducers = new Map<string, types.Producer>();
   readonly #shares: ShareDemand;
   readonly #edges: EdgeSet;
+  readonly #bridges = new Map<string, ShareBridge>();
   #holds = 0;
   #closed = false;
 
@@ -85,6 +89,8 @@ export class Channel {
         let wish = -1;
         for (const peer of this.#peers.values())
           wish = Math.max(wish, peer.wantedLayerOf(producerId));
+        for (const bridge of this.#bridges.values())
+          wish = Math.max(wish, bridge.wantedLayerOf(producerId));
         return wish;
       },
       sendWish: (producerId, spatialLayer, linkId) =>
@@ -540,6 +546,57 @@ export class Channel {
   }
 
   /**
+   * Opens a bridge that sends a participant's screen share as plain RTP to an ingest node: its
+   * video at the top layer, with its shared audio, or else its microphone. The share may come
+   * from another node; `connectBridge` says where the ingest node receives.
+   */
+  async openBridge(
+    sharerPeerId: string,
+    options: { srtp: boolean },
+  ): Promise<{ bridgeId: string; offer: BridgeOffer }> {
+    this.#assertOpen();
+    const sent = this.producers().filter((producer) => producer.appData.peerId === sharerPeerId);
+    const from = (source: MediaSource) => sent.find((producer) => sourceOf(producer) === source);
+    const video = from('screen');
+    if (!video) throw new AppError('not_found', `participant ${sharerPeerId} shares no screen`);
+    const bridgeId = randomUUID();
+    const bridge = await ShareBridge.open({
+      router: this.#core,
+      video,
+      audio: from('screen-audio') ?? from('microphone'),
+      listenIp: this.#config.listenIp,
+      srtp: options.srtp,
+      logger: this.#logger.child({ bridge: bridgeId }),
+    });
+    if (this.#closed) {
+      bridge.close();
+      throw new AppError('unavailable', 'the channel closed');
+    }
+    this.#bridges.set(bridgeId, bridge);
+    bridge.events.once('closed', (reason) => {
+      this.#bridges.delete(bridgeId);
+      if (!this.#closed) this.#shares.review(video.id);
+      this.events.safeEmit('bridgeClosed', bridgeId, reason);
+    });
+    // The bridge wants the top layer, whether or not anyone here watches the share.
+    this.#shares.review(video.id);
+    this.#logger.info({ bridge: bridgeId, sharer: sharerPeerId }, 'share bridge opened');
+    return { bridgeId, offer: bridge.offer };
+  }
+
+  /** Tells an open bridge where the ingest node receives it, which starts its media. */
+  async connectBridge(bridgeId: string, answer: BridgeAnswer): Promise<void> {
+    const bridge = this.#bridges.get(bridgeId);
+    if (!bridge) throw new AppError('not_found', `no bridge ${bridgeId}`);
+    await bridge.connect(answer);
+  }
+
+  /** Closes a bridge; one that is closed already, or unknown, is left as it is. */
+  closeBridge(bridgeId: string): void {
+    this.#bridges.get(bridgeId)?.close();
+  }
+
+  /**
    * Stops a participant's screen share: one's own, or as a moderator that of a lower rank. A
    * participant served by another node is stopped there, through the link it came over.
    */
@@ -690,6 +747,7 @@ export class Channel {
   close(reason: ChannelCloseReason): void {
     if (this.#closed) return;
     this.#closed = true;
+    for (const bridge of [...this.#bridges.values()]) bridge.close();
     for (const peer of [...this.#peers.values()]) {
       this.#removePeer(peer);
       if (reason === 'worker-died') {

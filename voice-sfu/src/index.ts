@@ -11,3 +11,4 @@ export * from './worker-pool';
 export * from './cascade';
 export * from './node-agent';
 export * from './server';
+export * from './share-bridge';
