@@ -39,6 +39,7 @@ import type { PresenceStore } from './voice/presence';
 import type { JoinReservations } from './voice/reservations';
 import { streamEvents } from './ws/events';
 import type { ShareEvents } from './voice/share-events';
+import type { ShareBridges } from './handoff/share-bridges';
 
 /** Everything the api needs, built by `main.ts` or by a test. */
 export interface AppDeps {
@@ -78,6 +79,8 @@ export interface AppDeps {
   streams: StreamService;
   /** Screen shares starting and ending on any node, as every api instance hears them. */
   shares: ShareEvents;
+  /** Screen shares of this instance's voice nodes bridged onto HLS. */
+  bridges: ShareBridges;
   /** Prometheus registry served at `/metrics` (see `serveMetrics` for who may read it). */
   registry: Registry;
 }

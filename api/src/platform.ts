@@ -33,6 +33,7 @@ import {
 } from './streams/live-stream-store';
 import { StreamService, type StreamUrls } from './streams/stream-service';
 import { ShareEvents } from './voice/share-events';
+import { ShareBridges } from './handoff/share-bridges';
 import { NodeHub } from './voice/node-hub';
 import { InMemoryPresenceStore, RedisPresenceStore, type PresenceStore } from './voice/presence';
 import {
@@ -113,6 +114,7 @@ export async function startPlatform(options: {
   let ingest: IngestNode | undefined;
   let streams: StreamService;
   let shares: ShareEvents;
+  let shareBridges: ShareBridges;
   let stores: Stores;
   let reservations: JoinReservations;
   // Voice nodes in other processes need the secret the operator configured; a node running only
@@ -170,6 +172,21 @@ export async function startPlatform(options: {
     });
     const hub = nodeHub;
     started.push(() => hub.close());
+    const bridges = new ShareBridges({
+      deps: {
+        sendToNode: (nodeId, message) => hub.sendToNode(nodeId, message),
+        nodes: () => placement.nodes(),
+        channelSettings: (channel) => stores.channels.get(channel),
+        claimBridge: (channel, peerId, nodes) => service.claimBridge(channel, peerId, nodes),
+      },
+      bus: placement.bus,
+      logger,
+      // Security by default: a share crosses the network encrypted.
+      srtp: () => true,
+    });
+    shareBridges = bridges;
+    await bridges.start();
+    started.push(() => bridges.close());
     const { moderation } = stores;
     const placed = placement;
     const seats = new JoinReservations({
@@ -192,7 +209,15 @@ export async function startPlatform(options: {
           logger.error({ err: error, channel }, 'recording a server mute failed');
         });
       },
-      shareChanged: (event) => shareEvents.announce(event),
+      shareChanged: (event, nodeId) => {
+        shareEvents.announce(event);
+        bridges.shareChanged(event, nodeId);
+      },
+      bridgeClosed: (bridgeId, reason) => {
+        bridges.nodeClosedBridge(bridgeId, reason).catch((error: unknown) => {
+          logger.error({ err: error }, 'a bridge close was not passed on');
+        });
+      },
     });
     // A rotation through this instance reaches the ingest node wherever it is connected.
     service.events.on('keyRevoked', (keyId) => {
@@ -275,6 +300,7 @@ export async function startPlatform(options: {
     channels,
     streams,
     shares,
+    bridges: shareBridges,
     authenticator: new Authenticator({
       adminToken: config.adminToken,
       accessTokens,

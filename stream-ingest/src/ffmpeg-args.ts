@@ -50,9 +50,10 @@ export const SDP_STDIN_INPUT = 'pipe:0';
 // for a missing one (a retransmission answering its NACK) before it moves on.
 const BRIDGE_REORDER_QUEUE_PACKETS = 500;
 const BRIDGE_MAX_DELAY_US = 200_000;
-// A bridge input is probed for this long: long enough to see the first key frame, which the voice
-// node asks for as soon as the bridge connects.
-const BRIDGE_ANALYZE_US = 1_000_000;
+// A bridge input is probed for up to this long: until the first key frame, which gives the picture
+// size. The voice node asks for one as the bridge connects and every 4 s after, but a sharer may
+// ignore the first request (delta frames before it only tell ffmpeg the size is unknown).
+const BRIDGE_ANALYZE_US = 5_000_000;
 
 /** Name of each media playlist inside its rendition folder. */
 export const PLAYLIST_NAME = 'index.m3u8';

@@ -33,6 +33,8 @@ export class IngestAgent implements IngestControlPlane, ControlPeer {
   readonly #logger: Logger;
   readonly #pending = new Map<string, PendingAuthorization>();
   readonly #revocationListeners = new Set<(keyId: string) => void>();
+  // The stream each running bridge feeds, by bridge id.
+  readonly #bridges = new Map<string, string>();
   #node: IngestNode | undefined;
   #send: IngestControlSend | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -108,9 +110,39 @@ export class IngestAgent implements IngestControlPlane, ControlPeer {
       case 'keyRevoked':
         for (const listener of this.#revocationListeners) listener(message.keyId);
         return;
+      case 'startBridge':
+        void this.#startBridge(message);
+        return;
+      case 'closeBridge': {
+        const streamId = this.#bridges.get(message.bridgeId);
+        this.#bridges.delete(message.bridgeId);
+        if (streamId !== undefined) void this.#node?.stopBridge(streamId, message.reason);
+        return;
+      }
       default:
         // Voice placement and cascade messages concern voice nodes only.
         return;
+    }
+  }
+
+  // Runs the bridge's ffmpeg and tells the api where the voice node must send; a bridge that
+  // cannot start is reported closed, with why.
+  async #startBridge(message: Extract<ApiToNodeMessage, { type: 'startBridge' }>): Promise<void> {
+    const { route } = message;
+    try {
+      if (!this.#node) throw new AppError('unavailable', 'the ingest node is not started');
+      const answer = await this.#node.startBridge({
+        grant: route.grant,
+        offer: message.offer,
+        sourceAddress: message.sourceAddress,
+        source: route.source,
+      });
+      this.#bridges.set(route.bridgeId, route.grant.streamId);
+      this.#send?.({ type: 'bridgeAnswer', route, answer });
+    } catch (error) {
+      this.#logger.error({ err: error, bridge: route.bridgeId }, 'a bridge could not start');
+      const reason = error instanceof AppError ? error.message : 'the bridge could not start';
+      this.#send?.({ type: 'bridgeClosed', bridgeId: route.bridgeId, reason });
     }
   }
 

@@ -14,6 +14,7 @@ import {
   type JoinTokenVerifier,
   type Logger,
 } from '@hearth/server-common';
+import { BridgeControl } from './bridge-control';
 import { Cascade } from './cascade';
 import type { VoiceNode } from './voice-node';
 
@@ -45,6 +46,7 @@ export class NodeAgent {
   readonly #logger: Logger;
   // Who each local peer is, for the replay after a register: the channel's views lack the user id.
   readonly #sessions = new Map<string, { channel: string; userId: string }>();
+  readonly #bridges: BridgeControl;
   #send: ControlSend | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #lastCpu: { at: number; seconds: number } | undefined;
@@ -71,6 +73,12 @@ export class NodeAgent {
       nodeId: options.nodeId,
       channels: options.node.channels,
       send: (to, message) => this.#emit({ type: 'relay', to, message }),
+      logger: this.#logger,
+    });
+    this.#bridges = new BridgeControl({
+      channels: options.node.channels,
+      send: (message) => this.#emit(message),
+      sourceAddress: sourceAddressOf(options.node.config.listenIp),
       logger: this.#logger,
     });
     options.node.channels.onOpened((channel) => {
@@ -179,6 +187,11 @@ export class NodeAgent {
             channel.removeUser(message.userId, message.reason, message.message);
           }
         }
+        return;
+      case 'openBridge':
+      case 'connectBridge':
+      case 'closeBridge':
+        void this.#bridges.receive(message);
         return;
     }
   }
@@ -293,4 +306,10 @@ export class NodeAgent {
     if (elapsed <= 0) return 0;
     return Math.min(1, Math.max(0, (seconds - previous.seconds) / elapsed / slots.length));
   }
+}
+
+// The address the node's plain transports send from, as an ingest node's SDP names it: a node
+// listening on every interface sends from the loopback one to a local ingest node.
+function sourceAddressOf(listenIp: string): string {
+  return /^\d+\.\d+\.\d+\.\d+$/.test(listenIp) && listenIp !== '0.0.0.0' ? listenIp : '127.0.0.1';
 }

@@ -42,6 +42,12 @@ interface BridgedStream {
   readonly consumer: types.Consumer;
 }
 
+// Debian's ffmpeg 5.1 reading the bridge sends no RTCP at all (no receiver reports, NACKs or
+// key frame requests, with or without rtcp_to_source; tried with real VP8 and 1 packet in 40
+// lost). A decoder that lost a packet therefore recovers only at the next key frame: the bridge
+// asks the sharer for one this often. Each also reaches the share's WebRTC viewers of that layer.
+const KEY_FRAME_INTERVAL_MS = 4000;
+
 // The codec each role carries: the router's own, so payload types match its RTP capabilities.
 const MIME_TYPES: Record<BridgeStreamRole, string> = {
   video: 'video/VP8',
@@ -72,6 +78,7 @@ export class ShareBridge {
   readonly #logger: Logger;
   #connecting = false;
   #closed = false;
+  #keyFrames: NodeJS.Timeout | undefined;
 
   private constructor(streams: BridgedStream[], offer: BridgeOffer, logger: Logger) {
     this.#streams = streams;
@@ -168,6 +175,11 @@ export class ShareBridge {
       this.#close('connect-failed');
       throw error;
     }
+    this.#keyFrames = setInterval(() => {
+      this.requestKeyFrame().catch((error: unknown) => {
+        if (!this.#closed) this.#logger.warn({ err: error }, 'a key frame request failed');
+      });
+    }, KEY_FRAME_INTERVAL_MS);
     this.#logger.info({ ip, ports }, 'share bridge connected');
   }
 
@@ -213,6 +225,7 @@ export class ShareBridge {
   #close(reason: ShareBridgeCloseReason): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#keyFrames);
     for (const { transport } of this.#streams) transport.close();
     this.#logger.info({ reason }, 'share bridge closed');
     this.events.safeEmit('closed', reason);

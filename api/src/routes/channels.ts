@@ -94,6 +94,7 @@ export const channelRoutes: readonly Route[] = [
       const before = await deps.access.require(caller, params.name!);
       const record = await deps.channels.update(before.name, { shareRouting: body.routing });
       deps.channelRecords.forget(record.name);
+      await deps.bridges.routingChanged(record.name);
       return describeChannel(record, deps.presence);
     },
   }),

@@ -260,12 +260,42 @@ export class StreamService {
       this.#logger.warn({ ip: publisher.ip }, 'publish refused: unknown or revoked stream key');
       throw new AppError('forbidden', 'unknown or revoked stream key');
     }
+    return this.#claim(record.channel, record.id, publisher, async (startedAt) => {
+      record.lastUsedAt = startedAt;
+      await this.#keys.put(record);
+    });
+  }
+
+  /**
+   * Claims the channel for a screen share bridged onto the ingest node `nodeId`: a stream like a
+   * published one, under the channel's playback URL, recorded with the key id `share:<peerId>`;
+   * refuses with `conflict` when the channel is live already.
+   */
+  async claimBridge(
+    channel: string,
+    peerId: string,
+    bridge: { voiceNodeId: string; ingestNodeId: string },
+  ): Promise<PublishGrant> {
+    return this.#claim(channel, `share:${peerId}`, {
+      ip: bridge.voiceNodeId,
+      nodeId: bridge.ingestNodeId,
+    });
+  }
+
+  // Claims a channel for a new stream on an ingest node, atomically across api instances, and
+  // records its start (after `claimed`, which a failure of undoes the claim too).
+  async #claim(
+    channelName: string,
+    keyId: string,
+    publisher: { ip: string; nodeId: string },
+    claimed?: (startedAt: Date) => Promise<void>,
+  ): Promise<PublishGrant> {
     const streamId = randomUUID();
     // Privacy is read once per stream: the prefix decides which edge path serves it, so a
     // channel made private while live stays on the public prefix until its next stream.
     const channel: PlaybackChannel = {
-      name: record.channel,
-      private: (await this.#channels.get(record.channel))?.private ?? false,
+      name: channelName,
+      private: (await this.#channels.get(channelName))?.private ?? false,
     };
     const storagePrefix = storagePrefixOf(channel.name, channel.private);
     if (channel.private && this.#playbackSigningSecret === undefined) {
@@ -277,28 +307,27 @@ export class StreamService {
     const startedAt = new Date();
     // The claim is atomic in the shared store: of two publishers racing for one channel, on any
     // nodes and through any api instances, one wins.
-    const claimed = await this.#store.claim({
+    const won = await this.#store.claim({
       stream: {
         id: streamId,
-        channel: record.channel,
+        channel: channelName,
         state: 'starting',
         startedAt: startedAt.toISOString(),
         endedAt: null,
         playbackUrl: this.#storedPlaybackUrl(channel),
         renditions: [],
       },
-      keyId: record.id,
+      keyId,
       nodeId: publisher.nodeId,
       seenAt: startedAt.toISOString(),
     });
-    if (!claimed) throw new AppError('conflict', `channel ${record.channel} is already live`);
+    if (!won) throw new AppError('conflict', `channel ${channelName} is already live`);
     try {
-      record.lastUsedAt = startedAt;
-      await this.#keys.put(record);
+      await claimed?.(startedAt);
       await this.#history.started({
         id: streamId,
-        channel: record.channel,
-        keyId: record.id,
+        channel: channelName,
+        keyId,
         publisherIp: publisher.ip,
         storagePrefix,
         startedAt,
@@ -308,7 +337,7 @@ export class StreamService {
       await this.#store.end(streamId, new Date());
       throw error;
     }
-    return { streamId, channel: record.channel, keyId: record.id, storagePrefix };
+    return { streamId, channel: channelName, keyId, storagePrefix };
   }
 
   /** Applies a report from the ingest node `nodeId`; reports on other nodes' streams are ignored. */

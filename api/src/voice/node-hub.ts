@@ -82,8 +82,10 @@ export interface VoiceSessionObserver {
   tokenAdmitted(tokenId: string): void;
   /** A moderator muted or unmuted an account's participant in a channel. */
   serverMuteChanged(channel: string, userId: string, muted: boolean): void;
-  /** A participant started or stopped sharing a screen. */
-  shareChanged(event: ShareEvent): void;
+  /** A participant of the voice node `nodeId`, connected to this instance, started or stopped sharing. */
+  shareChanged(event: ShareEvent, nodeId: string): void;
+  /** A node ended its part of a share bridge, or could not start it. */
+  bridgeClosed(bridgeId: string, reason: string): void;
 }
 
 /**
@@ -433,6 +435,32 @@ export class NodeHub {
         case 'replay':
           await this.#receiveReplay(connection, nodeId, message);
           return;
+        // A bridge's set-up passes from its voice node to its ingest node and back, through
+        // whichever api instances they are connected to.
+        case 'bridgeOffer': {
+          const { route, offer, sourceAddress } = message;
+          if (route.voiceNodeId !== nodeId) throw new Error('a bridge offer for another node');
+          await this.sendToNode(route.ingestNodeId, {
+            type: 'startBridge',
+            route,
+            offer,
+            sourceAddress,
+          });
+          return;
+        }
+        case 'bridgeAnswer': {
+          const { route, answer } = message;
+          if (route.ingestNodeId !== nodeId) throw new Error('a bridge answer for another node');
+          await this.sendToNode(route.voiceNodeId, {
+            type: 'connectBridge',
+            bridgeId: route.bridgeId,
+            answer,
+          });
+          return;
+        }
+        case 'bridgeClosed':
+          this.#observer?.bridgeClosed(message.bridgeId, message.reason);
+          return;
       }
     } catch (error) {
       this.#logger.error(
@@ -455,6 +483,11 @@ export class NodeHub {
       return;
     }
     await this.#ingest.handle(nodeId, message, (reply) => connection.deliver(reply));
+  }
+
+  /** Sends a message to a node through the api instance it is connected to, wherever that is. */
+  async sendToNode(nodeId: string, message: ApiToNodeMessage): Promise<void> {
+    await this.#bus.publish(nodeTopic(nodeId), message);
   }
 
   /** Tells every ingest node, through every api instance, that a stream key is revoked. */
@@ -523,14 +556,19 @@ export class NodeHub {
     }
     const { id: peerId, displayName } = participant;
     connection.sharing.set(peerId, { channel, displayName });
-    this.#observer?.shareChanged({ event: 'shareStarted', channel, peerId, displayName });
+    if (connection.nodeId === undefined) return;
+    this.#observer?.shareChanged(
+      { event: 'shareStarted', channel, peerId, displayName },
+      connection.nodeId,
+    );
   }
 
   #endShare(connection: NodeConnection, peerId: string): void {
     const share = connection.sharing.get(peerId);
     if (!share) return;
     connection.sharing.delete(peerId);
-    this.#observer?.shareChanged({ event: 'shareEnded', peerId, ...share });
+    if (connection.nodeId === undefined) return;
+    this.#observer?.shareChanged({ event: 'shareEnded', peerId, ...share }, connection.nodeId);
   }
 
   // The replay is the truth about the node: its history rows and its presence become exactly

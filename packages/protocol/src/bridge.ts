@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { nodeIdSchema } from './nodes';
+import { publishGrantSchema } from './streams';
 
 /**
  * A share bridge carries a screen share from the voice node holding it to an ingest node, whose
@@ -58,3 +60,29 @@ export const bridgeAnswerSchema = z.object({
 
 /** Where the ingest node receives a bridge. */
 export type BridgeAnswer = z.infer<typeof bridgeAnswerSchema>;
+
+/** The share's top layer as the ingest node plans its ladder for it: no rung above it. */
+export const bridgeSourceSchema = z.object({
+  width: z.number().int().min(16).max(7680),
+  height: z.number().int().min(16).max(4320),
+  fps: z.number().min(1).max(120),
+});
+
+/** The share's top layer as the ingest node plans its ladder for it. */
+export type BridgeSource = z.infer<typeof bridgeSourceSchema>;
+
+/**
+ * Where a bridge runs, set by the api when it opens one and carried along each step, so that any
+ * api instance can pass a step on: voice node → api → ingest node → api → voice node.
+ */
+export const bridgeRouteSchema = z.object({
+  bridgeId: z.uuid(),
+  voiceNodeId: nodeIdSchema,
+  ingestNodeId: nodeIdSchema,
+  /** The stream the ingest node runs the share as, under the channel's playback URL. */
+  grant: publishGrantSchema,
+  source: bridgeSourceSchema,
+});
+
+/** Where a bridge runs. */
+export type BridgeRoute = z.infer<typeof bridgeRouteSchema>;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { bridgeAnswerSchema, bridgeOfferSchema, bridgeRouteSchema } from './bridge';
 import { cascadeMessageSchema } from './cascade';
 import { channelNameSchema, participantSchema } from './common';
 import { rtpCapabilitiesSchema } from './rtp';
@@ -89,6 +90,25 @@ export const nodeToApiMessageSchema = z.discriminatedUnion('type', [
     type: z.literal('streamsReplay'),
     streams: z.array(ingestedStreamSchema).max(MAX_REPLAYED_STREAMS),
   }),
+  /** A voice node opened the bridge's transports: here is what it will send, and from where. */
+  z.object({
+    type: z.literal('bridgeOffer'),
+    route: bridgeRouteSchema,
+    offer: bridgeOfferSchema,
+    sourceAddress: z.ipv4(),
+  }),
+  /** An ingest node runs the bridge's ffmpeg: here is where to send. */
+  z.object({
+    type: z.literal('bridgeAnswer'),
+    route: bridgeRouteSchema,
+    answer: bridgeAnswerSchema,
+  }),
+  /** A node could not run its part of a bridge, or its part ended (the share stopped). */
+  z.object({
+    type: z.literal('bridgeClosed'),
+    bridgeId: z.uuid(),
+    reason: z.string().max(200),
+  }),
 ]);
 
 /** A message from a node to the api. */
@@ -148,6 +168,25 @@ export const apiToNodeMessageSchema = z.discriminatedUnion('type', [
   }),
   /** A stream key was rotated or revoked: streams published with it end. */
   z.object({ type: z.literal('keyRevoked'), keyId: z.string().min(1).max(64) }),
+  /** To a voice node: open the transports of a bridge of this participant's share. */
+  z.object({
+    type: z.literal('openBridge'),
+    route: bridgeRouteSchema,
+    channel: channelNameSchema,
+    peerId: z.uuid(),
+    srtp: z.boolean(),
+  }),
+  /** To an ingest node: receive a bridge and run it as the route's stream. */
+  z.object({
+    type: z.literal('startBridge'),
+    route: bridgeRouteSchema,
+    offer: bridgeOfferSchema,
+    sourceAddress: z.ipv4(),
+  }),
+  /** To a voice node: send the bridge there. */
+  z.object({ type: z.literal('connectBridge'), bridgeId: z.uuid(), answer: bridgeAnswerSchema }),
+  /** To either node of a bridge: end your part of it. */
+  z.object({ type: z.literal('closeBridge'), bridgeId: z.uuid(), reason: z.string().max(200) }),
 ]);
 
 /** A message from the api to a node. */

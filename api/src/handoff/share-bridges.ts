@@ -1,0 +1,231 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import {
+  sharePreset,
+  type ApiToNodeMessage,
+  type BridgeRoute,
+  type BridgeSource,
+  type NodeInfo,
+  type SharePresetId,
+  type ShareRouting,
+} from '@hearth/protocol';
+import type { Logger } from '@hearth/server-common';
+import type { ClusterBus } from '../cluster/bus';
+import type { ShareEvent } from '../voice/share-events';
+
+/** Bus topic on which a node's report that a bridge closed reaches the instance running it. */
+const BRIDGE_CLOSED_TOPIC = 'handoff.bridgeClosed';
+/** Bus topic on which a channel's routing change reaches the instance holding its share. */
+const ROUTING_CHANGED_TOPIC = 'handoff.routingChanged';
+
+// The ladder's top rung is 1080p: a share is bridged at most at that size.
+const MAX_BRIDGE_HEIGHT = 1080;
+const DEFAULT_BRIDGE_FPS = 30;
+
+const bridgeClosedSchema = z.object({ bridgeId: z.uuid(), reason: z.string().max(200) });
+const routingChangedSchema = z.object({ channel: z.string().min(1).max(64) });
+
+/** What the bridges need of the rest of the api. */
+export interface ShareBridgesDeps {
+  /** Sends a message to a node wherever it is connected. */
+  sendToNode(nodeId: string, message: ApiToNodeMessage): Promise<void>;
+  /** Every node the registry knows. */
+  nodes(): Promise<NodeInfo[]>;
+  /** A channel's share settings, if the channel exists. */
+  channelSettings(
+    channel: string,
+  ): Promise<{ shareRouting: ShareRouting; maxSharePreset: SharePresetId } | undefined>;
+  /** Claims the channel's playback URL for a bridged share (`conflict` when it is live). */
+  claimBridge(
+    channel: string,
+    peerId: string,
+    nodes: { voiceNodeId: string; ingestNodeId: string },
+  ): Promise<BridgeRoute['grant']>;
+}
+
+interface Share {
+  readonly channel: string;
+  readonly peerId: string;
+  readonly voiceNodeId: string;
+}
+
+interface Bridge {
+  readonly share: Share;
+  readonly route: BridgeRoute;
+}
+
+/**
+ * The shares of voice nodes connected to this api instance that run as HLS streams too: a share
+ * bridged onto an ingest node. The instance holding a share's voice node decides for it, so one
+ * instance acts for each share. A bridge opens when the channel's routing asks for it
+ * (`broadcast`) and closes when the share ends, the routing changes back, or a node ends its part.
+ */
+export class ShareBridges {
+  readonly #deps: ShareBridgesDeps;
+  readonly #bus: ClusterBus;
+  readonly #logger: Logger;
+  readonly #srtp: (voiceNodeId: string, ingestNodeId: string) => boolean;
+  // Live shares whose voice node is connected here, by channel then peer.
+  readonly #shares = new Map<string, Map<string, Share>>();
+  // Open bridges, by channel: a channel has one playback URL, so one bridge at most.
+  readonly #bridges = new Map<string, Bridge>();
+  // One decision at a time per channel.
+  readonly #pending = new Map<string, Promise<void>>();
+  readonly #unsubscribes: Array<() => Promise<void>> = [];
+
+  constructor(options: {
+    deps: ShareBridgesDeps;
+    bus: ClusterBus;
+    logger: Logger;
+    /** Whether a bridge between these nodes is encrypted: between hosts, it must be. */
+    srtp: (voiceNodeId: string, ingestNodeId: string) => boolean;
+  }) {
+    this.#deps = options.deps;
+    this.#bus = options.bus;
+    this.#logger = options.logger.child({ component: 'share-bridges' });
+    this.#srtp = options.srtp;
+  }
+
+  /** Starts hearing bridge closes and routing changes from every api instance. */
+  async start(): Promise<void> {
+    this.#unsubscribes.push(
+      await this.#bus.subscribe(BRIDGE_CLOSED_TOPIC, (message) => {
+        const parsed = bridgeClosedSchema.safeParse(message);
+        if (parsed.success) this.#closed(parsed.data.bridgeId, parsed.data.reason);
+      }),
+      await this.#bus.subscribe(ROUTING_CHANGED_TOPIC, (message) => {
+        const parsed = routingChangedSchema.safeParse(message);
+        if (parsed.success) this.#decide(parsed.data.channel);
+      }),
+    );
+  }
+
+  /** Closes every bridge this instance runs and stops hearing the bus. */
+  async close(): Promise<void> {
+    for (const unsubscribe of this.#unsubscribes.splice(0)) await unsubscribe();
+    await Promise.all([...this.#pending.values()]);
+    for (const bridge of [...this.#bridges.values()]) await this.#stop(bridge, 'api stopping');
+  }
+
+  /** The stream id of the channel's bridge, if this instance runs one. */
+  bridgedStreamOf(channel: string): string | undefined {
+    return this.#bridges.get(channel)?.route.grant.streamId;
+  }
+
+  /** A share of a voice node connected here started or ended. */
+  shareChanged(event: ShareEvent, voiceNodeId: string): void {
+    const { channel, peerId } = event;
+    const shares = this.#shares.get(channel) ?? new Map<string, Share>();
+    if (event.event === 'shareStarted') {
+      shares.set(peerId, { channel, peerId, voiceNodeId });
+      this.#shares.set(channel, shares);
+    } else {
+      shares.delete(peerId);
+      if (shares.size === 0) this.#shares.delete(channel);
+    }
+    this.#decide(channel);
+  }
+
+  /** Tells the instance holding the channel's share that its routing changed. */
+  async routingChanged(channel: string): Promise<void> {
+    await this.#bus.publish(ROUTING_CHANGED_TOPIC, { channel });
+  }
+
+  /** A node reported its part of a bridge closed: the instance running the bridge ends it. */
+  async nodeClosedBridge(bridgeId: string, reason: string): Promise<void> {
+    await this.#bus.publish(BRIDGE_CLOSED_TOPIC, { bridgeId, reason });
+  }
+
+  #closed(bridgeId: string, reason: string): void {
+    const bridge = [...this.#bridges.values()].find((b) => b.route.bridgeId === bridgeId);
+    if (bridge) void this.#serially(bridge.share.channel, () => this.#stop(bridge, reason));
+  }
+
+  #decide(channel: string): void {
+    void this.#serially(channel, () => this.#apply(channel));
+  }
+
+  async #serially(channel: string, step: () => Promise<void>): Promise<void> {
+    const previous = this.#pending.get(channel) ?? Promise.resolve();
+    const next = previous
+      .then(step)
+      .catch((error: unknown) => {
+        this.#logger.error({ err: error, channel }, 'a share bridge step failed');
+      })
+      .finally(() => {
+        if (this.#pending.get(channel) === next) this.#pending.delete(channel);
+      });
+    this.#pending.set(channel, next);
+    return next;
+  }
+
+  // Makes the channel's bridge what its share and routing ask for.
+  async #apply(channel: string): Promise<void> {
+    const bridge = this.#bridges.get(channel);
+    const settings = await this.#deps.channelSettings(channel);
+    const shares = this.#shares.get(channel);
+    const bridged = bridge && shares?.has(bridge.share.peerId) ? bridge.share : undefined;
+    if (bridge && (!bridged || settings?.shareRouting !== 'broadcast')) {
+      await this.#stop(bridge, bridged ? 'routing changed' : 'share ended');
+    }
+    if (this.#bridges.has(channel) || settings?.shareRouting !== 'broadcast') return;
+    const share = shares?.values().next().value;
+    if (share) await this.#open(share, bridgeSource(settings.maxSharePreset));
+  }
+
+  async #open(share: Share, source: BridgeSource): Promise<void> {
+    const ingest = leastLoadedIngest(await this.#deps.nodes());
+    if (!ingest) {
+      this.#logger.warn({ channel: share.channel }, 'no ingest node is up: the share stays WebRTC');
+      return;
+    }
+    const nodes = { voiceNodeId: share.voiceNodeId, ingestNodeId: ingest.id };
+    const grant = await this.#deps.claimBridge(share.channel, share.peerId, nodes);
+    const route: BridgeRoute = { bridgeId: randomUUID(), ...nodes, grant, source };
+    this.#bridges.set(share.channel, { share, route });
+    this.#logger.info(
+      { channel: share.channel, bridge: route.bridgeId, ingest: ingest.id, stream: grant.streamId },
+      'bridging a share onto HLS',
+    );
+    await this.#deps.sendToNode(share.voiceNodeId, {
+      type: 'openBridge',
+      route,
+      channel: share.channel,
+      peerId: share.peerId,
+      srtp: this.#srtp(share.voiceNodeId, ingest.id),
+    });
+  }
+
+  async #stop(bridge: Bridge, reason: string): Promise<void> {
+    const { route } = bridge;
+    if (this.#bridges.get(bridge.share.channel) !== bridge) return;
+    this.#bridges.delete(bridge.share.channel);
+    this.#logger.info(
+      { channel: bridge.share.channel, bridge: route.bridgeId, reason },
+      'bridge closed',
+    );
+    const close = { type: 'closeBridge', bridgeId: route.bridgeId, reason } as const;
+    await Promise.all([
+      this.#deps.sendToNode(route.voiceNodeId, close),
+      this.#deps.sendToNode(route.ingestNodeId, close),
+    ]);
+  }
+}
+
+/** The size and rate a share is bridged at under a channel's preset cap. */
+export function bridgeSource(cap: SharePresetId): BridgeSource {
+  const preset = sharePreset(cap);
+  const height = Math.min(preset.height ?? MAX_BRIDGE_HEIGHT, MAX_BRIDGE_HEIGHT);
+  return {
+    width: Math.round((height * 16) / 9 / 2) * 2,
+    height,
+    fps: preset.frameRate ?? DEFAULT_BRIDGE_FPS,
+  };
+}
+
+// The up ingest node with the most CPU to spare.
+function leastLoadedIngest(nodes: readonly NodeInfo[]): NodeInfo | undefined {
+  return nodes
+    .filter((node) => node.kind === 'ingest' && node.status === 'up')
+    .sort((a, b) => (a.load.cpu ?? 0) - (b.load.cpu ?? 0) || a.id.localeCompare(b.id))[0];
+}

@@ -1,0 +1,171 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  nodeInfoSchema,
+  type ApiToNodeMessage,
+  type NodeInfo,
+  type SharePresetId,
+  type ShareRouting,
+} from '@hearth/protocol';
+import { AppError, createLogger } from '@hearth/server-common';
+import { InMemoryClusterBus } from '../src/cluster/bus';
+import { ShareBridges, bridgeSource } from '../src/handoff/share-bridges';
+import { waitUntil } from './nodes/helpers';
+
+const logger = createLogger('test', { level: 'silent' });
+
+function node(id: string, kind: 'voice' | 'ingest', cpu: number, status = 'up'): NodeInfo {
+  return nodeInfoSchema.parse({
+    id,
+    kind,
+    signalingUrl: `wss://${id}.example/ws`,
+    limits: {},
+    load: { cpu },
+    status,
+    lastHeartbeatAt: new Date().toISOString(),
+    registeredAt: new Date().toISOString(),
+  });
+}
+
+let bridges: ShareBridges | undefined;
+
+afterEach(async () => {
+  await bridges?.close();
+  bridges = undefined;
+});
+
+/** ShareBridges on fakes of the api around it; `sent` is what reached each node. */
+async function setUp(options: { nodes?: NodeInfo[]; claimRefused?: boolean } = {}) {
+  const sent: Array<{ nodeId: string; message: ApiToNodeMessage }> = [];
+  const settings = new Map<string, { shareRouting: ShareRouting; maxSharePreset: SharePresetId }>([
+    ['lobby', { shareRouting: 'auto', maxSharePreset: '1080p60' }],
+  ]);
+  const claims: string[] = [];
+  bridges = new ShareBridges({
+    deps: {
+      sendToNode: async (nodeId, message) => {
+        sent.push({ nodeId, message });
+      },
+      nodes: async () =>
+        options.nodes ?? [
+          node('voice-1', 'voice', 0.1),
+          node('ingest-busy', 'ingest', 0.7),
+          node('ingest-idle', 'ingest', 0.2),
+          node('ingest-down', 'ingest', 0, 'down'),
+        ],
+      channelSettings: async (channel) => settings.get(channel),
+      claimBridge: async (channel, peerId) => {
+        if (options.claimRefused)
+          throw new AppError('conflict', `channel ${channel} is already live`);
+        claims.push(`${channel}/${peerId}`);
+        return {
+          streamId: randomUUID(),
+          channel,
+          keyId: `share:${peerId}`,
+          storagePrefix: `live/${channel}`,
+        };
+      },
+    },
+    bus: new InMemoryClusterBus(logger),
+    logger,
+    srtp: () => true,
+  });
+  await bridges.start();
+  const route = async (channel: string, routing: ShareRouting) => {
+    settings.set(channel, { ...settings.get(channel)!, shareRouting: routing });
+    await bridges!.routingChanged(channel);
+  };
+  return { bridges, sent, claims, route };
+}
+
+const share = (event: 'shareStarted' | 'shareEnded', peerId: string) => ({
+  event,
+  channel: 'lobby',
+  peerId,
+  displayName: 'Sue',
+});
+
+describe('ShareBridges', () => {
+  it('opens a bridge on the least loaded ingest node when a channel routed to broadcast has a share, and closes both ends when the share ends', async () => {
+    const { bridges, sent, claims, route } = await setUp();
+    const sue = randomUUID();
+    bridges.shareChanged(share('shareStarted', sue), 'voice-1');
+    await route('lobby', 'broadcast');
+    await waitUntil(() => sent.length === 1, 'openBridge');
+    const [opened] = sent;
+    expect(opened).toMatchObject({
+      nodeId: 'voice-1',
+      message: {
+        type: 'openBridge',
+        channel: 'lobby',
+        peerId: sue,
+        srtp: true,
+        route: {
+          voiceNodeId: 'voice-1',
+          ingestNodeId: 'ingest-idle',
+          source: { width: 1920, height: 1080, fps: 60 },
+          grant: { channel: 'lobby', keyId: `share:${sue}` },
+        },
+      },
+    });
+    expect(claims).toEqual([`lobby/${sue}`]);
+    const { route: opening } = opened!.message as Extract<ApiToNodeMessage, { type: 'openBridge' }>;
+    expect(bridges.bridgedStreamOf('lobby')).toBe(opening.grant.streamId);
+
+    bridges.shareChanged(share('shareEnded', sue), 'voice-1');
+    await waitUntil(() => sent.length === 3, 'closeBridge to both nodes');
+    expect(sent.slice(1).map(({ nodeId, message }) => [nodeId, message])).toEqual([
+      ['voice-1', { type: 'closeBridge', bridgeId: opening.bridgeId, reason: 'share ended' }],
+      ['ingest-idle', { type: 'closeBridge', bridgeId: opening.bridgeId, reason: 'share ended' }],
+    ]);
+    expect(bridges.bridgedStreamOf('lobby')).toBeUndefined();
+  });
+
+  it('closes the bridge when the routing goes back, and when a node reports its part closed', async () => {
+    const { bridges, sent, route } = await setUp();
+    bridges.shareChanged(share('shareStarted', randomUUID()), 'voice-1');
+    await route('lobby', 'broadcast');
+    await waitUntil(() => sent.length === 1, 'openBridge');
+    await route('lobby', 'webrtc');
+    await waitUntil(() => sent.length === 3, 'the close');
+    expect(sent.slice(1).map(({ message }) => message)).toMatchObject([
+      { type: 'closeBridge', reason: 'routing changed' },
+      { type: 'closeBridge', reason: 'routing changed' },
+    ]);
+
+    await route('lobby', 'broadcast');
+    await waitUntil(() => sent.length === 4, 'a new bridge');
+    const reopened = sent[3]!.message as Extract<ApiToNodeMessage, { type: 'openBridge' }>;
+    await bridges.nodeClosedBridge(reopened.route.bridgeId, 'ffmpeg could not start');
+    await waitUntil(() => sent.length === 6, 'the close after the node gave up');
+    expect(sent.slice(4).map(({ message }) => message)).toMatchObject([
+      { type: 'closeBridge', bridgeId: reopened.route.bridgeId, reason: 'ffmpeg could not start' },
+      { type: 'closeBridge', bridgeId: reopened.route.bridgeId, reason: 'ffmpeg could not start' },
+    ]);
+  });
+
+  it('opens nothing without an up ingest node, nor when the channel is live already, nor for auto routing', async () => {
+    for (const options of [
+      { nodes: [node('voice-1', 'voice', 0), node('ingest-down', 'ingest', 0, 'down')] },
+      { claimRefused: true },
+    ]) {
+      const { bridges, sent, route } = await setUp(options);
+      bridges.shareChanged(share('shareStarted', randomUUID()), 'voice-1');
+      await route('lobby', 'broadcast');
+      await route('lobby', 'broadcast');
+      expect(sent).toEqual([]);
+      expect(bridges.bridgedStreamOf('lobby')).toBeUndefined();
+      await bridges.close();
+    }
+    const { bridges: auto, sent } = await setUp();
+    auto.shareChanged(share('shareStarted', randomUUID()), 'voice-1');
+    await auto.routingChanged('lobby');
+    expect(sent).toEqual([]);
+  });
+
+  it('bridges at the channel cap, at most 1080p, 16:9', () => {
+    expect(bridgeSource('720p30')).toEqual({ width: 1280, height: 720, fps: 30 });
+    expect(bridgeSource('2160p30')).toEqual({ width: 1920, height: 1080, fps: 30 });
+    expect(bridgeSource('source')).toEqual({ width: 1920, height: 1080, fps: 30 });
+  });
+});

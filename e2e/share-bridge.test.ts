@@ -1,0 +1,137 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { channelStreamSchema } from '@hearth/protocol';
+import { ingestConfig } from '@hearth/stream-ingest';
+import { guestSession, operator } from '../api/test/support/accounts';
+import { startTestApi, TestSignalingClient, type TestApi } from '../api/test/support/server';
+import { joinOnSocket } from '../api/test/support/voice-faults';
+import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
+import { eventually } from './support/wait';
+
+const SHARE_SSRC = 7001;
+const VP8_PAYLOAD_TYPE = 101;
+
+let api: TestApi | undefined;
+let s3: TestS3Server | undefined;
+let workDir: string | undefined;
+const cleanup: Array<() => unknown> = [];
+
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+  await api?.close();
+  await s3?.close();
+  if (workDir) fs.rmSync(workDir, { recursive: true, force: true });
+  api = undefined;
+  s3 = undefined;
+  workDir = undefined;
+});
+
+// Shares a screen for the participant the way a browser's encoder would feed mediasoup: real
+// VP8 from ffmpeg (the HLS ladder decodes it), one layer, into an in-process plain transport.
+async function shareRealVp8(peerId: string): Promise<{ stop(): void }> {
+  const channel = api!.voice!.channels.get('stage')!;
+  const transport = await channel.createPlainTransport(peerId, 'send');
+  const producer = await channel.produce(peerId, {
+    transportId: transport.id,
+    kind: 'video',
+    source: 'screen',
+    rtpParameters: {
+      codecs: [
+        {
+          mimeType: 'video/VP8',
+          payloadType: VP8_PAYLOAD_TYPE,
+          clockRate: 90_000,
+          rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }],
+        },
+      ],
+      encodings: [{ ssrc: SHARE_SSRC, maxBitrate: 1_500_000 }],
+    },
+  });
+  const port = transport.tuple.localPort;
+  const sender: ChildProcess = spawn(
+    '/usr/bin/ffmpeg',
+    [
+      ...['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi'],
+      ...['-i', 'testsrc2=size=1280x720:rate=30', '-t', '60'],
+      ...['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '1M', '-g', '60'],
+      ...['-ssrc', String(SHARE_SSRC), '-payload_type', String(VP8_PAYLOAD_TYPE), '-f', 'rtp'],
+      // RTP only: ffmpeg sends its RTCP from another port, and the comedia transport would lock
+      // onto whichever source comes first.
+      `rtp://127.0.0.1:${port}?rtcpport=${port + 1}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  const stop = () => {
+    sender.kill('SIGKILL');
+    producer.close();
+  };
+  cleanup.push(stop);
+  return { stop };
+}
+
+async function channelStream() {
+  const response = await fetch(`${api!.baseUrl}/api/channels/stage/stream`, {
+    headers: await guestSession(api!.baseUrl, 'Viewer'),
+  });
+  expect(response.status).toBe(200);
+  return channelStreamSchema.parse(await response.json());
+}
+
+async function object(key: string): Promise<string | null> {
+  const response = await fetch(`${s3!.endpoint}/${TEST_BUCKET}/${key}`);
+  return response.ok ? response.text() : null;
+}
+
+describe('share bridge', () => {
+  it('an operator routes a channel to broadcast: its live screen share becomes the channel’s HLS stream (VP8 over SRTP → ffmpeg ladder → S3), and ends with ENDLIST when the share stops', async () => {
+    s3 = await TestS3Server.start();
+    workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-bridge-e2e-'));
+    api = await startTestApi({
+      api: { guestGrants: 'join,speak,screen-share' },
+      ingest: {
+        config: ingestConfig({ rtmpPort: '0', workDir, segmentSeconds: '1' }),
+        storage: s3.storage(),
+      },
+    });
+    const sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel: 'stage' });
+    cleanup.push(() => sue.close());
+    const { peerId } = await joinOnSocket(sue, 'stage');
+    const share = await shareRealVp8(peerId);
+    await eventually(async () => (await channelStream()).share !== null, 10_000, 'the share');
+    expect((await channelStream()).stream).toBeNull();
+
+    const routed = await fetch(`${api.baseUrl}/api/channels/stage/share-routing`, {
+      method: 'PUT',
+      headers: { ...operator(), 'content-type': 'application/json' },
+      body: JSON.stringify({ routing: 'broadcast' }),
+    });
+    expect(routed.status).toBe(200);
+    await eventually(
+      async () => (await channelStream()).stream?.state === 'live',
+      30_000,
+      'the bridged stream live',
+    );
+    const master = await object('live/stage/master.m3u8');
+    // Bridged at the channel's cap (source: 1080p at most) with the ladder's rungs below it.
+    expect(master).toContain('RESOLUTION=1920x1080');
+    const media = await object('live/stage/1080p30/index.m3u8');
+    expect(media).toMatch(/#EXTINF:/);
+    expect(media).not.toContain('#EXT-X-ENDLIST');
+
+    share.stop();
+    await eventually(
+      async () =>
+        (await object('live/stage/1080p30/index.m3u8'))?.includes('#EXT-X-ENDLIST') ?? false,
+      20_000,
+      'ENDLIST after the share stopped',
+    );
+    await eventually(
+      async () => (await channelStream()).stream?.state === 'ended',
+      10_000,
+      'the stream ended',
+    );
+  }, 90_000);
+});
