@@ -101,6 +101,7 @@ describe('share bridge', () => {
     const { peerId } = await joinOnSocket(sue, 'stage');
     const share = await shareRealVp8(peerId);
     await eventually(async () => (await channelStream()).share !== null, 10_000, 'the share');
+    expect((await channelStream()).share?.broadcast).toBe(false);
     expect((await channelStream()).stream).toBeNull();
 
     const routed = await fetch(`${api.baseUrl}/api/channels/stage/share-routing`, {
@@ -114,6 +115,8 @@ describe('share bridge', () => {
       30_000,
       'the bridged stream live',
     );
+    // Spectators are told to watch the channel's stream instead of WebRTC.
+    expect((await channelStream()).share).toEqual({ peerId, displayName: 'Sue', broadcast: true });
     const master = await object('live/stage/master.m3u8');
     // Bridged at the channel's cap (source: 1080p at most) with the ladder's rungs below it.
     expect(master).toContain('RESOLUTION=1920x1080');

@@ -94,7 +94,11 @@ describe('spectators and share settings through the api', () => {
       expect(attempt).toBeLessThan(100);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    expect((await channelStream()).share).toEqual({ peerId: sue.peerId, displayName: 'Sue' });
+    expect((await channelStream()).share).toEqual({
+      peerId: sue.peerId,
+      displayName: 'Sue',
+      broadcast: false,
+    });
   });
 
   it('the events socket tells watch pages when a share starts and ends, however it ends', async () => {

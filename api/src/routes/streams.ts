@@ -91,9 +91,16 @@ export const streamRoutes: readonly Route[] = [
         deps.presence.list(name),
       ]);
       const sharer = participants.find((participant) => participant.sharing);
+      const { broadcastShare, ...status } = stream;
       return {
-        ...stream,
-        share: sharer ? { peerId: sharer.id, displayName: sharer.displayName } : null,
+        ...status,
+        share: sharer
+          ? {
+              peerId: sharer.id,
+              displayName: sharer.displayName,
+              broadcast: broadcastShare === sharer.id,
+            }
+          : null,
       };
     },
   }),

@@ -26,6 +26,9 @@ import {
 } from './stream-keys';
 
 /** Events of the stream service, forwarded to web clients by the events socket. */
+
+// The key id a bridged share's stream is recorded with, before the sharer's peer id.
+const BRIDGE_KEY_PREFIX = 'share:';
 export type StreamServiceEvents = {
   /** A publisher was accepted and its stream is starting. */
   streamStarted: [LiveStream];
@@ -276,7 +279,7 @@ export class StreamService {
     peerId: string,
     bridge: { voiceNodeId: string; ingestNodeId: string },
   ): Promise<PublishGrant> {
-    return this.#claim(channel, `share:${peerId}`, {
+    return this.#claim(channel, `${BRIDGE_KEY_PREFIX}${peerId}`, {
       ip: bridge.voiceNodeId,
       nodeId: bridge.ingestNodeId,
     });
@@ -459,7 +462,7 @@ export class StreamService {
    */
   async channelStream(
     channelOrName: PlaybackChannel | string,
-  ): Promise<Omit<ChannelStream, 'share'>> {
+  ): Promise<Omit<ChannelStream, 'share'> & { broadcastShare: string | undefined }> {
     const channel =
       typeof channelOrName === 'string'
         ? {
@@ -468,10 +471,15 @@ export class StreamService {
           }
         : channelOrName;
     const record = await this.#store.ofChannel(channel.name);
+    const bridged =
+      record !== undefined &&
+      record.keyId.startsWith(BRIDGE_KEY_PREFIX) &&
+      record.stream.state === 'live';
     return {
       channel: channel.name,
       playbackUrl: this.playbackUrlFor(channel),
       stream: record ? this.withPlaybackUrl(await this.#withViewers(record), channel) : null,
+      broadcastShare: bridged ? record.keyId.slice(BRIDGE_KEY_PREFIX.length) : undefined,
     };
   }
 

@@ -75,7 +75,15 @@ export type LiveStream = z.infer<typeof liveStreamSchema>;
 export const liveStreamListSchema = z.object({ streams: z.array(liveStreamSchema) });
 
 /** A screen share in a voice channel: who shares. */
-export const shareSchema = z.object({ peerId: z.string(), displayName: z.string() });
+export const shareSchema = z.object({
+  peerId: z.string(),
+  displayName: z.string(),
+  /**
+   * True once the share plays as the channel's HLS stream too (bridged onto the broadcast
+   * stack): spectators then watch that stream instead of WebRTC.
+   */
+  broadcast: z.boolean().default(false),
+});
 
 /** Response of `GET /api/channels/:name/stream`: the channel's stream, or offline. */
 export const channelStreamSchema = z.object({
@@ -100,9 +108,9 @@ export const eventNotificationSchemas = {
   /** The number of viewers of a channel changed. */
   viewerCount: z.object({ channel: channelNameSchema, viewers: z.number().int().nonnegative() }),
   /** A participant of the channel's voice started sharing a screen: spectators may watch it. */
-  shareStarted: shareSchema.extend({ channel: channelNameSchema }),
+  shareStarted: shareSchema.omit({ broadcast: true }).extend({ channel: channelNameSchema }),
   /** That share ended. */
-  shareEnded: shareSchema.extend({ channel: channelNameSchema }),
+  shareEnded: shareSchema.omit({ broadcast: true }).extend({ channel: channelNameSchema }),
 } as const;
 
 /** Names of events-socket notifications. */
