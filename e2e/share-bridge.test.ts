@@ -137,4 +137,35 @@ describe('share bridge', () => {
       'the stream ended',
     );
   }, 90_000);
+
+  it('with API_HANDOFF_VIEWERS=1 the first spectator of a share warms the bridge up, and once HLS plays the share is a broadcast', async () => {
+    s3 = await TestS3Server.start();
+    workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-bridge-e2e-'));
+    api = await startTestApi({
+      api: { guestGrants: 'join,speak,screen-share', handoffViewers: '1' },
+      ingest: {
+        config: ingestConfig({ rtmpPort: '0', workDir, segmentSeconds: '1' }),
+        storage: s3.storage(),
+      },
+    });
+    const sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel: 'stage' });
+    cleanup.push(() => sue.close());
+    const { peerId } = await joinOnSocket(sue, 'stage');
+    await shareRealVp8(peerId);
+    await eventually(async () => (await channelStream()).share !== null, 10_000, 'the share');
+    expect((await channelStream()).stream).toBeNull();
+
+    const spectator = await TestSignalingClient.connect(api.baseUrl, 'Sam', {
+      channel: 'stage',
+      spectate: true,
+    });
+    cleanup.push(() => spectator.close());
+    await joinOnSocket(spectator, 'stage');
+    await eventually(
+      async () => (await channelStream()).share?.broadcast === true,
+      30_000,
+      'the share handed off to HLS',
+    );
+    expect((await channelStream()).stream?.state).toBe('live');
+  }, 90_000);
 });

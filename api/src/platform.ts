@@ -178,6 +178,14 @@ export async function startPlatform(options: {
         nodes: () => placement.nodes(),
         channelSettings: (channel) => stores.channels.get(channel),
         claimBridge: (channel, peerId, nodes) => service.claimBridge(channel, peerId, nodes),
+        viewers: (channel) => service.viewers(channel),
+        isLive: (streamId) => service.isLive(streamId),
+        routeShareAudience: (streamId, toStream) => service.routeShareAudience(streamId, toStream),
+      },
+      settings: {
+        viewers: config.handoffViewers,
+        prewarm: config.handoffPrewarm,
+        release: config.handoffRelease,
       },
       bus: placement.bus,
       logger,
@@ -213,6 +221,11 @@ export async function startPlatform(options: {
         shareEvents.announce(event);
         bridges.shareChanged(event, nodeId);
       },
+      audienceChanged: (nodeId, channel, spectators) => {
+        bridges.audienceChanged(nodeId, channel, spectators).catch((error: unknown) => {
+          logger.warn({ err: error, channel }, 'a spectator count was not passed on');
+        });
+      },
       bridgeClosed: (bridgeId, reason) => {
         bridges.nodeClosedBridge(bridgeId, reason).catch((error: unknown) => {
           logger.error({ err: error }, 'a bridge close was not passed on');
@@ -225,6 +238,10 @@ export async function startPlatform(options: {
         logger.error({ err: error }, 'key revocation not sent to the ingest nodes');
       });
     });
+    // The handoff policy reads the channel's stream and watch pages.
+    service.events.on('streamLive', (stream) => bridges.reconsider(stream.channel));
+    service.events.on('viewerCount', (channel) => bridges.reconsider(channel));
+    placement.events.on('nodeDown', ({ nodeId }) => bridges.nodeGone(nodeId));
     placement.events.on('nodeDown', ({ nodeId, at }) => {
       service.nodeGone(nodeId, new Date(at)).catch((error: unknown) => {
         logger.error({ err: error, node: nodeId }, 'ending the streams of a gone node failed');

@@ -10,7 +10,7 @@ import {
 import { AppError, createLogger } from '@hearth/server-common';
 import { InMemoryClusterBus } from '../src/cluster/bus';
 import { ShareBridges, bridgeSource } from '../src/handoff/share-bridges';
-import { waitUntil } from './nodes/helpers';
+import { sleep, waitUntil } from './nodes/helpers';
 
 const logger = createLogger('test', { level: 'silent' });
 
@@ -37,6 +37,8 @@ afterEach(async () => {
 /** ShareBridges on fakes of the api around it; `sent` is what reached each node. */
 async function setUp(options: { nodes?: NodeInfo[]; claimRefused?: boolean } = {}) {
   const sent: Array<{ nodeId: string; message: ApiToNodeMessage }> = [];
+  // The channel's watch pages, the streams that are live, and where the audience was sent.
+  const world = { viewers: 0, live: new Set<string>(), routed: [] as Array<[string, boolean]> };
   const settings = new Map<string, { shareRouting: ShareRouting; maxSharePreset: SharePresetId }>([
     ['lobby', { shareRouting: 'auto', maxSharePreset: '1080p60' }],
   ]);
@@ -65,18 +67,27 @@ async function setUp(options: { nodes?: NodeInfo[]; claimRefused?: boolean } = {
           storagePrefix: `live/${channel}`,
         };
       },
+      viewers: async () => world.viewers,
+      isLive: async (streamId) => world.live.has(streamId),
+      routeShareAudience: async (streamId, toStream) => {
+        world.routed.push([streamId, toStream]);
+      },
     },
     bus: new InMemoryClusterBus(logger),
     logger,
     srtp: () => true,
+    settings: { viewers: 10, prewarm: 0.5, release: 0.6 },
   });
   await bridges.start();
   const route = async (channel: string, routing: ShareRouting) => {
     settings.set(channel, { ...settings.get(channel)!, shareRouting: routing });
     await bridges!.routingChanged(channel);
   };
-  return { bridges, sent, claims, route };
+  return { bridges, sent, claims, route, world };
 }
+
+const openedRoute = (message: ApiToNodeMessage) =>
+  (message as Extract<ApiToNodeMessage, { type: 'openBridge' }>).route;
 
 const share = (event: 'shareStarted' | 'shareEnded', peerId: string) => ({
   event,
@@ -161,6 +172,61 @@ describe('ShareBridges', () => {
     auto.shareChanged(share('shareStarted', randomUUID()), 'voice-1');
     await auto.routingChanged('lobby');
     expect(sent).toEqual([]);
+  });
+
+  it('auto routing: the bridge warms up at the pre-warm fraction, spectators go to HLS at the threshold once it is live, and come back below the release fraction', async () => {
+    const { bridges, sent, world } = await setUp();
+    bridges.shareChanged(share('shareStarted', randomUUID()), 'voice-1');
+    // 4 watch pages, all on WebRTC (reported by the voice node): below the pre-warm (5).
+    await bridges.audienceChanged('voice-1', 'lobby', 4);
+    world.viewers = 4;
+    bridges.reconsider('lobby');
+    await sleep(50);
+    expect(sent).toEqual([]);
+
+    world.viewers = 5;
+    await bridges.audienceChanged('voice-1', 'lobby', 5);
+    await waitUntil(() => sent.length === 1, 'the bridge warming up');
+    const route = openedRoute(sent[0]!.message);
+    expect(route.ingestNodeId).toBe('ingest-idle');
+    // Live, but below the threshold: spectators stay on WebRTC.
+    world.live.add(route.grant.streamId);
+    bridges.reconsider('lobby');
+    await waitUntil(() => world.routed.length === 1, 'a decision');
+    expect(world.routed).toEqual([[route.grant.streamId, false]]);
+
+    world.viewers = 10;
+    await bridges.audienceChanged('voice-1', 'lobby', 10);
+    await waitUntil(() => world.routed.length === 2, 'the handoff');
+    expect(world.routed[1]).toEqual([route.grant.streamId, true]);
+
+    // Hysteresis: at 7 of 10 (above the release fraction, 6) HLS stays; at 5 it is released.
+    world.viewers = 7;
+    bridges.reconsider('lobby');
+    await waitUntil(() => world.routed.length === 3, 'a decision');
+    expect(world.routed[2]).toEqual([route.grant.streamId, true]);
+    world.viewers = 5;
+    await bridges.audienceChanged('voice-1', 'lobby', 5);
+    await waitUntil(() => world.routed.length === 4, 'the release');
+    expect(world.routed[3]).toEqual([route.grant.streamId, false]);
+    // Below the pre-warm with nobody on HLS: the bridge closes.
+    world.viewers = 2;
+    await bridges.audienceChanged('voice-1', 'lobby', 2);
+    await waitUntil(() => sent.length === 3, 'the bridge closed');
+    expect(sent.slice(1).map(({ message }) => message)).toMatchObject([
+      { type: 'closeBridge', reason: 'the audience is back on WebRTC' },
+      { type: 'closeBridge', reason: 'the audience is back on WebRTC' },
+    ]);
+  });
+
+  it('auto routing: a voice node that goes down takes its spectators with it', async () => {
+    const { bridges, sent, world } = await setUp();
+    bridges.shareChanged(share('shareStarted', randomUUID()), 'voice-1');
+    await bridges.audienceChanged('voice-2', 'lobby', 6);
+    await waitUntil(() => sent.length === 1, 'the bridge warming up');
+    world.viewers = 0;
+    bridges.nodeGone('voice-2');
+    await waitUntil(() => sent.length === 3, 'the bridge closed');
   });
 
   it('bridges at the channel cap, at most 1080p, 16:9', () => {

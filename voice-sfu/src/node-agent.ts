@@ -45,7 +45,7 @@ export class NodeAgent {
   readonly #heartbeatMs: number;
   readonly #logger: Logger;
   // Who each local peer is, for the replay after a register: the channel's views lack the user id.
-  readonly #sessions = new Map<string, { channel: string; userId: string }>();
+  readonly #sessions = new Map<string, { channel: string; userId: string; spectator: boolean }>();
   readonly #bridges: BridgeControl;
   #send: ControlSend | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -83,7 +83,9 @@ export class NodeAgent {
     });
     options.node.channels.onOpened((channel) => {
       channel.events.on('peerJoined', (peerId, identity) => {
-        this.#sessions.set(peerId, { channel: channel.name, userId: identity.userId });
+        const spectator = identity.spectator === true;
+        this.#sessions.set(peerId, { channel: channel.name, userId: identity.userId, spectator });
+        if (spectator) this.#reportAudience(channel.name);
         this.#emit({
           type: 'sessionOpened',
           peerId,
@@ -99,8 +101,10 @@ export class NodeAgent {
         }
       });
       channel.events.on('peerLeft', (peerId) => {
+        const spectator = this.#sessions.get(peerId)?.spectator === true;
         this.#sessions.delete(peerId);
         this.#emit({ type: 'sessionClosed', peerId });
+        if (spectator) this.#reportAudience(channel.name);
       });
       channel.events.once('closed', () =>
         this.#emit({ type: 'channelClosed', channel: channel.name }),
@@ -135,6 +139,19 @@ export class NodeAgent {
       const batch = sessions.slice(start, start + REPLAY_BATCH_SIZE);
       send({ type: 'replay', sessions: batch, done: start + REPLAY_BATCH_SIZE >= sessions.length });
     }
+    for (const channel of new Set([...this.#sessions.values()].map((s) => s.channel))) {
+      this.#reportAudience(channel);
+    }
+  }
+
+  // Tells the api how many spectators watch the channel's shares on this node: the handoff
+  // policy moves a share's audience to HLS as it grows.
+  #reportAudience(channel: string): void {
+    let spectators = 0;
+    for (const session of this.#sessions.values()) {
+      if (session.channel === channel && session.spectator) spectators++;
+    }
+    this.#emit({ type: 'audience', channel, spectators });
   }
 
   /** The sessions this node serves now, with each participant's current state. */

@@ -12,11 +12,25 @@ import {
 import type { Logger } from '@hearth/server-common';
 import type { ClusterBus } from '../cluster/bus';
 import type { ShareEvent } from '../voice/share-events';
+import {
+  decideHandoff,
+  type HandoffSettings,
+  type ShareCapacity,
+  type SpectatorPath,
+} from './policy';
 
 /** Bus topic on which a node's report that a bridge closed reaches the instance running it. */
 const BRIDGE_CLOSED_TOPIC = 'handoff.bridgeClosed';
 /** Bus topic on which a channel's routing change reaches the instance holding its share. */
 const ROUTING_CHANGED_TOPIC = 'handoff.routingChanged';
+/** Bus topic on which every instance hears each voice node's spectator counts. */
+const AUDIENCE_TOPIC = 'handoff.audience';
+
+// What one WebRTC spectator costs a share's voice node: the share's video and audio and the
+// sharer's microphone.
+const CONSUMERS_PER_SPECTATOR = 3;
+// The share's top layer when its preset names no bitrate ("source"), in kbit/s.
+const DEFAULT_SHARE_KBPS = 4500;
 
 // The ladder's top rung is 1080p: a share is bridged at most at that size.
 const MAX_BRIDGE_HEIGHT = 1080;
@@ -24,6 +38,11 @@ const DEFAULT_BRIDGE_FPS = 30;
 
 const bridgeClosedSchema = z.object({ bridgeId: z.uuid(), reason: z.string().max(200) });
 const routingChangedSchema = z.object({ channel: z.string().min(1).max(64) });
+const audienceSchema = z.object({
+  nodeId: z.string().min(1).max(128),
+  channel: z.string().min(1).max(64),
+  spectators: z.number().int().min(0).max(1_000_000),
+});
 
 /** What the bridges need of the rest of the api. */
 export interface ShareBridgesDeps {
@@ -41,6 +60,12 @@ export interface ShareBridgesDeps {
     peerId: string,
     nodes: { voiceNodeId: string; ingestNodeId: string },
   ): Promise<BridgeRoute['grant']>;
+  /** Watch pages of the channel, on either path. */
+  viewers(channel: string): Promise<number>;
+  /** Whether a stream is playable now. */
+  isLive(streamId: string): Promise<boolean>;
+  /** Sends a bridged share's spectators to its stream, or back to WebRTC. */
+  routeShareAudience(streamId: string, toStream: boolean): Promise<void>;
 }
 
 interface Share {
@@ -65,6 +90,11 @@ export class ShareBridges {
   readonly #bus: ClusterBus;
   readonly #logger: Logger;
   readonly #srtp: (voiceNodeId: string, ingestNodeId: string) => boolean;
+  readonly #settings: HandoffSettings;
+  // WebRTC spectators by channel, then voice node, as every node reports them.
+  readonly #audience = new Map<string, Map<string, number>>();
+  // Where each channel's policy last sent new spectators.
+  readonly #paths = new Map<string, SpectatorPath>();
   // Live shares whose voice node is connected here, by channel then peer.
   readonly #shares = new Map<string, Map<string, Share>>();
   // Open bridges, by channel: a channel has one playback URL, so one bridge at most.
@@ -79,7 +109,10 @@ export class ShareBridges {
     logger: Logger;
     /** Whether a bridge between these nodes is encrypted: between hosts, it must be. */
     srtp: (voiceNodeId: string, ingestNodeId: string) => boolean;
+    /** The thresholds of the handoff policy. */
+    settings: HandoffSettings;
   }) {
+    this.#settings = options.settings;
     this.#deps = options.deps;
     this.#bus = options.bus;
     this.#logger = options.logger.child({ component: 'share-bridges' });
@@ -96,6 +129,10 @@ export class ShareBridges {
       await this.#bus.subscribe(ROUTING_CHANGED_TOPIC, (message) => {
         const parsed = routingChangedSchema.safeParse(message);
         if (parsed.success) this.#decide(parsed.data.channel);
+      }),
+      await this.#bus.subscribe(AUDIENCE_TOPIC, (message) => {
+        const parsed = audienceSchema.safeParse(message);
+        if (parsed.success) this.#countAudience(parsed.data);
       }),
     );
   }
@@ -124,6 +161,32 @@ export class ShareBridges {
       if (shares.size === 0) this.#shares.delete(channel);
     }
     this.#decide(channel);
+  }
+
+  /** A voice node reported its spectators of a channel: every instance hears it. */
+  async audienceChanged(nodeId: string, channel: string, spectators: number): Promise<void> {
+    await this.#bus.publish(AUDIENCE_TOPIC, { nodeId, channel, spectators });
+  }
+
+  /** A voice node is down: its spectators are gone. */
+  nodeGone(nodeId: string): void {
+    for (const [channel, counts] of this.#audience) {
+      if (counts.delete(nodeId)) this.#decide(channel);
+    }
+  }
+
+  /** Something the policy reads changed for the channel (its stream, its watch pages). */
+  reconsider(channel: string): void {
+    if (this.#shares.has(channel) || this.#bridges.has(channel)) this.#decide(channel);
+  }
+
+  #countAudience(report: z.infer<typeof audienceSchema>): void {
+    const counts = this.#audience.get(report.channel) ?? new Map<string, number>();
+    if (report.spectators > 0) counts.set(report.nodeId, report.spectators);
+    else counts.delete(report.nodeId);
+    if (counts.size > 0) this.#audience.set(report.channel, counts);
+    else this.#audience.delete(report.channel);
+    this.reconsider(report.channel);
   }
 
   /** Tells the instance holding the channel's share that its routing changed. */
@@ -159,18 +222,48 @@ export class ShareBridges {
     return next;
   }
 
-  // Makes the channel's bridge what its share and routing ask for.
+  // Makes the channel's bridge, and the path of its spectators, what the policy decides.
   async #apply(channel: string): Promise<void> {
     const bridge = this.#bridges.get(channel);
-    const settings = await this.#deps.channelSettings(channel);
     const shares = this.#shares.get(channel);
-    const bridged = bridge && shares?.has(bridge.share.peerId) ? bridge.share : undefined;
-    if (bridge && (!bridged || settings?.shareRouting !== 'broadcast')) {
-      await this.#stop(bridge, bridged ? 'routing changed' : 'share ended');
+    const share = bridge && shares?.has(bridge.share.peerId) ? bridge.share : first(shares);
+    if (bridge && bridge.share !== share) await this.#stop(bridge, 'share ended');
+    if (!share) {
+      this.#paths.delete(channel);
+      return;
     }
-    if (this.#bridges.has(channel) || settings?.shareRouting !== 'broadcast') return;
-    const share = shares?.values().next().value;
-    if (share) await this.#open(share, bridgeSource(settings.maxSharePreset));
+    const settings = await this.#deps.channelSettings(channel);
+    if (!settings) return;
+    const open = this.#bridges.get(channel);
+    const webrtc = [...(this.#audience.get(channel)?.values() ?? [])].reduce((a, b) => a + b, 0);
+    const spectators = Math.max(webrtc, await this.#deps.viewers(channel));
+    const voiceNode = (await this.#deps.nodes()).find((node) => node.id === share.voiceNodeId);
+    const decision = decideHandoff({
+      spectators,
+      hlsSpectators: spectators - webrtc,
+      capacity: capacityOf(voiceNode),
+      consumersPerSpectator: CONSUMERS_PER_SPECTATOR,
+      bitratePerSpectatorKbps: shareKbps(settings.maxSharePreset),
+      routing: settings.shareRouting,
+      bridgeReady: open ? await this.#deps.isLive(open.route.grant.streamId) : false,
+      previous: this.#paths.get(channel) ?? 'webrtc',
+      settings: this.#settings,
+    });
+    this.#paths.set(channel, decision.newSpectators);
+    if (!decision.bridge) {
+      const why =
+        settings.shareRouting === 'webrtc' ? 'routing changed' : 'the audience is back on WebRTC';
+      if (open) await this.#stop(open, why);
+      return;
+    }
+    if (!open) {
+      await this.#open(share, bridgeSource(settings.maxSharePreset));
+      return;
+    }
+    await this.#deps.routeShareAudience(
+      open.route.grant.streamId,
+      decision.newSpectators === 'hls' || decision.moveWebrtcSpectators,
+    );
   }
 
   async #open(share: Share, source: BridgeSource): Promise<void> {
@@ -221,6 +314,28 @@ export function bridgeSource(cap: SharePresetId): BridgeSource {
     height,
     fps: preset.frameRate ?? DEFAULT_BRIDGE_FPS,
   };
+}
+
+// Room left on a share's voice node; a node the registry does not list as up has none.
+function capacityOf(node: NodeInfo | undefined): ShareCapacity {
+  if (!node || node.status !== 'up') return { consumersLeft: 0, bitrateLeftKbps: 0, cpu: 1 };
+  const { maxConsumers } = node.limits;
+  return {
+    consumersLeft:
+      maxConsumers === undefined ? Number.POSITIVE_INFINITY : maxConsumers - node.load.consumers,
+    bitrateLeftKbps: Number.POSITIVE_INFINITY,
+    cpu: node.load.cpu,
+  };
+}
+
+// What a WebRTC spectator of a share costs in bitrate: the top layer of the channel's cap.
+function shareKbps(cap: SharePresetId): number {
+  const bitrate = sharePreset(cap).maxBitrate;
+  return bitrate === null ? DEFAULT_SHARE_KBPS : bitrate / 1000;
+}
+
+function first<T>(values: Map<string, T> | undefined): T | undefined {
+  return values?.values().next().value;
 }
 
 // The up ingest node with the most CPU to spare.

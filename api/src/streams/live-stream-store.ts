@@ -14,6 +14,8 @@ export interface StreamRecord {
   readonly nodeId: string;
   /** When its node last vouched for it (its publish check or a replay), ISO 8601. */
   readonly seenAt: string;
+  /** For a bridged screen share: whether its spectators are sent to this stream now. */
+  readonly shareAudience?: boolean;
 }
 
 /** A change to a stream that has not ended. */
@@ -24,6 +26,8 @@ export interface StreamChange {
   readonly renditions?: RenditionInfo[];
   /** Its node vouched for it again. */
   readonly seenAt?: string;
+  /** The handoff policy sends the bridged share's spectators to it, or no longer. */
+  readonly shareAudience?: boolean;
 }
 
 /** How long an ended stream stays readable, so players that poll see "ended", not "offline". */
@@ -71,6 +75,7 @@ function applyChange(record: StreamRecord, change: StreamChange): StreamRecord {
       ...(change.renditions ? { renditions: change.renditions } : {}),
     },
     seenAt: change.seenAt ?? record.seenAt,
+    ...(change.shareAudience === undefined ? {} : { shareAudience: change.shareAudience }),
   };
 }
 
@@ -161,6 +166,7 @@ const streamRecordSchema = z.object({
   keyId: z.string(),
   nodeId: z.string(),
   seenAt: z.string(),
+  shareAudience: z.boolean().optional(),
 });
 
 const scripts = {

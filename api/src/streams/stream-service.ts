@@ -343,6 +343,22 @@ export class StreamService {
     return { streamId, channel: channelName, keyId, storagePrefix };
   }
 
+  /**
+   * Sends a bridged share's spectators to its stream, or back to WebRTC, as the handoff policy
+   * decides. Watch pages hear `streamLive` again when they are sent to it, and read the status.
+   */
+  async routeShareAudience(streamId: string, toStream: boolean): Promise<void> {
+    const record = await this.#store.get(streamId);
+    if (!record || record.shareAudience === toStream) return;
+    const next = await this.#store.update(streamId, { shareAudience: toStream });
+    if (next?.stream.state === 'live') await this.#announce('streamLive', next);
+  }
+
+  /** Whether a stream is playable now. */
+  async isLive(streamId: string): Promise<boolean> {
+    return (await this.#store.get(streamId))?.stream.state === 'live';
+  }
+
   /** Applies a report from the ingest node `nodeId`; reports on other nodes' streams are ignored. */
   async report(nodeId: string, report: StreamReport): Promise<void> {
     const record = await this.#store.get(report.streamId);
@@ -474,7 +490,8 @@ export class StreamService {
     const bridged =
       record !== undefined &&
       record.keyId.startsWith(BRIDGE_KEY_PREFIX) &&
-      record.stream.state === 'live';
+      record.stream.state === 'live' &&
+      record.shareAudience === true;
     return {
       channel: channel.name,
       playbackUrl: this.playbackUrlFor(channel),

@@ -84,6 +84,8 @@ export interface VoiceSessionObserver {
   serverMuteChanged(channel: string, userId: string, muted: boolean): void;
   /** A participant of the voice node `nodeId`, connected to this instance, started or stopped sharing. */
   shareChanged(event: ShareEvent, nodeId: string): void;
+  /** A voice node's spectators of a channel changed. */
+  audienceChanged(nodeId: string, channel: string, spectators: number): void;
   /** A node ended its part of a share bridge, or could not start it. */
   bridgeClosed(bridgeId: string, reason: string): void;
 }
@@ -460,6 +462,9 @@ export class NodeHub {
         }
         case 'bridgeClosed':
           this.#observer?.bridgeClosed(message.bridgeId, message.reason);
+          return;
+        case 'audience':
+          this.#observer?.audienceChanged(nodeId, message.channel, message.spectators);
           return;
       }
     } catch (error) {

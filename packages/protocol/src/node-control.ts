@@ -90,6 +90,12 @@ export const nodeToApiMessageSchema = z.discriminatedUnion('type', [
     type: z.literal('streamsReplay'),
     streams: z.array(ingestedStreamSchema).max(MAX_REPLAYED_STREAMS),
   }),
+  /** A voice node's spectators of a channel (receive-only watchers of its shares) changed. */
+  z.object({
+    type: z.literal('audience'),
+    channel: channelNameSchema,
+    spectators: z.number().int().min(0).max(1_000_000),
+  }),
   /** A voice node opened the bridge's transports: here is what it will send, and from where. */
   z.object({
     type: z.literal('bridgeOffer'),
