@@ -240,6 +240,7 @@ export async function startPlatform(options: {
     });
     // The handoff policy reads the channel's stream and watch pages.
     service.events.on('streamLive', (stream) => bridges.reconsider(stream.channel));
+    service.events.on('streamEnded', (stream) => bridges.streamEnded(stream.id, stream.channel));
     service.events.on('viewerCount', (channel) => bridges.reconsider(channel));
     placement.events.on('nodeDown', ({ nodeId }) => bridges.nodeGone(nodeId));
     placement.events.on('nodeDown', ({ nodeId, at }) => {

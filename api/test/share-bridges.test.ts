@@ -229,6 +229,40 @@ describe('ShareBridges', () => {
     await waitUntil(() => sent.length === 3, 'the bridge closed');
   });
 
+  it('an ingest node that dies takes its bridge down, and a new one opens on another ingest node once the old stream ended', async () => {
+    const nodes = [
+      node('voice-1', 'voice', 0.1),
+      node('ingest-a', 'ingest', 0.1),
+      node('ingest-b', 'ingest', 0.5),
+    ];
+    const { bridges, sent, route } = await setUp({ nodes });
+    bridges.shareChanged(share('shareStarted', randomUUID()), 'voice-1');
+    await route('lobby', 'broadcast');
+    await waitUntil(() => sent.length === 1, 'the first bridge');
+    const first = openedRoute(sent[0]!.message);
+    expect(first.ingestNodeId).toBe('ingest-a');
+
+    nodes[1] = node('ingest-a', 'ingest', 0.1, 'down');
+    bridges.nodeGone('ingest-a');
+    await waitUntil(() => sent.length >= 3, 'the close');
+    expect(sent[1]!.message).toMatchObject({
+      type: 'closeBridge',
+      reason: 'node ingest-a is down',
+    });
+    // The api ends the gone node's stream; then the share is bridged again elsewhere.
+    bridges.streamEnded(first.grant.streamId, 'lobby');
+    await waitUntil(
+      () => sent.some(({ message }, i) => i > 0 && message.type === 'openBridge'),
+      'a new bridge',
+    );
+    const second = openedRoute(
+      sent.find(({ message }, i) => i > 0 && message.type === 'openBridge')!.message,
+    );
+    expect(second.ingestNodeId).toBe('ingest-b');
+    expect(second.grant.channel).toBe('lobby');
+    expect(second.bridgeId).not.toBe(first.bridgeId);
+  });
+
   it('bridges at the channel cap, at most 1080p, 16:9', () => {
     expect(bridgeSource('720p30')).toEqual({ width: 1280, height: 720, fps: 30 });
     expect(bridgeSource('2160p30')).toEqual({ width: 1920, height: 1080, fps: 30 });

@@ -168,11 +168,29 @@ export class ShareBridges {
     await this.#bus.publish(AUDIENCE_TOPIC, { nodeId, channel, spectators });
   }
 
-  /** A voice node is down: its spectators are gone. */
+  /**
+   * A node is down: its spectators are gone, and a bridge through it is given up. The share's
+   * next decision opens a new bridge on another ingest node, under the same playback URL, once
+   * the old stream has ended.
+   */
   nodeGone(nodeId: string): void {
     for (const [channel, counts] of this.#audience) {
       if (counts.delete(nodeId)) this.#decide(channel);
     }
+    for (const bridge of [...this.#bridges.values()]) {
+      const { voiceNodeId, ingestNodeId } = bridge.route;
+      if (nodeId !== voiceNodeId && nodeId !== ingestNodeId) continue;
+      void this.#serially(bridge.share.channel, () => this.#stop(bridge, `node ${nodeId} is down`));
+    }
+  }
+
+  /** A stream ended: if it was a bridge's (its ffmpeg gave up, its node went), the bridge ends. */
+  streamEnded(streamId: string, channel: string): void {
+    const bridge = this.#bridges.get(channel);
+    if (bridge?.route.grant.streamId === streamId) {
+      void this.#serially(channel, () => this.#stop(bridge, 'its stream ended'));
+    }
+    this.reconsider(channel);
   }
 
   /** Something the policy reads changed for the channel (its stream, its watch pages). */
