@@ -6,3 +6,9 @@ export function warn(message: string, ...details: unknown[]): void {
   // eslint-disable-next-line no-console -- this module is the app's single console sink.
   console.warn(`[hearth] ${message}`, ...details);
 }
+
+/** Notes something the app decided that helps to explain its behaviour, and needs no action. */
+export function info(message: string, ...details: unknown[]): void {
+  // eslint-disable-next-line no-console -- this module is the app's single console sink.
+  console.info(`[hearth] ${message}`, ...details);
+}

@@ -39,6 +39,8 @@ export interface PlaybackReadings {
   latencySource: LatencySource | null;
   /** Wall-clock time (ms since the epoch) of the frame being shown, from PROGRAM-DATE-TIME. */
   programDateTime: number | null;
+  /** EXT-X-TARGETDURATION of the playlist being played, in seconds, once hls.js loaded it. */
+  targetDuration: number | null;
 }
 
 /** Everything there is to show about a playback. Each change produces a new object. */
@@ -65,6 +67,14 @@ export type PlaybackEvents = {
   state: [PlaybackState];
 };
 
+/**
+ * How many target durations behind the playlist's live edge playback sits. Two (4 s with 2 s
+ * segments) is one less than the hold-back RFC 8216 6.3.3 suggests: segments reach the CDN within
+ * a few hundred milliseconds of being cut (bench:stream), so one spare segment rides out a late
+ * one, and it keeps glass-to-glass latency near 4.5 s instead of 6 s.
+ */
+export const LIVE_SYNC_DURATION_COUNT = 2;
+
 // Live playback tuned for the ingest's plain (not low-latency) HLS with short segments.
 const HLS_CONFIG: Partial<HlsConfig> = {
   // The ingest writes whole segments without LL-HLS parts or blocking reloads, so this mode
@@ -72,11 +82,8 @@ const HLS_CONFIG: Partial<HlsConfig> = {
   // rate catch-up below in this mode; with it off, `maxLiveSyncPlaybackRate` does nothing and a
   // viewer who fell behind after a stall stays behind.
   lowLatencyMode: true,
-  // Two target durations (4 s with 2 s segments) behind the edge, one less than the hold-back
-  // RFC 8216 6.3.3 suggests: segments reach the CDN within a few hundred milliseconds of being
-  // cut (bench:stream), so one spare segment rides out a late one, and it keeps glass-to-glass
-  // latency near 4.5 s instead of 6 s. Set explicitly, it also wins over any PART-HOLD-BACK.
-  liveSyncDurationCount: 2,
+  // Set explicitly, it also wins over any PART-HOLD-BACK.
+  liveSyncDurationCount: LIVE_SYNC_DURATION_COUNT,
   // After a stall leaves playback this far behind, hls.js jumps back to the sync point.
   liveMaxLatencyDurationCount: 10,
   // Closer than that, it catches up by playing at most 10 % faster, which is barely audible.
@@ -174,7 +181,13 @@ export class Playback {
         latencySource = 'live-edge';
       }
     }
-    return { currentTime: video.currentTime, latencySeconds, latencySource, programDateTime };
+    return {
+      currentTime: video.currentTime,
+      latencySeconds,
+      latencySource,
+      programDateTime,
+      targetDuration: this.#hls?.latestLevelDetails?.targetduration ?? null,
+    };
   }
 
   /**

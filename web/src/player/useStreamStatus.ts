@@ -80,9 +80,12 @@ export function useStreamStatus(
       const body = await fetchChannelStream(channel, controller.signal);
       if (controller.signal.aborted) return;
       playbackUrl.value = body.playbackUrl;
-      if (requestedAt.share === shareEpoch && body.share?.peerId !== share.value?.peerId) {
-        share.value = body.share;
-      }
+      // The same share keeps its object unless it moved on or off the broadcast, so watchers of
+      // the share react to changes only.
+      const current = share.value;
+      const changed =
+        body.share?.peerId !== current?.peerId || body.share?.broadcast !== current?.broadcast;
+      if (requestedAt.share === shareEpoch && changed) share.value = body.share;
       if (requestedAt.stream === streamEpoch) stream.value = body.stream;
       if (body.stream && requestedAt.viewers === viewerEpoch) viewers.value = body.stream.viewers;
       loaded.value = true;
@@ -116,8 +119,17 @@ export function useStreamStatus(
   // is stale by now; `viewerCount` is the only source of viewer numbers once connected (the
   // server sends the current count as soon as the socket opens, then every change).
   events.events.on('streamStarted', (data) => applyStream(data.stream));
-  events.events.on('streamLive', (data) => applyStream(data.stream));
-  events.events.on('streamEnded', (data) => applyStream(data.stream));
+  // Whether the live stream is the bridge of the channel's share (`share.broadcast`) is only in
+  // the status: the api announces `streamLive` when it sends the share's spectators to the
+  // stream, and a bridged stream that ends takes the share off the broadcast, so both read it.
+  events.events.on('streamLive', (data) => {
+    applyStream(data.stream);
+    void refresh();
+  });
+  events.events.on('streamEnded', (data) => {
+    applyStream(data.stream);
+    void refresh();
+  });
   events.events.on('viewerCount', (data) => {
     viewerEpoch++;
     viewers.value = data.viewers;

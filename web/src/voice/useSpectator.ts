@@ -28,6 +28,12 @@ export interface Spectating {
   setAudioMuted(muted: boolean): void;
   /** Starts audio blocked by the autoplay policy; call it from a click. */
   enableAudio(): void;
+  /**
+   * Stops watching over WebRTC now, closing the spectator's transports and consumers, because the
+   * page watches the share another way. Nothing is held against the share: once `share` turns
+   * null and then names it again, it is watched again.
+   */
+  close(): void;
 }
 
 // Presence may report a share for a few seconds after it ended. A sharer whose share the
@@ -72,12 +78,16 @@ export function useSpectator(options: UseSpectatorOptions): Spectating {
   function stop(reason: string | null): void {
     const peerId = options.share.value?.peerId;
     if (peerId !== undefined) hold(peerId);
+    release();
+    failure.value = reason;
+  }
+
+  function release(): void {
     stopState?.();
     stopState = null;
     client?.close();
     client = null;
     state.value = null;
-    failure.value = reason;
   }
 
   function hold(peerId: string): void {
@@ -106,9 +116,7 @@ export function useSpectator(options: UseSpectatorOptions): Spectating {
 
   onScopeDispose(() => {
     if (holdTimer) clearTimeout(holdTimer);
-    stopState?.();
-    client?.close();
-    client = null;
+    release();
     removeHook?.();
   });
 
@@ -121,5 +129,9 @@ export function useSpectator(options: UseSpectatorOptions): Spectating {
       client?.setAudioMuted(muted);
     },
     enableAudio: () => void client?.enableAudio(),
+    close() {
+      release();
+      failure.value = null;
+    },
   };
 }
