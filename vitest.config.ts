@@ -9,6 +9,7 @@ export default defineConfig({
       'cdn-config/test/**/*.test.ts',
       'api/test/**/*.test.ts',
       'e2e/**/*.test.ts',
+      'web/src/**/*.test.ts',
     ],
     // Test files share two cores with real mediasoup workers and Chromium; running them one at a
     // time keeps timings honest and avoids starving media threads.
