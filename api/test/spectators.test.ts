@@ -99,6 +99,20 @@ describe('spectators and share settings through the api', () => {
       displayName: 'Sue',
       broadcast: false,
     });
+
+    // Bridged, and the policy sends spectators to HLS: they are told so; moderators are not.
+    const grant = await api.streams.claimBridge('stage', sue.peerId, {
+      voiceNodeId: 'voice-a',
+      ingestNodeId: 'ingest-a',
+    });
+    await api.streams.report('ingest-a', { kind: 'live', streamId: grant.streamId });
+    expect((await channelStream()).share?.broadcast).toBe(false);
+    await api.streams.routeShareAudience(grant.streamId, true);
+    expect((await channelStream()).share?.broadcast).toBe(true);
+    const moderatorView = await fetch(`${api.baseUrl}/api/channels/stage/stream`, {
+      headers: operator(),
+    });
+    expect(channelStreamSchema.parse(await moderatorView.json()).share?.broadcast).toBe(false);
   });
 
   it('the events socket tells watch pages when a share starts and ends, however it ends', async () => {

@@ -5,6 +5,7 @@ import {
   streamKeyDetailsSchema,
   streamKeyListSchema,
 } from '@hearth/protocol';
+import { holdsGrant } from '../auth';
 import { route, type Route } from './route';
 
 /** Stream keys and live streams. */
@@ -92,13 +93,15 @@ export const streamRoutes: readonly Route[] = [
       ]);
       const sharer = participants.find((participant) => participant.sharing);
       const { broadcastShare, ...status } = stream;
+      // Moderators keep watching over WebRTC: they act on what they see as it happens.
+      const staysOnWebrtc = holdsGrant(caller, 'moderate', name);
       return {
         ...status,
         share: sharer
           ? {
               peerId: sharer.id,
               displayName: sharer.displayName,
-              broadcast: broadcastShare === sharer.id,
+              broadcast: broadcastShare === sharer.id && !staysOnWebrtc,
             }
           : null,
       };
