@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,10 +8,8 @@ import { guestSession, operator } from '../api/test/support/accounts';
 import { startTestApi, TestSignalingClient, type TestApi } from '../api/test/support/server';
 import { joinOnSocket } from '../api/test/support/voice-faults';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
+import { shareRealVp8 } from './support/real-share';
 import { eventually } from './support/wait';
-
-const SHARE_SSRC = 7001;
-const VP8_PAYLOAD_TYPE = 101;
 
 let api: TestApi | undefined;
 let s3: TestS3Server | undefined;
@@ -28,49 +25,6 @@ afterEach(async () => {
   s3 = undefined;
   workDir = undefined;
 });
-
-// Shares a screen for the participant the way a browser's encoder would feed mediasoup: real
-// VP8 from ffmpeg (the HLS ladder decodes it), one layer, into an in-process plain transport.
-async function shareRealVp8(peerId: string): Promise<{ stop(): void }> {
-  const channel = api!.voice!.channels.get('stage')!;
-  const transport = await channel.createPlainTransport(peerId, 'send');
-  const producer = await channel.produce(peerId, {
-    transportId: transport.id,
-    kind: 'video',
-    source: 'screen',
-    rtpParameters: {
-      codecs: [
-        {
-          mimeType: 'video/VP8',
-          payloadType: VP8_PAYLOAD_TYPE,
-          clockRate: 90_000,
-          rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }],
-        },
-      ],
-      encodings: [{ ssrc: SHARE_SSRC, maxBitrate: 1_500_000 }],
-    },
-  });
-  const port = transport.tuple.localPort;
-  const sender: ChildProcess = spawn(
-    '/usr/bin/ffmpeg',
-    [
-      ...['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi'],
-      ...['-i', 'testsrc2=size=1280x720:rate=30', '-t', '60'],
-      ...['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '1M', '-g', '60'],
-      ...['-ssrc', String(SHARE_SSRC), '-payload_type', String(VP8_PAYLOAD_TYPE), '-f', 'rtp'],
-      // RTP only: ffmpeg sends its RTCP from another port, and the comedia transport would lock
-      // onto whichever source comes first.
-      `rtp://127.0.0.1:${port}?rtcpport=${port + 1}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  const stop = () => {
-    sender.kill('SIGKILL');
-    producer.close();
-  };
-  cleanup.push(stop);
-  return { stop };
-}
 
 async function channelStream() {
   const response = await fetch(`${api!.baseUrl}/api/channels/stage/stream`, {
@@ -99,7 +53,7 @@ describe('share bridge', () => {
     const sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel: 'stage' });
     cleanup.push(() => sue.close());
     const { peerId } = await joinOnSocket(sue, 'stage');
-    const share = await shareRealVp8(peerId);
+    const share = await shareRealVp8(api, 'stage', peerId, cleanup);
     await eventually(async () => (await channelStream()).share !== null, 10_000, 'the share');
     expect((await channelStream()).share?.broadcast).toBe(false);
     expect((await channelStream()).stream).toBeNull();
@@ -151,7 +105,7 @@ describe('share bridge', () => {
     const sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel: 'stage' });
     cleanup.push(() => sue.close());
     const { peerId } = await joinOnSocket(sue, 'stage');
-    await shareRealVp8(peerId);
+    await shareRealVp8(api, 'stage', peerId, cleanup);
     await eventually(async () => (await channelStream()).share !== null, 10_000, 'the share');
     expect((await channelStream()).stream).toBeNull();
 
