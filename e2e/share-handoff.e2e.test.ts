@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,14 +11,13 @@ import { ensureChannel, operator, sendJson } from '../api/test/support/sessions'
 import { joinOnSocket } from '../api/test/support/voice-faults';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
 import { launchChromium } from './support/browser';
+import { shareRealVp8 } from './support/real-share';
 import { expectTileDecoding, tileVideos } from './support/screen-tiles';
 import { spectatorState } from './support/spectator';
 import { eventually } from './support/wait';
 
 const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');
 const CHANNEL = 'stage';
-const SHARE_SSRC = 7001;
-const VP8_PAYLOAD_TYPE = 101;
 
 let s3: TestS3Server;
 let edge: NginxProcess;
@@ -27,7 +25,7 @@ let api: TestApi;
 let browser: Browser;
 let workDir: string;
 let sue: TestSignalingClient | undefined;
-let sender: ChildProcess | undefined;
+const cleanup: Array<() => unknown> = [];
 
 beforeAll(async () => {
   s3 = await TestS3Server.start();
@@ -48,7 +46,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  sender?.kill('SIGKILL');
+  for (const step of cleanup.splice(0)) step();
   sue?.close();
   await browser?.close();
   await api?.close();
@@ -57,44 +55,6 @@ afterAll(async () => {
   // Retries: a transcoder stopping with the api may still be removing its last files.
   fs.rmSync(workDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
 });
-
-// Shares a screen for Sue the way a browser's encoder would feed mediasoup: real VP8 from ffmpeg
-// (the bridge's ladder decodes it), one 720p layer, into an in-process plain transport.
-async function shareRealVp8(peerId: string): Promise<void> {
-  const channel = api.voice!.channels.get(CHANNEL)!;
-  const transport = await channel.createPlainTransport(peerId, 'send');
-  await channel.produce(peerId, {
-    transportId: transport.id,
-    kind: 'video',
-    source: 'screen',
-    rtpParameters: {
-      codecs: [
-        {
-          mimeType: 'video/VP8',
-          payloadType: VP8_PAYLOAD_TYPE,
-          clockRate: 90_000,
-          rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }],
-        },
-      ],
-      encodings: [{ ssrc: SHARE_SSRC, maxBitrate: 1_500_000 }],
-    },
-  });
-  const port = transport.tuple.localPort;
-  sender = spawn(
-    '/usr/bin/ffmpeg',
-    [
-      ...['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi'],
-      ...['-i', 'testsrc2=size=1280x720:rate=30', '-t', '120'],
-      // A key frame a second: a spectator joining later decodes at once.
-      ...['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '1M', '-g', '30'],
-      ...['-ssrc', String(SHARE_SSRC), '-payload_type', String(VP8_PAYLOAD_TYPE), '-f', 'rtp'],
-      // RTP only: ffmpeg sends its RTCP from another port, and the comedia transport would lock
-      // onto whichever source comes first.
-      `rtp://127.0.0.1:${port}?rtcpport=${port + 1}`,
-    ],
-    { stdio: 'ignore' },
-  );
-}
 
 /** A frame a `<video>` of the page presented, as `requestVideoFrameCallback` reported it. */
 interface PresentedFrame {
@@ -179,7 +139,7 @@ describe('a spectator moved from WebRTC onto the share’s broadcast in Chromium
     expect(capped.status).toBe(200);
     sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel: CHANNEL });
     const { peerId } = await joinOnSocket(sue, CHANNEL);
-    await shareRealVp8(peerId);
+    await shareRealVp8(api, CHANNEL, peerId, cleanup, { seconds: 120 });
 
     const page = await (await browser.newContext()).newPage();
     await page.goto(`${api.baseUrl}/watch/${CHANNEL}?name=Spec`);
