@@ -5,7 +5,7 @@
 //   --short          participant churn for 30 s instead of 10 minutes
 //   --only=a,b       only the scenarios with these ids (see `scenarios` below)
 import fs from 'node:fs';
-import * as prettier from 'prettier';
+import { replaceReadmeSection } from './readme-section';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +15,6 @@ import { voiceScenarios } from './faults/voice';
 import type { FaultRow, FaultScenario } from './faults/row';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const README = path.join(here, '../README.md');
 const short = process.argv.includes('--short') || process.env.FAULTS_SHORT === '1';
 const only = process.argv
   .find((argument) => argument.startsWith('--only='))
@@ -95,23 +94,7 @@ async function report(rows: FaultRow[]): Promise<void> {
     `${JSON.stringify({ machine, short, only: only ?? null, rows }, null, 2)}\n`,
   );
   fs.writeFileSync(path.join(resultsDir, 'faults.md'), `${markdown}\n`);
-  await replaceReadmeSection(markdown);
-}
-
-// Only the marked section changes; the prose around it is written by hand. The README is then
-// formatted like every other file, so the check in `npm test` stays green.
-async function replaceReadmeSection(markdown: string): Promise<void> {
-  const readme = fs.readFileSync(README, 'utf8');
-  const open = '<!-- bench:faults -->';
-  const close = '<!-- /bench:faults -->';
-  const start = readme.indexOf(open);
-  const end = readme.indexOf(close);
-  if (start < 0 || end < start) {
-    console.warn(`README.md has no ${open} … ${close} section; left as it is`);
-    return;
-  }
-  const text = `${readme.slice(0, start + open.length)}\n\n${markdown}\n\n${readme.slice(end)}`;
-  fs.writeFileSync(README, await prettier.format(text, { filepath: README }));
+  await replaceReadmeSection('faults', markdown);
 }
 
 main().then(

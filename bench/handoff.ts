@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import * as prettier from 'prettier';
+import { replaceReadmeSection } from './readme-section';
 import {
   channelStreamSchema,
   type ChannelStream,
@@ -739,22 +739,4 @@ fs.writeFileSync(
 fs.writeFileSync(path.join(resultsDir, 'handoff.md'), markdown);
 console.log(`\n${markdown}`);
 console.log(`written to ${path.relative(process.cwd(), resultsDir)}/handoff.{json,md}`);
-if (!quick) await replaceReadmeSection(markdown);
-
-// Only the marked section of the README changes; the prose around it is written by hand. The
-// README is then formatted like every other file, so the check in `npm test` stays green.
-async function replaceReadmeSection(text: string): Promise<void> {
-  const readmePath = path.join(resultsDir, '../../README.md');
-  const readme = fs.readFileSync(readmePath, 'utf8');
-  const open = '<!-- bench:handoff -->';
-  const close = '<!-- /bench:handoff -->';
-  const start = readme.indexOf(open);
-  const end = readme.indexOf(close);
-  if (start < 0 || end < start) {
-    console.warn(`README.md has no ${open} … ${close} section; left as it is`);
-    return;
-  }
-  const updated = `${readme.slice(0, start + open.length)}\n\n${text}\n\n${readme.slice(end)}`;
-  fs.writeFileSync(readmePath, await prettier.format(updated, { filepath: readmePath }));
-  console.log('README.md: the bench:handoff section replaced');
-}
+if (!quick) await replaceReadmeSection('handoff', markdown);

@@ -5,7 +5,7 @@
 // after the server switched it off. Prints the figures
 // and writes them to bench/results/screen.json and screen.md.
 import fs from 'node:fs';
-import * as prettier from 'prettier';
+import { replaceReadmeSection } from './readme-section';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -265,22 +265,4 @@ fs.writeFileSync(
 fs.writeFileSync(path.join(resultsDir, 'screen.md'), markdown);
 console.log(`\n${markdown}`);
 console.log(`written to ${path.relative(process.cwd(), resultsDir)}/screen.{json,md}`);
-if (!quick && !fanoutOnly && !browserOnly) await replaceReadmeSection(markdown);
-
-// Only the marked section of the README changes; the prose around it is written by hand. The
-// README is then formatted like every other file, so the check in `npm test` stays green.
-async function replaceReadmeSection(text: string): Promise<void> {
-  const readmePath = path.join(resultsDir, '../../README.md');
-  const readme = fs.readFileSync(readmePath, 'utf8');
-  const open = '<!-- bench:screen -->';
-  const close = '<!-- /bench:screen -->';
-  const start = readme.indexOf(open);
-  const end = readme.indexOf(close);
-  if (start < 0 || end < start) {
-    console.warn(`README.md has no ${open} … ${close} section; left as it is`);
-    return;
-  }
-  const updated = `${readme.slice(0, start + open.length)}\n\n${text}\n\n${readme.slice(end)}`;
-  fs.writeFileSync(readmePath, await prettier.format(updated, { filepath: readmePath }));
-  console.log('README.md: the bench:screen section replaced');
-}
+if (!quick && !fanoutOnly && !browserOnly) await replaceReadmeSection('screen', markdown);
