@@ -26,6 +26,19 @@ afterEach(async () => {
   workDir = undefined;
 });
 
+// An api with its voice node and an ingest node in process, storing to s3rver, 1 s segments.
+async function start(settings: Record<string, string> = {}): Promise<TestApi> {
+  s3 = await TestS3Server.start();
+  workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-bridge-e2e-'));
+  return startTestApi({
+    api: { guestGrants: 'join,speak,screen-share', ...settings },
+    ingest: {
+      config: ingestConfig({ rtmpPort: '0', workDir, segmentSeconds: '1' }),
+      storage: s3.storage(),
+    },
+  });
+}
+
 async function channelStream() {
   const response = await fetch(`${api!.baseUrl}/api/channels/stage/stream`, {
     headers: await guestSession(api!.baseUrl, 'Viewer'),
@@ -41,15 +54,7 @@ async function object(key: string): Promise<string | null> {
 
 describe('share bridge', () => {
   it('an operator routes a channel to broadcast: its live screen share becomes the channel’s HLS stream (VP8 over SRTP → ffmpeg ladder → S3), and ends with ENDLIST when the share stops', async () => {
-    s3 = await TestS3Server.start();
-    workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-bridge-e2e-'));
-    api = await startTestApi({
-      api: { guestGrants: 'join,speak,screen-share' },
-      ingest: {
-        config: ingestConfig({ rtmpPort: '0', workDir, segmentSeconds: '1' }),
-        storage: s3.storage(),
-      },
-    });
+    api = await start();
     const sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel: 'stage' });
     cleanup.push(() => sue.close());
     const { peerId } = await joinOnSocket(sue, 'stage');
@@ -93,15 +98,7 @@ describe('share bridge', () => {
   }, 90_000);
 
   it('with API_HANDOFF_VIEWERS=1 the first spectator of a share warms the bridge up, and once HLS plays the share is a broadcast', async () => {
-    s3 = await TestS3Server.start();
-    workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-bridge-e2e-'));
-    api = await startTestApi({
-      api: { guestGrants: 'join,speak,screen-share', handoffViewers: '1' },
-      ingest: {
-        config: ingestConfig({ rtmpPort: '0', workDir, segmentSeconds: '1' }),
-        storage: s3.storage(),
-      },
-    });
+    api = await start({ handoffViewers: '1' });
     const sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel: 'stage' });
     cleanup.push(() => sue.close());
     const { peerId } = await joinOnSocket(sue, 'stage');

@@ -144,11 +144,6 @@ export class ShareBridges {
     for (const bridge of [...this.#bridges.values()]) await this.#stop(bridge, 'api stopping');
   }
 
-  /** The stream id of the channel's bridge, if this instance runs one. */
-  bridgedStreamOf(channel: string): string | undefined {
-    return this.#bridges.get(channel)?.route.grant.streamId;
-  }
-
   /** A share of a voice node connected here started or ended. */
   shareChanged(event: ShareEvent, voiceNodeId: string): void {
     const { channel, peerId } = event;
