@@ -68,6 +68,10 @@ interface NodeConnection {
    * whole at the next heartbeat that finds the store back.
    */
   unsyncedPresence?: Map<string, { channel: string; participant: Participant }>;
+  /** Counts changes to `unsyncedPresence`: a write that raced one leaves it pending. */
+  presenceChanges: number;
+  /** The presence write under way, if any: one at a time per node. */
+  syncingPresence?: Promise<void>;
   /** When the last resync started (epoch milliseconds), to space them out. */
   resyncedAt: number;
   /** Sessions of a replay still arriving in batches, from the node's last register. */
@@ -293,6 +297,7 @@ export class NodeHub {
       serverMuted: new Set(),
       sharing: new Map(),
       stale: false,
+      presenceChanges: 0,
       resyncedAt: 0,
       inbox: new SerialQueue(),
     };
@@ -328,6 +333,7 @@ export class NodeHub {
       serverMuted: new Set(),
       sharing: new Map(),
       stale: false,
+      presenceChanges: 0,
       resyncedAt: 0,
       inbox: new SerialQueue(),
     };
@@ -379,7 +385,9 @@ export class NodeHub {
           return;
         case 'heartbeat':
           this.#resyncIfStale(connection, nodeId);
-          await this.#syncPresence(connection, nodeId);
+          // In the background: a presence store still reconnecting must not hold up heartbeats
+          // behind it until the node is marked down.
+          this.#syncPresence(connection, nodeId);
           await this.#placement.heartbeat(nodeId, message.load).catch((error: unknown) => {
             // Silent too long (a stall, a cut link): it was marked down and its channels moved.
             // It comes back as a fresh node with whatever it still serves.
@@ -404,6 +412,7 @@ export class NodeHub {
             channel: message.channel,
             participant,
           });
+          connection.presenceChanges += 1;
           // Told after presence has it, so a page hearing of the share reads it there too.
           try {
             await this.#presence.upsert(nodeId, message.channel, participant);
@@ -424,6 +433,7 @@ export class NodeHub {
         case 'sessionClosed':
           connection.serverMuted.delete(message.peerId);
           connection.unsyncedPresence?.delete(message.peerId);
+          connection.presenceChanges += 1;
           this.#closeSession(connection, message.peerId);
           try {
             await this.#presence.remove(nodeId, message.peerId);
@@ -600,21 +610,33 @@ export class NodeHub {
     connection.unsyncedPresence = new Map(
       sessions.map(({ channel, participant }) => [participant.id, { channel, participant }]),
     );
-    await this.#syncPresence(connection, nodeId);
+    connection.presenceChanges += 1;
+    this.#syncPresence(connection, nodeId);
     this.#logger.info({ node: nodeId, sessions: sessions.length }, 'node replayed its sessions');
   }
 
-  // Writes the node's participants whole; when the presence store is out they stay pending, and
-  // each heartbeat tries again, so a store that comes back empty is filled again.
-  async #syncPresence(connection: NodeConnection, nodeId: string): Promise<void> {
+  // Writes the node's participants whole, in the background and one write at a time; when the
+  // presence store is out they stay pending, and each heartbeat tries again, so a store that
+  // comes back empty is filled again. A change during the write leaves them pending too.
+  #syncPresence(connection: NodeConnection, nodeId: string): void {
     const pending = connection.unsyncedPresence;
-    if (!pending) return;
-    try {
-      await this.#presence.replaceNode(nodeId, [...pending.values()]);
-      if (connection.unsyncedPresence === pending) connection.unsyncedPresence = undefined;
-    } catch (error) {
-      this.#logger.warn({ err: error, node: nodeId }, 'writing presence failed; retrying');
-    }
+    if (!pending || connection.syncingPresence) return;
+    const changes = connection.presenceChanges;
+    connection.syncingPresence = this.#presence
+      .replaceNode(nodeId, [...pending.values()])
+      .then(
+        () => {
+          if (connection.unsyncedPresence === pending && connection.presenceChanges === changes) {
+            connection.unsyncedPresence = undefined;
+          }
+        },
+        (error: unknown) => {
+          this.#logger.warn({ err: error, node: nodeId }, 'writing presence failed; retrying');
+        },
+      )
+      .finally(() => {
+        connection.syncingPresence = undefined;
+      });
   }
 
   // Writes the node's whole live set to history: rows of live peers stay or open, the node's
