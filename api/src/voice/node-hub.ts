@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import {
   apiToNodeMessageSchema,
@@ -10,19 +9,26 @@ import {
   type ReplayedSession,
   type RtpCapabilities,
 } from '@hearth/protocol';
-import { SerialQueue, keepAlive, type Logger } from '@hearth/server-common';
+import { keepAlive, type Logger } from '@hearth/server-common';
 import type { ClusterBus } from '../cluster/bus';
-import type { LiveSession, SessionHistory } from '../db/session-history';
+import type { SessionHistory } from '../db/session-history';
 import type { PresenceStore } from './presence';
 import type { ShareEvent } from './share-events';
 import type { PlacementService } from '../nodes/placement-service';
 import {
   INGEST_MESSAGE_TYPES,
-  INGEST_ONLY_DELIVERIES,
   type IngestMessageHandler,
   type IngestToApiMessage,
 } from '../streams/ingest-messages';
 import { NodeNotRegisteredError } from '../nodes/registry';
+import { DEFAULT_SESSION_REAP_INTERVAL_MS, GoneNodeReaper } from './gone-node-reaper';
+import {
+  ClusterSecret,
+  NodeConnection,
+  parseNodeFrame,
+  type NodeConnectionDeps,
+  type NodeTransport,
+} from './node-connection';
 
 /** Bus topic every api instance listens on to reach the nodes connected to it. */
 const BROADCAST_TOPIC = 'nodes.broadcast';
@@ -33,52 +39,6 @@ const nodeTopic = (nodeId: string) => `node.${nodeId}`;
 const REGISTER_TIMEOUT_MS = 5000;
 // Sessions one node may replay: far above what a node serves, low enough to bound the buffer.
 const MAX_REPLAYED_SESSIONS = 100_000;
-/** Default period of the sweep that closes the sessions of nodes no longer up. */
-export const DEFAULT_SESSION_REAP_INTERVAL_MS = 30_000;
-// After a history write failed (the database was out), the node's history is written again
-// whole, on a heartbeat, at most this often.
-const RESYNC_INTERVAL_MS = 2000;
-
-/** A voice session this connection's node reported: its history row, and when it was seen live. */
-interface TrackedSession {
-  readonly id: string;
-  readonly seenAt: Date;
-}
-
-/** The api's end of one node's control connection, over a WebSocket or in process. */
-interface NodeConnection {
-  deliver(message: ApiToNodeMessage): void;
-  close(code: number, reason: string): void;
-  nodeId?: string;
-  /** What the node registered as. */
-  kind?: 'voice' | 'ingest';
-  unsubscribe?: () => Promise<void>;
-  /** Open voice sessions of the node's participants: history rows by peer id. */
-  sessions: Map<string, Promise<TrackedSession | undefined>>;
-  /** The node's live sessions as it reported them, by peer id: what a resync writes. */
-  live: Map<string, LiveSession>;
-  /** Peers the node last reported as muted by a moderator. */
-  serverMuted: Set<string>;
-  /** Peers the node last reported as sharing a screen, with their channel and name. */
-  sharing: Map<string, { channel: string; displayName: string }>;
-  /** Set when a history write failed: the history may not match `live` until a resync. */
-  stale: boolean;
-  /**
-   * The node's participants, kept while a presence write failed (the store was out): written
-   * whole at the next heartbeat that finds the store back.
-   */
-  unsyncedPresence?: Map<string, { channel: string; participant: Participant }>;
-  /** Counts changes to `unsyncedPresence`: a write that raced one leaves it pending. */
-  presenceChanges: number;
-  /** The presence write under way, if any: one at a time per node. */
-  syncingPresence?: Promise<void>;
-  /** When the last resync started (epoch milliseconds), to space them out. */
-  resyncedAt: number;
-  /** Sessions of a replay still arriving in batches, from the node's last register. */
-  replaying?: ReplayedSession[];
-  /** The node's messages, handled one after another in the order it sent them. */
-  inbox: SerialQueue;
-}
 
 /** What the rest of the api learns from the voice nodes' reports, besides presence and history. */
 export interface VoiceSessionObserver {
@@ -104,17 +64,15 @@ export class NodeHub {
   readonly #placement: PlacementService;
   readonly #bus: ClusterBus;
   readonly #logger: Logger;
-  readonly #secretHash: Buffer;
-  readonly #sessions: SessionHistory;
-  readonly #presence: PresenceStore;
+  readonly #clusterSecret: ClusterSecret;
   readonly #ingest: IngestMessageHandler | undefined;
   readonly #joinTokenKey: string | undefined;
+  readonly #reaper: GoneNodeReaper;
+  readonly #connectionDeps: NodeConnectionDeps;
   #observer: VoiceSessionObserver | undefined;
   readonly #connections = new Set<NodeConnection>();
   #rtpCapabilities: RtpCapabilities | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
-  #reapTimer: NodeJS.Timeout | undefined;
-  #reaping: Promise<unknown> | undefined;
   #closed = false;
 
   private constructor(options: {
@@ -130,11 +88,23 @@ export class NodeHub {
     this.#placement = options.placement;
     this.#bus = options.bus;
     this.#logger = options.logger.child({ component: 'node-hub' });
-    this.#secretHash = sha256(options.clusterSecret);
-    this.#sessions = options.sessions;
-    this.#presence = options.presence;
+    this.#clusterSecret = new ClusterSecret(options.clusterSecret);
     this.#ingest = options.ingest;
     this.#joinTokenKey = options.joinTokenKey;
+    this.#reaper = new GoneNodeReaper({
+      placement: options.placement,
+      history: options.sessions,
+      presence: options.presence,
+      ingest: options.ingest,
+      logger: this.#logger,
+      connectedNodeIds: () => this.#connectedNodeIds(),
+    });
+    this.#connectionDeps = {
+      history: options.sessions,
+      presence: options.presence,
+      logger: this.#logger,
+      shareChanged: (event, nodeId) => this.#observer?.shareChanged(event, nodeId),
+    };
   }
 
   /**
@@ -163,7 +133,7 @@ export class NodeHub {
     const events = options.placement.events;
     events.on('nodeDown', ({ nodeId, at }) => {
       hub.#deliverLocally({ type: 'nodeDown', nodeId });
-      void hub.#nodeDown(nodeId, at);
+      void hub.#reaper.nodeDown(nodeId, at);
     });
     events.on('assignmentChanged', ({ assignment }) =>
       hub.#deliverLocally({ type: 'assignment', assignment }),
@@ -171,7 +141,7 @@ export class NodeHub {
     events.on('released', ({ channel }) =>
       hub.#deliverLocally({ type: 'closeChannel', channel, reason: 'released' }),
     );
-    hub.#scheduleReap(
+    hub.#reaper.start(
       2 * options.placement.nodeTimeoutMs,
       options.reapIntervalMs ?? DEFAULT_SESSION_REAP_INTERVAL_MS,
     );
@@ -179,67 +149,12 @@ export class NodeHub {
   }
 
   /**
-   * Closes the open history rows of nodes the registry does not list as up, seen before this
-   * pass began; resolves with the nodes it closed rows of. Safe on several instances at once.
+   * Closes the open history rows and streams of nodes the registry does not list as up, seen
+   * before this pass began; resolves with the nodes it closed rows of. Safe on several instances
+   * at once.
    */
-  async reapSessions(): Promise<string[]> {
-    const cutoff = new Date();
-    const [nodes, withOpenRows] = await Promise.all([
-      this.#placement.nodes(),
-      this.#sessions.nodesWithOpenSessions(),
-    ]);
-    const up = new Set(nodes.filter((node) => node.status === 'up').map((node) => node.id));
-    // A node connected to this instance is alive, whatever the registry says: after Redis came
-    // back empty it is listed again only once it has registered again.
-    for (const connection of this.#connections) {
-      if (connection.nodeId !== undefined) up.add(connection.nodeId);
-    }
-    const reaped: string[] = [];
-    for (const nodeId of withOpenRows.filter((id) => !up.has(id))) {
-      // A node registering meanwhile replays its sessions after the cut-off: they stay open.
-      const closed = await this.#sessions.closeNode(nodeId, cutoff, cutoff);
-      if (closed > 0) {
-        reaped.push(nodeId);
-        this.#logger.warn({ node: nodeId, sessions: closed }, 'closed the sessions of a gone node');
-      }
-    }
-    await this.#ingest?.reap(up);
-    return reaped;
-  }
-
-  #scheduleReap(delayMs: number, intervalMs: number): void {
-    if (this.#closed) return;
-    this.#reapTimer = setTimeout(() => {
-      this.#reaping = this.reapSessions()
-        .catch((error: unknown) => {
-          this.#logger.warn({ err: error }, 'closing the sessions of gone nodes failed');
-        })
-        .finally(() => {
-          this.#reaping = undefined;
-          this.#scheduleReap(intervalMs, intervalMs);
-        });
-    }, delayMs);
-    // The HTTP server keeps the process alive; this clean-up alone should not.
-    this.#reapTimer.unref();
-  }
-
-  // Every instance hears it and runs the same idempotent clean-up. Sessions the node replays
-  // after `at`, once it registers again, are spared; so is its presence if it is back already.
-  async #nodeDown(nodeId: string, at: number): Promise<void> {
-    const downAt = new Date(at);
-    await this.#sessions.closeNode(nodeId, downAt, downAt).catch((error: unknown) => {
-      this.#logger.error(
-        { err: error, node: nodeId },
-        'closing the sessions of a down node failed',
-      );
-    });
-    try {
-      const node = await this.#placement.node(nodeId);
-      if (node?.status === 'up' && Date.parse(node.registeredAt) >= at) return;
-      await this.#presence.removeNode(nodeId);
-    } catch (error) {
-      this.#logger.error({ err: error, node: nodeId }, 'clearing presence failed');
-    }
+  reapSessions(): Promise<string[]> {
+    return this.#reaper.reap();
   }
 
   /** RTP capabilities reported by the nodes (all share one codec list), once one registered. */
@@ -281,32 +196,22 @@ export class NodeHub {
    * `Authorization: Cluster <secret>`; anything else is closed with 4401.
    */
   acceptSocket(socket: WebSocket, authorization: string | undefined): void {
-    const presented = authorization?.match(/^Cluster (.+)$/)?.[1];
-    if (presented === undefined || !timingSafeEqual(sha256(presented), this.#secretHash)) {
+    if (!this.#clusterSecret.isPresentedIn(authorization)) {
       socket.close(4401, 'cluster secret required');
       return;
     }
     keepAlive(socket, 10_000);
-    const connection: NodeConnection = {
+    const connection = this.#connect({
       deliver: (message) => {
         if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(message));
       },
       close: (code, reason) => socket.close(code, reason),
-      sessions: new Map(),
-      live: new Map(),
-      serverMuted: new Set(),
-      sharing: new Map(),
-      stale: false,
-      presenceChanges: 0,
-      resyncedAt: 0,
-      inbox: new SerialQueue(),
-    };
-    this.#connections.add(connection);
+    });
     const registerTimer = setTimeout(() => {
       if (!connection.nodeId) connection.close(4408, 'register first');
     }, REGISTER_TIMEOUT_MS);
     socket.on('message', (raw, isBinary) => {
-      const message = isBinary ? undefined : parseMessage(raw.toString());
+      const message = isBinary ? undefined : parseNodeFrame(raw.toString());
       if (!message?.ok) {
         this.#logger.warn({ node: connection.nodeId, problem: message?.error }, 'bad node message');
         return;
@@ -325,19 +230,10 @@ export class NodeHub {
    * goes to `receive`. Returns the node's sending function.
    */
   attachLocal(receive: (message: ApiToNodeMessage) => void): (message: NodeToApiMessage) => void {
-    const connection: NodeConnection = {
+    const connection = this.#connect({
       deliver: (message) => queueMicrotask(() => receive(message)),
       close: () => this.#disconnect(connection),
-      sessions: new Map(),
-      live: new Map(),
-      serverMuted: new Set(),
-      sharing: new Map(),
-      stale: false,
-      presenceChanges: 0,
-      resyncedAt: 0,
-      inbox: new SerialQueue(),
-    };
-    this.#connections.add(connection);
+    });
     return (message) => {
       const parsed = nodeToApiMessageSchema.safeParse(message);
       if (!parsed.success) {
@@ -352,8 +248,7 @@ export class NodeHub {
   /** Drops every connection and stops listening to the bus. */
   async close(): Promise<void> {
     this.#closed = true;
-    clearTimeout(this.#reapTimer);
-    await this.#reaping;
+    await this.#reaper.close();
     for (const connection of [...this.#connections]) {
       connection.close(1001, 'api stopping');
       this.#disconnect(connection);
@@ -384,10 +279,10 @@ export class NodeHub {
           await this.#placement.deregister(nodeId);
           return;
         case 'heartbeat':
-          this.#resyncIfStale(connection, nodeId);
+          connection.sessions.resyncIfStale(nodeId);
           // In the background: a presence store still reconnecting must not hold up heartbeats
           // behind it until the node is marked down.
-          this.#syncPresence(connection, nodeId);
+          connection.presence.sync(nodeId);
           await this.#placement.heartbeat(nodeId, message.load).catch((error: unknown) => {
             // Silent too long (a stall, a cut link): it was marked down and its channels moved.
             // It comes back as a fresh node with whatever it still serves.
@@ -404,41 +299,26 @@ export class NodeHub {
           return;
         case 'sessionOpened':
           if (message.tokenId !== undefined) this.#observer?.tokenAdmitted(message.tokenId);
-          this.#openSession(connection, nodeId, message);
+          connection.sessions.open(nodeId, message);
           return;
         case 'participantChanged': {
-          const { participant } = message;
-          connection.unsyncedPresence?.set(participant.id, {
-            channel: message.channel,
-            participant,
-          });
-          connection.presenceChanges += 1;
+          const { channel, participant } = message;
           // Told after presence has it, so a page hearing of the share reads it there too.
           try {
-            await this.#presence.upsert(nodeId, message.channel, participant);
+            await connection.presence.upsert(nodeId, channel, participant);
           } finally {
-            this.#followShare(connection, message.channel, participant);
+            connection.shares.follow(nodeId, channel, participant);
           }
-          const userId = connection.live.get(participant.id)?.userId;
-          if (
-            userId !== undefined &&
-            connection.serverMuted.has(participant.id) !== participant.serverMuted
-          ) {
-            if (participant.serverMuted) connection.serverMuted.add(participant.id);
-            else connection.serverMuted.delete(participant.id);
-            this.#observer?.serverMuteChanged(message.channel, userId, participant.serverMuted);
-          }
+          this.#followServerMute(connection, channel, participant);
           return;
         }
         case 'sessionClosed':
           connection.serverMuted.delete(message.peerId);
-          connection.unsyncedPresence?.delete(message.peerId);
-          connection.presenceChanges += 1;
-          this.#closeSession(connection, message.peerId);
+          connection.sessions.close(message.peerId);
           try {
-            await this.#presence.remove(nodeId, message.peerId);
+            await connection.presence.remove(nodeId, message.peerId);
           } finally {
-            this.#endShare(connection, message.peerId);
+            connection.shares.end(nodeId, message.peerId);
           }
           return;
         case 'channelClosed':
@@ -561,31 +441,6 @@ export class NodeHub {
     await this.#applyReplay(connection, nodeId, replaying);
   }
 
-  // Shares start and end as the node reports its participants: the rest of the api hears each
-  // change once.
-  #followShare(connection: NodeConnection, channel: string, participant: Participant): void {
-    if (connection.sharing.has(participant.id) === participant.sharing) return;
-    if (!participant.sharing) {
-      this.#endShare(connection, participant.id);
-      return;
-    }
-    const { id: peerId, displayName } = participant;
-    connection.sharing.set(peerId, { channel, displayName });
-    if (connection.nodeId === undefined) return;
-    this.#observer?.shareChanged(
-      { event: 'shareStarted', channel, peerId, displayName },
-      connection.nodeId,
-    );
-  }
-
-  #endShare(connection: NodeConnection, peerId: string): void {
-    const share = connection.sharing.get(peerId);
-    if (!share) return;
-    connection.sharing.delete(peerId);
-    if (connection.nodeId === undefined) return;
-    this.#observer?.shareChanged({ event: 'shareEnded', peerId, ...share }, connection.nodeId);
-  }
-
   // The replay is the truth about the node: its history rows and its presence become exactly
   // what it serves now. History is written in the background, as for single sessions.
   async #applyReplay(
@@ -593,148 +448,43 @@ export class NodeHub {
     nodeId: string,
     sessions: ReplayedSession[],
   ): Promise<void> {
-    const replayed = new Set(sessions.map(({ peerId }) => peerId));
-    for (const peerId of connection.sharing.keys()) {
-      if (!replayed.has(peerId)) this.#endShare(connection, peerId);
-    }
-    for (const { channel, participant } of sessions) {
-      this.#followShare(connection, channel, participant);
-    }
-    connection.live = new Map(
-      sessions.map(({ peerId, channel, userId, participant }) => [
-        peerId,
-        { peerId, channel, userId, displayName: participant.displayName },
-      ]),
-    );
-    this.#writeLive(connection, nodeId);
-    connection.unsyncedPresence = new Map(
-      sessions.map(({ channel, participant }) => [participant.id, { channel, participant }]),
-    );
-    connection.presenceChanges += 1;
-    this.#syncPresence(connection, nodeId);
+    connection.shares.replaceAll(nodeId, sessions);
+    connection.sessions.replaceLive(nodeId, sessions);
+    connection.presence.replaceAll(nodeId, sessions);
     this.#logger.info({ node: nodeId, sessions: sessions.length }, 'node replayed its sessions');
   }
 
-  // Writes the node's participants whole, in the background and one write at a time; when the
-  // presence store is out they stay pending, and each heartbeat tries again, so a store that
-  // comes back empty is filled again. A change during the write leaves them pending too.
-  #syncPresence(connection: NodeConnection, nodeId: string): void {
-    const pending = connection.unsyncedPresence;
-    if (!pending || connection.syncingPresence) return;
-    const changes = connection.presenceChanges;
-    connection.syncingPresence = this.#presence
-      .replaceNode(nodeId, [...pending.values()])
-      .then(
-        () => {
-          if (connection.unsyncedPresence === pending && connection.presenceChanges === changes) {
-            connection.unsyncedPresence = undefined;
-          }
-        },
-        (error: unknown) => {
-          this.#logger.warn({ err: error, node: nodeId }, 'writing presence failed; retrying');
-        },
-      )
-      .finally(() => {
-        connection.syncingPresence = undefined;
-      });
-  }
-
-  // Writes the node's whole live set to history: rows of live peers stay or open, the node's
-  // other rows close. Closes of peers that leave meanwhile wait for it, through their entry.
-  #writeLive(connection: NodeConnection, nodeId: string): void {
-    const at = new Date();
-    const live = [...connection.live.values()];
-    const rows = this.#sessions.replay(nodeId, live, at).then(
-      (ids) => {
-        connection.stale = false;
-        return ids;
-      },
-      (error: unknown) => {
-        connection.stale = true;
-        this.#logger.error({ err: error, node: nodeId }, 'writing voice sessions failed');
-        return undefined;
-      },
-    );
-    for (const peerId of [...connection.sessions.keys()]) {
-      // The write closes the rows of peers it leaves out.
-      if (!connection.live.has(peerId)) connection.sessions.delete(peerId);
+  // The rest of the api hears of each change of a participant's server mute once, if the
+  // participant has an account.
+  #followServerMute(connection: NodeConnection, channel: string, participant: Participant): void {
+    const userId = connection.sessions.userIdOf(participant.id);
+    if (
+      userId === undefined ||
+      connection.serverMuted.has(participant.id) === participant.serverMuted
+    ) {
+      return;
     }
-    for (const { peerId } of live) {
-      connection.sessions.set(
-        peerId,
-        rows.then((ids) => {
-          const id = ids?.get(peerId);
-          return id === undefined ? undefined : { id, seenAt: at };
-        }),
-      );
+    if (participant.serverMuted) connection.serverMuted.add(participant.id);
+    else connection.serverMuted.delete(participant.id);
+    this.#observer?.serverMuteChanged(channel, userId, participant.serverMuted);
+  }
+
+  #connect(transport: NodeTransport): NodeConnection {
+    const connection = new NodeConnection(transport, this.#connectionDeps);
+    this.#connections.add(connection);
+    return connection;
+  }
+
+  *#connectedNodeIds(): Iterable<string> {
+    for (const connection of this.#connections) {
+      if (connection.nodeId !== undefined) yield connection.nodeId;
     }
-  }
-
-  // A history write failed while the node kept reporting: once the database answers again, the
-  // node's live set is written whole, which also closes the rows of peers that left meanwhile.
-  #resyncIfStale(connection: NodeConnection, nodeId: string): void {
-    const now = Date.now();
-    if (!connection.stale || now - connection.resyncedAt < RESYNC_INTERVAL_MS) return;
-    connection.resyncedAt = now;
-    this.#writeLive(connection, nodeId);
-  }
-
-  // Session history is written in the background: a slow database never holds up the node.
-  #openSession(
-    connection: NodeConnection,
-    nodeId: string,
-    message: Extract<NodeToApiMessage, { type: 'sessionOpened' }>,
-  ): void {
-    const joinedAt = new Date();
-    connection.live.set(message.peerId, {
-      peerId: message.peerId,
-      channel: message.channel,
-      userId: message.userId,
-      displayName: message.displayName,
-    });
-    const opened = this.#sessions
-      .open({
-        userId: message.userId,
-        displayName: message.displayName,
-        channel: message.channel,
-        nodeId,
-        peerId: message.peerId,
-        joinedAt,
-      })
-      .then(
-        (id): TrackedSession => ({ id, seenAt: joinedAt }),
-        (error: unknown) => {
-          connection.stale = true;
-          this.#logger.error({ err: error, node: nodeId }, 'recording a voice session failed');
-          return undefined;
-        },
-      );
-    connection.sessions.set(message.peerId, opened);
-  }
-
-  #closeSession(connection: NodeConnection, peerId: string): void {
-    connection.live.delete(peerId);
-    const opened = connection.sessions.get(peerId);
-    if (!opened) return;
-    connection.sessions.delete(peerId);
-    const leftAt = new Date();
-    void opened.then(async (session) => {
-      if (session === undefined) return;
-      // If the node replayed the session to another instance since (this connection was cut and
-      // it reconnected there), the row is that instance's now and stays open.
-      await this.#sessions
-        .close(session.id, leftAt, { seenUpTo: session.seenAt })
-        .catch((error: unknown) => {
-          connection.stale = true;
-          this.#logger.error({ err: error }, 'closing a voice session failed');
-        });
-    });
   }
 
   #disconnect(connection: NodeConnection): void {
     if (!this.#connections.delete(connection)) return;
     // The node is gone or cut off: its participants' sessions end now.
-    for (const peerId of [...connection.sessions.keys()]) this.#closeSession(connection, peerId);
+    connection.sessions.closeAll();
     void connection.unsubscribe?.();
     if (connection.nodeId) this.#logger.warn({ node: connection.nodeId }, 'node disconnected');
     // An api instance that stops drops its nodes on purpose; they reconnect elsewhere and replay.
@@ -760,7 +510,7 @@ export class NodeHub {
 
   #deliverToAll(message: unknown): void {
     for (const connection of this.#connections) {
-      if (connection.nodeId && concerns(connection, message)) this.#deliverTo(connection, message);
+      if (connection.nodeId && connection.concerns(message)) this.#deliverTo(connection, message);
     }
   }
 
@@ -768,33 +518,7 @@ export class NodeHub {
   // only the nodes connected to it.
   #deliverLocally(message: ApiToNodeMessage): void {
     for (const connection of this.#connections) {
-      if (connection.nodeId && concerns(connection, message)) connection.deliver(message);
+      if (connection.nodeId && connection.concerns(message)) connection.deliver(message);
     }
   }
-}
-
-// Stream messages go to ingest nodes only; placement and cascade messages to voice nodes only.
-function concerns(connection: NodeConnection, message: unknown): boolean {
-  const type = (message as { type?: unknown } | null)?.type;
-  const forIngest = typeof type === 'string' && INGEST_ONLY_DELIVERIES.has(type);
-  return forIngest === (connection.kind === 'ingest');
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
-}
-
-function parseMessage(
-  text: string,
-): { ok: true; value: NodeToApiMessage } | { ok: false; error: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return { ok: false, error: 'not JSON' };
-  }
-  const parsed = nodeToApiMessageSchema.safeParse(json);
-  return parsed.success
-    ? { ok: true, value: parsed.data }
-    : { ok: false, error: describeZodError(parsed.error) };
 }
