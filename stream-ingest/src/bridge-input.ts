@@ -1,6 +1,5 @@
 import dgram from 'node:dgram';
 import {
-  BRIDGE_SRTP_SUITE,
   bridgeOfferSchema,
   type BridgeAnswer,
   type BridgeOffer,
@@ -82,8 +81,9 @@ async function pairIsFree(address: string, port: number): Promise<boolean> {
 }
 
 /**
- * The bridge as ffmpeg's SDP input reads it: one media line per stream, on the answer's ports,
- * from the voice node's address `sourceAddress` (ffmpeg drops packets from anywhere else).
+ * The bridge as ffmpeg's SDP input reads it, in the clear from the bridge receiver: one media
+ * line per stream, on the answer's ports, from `sourceAddress`. Keys and feedback are the
+ * receiver's business: ffmpeg only reads.
  */
 export function bridgeFeed(
   offer: BridgeOffer,
@@ -116,20 +116,11 @@ export function bridgeFeed(
 
 function mediaSection(stream: BridgeStream, port: number): string[] {
   const kind = stream.role === 'video' ? 'video' : 'audio';
-  const profile = stream.srtpKeyBase64 === undefined ? 'RTP/AVPF' : 'RTP/SAVPF';
   const [, codec] = stream.mimeType.split('/');
   const channels = stream.channels === undefined ? '' : `/${stream.channels}`;
   const pt = stream.payloadType;
   return [
-    `m=${kind} ${port} ${profile} ${pt}`,
+    `m=${kind} ${port} RTP/AVP ${pt}`,
     `a=rtpmap:${pt} ${codec}/${stream.clockRate}${channels}`,
-    // Any rtcp-fb line makes ffmpeg send feedback: NACKs for gaps and, for VP8, a picture loss
-    // indication whenever it cannot decode (at start, after loss).
-    ...(stream.role === 'video'
-      ? [`a=rtcp-fb:${pt} nack`, `a=rtcp-fb:${pt} nack pli`, `a=rtcp-fb:${pt} ccm fir`]
-      : [`a=rtcp-fb:${pt} nack`]),
-    ...(stream.srtpKeyBase64 === undefined
-      ? []
-      : [`a=crypto:1 ${BRIDGE_SRTP_SUITE} inline:${stream.srtpKeyBase64}`]),
   ];
 }

@@ -47,12 +47,12 @@ export const FLV_STDIN_INPUT = 'pipe:0';
 export const SDP_STDIN_INPUT = 'pipe:0';
 
 // RTP packets a bridge input holds back to put reordered ones in order, and how long it waits
-// for a missing one (a retransmission answering its NACK) before it moves on.
+// for a missing one (a retransmission the bridge receiver asked for) before it moves on.
 const BRIDGE_REORDER_QUEUE_PACKETS = 500;
 const BRIDGE_MAX_DELAY_US = 200_000;
 // A bridge input is probed for up to this long: until the first key frame, which gives the picture
-// size. The voice node asks for one as the bridge connects and every 4 s after, but a sharer may
-// ignore the first request (delta frames before it only tell ffmpeg the size is unknown).
+// size. The bridge receiver asks for one every 500 ms until one arrives, but a sharer may take a
+// while to answer (delta frames before it only tell ffmpeg the size is unknown).
 const BRIDGE_ANALYZE_US = 5_000_000;
 
 /** Name of each media playlist inside its rendition folder. */
@@ -177,13 +177,9 @@ function bridgeInputOptions(bridge: BridgeInputOptions): string[] {
     'pipe,rtp,udp',
     '-f',
     'sdp',
+    // The bridge receiver sends from a port of its own on loopback; the sockets bind there only.
     '-localaddr',
     bridge.localAddress,
-    // Receiver reports, NACKs and key frame requests go back to where the RTCP came from. No
-    // filter_src: ffmpeg would connect() each socket to the SDP's port, and the voice node sends
-    // from ports of its own; the sockets bind to the ingest node's address only.
-    '-sdp_flags',
-    'rtcp_to_source',
     '-reorder_queue_size',
     String(BRIDGE_REORDER_QUEUE_PACKETS),
     '-max_delay',

@@ -39,6 +39,17 @@ export function parseProgressLine(line: string): FfmpegProgress | null {
   };
 }
 
+// What ffmpeg 5.1 prints when it lost input it cannot decode without a new key frame: its RTP
+// reorder queue gave up on a packet, its VP8 depacketizer dropped a broken frame, or the decoder
+// met a frame it cannot use.
+const INPUT_DAMAGE =
+  /RTP: missed \d+ packets|Missing packets; dropping frame|without a start chunk|Received no start marker|Discarding interframe without a prior keyframe|Error while decoding stream/;
+
+/** Whether an ffmpeg stderr line says the input was damaged: the decoder needs a key frame. */
+export function isInputDamage(line: string): boolean {
+  return INPUT_DAMAGE.test(line);
+}
+
 /** Severity of an ffmpeg stderr line, so the logger can route it. */
 export function stderrSeverity(line: string): StderrSeverity {
   if (PROGRESS.test(line)) return 'progress';

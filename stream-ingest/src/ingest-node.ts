@@ -11,7 +11,7 @@ import {
   type RenditionInfo,
 } from '@hearth/protocol';
 import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
-import { bridgeFeed, reserveBridgePorts } from './bridge-input';
+import { BridgeReceiver } from './bridge-receiver';
 import { rtmpLimits, type IngestConfig } from './config';
 import type { IngestControlPlane, PublishGrant } from './control-plane';
 import { ProcessCpuMeter } from './cpu-meter';
@@ -40,7 +40,7 @@ const FALLBACK_SOURCE = { width: 1280, height: 720, fps: 30 };
 /** One stream being transcoded and uploaded: an RTMP publish or a share bridge. */
 class LiveRun {
   readonly grant: PublishGrant;
-  /** Cuts the source off: disconnects the publisher (a bridge's RTP simply stops being read). */
+  /** Cuts the source off: disconnects the publisher, or closes a bridge's receiver. */
   readonly closeSource: () => void;
   readonly transcoder: Transcoder;
   readonly publisher: HlsPublisher;
@@ -288,24 +288,36 @@ export class IngestNode {
       throw new AppError('conflict', `stream ${grant.streamId} already runs here`);
     }
     const offer = bridgeOfferSchema.parse(options.offer);
-    const ip = this.#config.bridgeHost;
-    const ports = await reserveBridgePorts(ip, offer.streams.length, this.#config.bridgePorts);
-    const answer = { ip, ports };
     const log = this.#logger.child({
       stream: grant.streamId,
       channel: grant.channel,
       bridge: true,
     });
-    this.#startRun({
-      grant,
-      input: bridgeFeed(offer, answer, options.sourceAddress),
-      closeSource: () => undefined,
-      source,
-      // A share is VP8: there is no H.264 rung to copy.
-      passthrough: false,
-      log,
+    const receiver = await BridgeReceiver.open({
+      offer,
+      host: this.#config.bridgeHost,
+      sourceAddress: options.sourceAddress,
+      range: this.#config.bridgePorts,
+      logger: log,
     });
-    return answer;
+    try {
+      const run = this.#startRun({
+        grant,
+        input: receiver.feed,
+        closeSource: () => receiver.close(),
+        source,
+        // A share is VP8: there is no H.264 rung to copy.
+        passthrough: false,
+        log,
+      });
+      // A new ffmpeg, or one that could not decode, waits for a key frame: ask for it now.
+      run.transcoder.events.on('restarted', () => receiver.requestKeyFrame('ffmpeg restarted'));
+      run.transcoder.events.on('inputDamaged', () => receiver.requestKeyFrame('decode error'));
+    } catch (error) {
+      receiver.close();
+      throw error;
+    }
+    return receiver.answer;
   }
 
   /** Ends a bridged stream: ffmpeg writes its last segments, the playlists get ENDLIST. */
@@ -405,6 +417,8 @@ export class IngestNode {
       await run.stopTranscoder();
     } catch (error) {
       this.#logger.error({ err: error, stream: streamId }, 'transcoder did not stop cleanly');
+    } finally {
+      run.closeSource();
     }
     this.#runs.delete(streamId);
     this.#controlPlane.report({ kind: 'ended', streamId, reason });

@@ -25,6 +25,7 @@ import {
   DEFAULT_SPEED_POLICY,
   parseProgressLine,
   SpeedWindow,
+  isInputDamage,
   stderrSeverity,
   type SpeedPolicy,
 } from './ffmpeg-progress';
@@ -101,6 +102,8 @@ export type TranscoderEvents = {
   speed: [number];
   /** ffmpeg fell behind and was restarted with a faster preset or one rung fewer. */
   adapted: [AdaptedInfo];
+  /** ffmpeg said its input was damaged (a packet lost, a frame undecodable); with the line. */
+  inputDamaged: [line: string];
   /** ffmpeg died and a replacement is encoding again; `attempt` counts restarts in a row. */
   restarted: [attempt: number];
   /** ffmpeg did not start, or kept dying and the transcoder gave up; nothing follows it. */
@@ -399,6 +402,7 @@ export class Transcoder {
       this.#logger.debug({ run: run.index }, line);
     } else {
       this.#logger.warn({ run: run.index }, line);
+      if (isInputDamage(line)) this.events.safeEmit('inputDamaged', line);
       run.errorLines.push(line);
       if (run.errorLines.length > KEPT_ERROR_LINES) run.errorLines.shift();
     }

@@ -183,17 +183,15 @@ describe('buildFfmpegArgs() and toArgv()', () => {
       segmentSeconds: 2,
       preset: 'veryfast',
       listSize: 6,
-      bridge: { localAddress: '10.0.0.2', audio: false },
+      bridge: { localAddress: '127.0.0.1', audio: false },
     });
-    expect(args.inputOptions.slice(0, 8)).toEqual([
+    expect(args.inputOptions.slice(0, 6)).toEqual([
       '-protocol_whitelist',
       'pipe,rtp,udp',
       '-f',
       'sdp',
       '-localaddr',
-      '10.0.0.2',
-      '-sdp_flags',
-      'rtcp_to_source',
+      '127.0.0.1',
     ]);
     const graph = args.outputOptions[args.outputOptions.indexOf('-filter_complex') + 1];
     expect(graph?.split(';')).toEqual([

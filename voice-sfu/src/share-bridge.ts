@@ -28,6 +28,8 @@ export interface BridgeStreamStats {
   packetsSent: number;
   /** RTP bytes sent. */
   bytesSent: number;
+  /** Packets the ingest node reported lost for good in its receiver reports. */
+  packetsLost: number;
   /** NACK packets received from the ingest node. */
   nackCount: number;
   /** PLI packets received from the ingest node. */
@@ -41,12 +43,6 @@ interface BridgedStream {
   readonly transport: types.PlainTransport;
   readonly consumer: types.Consumer;
 }
-
-// Debian's ffmpeg 5.1 reading the bridge sends no RTCP at all (no receiver reports, NACKs or
-// key frame requests, with or without rtcp_to_source; tried with real VP8 and 1 packet in 40
-// lost). A decoder that lost a packet therefore recovers only at the next key frame: the bridge
-// asks the sharer for one this often. Each also reaches the share's WebRTC viewers of that layer.
-const KEY_FRAME_INTERVAL_MS = 4000;
 
 // The codec each role carries: the router's own, so payload types match its RTP capabilities.
 const MIME_TYPES: Record<BridgeStreamRole, string> = {
@@ -64,7 +60,7 @@ const FEEDBACK: Record<BridgeStreamRole, types.RtcpFeedback[]> = {
 
 /**
  * Sends a screen share, its video and optionally one audio stream, as plain RTP to an ingest
- * node, whose ffmpeg reads it through an SDP file. Each stream has a PlainTransport of its own
+ * node, whose receiver passes it on to ffmpeg. Each stream has a PlainTransport of its own
  * (RTP on one port, RTCP on the next, as ffmpeg opens them per media line), and the video is
  * pinned to the share's top layer. Consumers start paused and resume once `connect` says where
  * the ingest node receives.
@@ -78,7 +74,6 @@ export class ShareBridge {
   readonly #logger: Logger;
   #connecting = false;
   #closed = false;
-  #keyFrames: NodeJS.Timeout | undefined;
 
   private constructor(streams: BridgedStream[], offer: BridgeOffer, logger: Logger) {
     this.#streams = streams;
@@ -162,7 +157,7 @@ export class ShareBridge {
             ip,
             port,
             rtcpPort: port + 1,
-            // The receiving ffmpeg holds one key per stream, the one the offer gave it, so it
+            // The ingest node's receiver holds one key per stream, the one the offer gave it, so it
             // also protects the RTCP it sends back.
             srtpParameters: transport.srtpParameters,
           });
@@ -175,11 +170,6 @@ export class ShareBridge {
       this.#close('connect-failed');
       throw error;
     }
-    this.#keyFrames = setInterval(() => {
-      this.requestKeyFrame().catch((error: unknown) => {
-        if (!this.#closed) this.#logger.warn({ err: error }, 'a key frame request failed');
-      });
-    }, KEY_FRAME_INTERVAL_MS);
     this.#logger.info({ ip, ports }, 'share bridge connected');
   }
 
@@ -209,6 +199,7 @@ export class ShareBridge {
           role,
           packetsSent: outbound?.packetCount ?? 0,
           bytesSent: outbound?.byteCount ?? 0,
+          packetsLost: outbound?.packetsLost ?? 0,
           nackCount: outbound?.nackCount ?? 0,
           pliCount: outbound?.pliCount ?? 0,
           firCount: outbound?.firCount ?? 0,
@@ -225,7 +216,6 @@ export class ShareBridge {
   #close(reason: ShareBridgeCloseReason): void {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#keyFrames);
     for (const { transport } of this.#streams) transport.close();
     this.#logger.info({ reason }, 'share bridge closed');
     this.events.safeEmit('closed', reason);
@@ -237,7 +227,7 @@ export class ShareBridge {
 }
 
 // Opens one stream of a bridge: its transport, and a paused consumer of the producer that
-// offers only the role's codec, with the feedback ffmpeg sends and no header extensions.
+// offers only the role's codec, with the feedback the ingest node's receiver sends and no header extensions.
 async function openStream(
   router: types.Router,
   role: BridgeStreamRole,
@@ -290,6 +280,7 @@ function describeStream({ role, transport, consumer }: BridgedStream): unknown {
     clockRate: codec.clockRate,
     channels: codec.channels,
     ssrc: consumer.rtpParameters.encodings?.[0]?.ssrc,
+    rtcpPort: transport.rtcpTuple?.localPort,
     srtpKeyBase64: transport.srtpParameters?.keyBase64,
   };
 }

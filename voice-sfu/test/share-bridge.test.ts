@@ -1,30 +1,22 @@
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bridgeOfferSchema, type BridgeOffer } from '@hearth/protocol';
+import { SrtpContext, rtpHeaderBytes } from '@hearth/server-common';
 import type { ChannelEvents } from '../src/channel-types';
 import { voiceConfig } from '../src/config';
-import { routerMediaCodecs } from '../src/media-codecs';
 import { ShareBridge, type ShareBridgeCloseReason } from '../src/share-bridge';
 import { VoiceNode } from '../src/voice-node';
-import { WorkerPool } from '../src/worker-pool';
 import { RecordingSink, quietLogger, testIdentity, waitFor } from './support/plain-peers';
+import { bindUdp, opusProducerRtpParameters, vp8SimulcastRtpParameters } from './support/rtp';
 import {
-  RtpSender,
-  bindUdp,
-  opusProducerRtpParameters,
-  vp8SimulcastRtpParameters,
-} from './support/rtp';
-import { rtpHeaderBytes, srtpSessionKeys, srtpUnprotect } from './support/srtp';
-import { Vp8ShareSender } from './support/vp8';
+  MICROPHONE_SSRC,
+  SHARE_LAYERS,
+  startPlainShare,
+  type PlainShare,
+} from './support/plain-share';
 
-// Three layers far enough apart in bitrate that packet counts tell which one arrives.
-const LAYERS = [
-  { ssrc: 3001, bitrate: 150_000 },
-  { ssrc: 3002, bitrate: 500_000 },
-  { ssrc: 3003, bitrate: 2_000_000 },
-];
+const LAYERS = SHARE_LAYERS;
 const TOP = LAYERS.length - 1;
-const MICROPHONE_SSRC = 3100;
 // Opus frames from `buildOpusPacket` end in this many zero bytes.
 const OPUS_ZERO_TAIL_BYTES = 16;
 
@@ -34,51 +26,10 @@ afterEach(() => {
   for (const cleanup of cleanups.splice(0).reverse()) cleanup();
 });
 
-/**
- * A share on a router of its own: a VP8 simulcast producer and an Opus microphone fed by a
- * plain sender (comedia), both sending until the test ends.
- */
-async function startShare() {
-  const pool = await WorkerPool.create(voiceConfig({ numWorkers: 1, rtcBasePort: 0 }), quietLogger);
-  cleanups.push(() => pool.close());
-  const router = await pool.slot(0).worker.createRouter({ mediaCodecs: routerMediaCodecs });
-  const source = await router.createPlainTransport({
-    listenIp: '127.0.0.1',
-    rtcpMux: true,
-    comedia: true,
-  });
-  const video = await source.produce({
-    kind: 'video',
-    rtpParameters: vp8SimulcastRtpParameters(
-      LAYERS.map(({ ssrc, bitrate }) => ({ ssrc, maxBitrate: bitrate })),
-    ),
-  });
-  const audio = await source.produce({
-    kind: 'audio',
-    rtpParameters: opusProducerRtpParameters(MICROPHONE_SSRC),
-  });
-  const socket = await bindUdp();
-  const vp8 = new Vp8ShareSender(socket, source, LAYERS);
-  const opus = new RtpSender(socket, MICROPHONE_SSRC, source);
-  void vp8.start();
-  const microphone = setInterval(() => opus.sendOne(), 20);
-  cleanups.push(() => {
-    clearInterval(microphone);
-    vp8.close();
-  });
-  await waitFor(
-    async () => (await video.getStats()).length === LAYERS.length,
-    5000,
-    'every layer of the share to reach its producer',
-  );
-  return { pool, router, video, audio, vp8 };
-}
+const startShare = () => startPlainShare(cleanups);
 
 /** Opens a bridge of a share and closes it when the test ends. */
-async function openBridge(
-  share: Awaited<ReturnType<typeof startShare>>,
-  srtp: boolean,
-): Promise<ShareBridge> {
+async function openBridge(share: PlainShare, srtp: boolean): Promise<ShareBridge> {
   const bridge = await ShareBridge.open({
     router: share.router,
     video: share.video,
@@ -175,24 +126,12 @@ function pictureLossIndication(mediaSsrc: number): Buffer {
 // What the senders put at the start of a clear payload: a VP8 payload descriptor with I, L and T
 // present; Opus frames end in zeros.
 function isClearVp8(packet: Buffer): boolean {
-  const payload = packet.subarray(rtpHeaderBytes(packet));
+  const payload = packet.subarray(rtpHeaderBytes(packet) ?? packet.length);
   return (payload[0]! & 0x80) !== 0 && payload[1] === 0xe0;
 }
 
 function isClearOpus(packet: Buffer): boolean {
   return packet.subarray(packet.length - OPUS_ZERO_TAIL_BYTES).every((byte) => byte === 0);
-}
-
-/** Sequence-number wraps before each packet, as a receiver counts them from its first one. */
-function rolloverCounts(packets: Buffer[]): number[] {
-  let rollovers = 0;
-  let previous: number | undefined;
-  return packets.map((packet) => {
-    const sequence = packet.readUInt16BE(2);
-    if (previous !== undefined && sequence < previous && previous - sequence > 0x8000) rollovers++;
-    previous = sequence;
-    return rollovers;
-  });
 }
 
 describe('ShareBridge', () => {
@@ -323,15 +262,14 @@ describe('ShareBridge', () => {
     expect(audio!.rtp.some(isClearOpus)).toBe(false);
     // The offered key authenticates every packet and decrypts the sharer's payloads.
     for (const [index, receiver] of receivers.entries()) {
-      const session = srtpSessionKeys(keys[index]!);
-      const rollovers = rolloverCounts(receiver.rtp);
-      const clear = receiver.rtp.map((packet, i) => srtpUnprotect(packet, session, rollovers[i]));
+      const context = new SrtpContext(keys[index]!);
+      const clear = receiver.rtp.map((packet) => context.unprotectRtp(packet));
       const isClear = index === 0 ? isClearVp8 : isClearOpus;
       expect(clear.every((packet) => packet !== undefined)).toBe(true);
       expect(clear.every((packet) => packet !== undefined && isClear(packet))).toBe(true);
     }
     // The key of one stream does not fit the other.
-    expect(srtpUnprotect(audio!.rtp[0]!, srtpSessionKeys(keys[0]!))).toBeUndefined();
+    expect(new SrtpContext(keys[0]!).unprotectRtp(audio!.rtp[0]!)).toBeUndefined();
   });
 
   it('the share ending closes the bridge once, with its transports; close() after that does nothing', async () => {

@@ -5,13 +5,14 @@ import { publishGrantSchema } from './streams';
 /**
  * A share bridge carries a screen share from the voice node holding it to an ingest node, whose
  * ffmpeg feeds the HLS ladder. Each stream travels on a PlainTransport of its own, RTP on one
- * port and RTCP on the next, because ffmpeg's SDP input opens one socket pair per media line.
+ * port and RTCP on the next, to a receiver on the ingest node that repairs loss and passes the
+ * clear RTP on to ffmpeg, whose SDP input opens one socket pair per media line.
  */
 
 /** Streams one bridge carries at most: the share's video and one audio stream. */
 export const MAX_BRIDGE_STREAMS = 2;
 
-/** The SRTP cipher suite of bridges: the one ffmpeg's SDP input can decrypt. */
+/** The SRTP cipher suite of bridges (RFC 3711's default). */
 export const BRIDGE_SRTP_SUITE = 'AES_CM_128_HMAC_SHA1_80';
 
 /** Which part of the share a bridge stream carries. */
@@ -28,6 +29,8 @@ export const bridgeStreamSchema = z.object({
   clockRate: z.union([z.literal(90_000), z.literal(48_000)]),
   channels: z.number().int().min(1).max(2).optional(),
   ssrc: z.number().int().min(1).max(0xffff_ffff),
+  /** The voice node's RTCP port of the stream, where key frame requests and NACKs go. */
+  rtcpPort: z.number().int().min(1).max(65535),
   /** The AES_CM_128_HMAC_SHA1_80 master key and salt the voice node sends with, when encrypted. */
   srtpKeyBase64: z
     .string()

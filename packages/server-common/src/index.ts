@@ -12,3 +12,4 @@ export * from './control-socket';
 export * from './ops-http';
 export * from './supervised-process';
 export * from './process-main';
+export * from './srtp';

@@ -3,11 +3,20 @@ import type { BridgeOffer } from '@hearth/protocol';
 
 const VIDEO_SSRC = 1111;
 const AUDIO_SSRC = 2222;
+// ffmpeg sending RTP reads no feedback: what the receiver sends back goes to the discard port.
+const DISCARD_PORT = 9;
 
 /** The bridge offer that describes what `sendRtp` sends. */
 export const SENT_OFFER: BridgeOffer = {
   streams: [
-    { role: 'video', mimeType: 'video/VP8', payloadType: 101, clockRate: 90_000, ssrc: VIDEO_SSRC },
+    {
+      role: 'video',
+      mimeType: 'video/VP8',
+      payloadType: 101,
+      clockRate: 90_000,
+      ssrc: VIDEO_SSRC,
+      rtcpPort: DISCARD_PORT,
+    },
     {
       role: 'audio',
       mimeType: 'audio/opus',
@@ -15,6 +24,7 @@ export const SENT_OFFER: BridgeOffer = {
       clockRate: 48_000,
       channels: 2,
       ssrc: AUDIO_SSRC,
+      rtcpPort: DISCARD_PORT,
     },
   ],
 };
