@@ -12,8 +12,8 @@ export interface BridgeFeed {
   readonly sdp: string;
   /** The ingest node's address the RTP sockets bind to. */
   readonly localAddress: string;
-  /** Whether one of the streams is audio. */
-  readonly audio: boolean;
+  /** How many audio streams it has (the share's and the microphone), mixed into one. */
+  readonly audioStreams: number;
 }
 
 /** Ports a bridge may receive on: even RTP ports, each with its RTCP port right above. */
@@ -110,7 +110,7 @@ export function bridgeFeed(
   return {
     sdp: `${lines.join('\r\n')}\r\n`,
     localAddress: answer.ip,
-    audio: streams.some((stream) => stream.role === 'audio'),
+    audioStreams: streams.filter((stream) => stream.role !== 'video').length,
   };
 }
 

@@ -342,7 +342,7 @@ export class BridgeReceiver {
     for (const leg of this.#legs) {
       this.#sendNacks(leg, now);
       if (leg.stream.role === 'video' && !leg.keyFrameSeen) this.#sendKeyFrameRequest(leg, now);
-      if (leg.stream.role === 'audio') this.#fillSilence(leg, now);
+      if (leg.stream.role !== 'video') this.#fillSilence(leg, now);
       if (leg.started && now - leg.lastReportAt >= REPORT_INTERVAL_MS) this.#sendReport(leg, now);
     }
   }

@@ -24,8 +24,8 @@ export interface FfmpegArgsOptions {
 export interface BridgeInputOptions {
   /** The ingest node's address the RTP sockets bind to. */
   readonly localAddress: string;
-  /** Whether the bridge carries audio; without, every rung gets silence. */
-  readonly audio: boolean;
+  /** Audio streams of the bridge: none gives every rung silence, two are mixed. */
+  readonly audioStreams: number;
 }
 
 /** Arguments in the three parts fluent-ffmpeg takes them. */
@@ -75,8 +75,9 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): FfmpegArgs {
   if (bridge && encoded.length !== renditions.length) {
     throw new TypeError('a bridge is encoded on every rung: it has no H.264 to copy');
   }
-  // A bridge without audio gets silence from the filter graph, one copy per rung.
-  const silent = bridge !== undefined && !bridge.audio;
+  // A bridge's audio comes out of the filter graph, one copy per rung, when it is made there:
+  // silence without audio, or the mix of the share's audio and the microphone.
+  const graphAudio = bridge === undefined ? 'none' : graphAudioOf(bridge.audioStreams);
 
   const outputOptions: string[] = [
     // Prefixes every log line with its level ("[warning] ..."), so stderr can be routed to the
@@ -87,7 +88,7 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): FfmpegArgs {
   if (encoded.length > 0) {
     outputOptions.push(
       '-filter_complex',
-      filterGraph(encoded, { letterbox: bridge !== undefined, silentAudio: silent }),
+      filterGraph(encoded, { letterbox: bridge !== undefined, audio: graphAudio }),
     );
   }
 
@@ -103,7 +104,7 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): FfmpegArgs {
     // audio; AAC costs little next to one video rung.
     outputOptions.push(
       '-map',
-      silent ? `[a${index}]` : '0:a:0',
+      graphAudio === 'none' ? '0:a:0' : `[a${index}]`,
       `-c:a:${index}`,
       'aac',
       `-b:a:${index}`,
@@ -170,6 +171,13 @@ export function gopFrames(fps: number, segmentSeconds: number): number {
   return Math.max(1, Math.round(fps * segmentSeconds));
 }
 
+// The audio a bridge's filter graph makes: silence without audio, the mix of two streams, and
+// none for one stream, which every rung takes from the input as it is.
+function graphAudioOf(audioStreams: number): 'none' | 'silence' | 'mix' {
+  if (audioStreams === 0) return 'silence';
+  return audioStreams === 1 ? 'none' : 'mix';
+}
+
 function bridgeInputOptions(bridge: BridgeInputOptions): string[] {
   return [
     // The SDP comes on stdin; it may open RTP over UDP and nothing else.
@@ -206,7 +214,7 @@ function inputOptions(inputUrl: string): string[] {
 // the sender's layer or window does, and the rungs keep their size, so the encoders never restart.
 function filterGraph(
   encoded: readonly Rendition[],
-  options: { letterbox: boolean; silentAudio: boolean },
+  options: { letterbox: boolean; audio: 'none' | 'silence' | 'mix' },
 ): string {
   const splits = encoded.map((_, i) => `[s${i}]`).join('');
   const chains = encoded.map((r, i) => {
@@ -217,9 +225,16 @@ function filterGraph(
     return `[s${i}]fps=${ffmpegRate(r.fps)},${size},setsar=1[v${i}]`;
   });
   const graph = [`[0:v:0]format=yuv420p,split=${encoded.length}${splits}`, ...chains];
-  if (options.silentAudio) {
-    const outputs = encoded.map((_, i) => `[a${i}]`).join('');
+  const outputs = encoded.map((_, i) => `[a${i}]`).join('');
+  if (options.audio === 'silence') {
     graph.push(`anullsrc=r=48000:cl=stereo,asplit=${encoded.length}${outputs}`);
+  } else if (options.audio === 'mix') {
+    // Summed as a browser would play them, not halved; the limiter keeps the sum from clipping.
+    // The bridge receiver keeps both inputs flowing with silence, so amix never waits on one.
+    graph.push(
+      `[0:a:0][0:a:1]amix=inputs=2:duration=longest:dropout_transition=0:normalize=0,` +
+        `alimiter=limit=0.95,asplit=${encoded.length}${outputs}`,
+    );
   }
   return graph.join(';');
 }

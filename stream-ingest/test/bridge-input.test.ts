@@ -44,7 +44,7 @@ describe('bridgeFeed()', () => {
       '10.0.0.1',
     );
     expect(feed.localAddress).toBe('10.0.0.2');
-    expect(feed.audio).toBe(true);
+    expect(feed.audioStreams).toBe(1);
     expect(feed.sdp.split('\r\n')).toEqual([
       'v=0',
       'o=- 0 0 IN IP4 10.0.0.2',

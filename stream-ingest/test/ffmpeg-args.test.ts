@@ -183,7 +183,7 @@ describe('buildFfmpegArgs() and toArgv()', () => {
       segmentSeconds: 2,
       preset: 'veryfast',
       listSize: 6,
-      bridge: { localAddress: '127.0.0.1', audio: false },
+      bridge: { localAddress: '127.0.0.1', audioStreams: 0 },
     });
     expect(args.inputOptions.slice(0, 6)).toEqual([
       '-protocol_whitelist',
@@ -212,9 +212,34 @@ describe('buildFfmpegArgs() and toArgv()', () => {
         segmentSeconds: 2,
         preset: 'veryfast',
         listSize: 6,
-        bridge: { localAddress: '10.0.0.2', audio: true },
+        bridge: { localAddress: '10.0.0.2', audioStreams: 1 },
       }),
     ).toThrow('a bridge is encoded on every rung: it has no H.264 to copy');
+  });
+
+  it('buildFfmpegArgs() for a bridge takes one audio stream as it is, and mixes two (the share and the microphone) into every rung', () => {
+    const withAudio = (audioStreams: number) =>
+      buildFfmpegArgs({
+        inputUrl: 'pipe:0',
+        workDir: '/w',
+        renditions: selectLadder({ width: 1280, height: 720, fps: 30 }),
+        segmentSeconds: 2,
+        preset: 'veryfast',
+        listSize: 6,
+        bridge: { localAddress: '127.0.0.1', audioStreams },
+      }).outputOptions;
+    const audioMaps = (options: string[]) =>
+      options.filter((option, i) => options[i - 1] === '-map' && !option.startsWith('[v'));
+    const graphOf = (options: string[]) =>
+      options[options.indexOf('-filter_complex') + 1]!.split(';');
+
+    expect(audioMaps(withAudio(1))).toEqual(['0:a:0', '0:a:0']);
+    expect(graphOf(withAudio(1))).toHaveLength(3);
+    const mixed = withAudio(2);
+    expect(audioMaps(mixed)).toEqual(['[a0]', '[a1]']);
+    expect(graphOf(mixed).at(-1)).toBe(
+      '[0:a:0][0:a:1]amix=inputs=2:duration=longest:dropout_transition=0:normalize=0,alimiter=limit=0.95,asplit=2[a0][a1]',
+    );
   });
 
   const valid: FfmpegArgsOptions = {

@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { BridgeOffer } from '@hearth/protocol';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { startNginxEdge, type NginxProcess } from '@hearth/cdn-config';
 import { exited, publishLikeObs } from '../../e2e/support/obs';
@@ -15,6 +16,7 @@ import { ingestConfig } from '../src/config';
 import { IngestNode } from '../src/ingest-node';
 import { LocalStorage } from '../src/storage/local-storage';
 import { FakeControlPlane } from './support/fake-control-plane';
+import { meanVolumeDb } from './support/ffmpeg-fixtures';
 import { SENT_OFFER, sendRtp } from './support/rtp-sender';
 import { RtmpFuzzer, fuzzSeed, recordPublisherSession, runRtmpFuzz } from './support/rtmp-fuzz';
 import { TEST_BUCKET, TestS3Server } from './support/s3rver';
@@ -289,8 +291,10 @@ describe('IngestNode', () => {
   }, 120_000);
 });
 
+const MUTED_MICROPHONE_SSRC = 3333;
+
 describe('IngestNode share bridges', () => {
-  it('startBridge() receives RTP on the answered ports into the ladder (no rung above the share), and stopBridge() ends the playlists', async () => {
+  it('startBridge() receives RTP on the answered ports into the ladder (no rung above the share), mixing a muted microphone in, and stopBridge() ends the playlists', async () => {
     const controlPlane = new FakeControlPlane();
     const storageDir = tempDir('hearth-hls-');
     node = await IngestNode.start({
@@ -310,14 +314,22 @@ describe('IngestNode share bridges', () => {
       keyId: 'bridge',
       storagePrefix: 'live/shared',
     };
+    // The sharer's microphone is muted: it never sends a packet, and the share's audio is mixed
+    // with the silence the receiver makes for it.
+    const offer: BridgeOffer = {
+      streams: [
+        ...SENT_OFFER.streams,
+        { ...SENT_OFFER.streams[1]!, role: 'microphone', ssrc: MUTED_MICROPHONE_SSRC },
+      ],
+    };
     const answer = await node.startBridge({
       grant,
-      offer: SENT_OFFER,
+      offer,
       sourceAddress: '127.0.0.1',
       source: { width: 854, height: 480, fps: 30 },
     });
     expect(answer.ip).toBe('127.0.0.1');
-    expect(answer.ports).toHaveLength(2);
+    expect(answer.ports).toHaveLength(3);
     await expect(
       node.startBridge({
         grant,
@@ -351,5 +363,9 @@ describe('IngestNode share bridges', () => {
     const media = fs.readFileSync(path.join(storageDir, 'live/shared/480p30/index.m3u8'), 'utf8');
     expect(media.trimEnd().endsWith('#EXT-X-ENDLIST')).toBe(true);
     expect(node.liveStreamIds).toEqual([]);
+    // The share's 440 Hz tone is in the mix (silence measures -91 dB).
+    const segments = media.split('\n').filter((line) => line.endsWith('.ts'));
+    const middle = path.join(storageDir, 'live/shared/480p30', segments[segments.length >> 1]!);
+    expect(await meanVolumeDb(middle)).toBeGreaterThan(-40);
   }, 60_000);
 });

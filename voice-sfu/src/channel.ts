@@ -563,7 +563,8 @@ export class Channel {
     const bridge = await ShareBridge.open({
       router: this.#core,
       video,
-      audio: from('screen-audio') ?? from('microphone'),
+      audio: from('screen-audio'),
+      microphone: from('microphone'),
       listenIp: this.#config.listenIp,
       srtp: options.srtp,
       logger: this.#logger.child({ bridge: bridgeId }),

@@ -48,6 +48,7 @@ interface BridgedStream {
 const MIME_TYPES: Record<BridgeStreamRole, string> = {
   video: 'video/VP8',
   audio: 'audio/opus',
+  microphone: 'audio/opus',
 };
 
 // The feedback a receiver may send back: NACKs, and key frame requests for video. No
@@ -56,6 +57,7 @@ const MIME_TYPES: Record<BridgeStreamRole, string> = {
 const FEEDBACK: Record<BridgeStreamRole, types.RtcpFeedback[]> = {
   video: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }],
   audio: [{ type: 'nack' }],
+  microphone: [{ type: 'nack' }],
 };
 
 /**
@@ -82,35 +84,52 @@ export class ShareBridge {
     this.events = new TypedEmitter((error, event) =>
       logger.error({ err: error, event }, 'share bridge listener failed'),
     );
-    for (const { transport, consumer } of streams) {
-      consumer.on('producerclose', () => this.#close('producer-closed'));
+    for (const { role, transport, consumer } of streams) {
       transport.on('routerclose', () => this.#close('router-closed'));
+      if (role === 'video') {
+        consumer.on('producerclose', () => this.#close('producer-closed'));
+        continue;
+      }
+      // An audio stream ending (the microphone or the tab's audio turned off) leaves the share
+      // on: the ingest node fills that stream with silence.
+      consumer.on('producerclose', () => {
+        transport.close();
+        this.#logger.info({ role }, 'an audio stream of the bridge ended');
+      });
     }
   }
 
   /**
    * Opens a bridge of a share on the router holding its producers: `video` is the share's VP8
-   * producer, `audio` an Opus producer to send along with it. With `srtp`, each stream is
-   * encrypted with a key of its own, which the offer carries.
+   * producer, `audio` the share's Opus audio and `microphone` the sharer's, each sent along
+   * when given (the ingest node mixes them). With `srtp`, each stream is encrypted with a key of
+   * its own, which the offer carries.
    */
   static async open(options: {
     router: types.Router;
     video: types.Producer;
     audio?: types.Producer;
+    microphone?: types.Producer;
     listenIp: string;
     srtp: boolean;
     logger: Logger;
   }): Promise<ShareBridge> {
-    const { router, video, audio } = options;
+    const { router, video } = options;
+    const audioStreams = (['audio', 'microphone'] as const).flatMap((role) => {
+      const producer = options[role];
+      return producer ? [{ role, producer }] : [];
+    });
     const streams: BridgedStream[] = [];
     let offer: BridgeOffer;
     try {
       streams.push(await openStream(router, 'video', video, options));
-      if (audio) streams.push(await openStream(router, 'audio', audio, options));
+      for (const { role, producer } of audioStreams) {
+        streams.push(await openStream(router, role, producer, options));
+      }
       offer = bridgeOfferSchema.parse({ streams: streams.map(describeStream) });
     } catch (error) {
       for (const { transport } of streams) transport.close();
-      if (video.closed || audio?.closed) {
+      if (video.closed || audioStreams.some(({ producer }) => producer.closed)) {
         throw new AppError('not_found', 'the share ended while its bridge opened');
       }
       throw error;
@@ -189,22 +208,24 @@ export class ShareBridge {
     return consumer.preferredLayers?.spatialLayer ?? 0;
   }
 
-  /** What each stream has sent so far, and the feedback it received, video first. */
+  /** What each stream still open has sent so far, and the feedback it received, video first. */
   async stats(): Promise<BridgeStreamStats[]> {
     this.#assertOpen();
     return Promise.all(
-      this.#streams.map(async ({ role, consumer }) => {
-        const outbound = (await consumer.getStats()).find(isOutboundStat);
-        return {
-          role,
-          packetsSent: outbound?.packetCount ?? 0,
-          bytesSent: outbound?.byteCount ?? 0,
-          packetsLost: outbound?.packetsLost ?? 0,
-          nackCount: outbound?.nackCount ?? 0,
-          pliCount: outbound?.pliCount ?? 0,
-          firCount: outbound?.firCount ?? 0,
-        };
-      }),
+      this.#streams
+        .filter(({ consumer }) => !consumer.closed)
+        .map(async ({ role, consumer }) => {
+          const outbound = (await consumer.getStats()).find(isOutboundStat);
+          return {
+            role,
+            packetsSent: outbound?.packetCount ?? 0,
+            bytesSent: outbound?.byteCount ?? 0,
+            packetsLost: outbound?.packetsLost ?? 0,
+            nackCount: outbound?.nackCount ?? 0,
+            pliCount: outbound?.pliCount ?? 0,
+            firCount: outbound?.firCount ?? 0,
+          };
+        }),
     );
   }
 

@@ -9,14 +9,17 @@ import { publishGrantSchema } from './streams';
  * clear RTP on to ffmpeg, whose SDP input opens one socket pair per media line.
  */
 
-/** Streams one bridge carries at most: the share's video and one audio stream. */
-export const MAX_BRIDGE_STREAMS = 2;
+/** Streams one bridge carries at most: the share's video, its audio and the microphone. */
+export const MAX_BRIDGE_STREAMS = 3;
 
 /** The SRTP cipher suite of bridges (RFC 3711's default). */
 export const BRIDGE_SRTP_SUITE = 'AES_CM_128_HMAC_SHA1_80';
 
-/** Which part of the share a bridge stream carries. */
-export const bridgeStreamRoleSchema = z.enum(['video', 'audio']);
+/**
+ * Which part of the share a bridge stream carries: its video, its audio (a tab's or the
+ * system's), or the sharer's microphone. The ingest node mixes the audio streams.
+ */
+export const bridgeStreamRoleSchema = z.enum(['video', 'audio', 'microphone']);
 
 /** Which part of the share a bridge stream carries. */
 export type BridgeStreamRole = z.infer<typeof bridgeStreamRoleSchema>;
@@ -49,7 +52,8 @@ export const bridgeOfferSchema = z.object({
     .max(MAX_BRIDGE_STREAMS)
     .refine((streams) => new Set(streams.map((s) => s.role)).size === streams.length, {
       error: 'one stream per role',
-    }),
+    })
+    .refine((streams) => streams[0]?.role === 'video', { error: 'the video comes first' }),
 });
 
 /** What the voice node sends on a bridge. */

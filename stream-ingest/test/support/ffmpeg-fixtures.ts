@@ -129,3 +129,23 @@ export function memoryLogger(): { logger: Logger; records: LogRecord[] } {
   });
   return { logger, records };
 }
+
+/** Mean volume of a file's first audio stream in dB (ffmpeg's volumedetect); -91 is silence. */
+export async function meanVolumeDb(file: string): Promise<number> {
+  const { stderr } = await run('/usr/bin/ffmpeg', [
+    '-hide_banner',
+    '-nostats',
+    '-i',
+    file,
+    '-map',
+    '0:a:0',
+    '-af',
+    'volumedetect',
+    '-f',
+    'null',
+    '-',
+  ]);
+  const match = /mean_volume: (-?[\d.]+) dB/.exec(stderr);
+  if (!match) throw new Error(`no audio in ${file}`);
+  return Number(match[1]);
+}
