@@ -58,7 +58,10 @@ describe('share bridge', () => {
     const sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel: 'stage' });
     cleanup.push(() => sue.close());
     const { peerId } = await joinOnSocket(sue, 'stage');
-    const share = await shareRealVp8(api, 'stage', peerId, cleanup);
+    // The test pattern is 1280x720, and the share says so, as a browser's share does.
+    const share = await shareRealVp8(api, 'stage', peerId, cleanup, {
+      capture: { width: 1280, height: 720, fps: 30 },
+    });
     await eventually(async () => (await channelStream()).share !== null, 10_000, 'the share');
     expect((await channelStream()).share?.broadcast).toBe(false);
     expect((await channelStream()).stream).toBeNull();
@@ -77,16 +80,18 @@ describe('share bridge', () => {
     // Spectators are told to watch the channel's stream instead of WebRTC.
     expect((await channelStream()).share).toEqual({ peerId, displayName: 'Sue', broadcast: true });
     const master = await object('live/stage/master.m3u8');
-    // Bridged at the channel's cap (source: 1080p at most) with the ladder's rungs below it.
-    expect(master).toContain('RESOLUTION=1920x1080');
-    const media = await object('live/stage/1080p30/index.m3u8');
+    // Bridged at the share's capture, under the channel's cap (source: 1080p at most), with the
+    // ladder's rungs below it.
+    expect(master).toContain('RESOLUTION=1280x720');
+    expect(master).not.toContain('RESOLUTION=1920x1080');
+    const media = await object('live/stage/720p30/index.m3u8');
     expect(media).toMatch(/#EXTINF:/);
     expect(media).not.toContain('#EXT-X-ENDLIST');
 
     share.stop();
     await eventually(
       async () =>
-        (await object('live/stage/1080p30/index.m3u8'))?.includes('#EXT-X-ENDLIST') ?? false,
+        (await object('live/stage/720p30/index.m3u8'))?.includes('#EXT-X-ENDLIST') ?? false,
       20_000,
       'ENDLIST after the share stopped',
     );

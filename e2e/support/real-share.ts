@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { ShareCapture } from '@hearth/protocol';
 import type { TestApi } from '../../api/test/support/server';
 
 const SHARE_SSRC = 7001;
@@ -29,6 +30,8 @@ export async function shareRealVp8(
     seconds?: number;
     /** A VP8 file (IVF) to send as it is, looped, instead of encoding a test pattern live. */
     source?: string;
+    /** The capture size the sharer reports, as a browser's share does; none by default. */
+    capture?: ShareCapture;
   } = {},
 ): Promise<RealShare> {
   const voiceChannel = api.voice?.channels.get(channel);
@@ -38,6 +41,7 @@ export async function shareRealVp8(
     transportId: transport.id,
     kind: 'video',
     source: 'screen',
+    capture: options.capture,
     rtpParameters: {
       codecs: [
         {

@@ -4,7 +4,9 @@ import {
   type BridgeAnswer,
   type BridgeOffer,
   type BridgeStream,
+  type ShareCapture,
 } from '@hearth/protocol';
+import type { SourceInfo } from './ladder';
 
 /** A share bridge as ffmpeg reads it: the SDP written on its stdin, and where it listens. */
 export interface BridgeFeed {
@@ -123,4 +125,15 @@ function mediaSection(stream: BridgeStream, port: number): string[] {
     `m=${kind} ${port} RTP/AVP ${pt}`,
     `a=rtpmap:${pt} ${codec}/${stream.clockRate}${channels}`,
   ];
+}
+
+/**
+ * What a bridge's ladder is planned for: the share's capture as its sharer reported it, within
+ * the size and rate `cap` allows (the channel's preset), or `cap` when the sharer said nothing.
+ */
+export function bridgeLadderSource(cap: SourceInfo, capture: ShareCapture | undefined): SourceInfo {
+  if (!capture) return cap;
+  const fits = capture.width <= cap.width && capture.height <= cap.height;
+  const { width, height } = fits ? capture : cap;
+  return { width, height, fps: Math.min(capture.fps, cap.fps) };
 }

@@ -11,6 +11,7 @@ import {
   type RenditionInfo,
 } from '@hearth/protocol';
 import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
+import { bridgeLadderSource } from './bridge-input';
 import { BridgeReceiver } from './bridge-receiver';
 import { rtmpLimits, type IngestConfig } from './config';
 import type { IngestControlPlane, PublishGrant } from './control-plane';
@@ -273,7 +274,7 @@ export class IngestNode {
   /**
    * Starts transcoding a screen share that a voice node sends as RTP (`offer`, from
    * `sourceAddress`) under `grant`, into the same ladder and storage layout as an RTMP stream, no
-   * rung above `source`. Resolves with where the voice node must send; the stream runs until
+   * rung above `source` (the channel's cap) nor above the share's capture the offer reports. Resolves with where the voice node must send; the stream runs until
    * `stopBridge`. ffmpeg restarts if it dies, on the same ports.
    */
   async startBridge(options: {
@@ -282,12 +283,13 @@ export class IngestNode {
     sourceAddress: string;
     source: SourceInfo;
   }): Promise<BridgeAnswer> {
-    const { grant, source } = options;
+    const { grant } = options;
     if (this.#stopping) throw new AppError('unavailable', 'the ingest node is stopping');
     if (this.#runs.has(grant.streamId)) {
       throw new AppError('conflict', `stream ${grant.streamId} already runs here`);
     }
     const offer = bridgeOfferSchema.parse(options.offer);
+    const source = bridgeLadderSource(options.source, offer.capture);
     const log = this.#logger.child({
       stream: grant.streamId,
       channel: grant.channel,

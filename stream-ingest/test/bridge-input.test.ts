@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { bridgeFeed, reserveBridgePorts } from '../src/bridge-input';
+import { bridgeFeed, bridgeLadderSource, reserveBridgePorts } from '../src/bridge-input';
 import type { SegmentReady } from '../src/hls-types';
 import { Transcoder } from '../src/transcoder';
 import { memoryLogger, probeSegment, waitFor } from './support/ffmpeg-fixtures';
@@ -73,6 +73,29 @@ describe('bridgeFeed()', () => {
         '127.0.0.1',
       ),
     ).toThrow('one stream per role');
+  });
+});
+
+describe('bridgeLadderSource()', () => {
+  const cap = { width: 1920, height: 1080, fps: 30 };
+
+  it.each([
+    ['no capture reported: the cap', undefined, cap],
+    [
+      'a smaller capture: the capture',
+      { width: 1280, height: 720, fps: 30 },
+      { width: 1280, height: 720, fps: 30 },
+    ],
+    ['a larger capture: the cap', { width: 2560, height: 1440, fps: 30 }, cap],
+    ['a wider capture: the cap', { width: 3440, height: 1080, fps: 30 }, cap],
+    [
+      'a faster capture: the cap’s rate',
+      { width: 1280, height: 720, fps: 60 },
+      { width: 1280, height: 720, fps: 30 },
+    ],
+    ['a slower capture: its own rate', { width: 1920, height: 1080, fps: 15 }, { ...cap, fps: 15 }],
+  ])('%s', (_, capture, expected) => {
+    expect(bridgeLadderSource(cap, capture)).toEqual(expected);
   });
 });
 

@@ -316,7 +316,9 @@ describe('IngestNode share bridges', () => {
     };
     // The sharer's microphone is muted: it never sends a packet, and the share's audio is mixed
     // with the silence the receiver makes for it.
+    // The sharer captures 854x480 in a channel that allows 1080p.
     const offer: BridgeOffer = {
+      capture: { width: 854, height: 480, fps: 30 },
       streams: [
         ...SENT_OFFER.streams,
         { ...SENT_OFFER.streams[1]!, role: 'microphone', ssrc: MUTED_MICROPHONE_SSRC },
@@ -326,7 +328,7 @@ describe('IngestNode share bridges', () => {
       grant,
       offer,
       sourceAddress: '127.0.0.1',
-      source: { width: 854, height: 480, fps: 30 },
+      source: { width: 1920, height: 1080, fps: 30 },
     });
     expect(answer.ip).toBe('127.0.0.1');
     expect(answer.ports).toHaveLength(3);
@@ -352,7 +354,7 @@ describe('IngestNode share bridges', () => {
     );
     expect(node.liveStreamIds).toEqual([grant.streamId]);
     const master = fs.readFileSync(path.join(storageDir, 'live/shared/master.m3u8'), 'utf8');
-    // A 1280x720 picture on a bridge announced at 854x480 gets no 720p rung.
+    // A 1280x720 picture from a share that reported an 854x480 capture gets no 720p rung.
     expect(master).toContain('RESOLUTION=854x480');
     expect(master).not.toContain('RESOLUTION=1280x720');
     await sent;

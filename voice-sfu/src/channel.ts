@@ -4,6 +4,7 @@ import type {
   BridgeAnswer,
   BridgeOffer,
   MediaSource,
+  ShareCapture,
   Participant,
   RemoteParticipant,
   RtpParameters,
@@ -422,6 +423,8 @@ export class Channel {
       rtpParameters: RtpParameters;
       paused?: boolean;
       source?: MediaSource;
+      /** A screen share's capture size, as its sharer reports it: a bridge's ladder stays under it. */
+      capture?: ShareCapture;
     },
   ): Promise<types.Producer> {
     const peer = this.#peer(peerId);
@@ -469,7 +472,11 @@ export class Channel {
         kind: options.kind,
         rtpParameters: options.rtpParameters as types.RtpParameters,
         paused: (options.paused ?? false) || (source === 'microphone' && peer.serverMuted),
-        appData: { peerId, source },
+        appData: {
+          peerId,
+          source,
+          ...(source === 'screen' && options.capture ? { capture: options.capture } : {}),
+        },
       });
     } finally {
       peer.producing = false;

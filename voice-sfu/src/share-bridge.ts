@@ -4,6 +4,7 @@ import {
   bridgeAnswerSchema,
   bridgeOfferSchema,
   describeZodError,
+  shareCaptureSchema,
   type BridgeAnswer,
   type BridgeOffer,
   type BridgeStreamRole,
@@ -126,7 +127,10 @@ export class ShareBridge {
       for (const { role, producer } of audioStreams) {
         streams.push(await openStream(router, role, producer, options));
       }
-      offer = bridgeOfferSchema.parse({ streams: streams.map(describeStream) });
+      offer = bridgeOfferSchema.parse({
+        capture: shareCaptureSchema.safeParse(video.appData.capture).data,
+        streams: streams.map(describeStream),
+      });
     } catch (error) {
       for (const { transport } of streams) transport.close();
       if (video.closed || audioStreams.some(({ producer }) => producer.closed)) {

@@ -208,7 +208,7 @@ export class SignalingSession {
         const { channel, peer } = this.#requireJoined();
         return { iceParameters: await channel.restartIce(peer.id, transportId) };
       },
-      produce: async ({ transportId, kind, rtpParameters, paused, source }) => {
+      produce: async ({ transportId, kind, rtpParameters, paused, source, capture }) => {
         const { channel, peer } = this.#requireJoined();
         const producer = await channel.produce(peer.id, {
           transportId,
@@ -216,6 +216,7 @@ export class SignalingSession {
           rtpParameters,
           paused,
           source,
+          capture,
         });
         return { producerId: producer.id };
       },

@@ -1,6 +1,6 @@
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bridgeOfferSchema, type BridgeOffer } from '@hearth/protocol';
+import { bridgeOfferSchema, type BridgeOffer, type ShareCapture } from '@hearth/protocol';
 import { SrtpContext, rtpHeaderBytes } from '@hearth/server-common';
 import type { ChannelEvents } from '../src/channel-types';
 import { voiceConfig } from '../src/config';
@@ -351,7 +351,11 @@ describe('share bridges of a channel', () => {
       { autoResume: true },
     );
     const transport = await channel.createPlainTransport(peer.id, 'send');
-    const produce = (source: 'screen' | 'screen-audio' | 'microphone', ssrc: number) =>
+    const produce = (
+      source: 'screen' | 'screen-audio' | 'microphone',
+      ssrc: number,
+      capture?: ShareCapture,
+    ) =>
       channel.produce(peer.id, {
         transportId: transport.id,
         kind: source === 'screen' ? 'video' : 'audio',
@@ -363,6 +367,7 @@ describe('share bridges of a channel', () => {
               ])
             : opusProducerRtpParameters(ssrc),
         source,
+        capture,
       });
     return { channel, peer, sink, produce };
   }
@@ -396,6 +401,8 @@ describe('share bridges of a channel', () => {
     const before = transports(voice);
 
     const bridge = await sue.channel.openBridge(sue.peer.id, { srtp: false });
+    // Nothing said of the capture: the ingest node plans for the channel's cap.
+    expect(bridge.offer.capture).toBeUndefined();
     expect(bridge.offer.streams.map((stream) => stream.role)).toEqual([
       'video',
       'audio',
@@ -411,6 +418,15 @@ describe('share bridges of a channel', () => {
     await waitFor(() => bridgeClosed.length > 0, 5000, 'the bridge to close');
     expect(bridgeClosed).toEqual([[bridge.bridgeId, 'producer-closed']]);
     expect(transports(voice)).toBe(before);
+  });
+
+  it('the capture size a sharer reports travels in the bridge offer, for the ingest node to plan its ladder under', async () => {
+    const voice = await startNode();
+    const sue = await joinSharer(voice, 'Sue');
+    const capture = { width: 1280, height: 720, fps: 30 };
+    await sue.produce('screen', 6101, capture);
+    const bridge = await sue.channel.openBridge(sue.peer.id, { srtp: false });
+    expect(bridge.offer.capture).toEqual(capture);
   });
 
   it('stopping the share closes its bridge once and its transports; closeBridge() is idempotent', async () => {

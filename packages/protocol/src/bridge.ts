@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { nodeIdSchema } from './nodes';
+import { shareCaptureSchema } from './share-presets';
 import { publishGrantSchema } from './streams';
 
 /**
@@ -46,6 +47,8 @@ export type BridgeStream = z.infer<typeof bridgeStreamSchema>;
 
 /** What the voice node sends on a bridge, stream by stream, video first. */
 export const bridgeOfferSchema = z.object({
+  /** The share's capture as its sharer reported it, when it did: the ladder stays under it. */
+  capture: shareCaptureSchema.optional(),
   streams: z
     .array(bridgeStreamSchema)
     .min(1)
@@ -69,11 +72,7 @@ export const bridgeAnswerSchema = z.object({
 export type BridgeAnswer = z.infer<typeof bridgeAnswerSchema>;
 
 /** The share's top layer as the ingest node plans its ladder for it: no rung above it. */
-export const bridgeSourceSchema = z.object({
-  width: z.number().int().min(16).max(7680),
-  height: z.number().int().min(16).max(4320),
-  fps: z.number().min(1).max(120),
-});
+export const bridgeSourceSchema = shareCaptureSchema;
 
 /** The share's top layer as the ingest node plans its ladder for it. */
 export type BridgeSource = z.infer<typeof bridgeSourceSchema>;

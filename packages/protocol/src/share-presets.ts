@@ -1,5 +1,17 @@
 import { z } from 'zod';
 
+/** A screen share's captured size and frame rate, as the sharer's browser reports them. */
+export const shareCaptureSchema = z
+  .object({
+    width: z.number().int().min(16).max(7680),
+    height: z.number().int().min(16).max(4320),
+    fps: z.number().min(1).max(120),
+  })
+  .strict();
+
+/** A screen share's captured size and frame rate. */
+export type ShareCapture = z.infer<typeof shareCaptureSchema>;
+
 /** Names of the quality presets a sharer picks from, lightest first. */
 export const SHARE_PRESET_IDS = [
   '720p30',

@@ -9,7 +9,7 @@ import {
   rtpCapabilitiesSchema,
   rtpParametersSchema,
 } from './rtp';
-import { sharePresetIdSchema } from './share-presets';
+import { shareCaptureSchema, sharePresetIdSchema } from './share-presets';
 
 /** Largest signaling message, in bytes, that either side accepts. */
 export const MAX_SIGNALING_MESSAGE_BYTES = 64 * 1024;
@@ -87,10 +87,19 @@ export const voiceRequestSchemas = {
         rtpParameters: rtpParametersSchema,
         paused: z.boolean().optional(),
         source: mediaSourceSchema.optional(),
+        /** A screen share's capture size and rate, which its broadcast ladder stays under. */
+        capture: shareCaptureSchema.optional(),
       })
       .strict()
       .superRefine((request, context) => {
         const source = request.source ?? (request.kind === 'video' ? 'screen' : 'microphone');
+        if (request.capture !== undefined && source !== 'screen') {
+          context.addIssue({
+            code: 'custom',
+            path: ['capture'],
+            message: 'only a screen share has a capture size',
+          });
+        }
         if ((source === 'screen') !== (request.kind === 'video')) {
           context.addIssue({
             code: 'custom',

@@ -230,4 +230,20 @@ describe('produce requests for screen shares', () => {
       }).success,
     ).toBe(true);
   });
+
+  it('carry a bounded capture size on screen video only', () => {
+    const capture = { width: 2560, height: 1440, fps: 60 };
+    expect(share([layer(1)], { capture }).success).toBe(true);
+    expect(share([layer(1)], { capture: { ...capture, width: 100_000 } }).success).toBe(false);
+    expect(share([layer(1)], { capture: { ...capture, fps: 0 } }).success).toBe(false);
+    expect(share([layer(1)], { capture: { ...capture, extra: 1 } }).success).toBe(false);
+    const microphone = voiceRequestSchemas.produce.request.safeParse({
+      transportId: 't1',
+      kind: 'audio',
+      rtpParameters: { codecs: [opusCodec], encodings: [{ ssrc: 1 }] },
+      capture,
+    });
+    expect(microphone.success).toBe(false);
+    expect(describeZodError(microphone.error!)).toMatch(/only a screen share has a capture size/);
+  });
 });

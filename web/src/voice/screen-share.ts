@@ -196,6 +196,7 @@ export class ScreenShare {
       codecOptions: { videoGoogleStartBitrate: START_BITRATE_KBPS },
       stopTracks: false,
       degradationPreference: 'maintain-resolution',
+      capture: { width, height, fps: frameRate },
     });
     if (producer) this.#keep(sender, producer);
     return producer;

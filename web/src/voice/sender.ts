@@ -1,4 +1,9 @@
-import { mediaSourceSchema, type MediaSource } from '@hearth/protocol';
+import {
+  mediaSourceSchema,
+  shareCaptureSchema,
+  type MediaSource,
+  type ShareCapture,
+} from '@hearth/protocol';
 import type { types } from 'mediasoup-client';
 import { warn } from '../log';
 import { TypedEmitter } from './emitter';
@@ -20,6 +25,8 @@ export interface SendOptions {
   stopTracks?: boolean;
   /** What the encoder gives up first when bandwidth runs short. */
   degradationPreference?: RTCDegradationPreference;
+  /** A screen share's capture size and rate, which its broadcast stays under. */
+  capture?: ShareCapture;
 }
 
 /** Events of a media sender. */
@@ -106,6 +113,7 @@ export class MediaSender {
           rtpParameters: toWireRtpParameters(rtpParameters),
           paused: appData.paused === true,
           source: mediaSourceSchema.safeParse(appData.source).data ?? 'microphone',
+          capture: shareCaptureSchema.safeParse(appData.capture).data,
         })
         .then(({ producerId }) => callback({ id: producerId }), errback);
     });
@@ -184,7 +192,7 @@ export class MediaSender {
       encodings: options.encodings,
       codecOptions: options.codecOptions,
       stopTracks: options.stopTracks ?? true,
-      appData: { source: options.source },
+      appData: { source: options.source, capture: options.capture },
     });
     if (this.#closed) {
       producer.close();
