@@ -78,7 +78,12 @@ describe('share bridge', () => {
       'the bridged stream live',
     );
     // Spectators are told to watch the channel's stream instead of WebRTC.
-    expect((await channelStream()).share).toEqual({ peerId, displayName: 'Sue', broadcast: true });
+    expect((await channelStream()).share).toEqual({
+      peerId,
+      displayName: 'Sue',
+      broadcast: true,
+      moveWebrtc: true,
+    });
     const master = await object('live/stage/master.m3u8');
     // Bridged at the share's capture, under the channel's cap (source: 1080p at most), with the
     // ladder's rungs below it.

@@ -180,7 +180,7 @@ export async function startPlatform(options: {
         claimBridge: (channel, peerId, nodes) => service.claimBridge(channel, peerId, nodes),
         viewers: (channel) => service.viewers(channel),
         isLive: (streamId) => service.isLive(streamId),
-        routeShareAudience: (streamId, toStream) => service.routeShareAudience(streamId, toStream),
+        routeShareAudience: (streamId, route) => service.routeShareAudience(streamId, route),
       },
       settings: {
         viewers: config.handoffViewers,

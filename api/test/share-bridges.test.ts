@@ -38,7 +38,11 @@ afterEach(async () => {
 async function setUp(options: { nodes?: NodeInfo[]; claimRefused?: boolean } = {}) {
   const sent: Array<{ nodeId: string; message: ApiToNodeMessage }> = [];
   // The channel's watch pages, the streams that are live, and where the audience was sent.
-  const world = { viewers: 0, live: new Set<string>(), routed: [] as Array<[string, boolean]> };
+  const world = {
+    viewers: 0,
+    live: new Set<string>(),
+    routed: [] as Array<[string, boolean, boolean]>,
+  };
   const settings = new Map<string, { shareRouting: ShareRouting; maxSharePreset: SharePresetId }>([
     ['lobby', { shareRouting: 'auto', maxSharePreset: '1080p60' }],
   ]);
@@ -69,8 +73,8 @@ async function setUp(options: { nodes?: NodeInfo[]; claimRefused?: boolean } = {
       },
       viewers: async () => world.viewers,
       isLive: async (streamId) => world.live.has(streamId),
-      routeShareAudience: async (streamId, toStream) => {
-        world.routed.push([streamId, toStream]);
+      routeShareAudience: async (streamId, { toStream, moveWebrtc }) => {
+        world.routed.push([streamId, toStream, moveWebrtc]);
       },
     },
     bus: new InMemoryClusterBus(logger),
@@ -190,22 +194,22 @@ describe('ShareBridges', () => {
     world.live.add(route.grant.streamId);
     bridges.reconsider('lobby');
     await waitUntil(() => world.routed.length === 1, 'a decision');
-    expect(world.routed).toEqual([[route.grant.streamId, false]]);
+    expect(world.routed).toEqual([[route.grant.streamId, false, false]]);
 
     world.viewers = 10;
     await bridges.audienceChanged('voice-1', 'lobby', 10);
     await waitUntil(() => world.routed.length === 2, 'the handoff');
-    expect(world.routed[1]).toEqual([route.grant.streamId, true]);
+    expect(world.routed[1]).toEqual([route.grant.streamId, true, false]);
 
     // Hysteresis: at 7 of 10 (above the release fraction, 6) HLS stays; at 5 it is released.
     world.viewers = 7;
     bridges.reconsider('lobby');
     await waitUntil(() => world.routed.length === 3, 'a decision');
-    expect(world.routed[2]).toEqual([route.grant.streamId, true]);
+    expect(world.routed[2]).toEqual([route.grant.streamId, true, false]);
     world.viewers = 5;
     await bridges.audienceChanged('voice-1', 'lobby', 5);
     await waitUntil(() => world.routed.length === 4, 'the release');
-    expect(world.routed[3]).toEqual([route.grant.streamId, false]);
+    expect(world.routed[3]).toEqual([route.grant.streamId, false, false]);
     // Below the pre-warm with nobody on HLS: the bridge closes.
     world.viewers = 2;
     await bridges.audienceChanged('voice-1', 'lobby', 2);

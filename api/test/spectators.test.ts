@@ -98,6 +98,7 @@ describe('spectators and share settings through the api', () => {
       peerId: sue.peerId,
       displayName: 'Sue',
       broadcast: false,
+      moveWebrtc: false,
     });
 
     // Bridged, and the policy sends spectators to HLS: they are told so; moderators are not.
@@ -107,12 +108,21 @@ describe('spectators and share settings through the api', () => {
     });
     await api.streams.report('ingest-a', { kind: 'live', streamId: grant.streamId });
     expect((await channelStream()).share?.broadcast).toBe(false);
-    await api.streams.routeShareAudience(grant.streamId, true);
-    expect((await channelStream()).share?.broadcast).toBe(true);
+    await api.streams.routeShareAudience(grant.streamId, { toStream: true, moveWebrtc: false });
+    expect((await channelStream()).share).toMatchObject({ broadcast: true, moveWebrtc: false });
+    // The share's voice node is overloaded: those on WebRTC are told to move too.
+    await api.streams.routeShareAudience(grant.streamId, { toStream: true, moveWebrtc: true });
+    expect((await channelStream()).share).toMatchObject({ broadcast: true, moveWebrtc: true });
     const moderatorView = await fetch(`${api.baseUrl}/api/channels/stage/stream`, {
       headers: operator(),
     });
-    expect(channelStreamSchema.parse(await moderatorView.json()).share?.broadcast).toBe(false);
+    expect(channelStreamSchema.parse(await moderatorView.json()).share).toMatchObject({
+      broadcast: false,
+      moveWebrtc: false,
+    });
+    // Back below the release threshold: nobody is sent there any more.
+    await api.streams.routeShareAudience(grant.streamId, { toStream: false, moveWebrtc: true });
+    expect((await channelStream()).share).toMatchObject({ broadcast: false, moveWebrtc: false });
   });
 
   it('the events socket tells watch pages when a share starts and ends, however it ends', async () => {

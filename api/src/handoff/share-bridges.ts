@@ -11,6 +11,7 @@ import {
 } from '@hearth/protocol';
 import type { Logger } from '@hearth/server-common';
 import type { ClusterBus } from '../cluster/bus';
+import type { ShareAudienceRoute } from '../streams/stream-service';
 import type { ShareEvent } from '../voice/share-events';
 import {
   decideHandoff,
@@ -64,8 +65,8 @@ export interface ShareBridgesDeps {
   viewers(channel: string): Promise<number>;
   /** Whether a stream is playable now. */
   isLive(streamId: string): Promise<boolean>;
-  /** Sends a bridged share's spectators to its stream, or back to WebRTC. */
-  routeShareAudience(streamId: string, toStream: boolean): Promise<void>;
+  /** Sends a bridged share's new spectators, or all, to its stream, or back to WebRTC. */
+  routeShareAudience(streamId: string, route: ShareAudienceRoute): Promise<void>;
 }
 
 interface Share {
@@ -273,10 +274,10 @@ export class ShareBridges {
       await this.#open(share, bridgeSource(settings.maxSharePreset));
       return;
     }
-    await this.#deps.routeShareAudience(
-      open.route.grant.streamId,
-      decision.newSpectators === 'hls' || decision.moveWebrtcSpectators,
-    );
+    await this.#deps.routeShareAudience(open.route.grant.streamId, {
+      toStream: decision.newSpectators === 'hls' || decision.moveWebrtcSpectators,
+      moveWebrtc: decision.moveWebrtcSpectators,
+    });
   }
 
   async #open(share: Share, source: BridgeSource): Promise<void> {

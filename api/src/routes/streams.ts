@@ -92,7 +92,7 @@ export const streamRoutes: readonly Route[] = [
         deps.presence.list(name),
       ]);
       const sharer = participants.find((participant) => participant.sharing);
-      const { broadcastShare, ...status } = stream;
+      const { broadcastShare, moveWebrtc, ...status } = stream;
       // Moderators keep watching over WebRTC: they act on what they see as it happens.
       const staysOnWebrtc = holdsGrant(caller, 'moderate', name);
       return {
@@ -102,6 +102,7 @@ export const streamRoutes: readonly Route[] = [
               peerId: sharer.id,
               displayName: sharer.displayName,
               broadcast: broadcastShare === sharer.id && !staysOnWebrtc,
+              moveWebrtc: broadcastShare === sharer.id && !staysOnWebrtc && moveWebrtc,
             }
           : null,
       };

@@ -14,8 +14,10 @@ export interface StreamRecord {
   readonly nodeId: string;
   /** When its node last vouched for it (its publish check or a replay), ISO 8601. */
   readonly seenAt: string;
-  /** For a bridged screen share: whether its spectators are sent to this stream now. */
+  /** For a bridged screen share: whether its new spectators are sent to this stream now. */
   readonly shareAudience?: boolean;
+  /** For a bridged screen share: whether its spectators on WebRTC move to this stream too. */
+  readonly moveWebrtc?: boolean;
 }
 
 /** A change to a stream that has not ended. */
@@ -26,8 +28,10 @@ export interface StreamChange {
   readonly renditions?: RenditionInfo[];
   /** Its node vouched for it again. */
   readonly seenAt?: string;
-  /** The handoff policy sends the bridged share's spectators to it, or no longer. */
+  /** The handoff policy sends the bridged share's new spectators to it, or no longer. */
   readonly shareAudience?: boolean;
+  /** The handoff policy moves the bridged share's WebRTC spectators to it, or no longer. */
+  readonly moveWebrtc?: boolean;
 }
 
 /** How long an ended stream stays readable, so players that poll see "ended", not "offline". */
@@ -76,6 +80,7 @@ function applyChange(record: StreamRecord, change: StreamChange): StreamRecord {
     },
     seenAt: change.seenAt ?? record.seenAt,
     ...(change.shareAudience === undefined ? {} : { shareAudience: change.shareAudience }),
+    ...(change.moveWebrtc === undefined ? {} : { moveWebrtc: change.moveWebrtc }),
   };
 }
 
@@ -167,6 +172,7 @@ const streamRecordSchema = z.object({
   nodeId: z.string(),
   seenAt: z.string(),
   shareAudience: z.boolean().optional(),
+  moveWebrtc: z.boolean().optional(),
 });
 
 const scripts = {

@@ -88,6 +88,14 @@ export const NODE_GONE_REASON = 'ingest node gone';
  * every api instance shares. Ingest nodes ask it, through the node hub, whether a key may publish
  * and report what their streams do; every change reaches the web clients of every instance.
  */
+/** Where a bridged share's spectators watch, as the handoff policy decides. */
+export interface ShareAudienceRoute {
+  /** New spectators watch the share's stream. */
+  readonly toStream: boolean;
+  /** Spectators watching over WebRTC move to the stream too. */
+  readonly moveWebrtc: boolean;
+}
+
 export class StreamService {
   /** Stream lifecycle and viewer events, as every instance hears them. */
   readonly events: TypedEmitter<StreamServiceEvents>;
@@ -344,13 +352,23 @@ export class StreamService {
   }
 
   /**
-   * Sends a bridged share's spectators to its stream, or back to WebRTC, as the handoff policy
-   * decides. Watch pages hear `streamLive` again when they are sent to it, and read the status.
+   * Sends a bridged share's new spectators to its stream, or back to WebRTC, and with
+   * `moveWebrtc` those watching over WebRTC too, as the handoff policy decides. Watch pages hear
+   * `streamLive` again when that changes, and read the status.
    */
-  async routeShareAudience(streamId: string, toStream: boolean): Promise<void> {
+  async routeShareAudience(streamId: string, route: ShareAudienceRoute): Promise<void> {
     const record = await this.#store.get(streamId);
-    if (!record || record.shareAudience === toStream) return;
-    const next = await this.#store.update(streamId, { shareAudience: toStream });
+    const moveWebrtc = route.toStream && route.moveWebrtc;
+    if (
+      !record ||
+      (record.shareAudience === route.toStream && (record.moveWebrtc ?? false) === moveWebrtc)
+    ) {
+      return;
+    }
+    const next = await this.#store.update(streamId, {
+      shareAudience: route.toStream,
+      moveWebrtc,
+    });
     if (next?.stream.state === 'live') await this.#announce('streamLive', next);
   }
 
@@ -478,7 +496,9 @@ export class StreamService {
    */
   async channelStream(
     channelOrName: PlaybackChannel | string,
-  ): Promise<Omit<ChannelStream, 'share'> & { broadcastShare: string | undefined }> {
+  ): Promise<
+    Omit<ChannelStream, 'share'> & { broadcastShare: string | undefined; moveWebrtc: boolean }
+  > {
     const channel =
       typeof channelOrName === 'string'
         ? {
@@ -497,6 +517,7 @@ export class StreamService {
       playbackUrl: this.playbackUrlFor(channel),
       stream: record ? this.withPlaybackUrl(await this.#withViewers(record), channel) : null,
       broadcastShare: bridged ? record.keyId.slice(BRIDGE_KEY_PREFIX.length) : undefined,
+      moveWebrtc: bridged && record.moveWebrtc === true,
     };
   }
 

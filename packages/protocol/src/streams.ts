@@ -83,6 +83,11 @@ export const shareSchema = z.object({
    * stack): spectators then watch that stream instead of WebRTC.
    */
   broadcast: z.boolean().default(false),
+  /**
+   * True when spectators already watching over WebRTC move onto the broadcast too (an operator
+   * routed the share there, or its voice node is overloaded); otherwise only new ones go there.
+   */
+  moveWebrtc: z.boolean().default(false),
 });
 
 /** Response of `GET /api/channels/:name/stream`: the channel's stream, or offline. */
@@ -108,9 +113,13 @@ export const eventNotificationSchemas = {
   /** The number of viewers of a channel changed. */
   viewerCount: z.object({ channel: channelNameSchema, viewers: z.number().int().nonnegative() }),
   /** A participant of the channel's voice started sharing a screen: spectators may watch it. */
-  shareStarted: shareSchema.omit({ broadcast: true }).extend({ channel: channelNameSchema }),
+  shareStarted: shareSchema
+    .omit({ broadcast: true, moveWebrtc: true })
+    .extend({ channel: channelNameSchema }),
   /** That share ended. */
-  shareEnded: shareSchema.omit({ broadcast: true }).extend({ channel: channelNameSchema }),
+  shareEnded: shareSchema
+    .omit({ broadcast: true, moveWebrtc: true })
+    .extend({ channel: channelNameSchema }),
 } as const;
 
 /** Names of events-socket notifications. */

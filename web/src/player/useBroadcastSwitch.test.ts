@@ -11,7 +11,14 @@ import {
 import type { PlayerPhase, PlayerSource } from './useHlsPlayer';
 import type { ChannelShare } from './useStreamStatus';
 
-const SUE: Omit<ChannelShare, 'broadcast'> = { peerId: 'peer-sue', displayName: 'Sue' };
+const SUE: Omit<ChannelShare, 'broadcast' | 'moveWebrtc'> = {
+  peerId: 'peer-sue',
+  displayName: 'Sue',
+};
+// Where the api sends the share's spectators: nobody, new ones, or all of them.
+const ON_WEBRTC = { ...SUE, broadcast: false, moveWebrtc: false };
+const NEW_TO_BROADCAST = { ...SUE, broadcast: true, moveWebrtc: false };
+const ALL_TO_BROADCAST = { ...SUE, broadcast: true, moveWebrtc: true };
 const URL = 'https://edge.test/live/stage/master.m3u8';
 
 // A player that plays whatever source it is given only when the test says it shows frames.
@@ -109,14 +116,14 @@ function start(audio?: { audioMuted: boolean; audioBlocked: boolean }) {
   return { share, stream, ...handle };
 }
 
-// Watching Sue's share over WebRTC; then the api bridges it and says so.
+// Watching Sue's share over WebRTC; then the api bridges it and moves its WebRTC spectators.
 async function watchingThenBridged(audio?: { audioMuted: boolean; audioBlocked: boolean }) {
   const page = start(audio);
-  page.share.value = { ...SUE, broadcast: false };
+  page.share.value = ON_WEBRTC;
   await nextTick();
   expect(page.spectator.state.value).not.toBeNull();
   page.stream.value = liveStream();
-  page.share.value = { ...SUE, broadcast: true };
+  page.share.value = ALL_TO_BROADCAST;
   await nextTick();
   return page;
 }
@@ -169,7 +176,7 @@ describe('useBroadcastSwitch()', () => {
     expect(page.spectator.closes).toBe(1);
 
     page.stream.value = liveStream();
-    page.share.value = { ...SUE, broadcast: true };
+    page.share.value = ALL_TO_BROADCAST;
     await nextTick();
     page.player.showFrame(11);
     await nextTick();
@@ -234,7 +241,7 @@ describe('useBroadcastSwitch()', () => {
     expect(page.path.value).toBe('broadcast');
     expect(page.spectator.share.value).toBeNull();
     expect(page.player.source.value).toEqual({ url: URL, streamId: 'stream-1' });
-    page.share.value = { ...SUE, broadcast: true };
+    page.share.value = ALL_TO_BROADCAST;
     await nextTick();
     expect(page.spectator.opens).toBe(1);
   });
@@ -252,7 +259,7 @@ describe('useBroadcastSwitch()', () => {
   it('a page that finds the share on the broadcast plays HLS and never opens WebRTC', async () => {
     const page = start();
     page.stream.value = liveStream();
-    page.share.value = { ...SUE, broadcast: true };
+    page.share.value = NEW_TO_BROADCAST;
     await nextTick();
     expect(page.path.value).toBe('broadcast');
     expect(page.player.source.value).toEqual({ url: URL, streamId: 'stream-1' });
@@ -266,7 +273,7 @@ describe('useBroadcastSwitch()', () => {
   });
 
   it('a page created while the share is already on the broadcast never opens WebRTC', async () => {
-    const share = shallowRef<ChannelShare | null>({ ...SUE, broadcast: true });
+    const share = shallowRef<ChannelShare | null>(NEW_TO_BROADCAST);
     const stream = shallowRef<LiveStream | null>(liveStream());
     scope = effectScope();
     const page = scope.run(() =>
@@ -285,7 +292,7 @@ describe('useBroadcastSwitch()', () => {
 
   it('the share going off the broadcast during a switch cancels it and keeps WebRTC', async () => {
     const page = await watchingThenBridged();
-    page.share.value = { ...SUE, broadcast: false };
+    page.share.value = ON_WEBRTC;
     await nextTick();
     expect(page.path.value).toBe('webrtc');
     expect(page.player.source.value).toBeNull();
@@ -294,15 +301,42 @@ describe('useBroadcastSwitch()', () => {
     expect(page.spectator.closes).toBe(0);
   });
 
-  it('a share sent back to WebRTC after the swap is watched over WebRTC again', async () => {
+  it('new spectators sent back to WebRTC leave a page on the broadcast there while it plays, and it returns to WebRTC when the broadcast ends', async () => {
     const page = await watchingThenBridged();
     await framesAdvance(page.player, 10);
-    page.share.value = { ...SUE, broadcast: false };
+    page.share.value = ON_WEBRTC;
+    await nextTick();
+    expect(page.path.value).toBe('broadcast');
+    expect(page.spectator.opens).toBe(1);
+    expect(page.moved.value).toEqual({ behindSeconds: 5 });
+    expect(page.player.source.value).toEqual({ url: URL, streamId: 'stream-1' });
+
+    page.stream.value = { ...liveStream(), state: 'ended' };
     await nextTick();
     expect(page.path.value).toBe('webrtc');
     expect(page.spectator.opens).toBe(2);
     expect(page.moved.value).toBeNull();
     expect(page.player.source.value).toBeNull();
+  });
+
+  it('a page watching over WebRTC stays there while only new spectators go to the broadcast, and switches once the api moves everyone', async () => {
+    const page = start();
+    page.share.value = ON_WEBRTC;
+    await nextTick();
+    page.stream.value = liveStream();
+    page.share.value = NEW_TO_BROADCAST;
+    await nextTick();
+    expect(page.path.value).toBe('webrtc');
+    expect(page.player.source.value).toBeNull();
+    expect(page.spectator.closes).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+
+    page.share.value = ALL_TO_BROADCAST;
+    await nextTick();
+    expect(page.path.value).toBe('switching');
+    await framesAdvance(page.player, 10);
+    expect(page.path.value).toBe('broadcast');
+    expect(page.spectator.closes).toBe(1);
   });
 
   it('the share ending after the swap leaves the player on the stream, which shows its own end', async () => {

@@ -63,10 +63,11 @@ const SWITCH_TIMEOUT_MS = 15_000;
 /**
  * Decides between a channel's share over WebRTC and its bridge onto the channel's HLS stream.
  * A page that finds the share already on the broadcast plays HLS and never opens WebRTC. A page
- * watching over WebRTC when the share goes on the broadcast loads HLS in the hidden player,
- * and once its frames advance shows it, carries the sound over and closes the spectator; if HLS
- * does not play in time, it stays on WebRTC and tries again on the next status change. It owns
- * the player and the spectator it creates, and its timer.
+ * watching over WebRTC stays there while only new spectators go to the broadcast; when the api
+ * moves WebRTC spectators too, it loads HLS in the hidden player, and once its frames advance
+ * shows it, carries the sound over and closes the spectator; if HLS does not play in time, it
+ * stays on WebRTC and tries again on the next status change. A page on the broadcast stays
+ * there until the broadcast ends. It owns the player and the spectator it creates, and its timer.
  */
 export function useBroadcastSwitch<P extends SwitchPlayer, S extends SwitchSpectator>(
   options: UseBroadcastSwitchOptions<P, S>,
@@ -100,13 +101,24 @@ export function useBroadcastSwitch<P extends SwitchPlayer, S extends SwitchSpect
   );
 
   function decide(): void {
-    if (!options.share.value?.broadcast) {
+    const share = options.share.value;
+    if (!share) {
       endSwitch();
       path.value = 'webrtc';
       moved.value = null;
+    } else if (!share.broadcast) {
+      // New spectators go to WebRTC again; a page already on the broadcast stays there while it
+      // plays, and one still switching keeps WebRTC.
+      if (path.value === 'switching') {
+        endSwitch();
+        path.value = 'webrtc';
+      } else if (path.value === 'broadcast' && liveSource.value === null) {
+        path.value = 'webrtc';
+        moved.value = null;
+      }
     } else if (path.value === 'webrtc') {
-      if (watchingOverWebRtc()) beginSwitch();
-      else path.value = 'broadcast';
+      if (!watchingOverWebRtc()) path.value = 'broadcast';
+      else if (share.moveWebrtc) beginSwitch();
     }
   }
 

@@ -136,7 +136,7 @@ export function useStreamStatus(
   });
   events.events.on('shareStarted', ({ peerId, displayName }) => {
     shareEpoch++;
-    share.value = { peerId, displayName, broadcast: false };
+    share.value = { peerId, displayName, broadcast: false, moveWebrtc: false };
   });
   // The channel may hold another share: the status says which, if any.
   events.events.on('shareEnded', ({ peerId }) => {
