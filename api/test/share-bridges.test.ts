@@ -8,9 +8,10 @@ import {
   type ShareRouting,
 } from '@hearth/protocol';
 import { AppError, createLogger } from '@hearth/server-common';
-import { InMemoryClusterBus } from '../src/cluster/bus';
+import { InMemoryClusterBus, RedisClusterBus, type ClusterBus } from '../src/cluster/bus';
 import { ShareBridges, bridgeSource } from '../src/handoff/share-bridges';
 import { sleep, waitUntil } from './nodes/helpers';
+import { startRedis } from './support/redis';
 
 const logger = createLogger('test', { level: 'silent' });
 
@@ -27,30 +28,48 @@ function node(id: string, kind: 'voice' | 'ingest', cpu: number, status = 'up'):
   });
 }
 
-let bridges: ShareBridges | undefined;
+let cleanup: Array<() => Promise<void>> = [];
 
 afterEach(async () => {
-  await bridges?.close();
-  bridges = undefined;
+  for (const step of cleanup.reverse()) await step();
+  cleanup = [];
 });
 
-/** ShareBridges on fakes of the api around it; `sent` is what reached each node. */
-async function setUp(options: { nodes?: NodeInfo[]; claimRefused?: boolean } = {}) {
-  const sent: Array<{ nodeId: string; message: ApiToNodeMessage }> = [];
-  // The channel's watch pages, the streams that are live, and where the audience was sent.
-  const world = {
-    viewers: 0,
-    live: new Set<string>(),
-    routed: [] as Array<[string, boolean, boolean]>,
+/** What the api around ShareBridges knows and did, shared by the instances of one test. */
+function emptyWorld() {
+  return {
+    // What reached each node, and through which api instance.
+    sent: [] as Array<{ nodeId: string; message: ApiToNodeMessage; via: string }>,
+    // The channel's watch pages, the streams that are live, and where the audience was sent.
+    world: {
+      viewers: 0,
+      live: new Set<string>(),
+      routed: [] as Array<[string, boolean, boolean]>,
+    },
+    settings: new Map<string, { shareRouting: ShareRouting; maxSharePreset: SharePresetId }>([
+      ['lobby', { shareRouting: 'auto', maxSharePreset: '1080p60' }],
+    ]),
+    claims: [] as string[],
   };
-  const settings = new Map<string, { shareRouting: ShareRouting; maxSharePreset: SharePresetId }>([
-    ['lobby', { shareRouting: 'auto', maxSharePreset: '1080p60' }],
-  ]);
-  const claims: string[] = [];
-  bridges = new ShareBridges({
+}
+
+/** ShareBridges on fakes of the api around it; `sent` is what reached each node. */
+async function setUp(
+  options: {
+    nodes?: NodeInfo[];
+    claimRefused?: boolean;
+    bus?: ClusterBus;
+    instance?: string;
+    shared?: ReturnType<typeof emptyWorld>;
+  } = {},
+) {
+  const shared = options.shared ?? emptyWorld();
+  const { sent, world, settings, claims } = shared;
+  const via = options.instance ?? 'api-1';
+  const bridges = new ShareBridges({
     deps: {
       sendToNode: async (nodeId, message) => {
-        sent.push({ nodeId, message });
+        sent.push({ nodeId, message, via });
       },
       nodes: async () =>
         options.nodes ?? [
@@ -77,17 +96,18 @@ async function setUp(options: { nodes?: NodeInfo[]; claimRefused?: boolean } = {
         world.routed.push([streamId, toStream, moveWebrtc]);
       },
     },
-    bus: new InMemoryClusterBus(logger),
+    bus: options.bus ?? new InMemoryClusterBus(logger),
     logger,
     srtp: () => true,
     settings: { viewers: 10, prewarm: 0.5, release: 0.6 },
   });
   await bridges.start();
+  cleanup.push(() => bridges.close());
   const route = async (channel: string, routing: ShareRouting) => {
     settings.set(channel, { ...settings.get(channel)!, shareRouting: routing });
-    await bridges!.routingChanged(channel);
+    await bridges.routingChanged(channel);
   };
-  return { bridges, sent, claims, route, world };
+  return { bridges, sent, claims, route, world, shared };
 }
 
 const openedRoute = (message: ApiToNodeMessage) =>
@@ -262,6 +282,43 @@ describe('ShareBridges', () => {
     expect(second.ingestNodeId).toBe('ingest-b');
     expect(second.grant.channel).toBe('lobby');
     expect(second.bridgeId).not.toBe(first.bridgeId);
+  });
+
+  it('two api instances on one Redis: spectators and a routing change reported at either reach the instance holding the share, which alone opens the bridge', async () => {
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
+    const busOf = () => {
+      const bus = new RedisClusterBus({ url: redis.url, logger });
+      cleanup.push(() => bus.close());
+      return bus;
+    };
+    const one = await setUp({ bus: busOf(), instance: 'api-1' });
+    const two = await setUp({ bus: busOf(), instance: 'api-2', shared: one.shared });
+    // The sharer's voice node is connected to api-1; an edge node with spectators to api-2.
+    one.bridges.shareChanged(share('shareStarted', randomUUID()), 'voice-1');
+    one.world.viewers = 5;
+    await two.bridges.audienceChanged('voice-2', 'lobby', 5);
+    await waitUntil(() => one.sent.length === 1, 'the bridge warming up');
+    expect(one.sent[0]).toMatchObject({ via: 'api-1', message: { type: 'openBridge' } });
+    const route = openedRoute(one.sent[0]!.message);
+
+    // Live; a moderator at api-2 routes the channel to broadcast: api-1 moves everyone.
+    one.world.live.add(route.grant.streamId);
+    await two.route('lobby', 'broadcast');
+    await waitUntil(
+      () => one.world.routed.some(([, , moveWebrtc]) => moveWebrtc),
+      'everyone moved',
+    );
+    expect(one.world.routed.at(-1)).toEqual([route.grant.streamId, true, true]);
+    // Back to WebRTC only, again from api-2: api-1 closes both ends of its bridge.
+    await two.route('lobby', 'webrtc');
+    await waitUntil(() => one.sent.length === 3, 'the bridge closed');
+    expect(one.sent.map(({ message, via }) => [message.type, via])).toEqual([
+      ['openBridge', 'api-1'],
+      ['closeBridge', 'api-1'],
+      ['closeBridge', 'api-1'],
+    ]);
+    expect(one.claims).toHaveLength(1);
   });
 
   it('bridges at the channel cap, at most 1080p, 16:9', () => {
