@@ -5,7 +5,7 @@ import { rtpHeaderBytes } from '@hearth/server-common';
 import { BridgeReceiver } from '../stream-ingest/src/bridge-receiver';
 import { ShareBridge } from '../voice-sfu/src/share-bridge';
 import { quietLogger, waitFor } from '../voice-sfu/test/support/plain-peers';
-import { bindUdp } from '../voice-sfu/test/support/rtp';
+import { bindUdp, bindUdpPair } from '../voice-sfu/test/support/rtp';
 import { startPlainShare, type PlainShare } from '../voice-sfu/test/support/plain-share';
 
 // A real mediasoup share bridge (SRTP over PlainTransports) sending to the ingest node's bridge
@@ -38,7 +38,7 @@ class LossyRelay {
   }
 
   static async open(): Promise<LossyRelay> {
-    const relay = new LossyRelay(await bindPair(), [await bindUdp(), await bindUdp()]);
+    const relay = new LossyRelay(await bindUdpPair(), [await bindUdp(), await bindUdp()]);
     cleanups.push(() => relay.close());
     return relay;
   }
@@ -304,21 +304,3 @@ describe('the bridge receiver in front of ffmpeg', () => {
     expect(new Set(video.packets.map((packet) => packet.readUInt32BE(8)))).toEqual(new Set([ssrc]));
   });
 });
-
-async function bindPair(): Promise<[dgram.Socket, dgram.Socket]> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const rtp = await bindUdp();
-    const port = rtp.address().port;
-    if (port % 2 === 0 && port < 65535) {
-      const rtcp = dgram.createSocket('udp4');
-      const bound = await new Promise<boolean>((resolve) => {
-        rtcp.once('error', () => resolve(false));
-        rtcp.bind(port + 1, '127.0.0.1', () => resolve(true));
-      });
-      if (bound) return [rtp, rtcp];
-      rtcp.close();
-    }
-    rtp.close();
-  }
-  throw new Error('found no free pair of UDP ports');
-}

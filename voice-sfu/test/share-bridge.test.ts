@@ -1,4 +1,4 @@
-import dgram from 'node:dgram';
+import type dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bridgeOfferSchema, type BridgeOffer, type ShareCapture } from '@hearth/protocol';
 import { SrtpContext, rtpHeaderBytes } from '@hearth/server-common';
@@ -7,7 +7,7 @@ import { voiceConfig } from '../src/config';
 import { ShareBridge, type ShareBridgeCloseReason } from '../src/share-bridge';
 import { VoiceNode } from '../src/voice-node';
 import { RecordingSink, quietLogger, testIdentity, waitFor } from './support/plain-peers';
-import { bindUdp, opusProducerRtpParameters, vp8SimulcastRtpParameters } from './support/rtp';
+import { bindUdpPair, opusProducerRtpParameters, vp8SimulcastRtpParameters } from './support/rtp';
 import {
   MICROPHONE_SSRC,
   SHARE_LAYERS,
@@ -60,25 +60,10 @@ class StreamReceiver {
 
   /** Binds a free even port and the port above it on loopback. */
   static async bind(): Promise<StreamReceiver> {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const rtp = await bindUdp();
-      const port = rtp.address().port;
-      if (port % 2 === 0 && port < 65535) {
-        const rtcp = dgram.createSocket('udp4');
-        const bound = await new Promise<boolean>((resolve) => {
-          rtcp.once('error', () => resolve(false));
-          rtcp.bind(port + 1, '127.0.0.1', () => resolve(true));
-        });
-        if (bound) {
-          const receiver = new StreamReceiver(rtp, rtcp);
-          cleanups.push(() => receiver.close());
-          return receiver;
-        }
-        rtcp.close();
-      }
-      rtp.close();
-    }
-    throw new Error('found no free pair of UDP ports');
+    const [rtp, rtcp] = await bindUdpPair();
+    const receiver = new StreamReceiver(rtp, rtcp);
+    cleanups.push(() => receiver.close());
+    return receiver;
   }
 
   /** The RTP port, as the answer names it. */

@@ -85,6 +85,25 @@ export async function bindUdp(): Promise<dgram.Socket> {
   return socket;
 }
 
+/** Two UDP sockets on loopback, on a free even port and the port above it: RTP and RTCP. */
+export async function bindUdpPair(): Promise<[dgram.Socket, dgram.Socket]> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const rtp = await bindUdp();
+    const port = rtp.address().port;
+    if (port % 2 === 0 && port < 65535) {
+      const rtcp = dgram.createSocket('udp4');
+      const bound = await new Promise<boolean>((resolve) => {
+        rtcp.once('error', () => resolve(false));
+        rtcp.bind(port + 1, '127.0.0.1', () => resolve(true));
+      });
+      if (bound) return [rtp, rtcp];
+      rtcp.close();
+    }
+    rtp.close();
+  }
+  throw new Error('found no free pair of UDP ports');
+}
+
 /** Sends Opus-like RTP from one socket to a PlainTransport that learns the address (comedia). */
 export class RtpSender {
   readonly #socket: dgram.Socket;
