@@ -165,6 +165,42 @@ describe('signaling validation', () => {
     expect(await calm.request('getRouterRtpCapabilities')).toMatchObject({ ok: true });
   });
 
+  it('statistics reports: bounded by the schema, one a second at most, and the node exposes what they measured without naming anyone', async () => {
+    await start();
+    const client = await joinAs('Alice');
+    const report = {
+      windowMs: 5000,
+      packetsReceived: 240,
+      packetsLost: 10,
+      jitterMs: 12,
+      jitterBufferDelayMs: 60,
+      concealedRatio: 0.02,
+      rttMs: 80,
+      outboundKbps: 32,
+    };
+    expect(await client.request('reportStats', report)).toMatchObject({ ok: true });
+    expect(errorOf(await client.request('reportStats', report)).code).toBe('rate_limited');
+    expect(errorOf(await client.request('reportStats', { ...report, jitterMs: -1 })).code).toBe(
+      'bad_request',
+    );
+    expect(errorOf(await client.request('reportStats', { ...report, packetsLost: 1e9 })).code).toBe(
+      'bad_request',
+    );
+    expect(errorOf(await client.request('reportStats', { ...report, extra: 1 })).code).toBe(
+      'bad_request',
+    );
+
+    const metrics = await (await fetch(`${api!.baseUrl}/metrics`)).text();
+    // Latency is half the round trip plus the jitter buffer: 40 + 60 ms.
+    expect(metrics).toMatch(/^voice_latency_ms_bucket\{le="100"\} 1$/m);
+    expect(metrics).toMatch(/^voice_latency_ms_bucket\{le="50"\} 0$/m);
+    expect(metrics).toMatch(/^voice_jitter_ms_count 1$/m);
+    expect(metrics).toMatch(/^voice_packet_loss_percent 4$/m);
+    expect(metrics).toMatch(/^voice_joins_total 1$/m);
+    expect(metrics).toMatch(/^voice_errors_total\{code="rate_limited"\} 1$/m);
+    expect(metrics).not.toContain('Alice');
+  });
+
   it('a WebSocket from a foreign origin is refused', async () => {
     await start();
     const client = await connect('Alice', { headers: { origin: 'https://evil.example' } });

@@ -3,7 +3,9 @@ import type { types } from 'mediasoup';
 import type {
   BridgeAnswer,
   BridgeOffer,
+  ClientStats,
   MediaSource,
+  ParticipantLink,
   ShareCapture,
   Participant,
   RemoteParticipant,
@@ -23,6 +25,7 @@ import type {
 import { EdgeSet } from './edge';
 import { routerMediaCodecs } from './media-codecs';
 import { Peer, type PeerSink } from './peer';
+import { uplinkOf, type LinkFigures } from './peer-link';
 import { ShareBridge } from './share-bridge';
 import { ShareDemand } from './share-demand';
 import { SpeakerObservers } from './speakers';
@@ -590,6 +593,28 @@ export class Channel {
     this.#shares.review(video.id);
     this.#logger.info({ bridge: bridgeId, sharer: sharerPeerId }, 'share bridge opened');
     return { bridgeId, offer: bridge.offer };
+  }
+
+  /**
+   * Folds a peer's own measurements into its link, with mediasoup's view of its microphone; the
+   * channel hears of it when its quality level changes. Resolves with the link's figures.
+   */
+  async reportStats(peerId: string, stats: ClientStats): Promise<LinkFigures | undefined> {
+    const peer = this.#peer(peerId);
+    const microphone = [...peer.producers.values()].find(
+      (producer) => sourceOf(producer) === 'microphone',
+    );
+    const uplink = await uplinkOf(microphone);
+    if (peer.closed) return undefined;
+    if (peer.link.update(stats, uplink, Date.now()) && !peer.spectator) this.#announce(peer);
+    return peer.link.figures;
+  }
+
+  /** The links of the channel's participants that reported, for moderators. */
+  links(): ParticipantLink[] {
+    return [...this.#peers.values()]
+      .filter((peer) => !peer.spectator)
+      .flatMap((peer) => peer.link.describe(peer.id, peer.identity.displayName) ?? []);
   }
 
   /** Tells an open bridge where the ingest node receives it, which starts its media. */

@@ -1,13 +1,25 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { ChannelManager } from './channel-manager';
+import type { LinkFigures } from './peer-link';
 import type { WorkerPool } from './worker-pool';
+
+// Links measured longer ago than this no longer count in the node's loss and bitrate gauges.
+const RECENT_LINK_MS = 30_000;
 
 /** Prometheus metrics of a voice-sfu node. */
 export interface VoiceMetrics {
   /** Failed join requests by error code. */
   readonly joinErrors: Counter<'code'>;
+  /** Refused signaling requests of any method, by error code. */
+  readonly errors: Counter<'code'>;
+  /** Joins that succeeded. */
+  readonly joins: Counter;
+  /** How long voice sessions lasted, observed as each ends. */
+  readonly sessionSeconds: Histogram;
   /** Worker deaths. */
   readonly workerDeaths: Counter;
+  /** Records one participant's report: its latency and jitter. */
+  observeLink(figures: LinkFigures): void;
 }
 
 /** Registers the voice-sfu metrics; gauges read live state when scraped. */
@@ -80,6 +92,44 @@ export function registerVoiceMetrics(
     registers,
   });
   pool.events.on('workerDied', () => workerDeaths.inc());
+  const recentLinks = () => {
+    const since = Date.now() - RECENT_LINK_MS;
+    return channels
+      .list()
+      .flatMap((channel) => channel.links())
+      .filter((link) => Date.parse(link.measuredAt) >= since);
+  };
+  new Gauge({
+    name: 'voice_packet_loss_percent',
+    help: 'Mean audio loss of the participants on this node, in or out whichever is worse, from their last reports',
+    registers,
+    collect() {
+      const links = recentLinks();
+      this.set(
+        links.length === 0 ? 0 : links.reduce((sum, l) => sum + l.lossPercent, 0) / links.length,
+      );
+    },
+  });
+  new Gauge({
+    name: 'voice_bitrate_kbps',
+    help: 'Audio bitrate the participants on this node send, summed, from their last reports',
+    registers,
+    collect() {
+      this.set(recentLinks().reduce((sum, link) => sum + link.outboundKbps, 0));
+    },
+  });
+  const latency = new Histogram({
+    name: 'voice_latency_ms',
+    help: 'Estimated one-way voice latency per participant report: half the round trip to the SFU plus the jitter buffer',
+    buckets: [25, 50, 100, 150, 200, 300, 400, 600, 1000, 2000],
+    registers,
+  });
+  const jitter = new Histogram({
+    name: 'voice_jitter_ms',
+    help: 'Inbound audio jitter per participant report',
+    buckets: [5, 10, 20, 30, 50, 80, 120, 200, 500],
+    registers,
+  });
   return {
     joinErrors: new Counter({
       name: 'voice_join_errors_total',
@@ -87,7 +137,28 @@ export function registerVoiceMetrics(
       labelNames: ['code'],
       registers,
     }),
+    errors: new Counter({
+      name: 'voice_errors_total',
+      help: 'Signaling requests refused, by error code',
+      labelNames: ['code'],
+      registers,
+    }),
+    joins: new Counter({
+      name: 'voice_joins_total',
+      help: 'Joins of voice channels that succeeded',
+      registers,
+    }),
+    sessionSeconds: new Histogram({
+      name: 'voice_session_duration_seconds',
+      help: 'How long voice sessions lasted',
+      buckets: [10, 60, 300, 900, 1800, 3600, 7200, 14_400, 28_800],
+      registers,
+    }),
     workerDeaths,
+    observeLink(figures) {
+      latency.observe(figures.latencyMs);
+      jitter.observe(figures.jitterMs);
+    },
   };
 }
 

@@ -3,6 +3,7 @@ import type { Participant, VoiceNotificationData, VoiceNotificationMethod } from
 import { AppError, rankOf, type Identity } from '@hearth/server-common';
 import type { Edge } from './edge';
 import { sourceOf } from './sources';
+import { PeerLink } from './peer-link';
 
 /** Where a peer's notifications go: its signaling session, or an in-process client. */
 export interface PeerSink {
@@ -66,6 +67,8 @@ export class Peer {
   readonly rank: number;
   /** True once the peer left or its channel closed. */
   closed = false;
+  /** The peer's link as its reports and mediasoup show it. */
+  readonly link = new PeerLink();
   // Told when the layers the peer wants of a share may have changed.
   readonly #onShareDemand: (producerId: string) => void;
 
@@ -105,6 +108,7 @@ export class Peer {
       guest: this.identity.guest,
       rank: this.rank,
       sharing: this.sharing,
+      ...(this.link.quality ? { quality: this.link.quality } : {}),
     };
   }
 

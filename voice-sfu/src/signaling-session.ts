@@ -48,6 +48,8 @@ const MAX_CONSECUTIVE_REFUSALS = 200;
 // superseded a quarter of a second later anyway.
 const LOSSY_BUFFER_LIMIT_BYTES = 256 * 1024;
 const LOSSY_NOTIFICATIONS = new Set<VoiceNotificationMethod>(['audioLevels']);
+// Clients report their statistics every few seconds; more than one a second is refused.
+const MIN_REPORT_INTERVAL_MS = 1000;
 
 /**
  * One client's WebSocket signaling: validates every message against the protocol, enforces a
@@ -65,6 +67,8 @@ export class SignalingSession {
   #refusals = 0;
   #joining = false;
   #joined: { channel: Channel; peer: Peer } | undefined;
+  #joinedAt = 0;
+  #lastReportAt = -Infinity;
   // While a join is answered, notifications to the new peer wait here: a client must see the
   // join response (with the roster) before any change to that roster, or it would drop the change.
   #heldNotifications: object[] | undefined;
@@ -141,6 +145,7 @@ export class SignalingSession {
     } catch (error) {
       const info = this.#toErrorInfo(error, method);
       if (method === 'join') this.#context.metrics.joinErrors.inc({ code: info.code });
+      this.#context.metrics.errors.inc({ code: info.code });
       this.#refuse(requestId, info);
     } finally {
       if (method === 'join') this.#releaseNotifications();
@@ -172,8 +177,12 @@ export class SignalingSession {
             },
           );
           this.#joined = joined;
+          this.#joinedAt = performance.now();
+          this.#context.metrics.joins.inc();
           this.#forgetOnClose = () => {
-            if (this.#joined === joined) this.#joined = undefined;
+            if (this.#joined !== joined) return;
+            this.#joined = undefined;
+            this.#sessionEnded();
           };
           joined.channel.events.once('closed', this.#forgetOnClose);
           if (this.#socket.readyState !== this.#socket.OPEN) {
@@ -263,6 +272,17 @@ export class SignalingSession {
         await channel.setServerMuted(peer.id, peerId, muted);
         return {};
       },
+      reportStats: async (stats) => {
+        const { channel, peer } = this.#requireJoined();
+        const now = performance.now();
+        if (now - this.#lastReportAt < MIN_REPORT_INTERVAL_MS) {
+          throw new AppError('rate_limited', 'one statistics report a second at most');
+        }
+        this.#lastReportAt = now;
+        const figures = await channel.reportStats(peer.id, stats);
+        if (figures) this.#context.metrics.observeLink(figures);
+        return {};
+      },
       leave: async () => {
         this.#requireJoined();
         this.#leave();
@@ -282,10 +302,15 @@ export class SignalingSession {
     const joined = this.#joined;
     this.#joined = undefined;
     if (!joined) return;
+    this.#sessionEnded();
     // The channel outlives this peer, so the peer's listener must not stay behind on it.
     if (this.#forgetOnClose) joined.channel.events.off('closed', this.#forgetOnClose);
     this.#forgetOnClose = undefined;
     joined.channel.leave(joined.peer.id);
+  }
+
+  #sessionEnded(): void {
+    this.#context.metrics.sessionSeconds.observe((performance.now() - this.#joinedAt) / 1000);
   }
 
   #notify<M extends VoiceNotificationMethod>(method: M, data: VoiceNotificationData<M>): void {

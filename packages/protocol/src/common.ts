@@ -47,6 +47,12 @@ export const RANKS: Readonly<Record<Role, number>> = {
   operator: 5,
 };
 
+/** How well a participant's connection carries voice, as rosters show it. */
+export const linkQualitySchema = z.enum(['good', 'fair', 'poor']);
+
+/** How well a participant's connection carries voice. */
+export type LinkQuality = z.infer<typeof linkQualitySchema>;
+
 /** The public view of one participant in a voice channel. */
 export const participantSchema = z.object({
   id: z.string(),
@@ -60,6 +66,8 @@ export const participantSchema = z.object({
   rank: z.number().int().min(0).max(5),
   /** True while the participant shares a screen. */
   sharing: z.boolean().default(false),
+  /** How well its connection carries voice, once it reported its statistics. */
+  quality: linkQualitySchema.optional(),
 });
 
 /** The public view of one participant in a voice channel. */

@@ -11,3 +11,4 @@ export * from './auth';
 export * from './display-names';
 export * from './share-presets';
 export * from './bridge';
+export * from './link-quality';

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { channelNameSchema, participantSchema } from './common';
 import { errorInfoSchema } from './errors';
+import { clientStatsSchema } from './link-quality';
 import {
   dtlsParametersSchema,
   iceCandidateSchema,
@@ -176,6 +177,14 @@ export const voiceRequestSchemas = {
   /** Moderator action: mutes or releases another participant on the server. */
   setServerMuted: {
     request: z.object({ peerId: objectId, muted: z.boolean() }).strict(),
+    response: empty,
+  },
+  /**
+   * The client's own measurements of its connection, every few seconds while joined: the node
+   * judges each participant's link quality from them and from mediasoup's statistics.
+   */
+  reportStats: {
+    request: clientStatsSchema,
     response: empty,
   },
   /** Leaves the channel; the connection stays open for another join. */

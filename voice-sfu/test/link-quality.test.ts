@@ -1,0 +1,111 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ClientStats } from '@hearth/protocol';
+import { voiceConfig } from '../src/config';
+import { VoiceNode } from '../src/voice-node';
+import { RecordingSink, quietLogger, testIdentity, waitFor } from './support/plain-peers';
+import { bindUdp, buildOpusPacket, nowMicros, opusProducerRtpParameters } from './support/rtp';
+
+let node: VoiceNode | undefined;
+const cleanups: (() => void)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
+  await node?.close();
+  node = undefined;
+});
+
+// What a client on a clean line reports over 5 s: 250 packets, none lost, 40 ms round trip.
+const CLEAN: ClientStats = {
+  windowMs: 5000,
+  packetsReceived: 250,
+  packetsLost: 0,
+  jitterMs: 4,
+  jitterBufferDelayMs: 40,
+  concealedRatio: 0,
+  rttMs: 40,
+  outboundKbps: 32,
+};
+
+async function startChannel() {
+  node = await VoiceNode.start(voiceConfig({ numWorkers: 1, rtcBasePort: 0 }), quietLogger);
+  const join = async (name: string) => {
+    const sink = new RecordingSink();
+    const joined = await node!.channels.join(
+      'room',
+      testIdentity(name, ['join', 'speak']),
+      node!.routerRtpCapabilities,
+      sink,
+      { autoResume: true },
+    );
+    return { ...joined, sink };
+  };
+  return { ada: await join('Ada'), bo: await join('Bo') };
+}
+
+const qualitiesOf = (sink: RecordingSink, peerId: string) =>
+  sink
+    .of('participantUpdated')
+    .filter(({ participant }) => participant.id === peerId)
+    .map(({ participant }) => participant.quality);
+
+describe('link quality', () => {
+  it('a report judges the link: the channel hears each change of level once, worse at once, better after two better reports', async () => {
+    const { ada, bo } = await startChannel();
+    await ada.channel.reportStats(ada.peer.id, CLEAN);
+    await ada.channel.reportStats(ada.peer.id, CLEAN);
+    // 15 % inbound loss: poor at once.
+    await ada.channel.reportStats(ada.peer.id, { ...CLEAN, packetsReceived: 212, packetsLost: 38 });
+    // One clean window is not a recovery; the second is.
+    await ada.channel.reportStats(ada.peer.id, CLEAN);
+    expect(qualitiesOf(bo.sink, ada.peer.id)).toEqual(['good', 'poor']);
+    await ada.channel.reportStats(ada.peer.id, CLEAN);
+    expect(qualitiesOf(bo.sink, ada.peer.id)).toEqual(['good', 'poor', 'good']);
+    // 350 ms round trip: fair.
+    await ada.channel.reportStats(ada.peer.id, { ...CLEAN, rttMs: 350 });
+    expect(qualitiesOf(bo.sink, ada.peer.id)).toEqual(['good', 'poor', 'good', 'fair']);
+    expect(ada.channel.participants().find((p) => p.id === ada.peer.id)?.quality).toBe('fair');
+    // Bo never reported: no level on his view.
+    expect(ada.channel.participants().find((p) => p.id === bo.peer.id)?.quality).toBeUndefined();
+
+    const [link, ...others] = ada.channel.links();
+    expect(others).toEqual([]);
+    expect(link).toMatchObject({
+      peerId: ada.peer.id,
+      displayName: 'Ada',
+      quality: 'fair',
+      lossPercent: 0,
+      jitterMs: 4,
+      rttMs: 350,
+      outboundKbps: 32,
+    });
+  });
+
+  it('loss mediasoup sees on the way in counts, although the client hears everything', async () => {
+    const { ada, bo } = await startChannel();
+    const transport = await ada.channel.createPlainTransport(ada.peer.id, 'send');
+    const ssrc = 5001;
+    await ada.channel.produce(ada.peer.id, {
+      transportId: transport.id,
+      kind: 'audio',
+      rtpParameters: opusProducerRtpParameters(ssrc),
+      source: 'microphone',
+    });
+    // Ada's microphone loses one packet in four on its way to the SFU.
+    const socket = await bindUdp();
+    cleanups.push(() => socket.close());
+    let sequence = 1;
+    const sender = setInterval(() => {
+      sequence += sequence % 4 === 0 ? 2 : 1;
+      const packet = buildOpusPacket({ ssrc, sequence, levelDbov: 20, sentAtMicros: nowMicros() });
+      socket.send(packet, transport.tuple.localPort, '127.0.0.1');
+    }, 20);
+    cleanups.push(() => clearInterval(sender));
+    // mediasoup computes the fraction lost when it sends its receiver report (up to 5 s for audio).
+    await waitFor(
+      async () => ((await ada.channel.reportStats(ada.peer.id, CLEAN))?.lossPercent ?? 0) > 10,
+      15_000,
+      'mediasoup to see the loss',
+    );
+    expect(qualitiesOf(bo.sink, ada.peer.id).at(-1)).toBe('poor');
+  }, 20_000);
+});
