@@ -94,6 +94,22 @@ describe('voice channel in Chromium', () => {
       );
     }
 
+    // Each page reports its statistics: every roster shows everyone's connection as good, and
+    // the node lists each link for moderators.
+    for (const page of pages) {
+      await eventually(
+        async () => (await page.locator('[data-testid="link-quality"].good').count()) === 3,
+        15_000,
+        'three good connections in the roster',
+      );
+    }
+    expect(
+      api
+        .voice!.channels.get(channel)!
+        .links()
+        .map((link) => link.quality),
+    ).toEqual(['good', 'good', 'good']);
+
     // One page leaves: the others see it go and the server's counts drop.
     const before = serverTotals();
     await pages[2]!.getByTestId('leave').click();

@@ -1,6 +1,7 @@
 import type { VoiceNotificationData } from '@hearth/protocol';
 import type { types } from 'mediasoup-client';
 import { warn } from '../log';
+import type { JoinIce } from './channel-link';
 import { TypedEmitter } from './emitter';
 import type { SignalingClient } from './signaling';
 import { superviseTransport } from './transport-recovery';
@@ -58,6 +59,8 @@ export interface MediaReceiverOptions {
   deafened: boolean;
   /** Received screen shares start paused, because the page is hidden. */
   screensHidden: boolean;
+  /** TURN servers and ICE policy of the join. */
+  ice: JoinIce;
 }
 
 type NewConsumer = VoiceNotificationData<'newConsumer'>;
@@ -87,6 +90,7 @@ export class MediaReceiver {
   readonly events = new TypedEmitter<MediaReceiverEvents>();
   readonly #signaling: SignalingClient;
   readonly #device: types.Device;
+  readonly #ice: JoinIce;
   readonly #unsubscribe: (() => void)[];
   readonly #audio = new Map<string, RemoteAudio>();
   readonly #video = new Map<string, RemoteVideo>();
@@ -104,6 +108,7 @@ export class MediaReceiver {
   constructor(options: MediaReceiverOptions) {
     this.#signaling = options.signaling;
     this.#device = options.device;
+    this.#ice = options.ice;
     this.#deafened = options.deafened;
     this.#screensHidden = options.screensHidden;
     this.#unsubscribe = [
@@ -121,7 +126,7 @@ export class MediaReceiver {
   async open(): Promise<void> {
     const info = await this.#signaling.request('createTransport', { direction: 'recv' });
     if (this.#closed) return;
-    const transport = this.#device.createRecvTransport(toTransportOptions(info));
+    const transport = this.#device.createRecvTransport(toTransportOptions(info, this.#ice));
     this.#transport = transport;
     this.#stopSupervising = superviseTransport(transport, this.#signaling, (error) => {
       if (!this.#closed) this.events.safeEmit('failed', error);
@@ -191,6 +196,11 @@ export class MediaReceiver {
         return stats;
       }),
     );
+  }
+
+  /** The receive transport's WebRTC statistics, or null before it exists. */
+  async transportStats(): Promise<RTCStatsReport | null> {
+    return this.#transport && !this.#transport.closed ? this.#transport.getStats() : null;
   }
 
   /** Closes the transport, every consumer and every audio element. Idempotent. */

@@ -7,6 +7,7 @@ import {
 import type { types } from 'mediasoup-client';
 import { warn } from '../log';
 import { TypedEmitter } from './emitter';
+import type { JoinIce } from './channel-link';
 import type { SignalingClient } from './signaling';
 import { superviseTransport } from './transport-recovery';
 import { toTransportOptions, toWireRtpParameters } from './wire';
@@ -41,6 +42,8 @@ export interface MediaSenderOptions {
   signaling: SignalingClient;
   /** The loaded mediasoup-client Device. */
   device: types.Device;
+  /** TURN servers and ICE policy of the join. */
+  ice: JoinIce;
 }
 
 // Settings the microphone producer is created with: in-band FEC rides out packet loss, DTX
@@ -62,6 +65,7 @@ export class MediaSender {
   readonly events = new TypedEmitter<MediaSenderEvents>();
   readonly #signaling: SignalingClient;
   readonly #device: types.Device;
+  readonly #ice: JoinIce;
   readonly #unsubscribe: () => void;
   // Video producers made by `send`, which the server may tell to switch layers off and on.
   readonly #sentVideo = new Map<string, types.Producer>();
@@ -80,6 +84,7 @@ export class MediaSender {
   constructor(options: MediaSenderOptions) {
     this.#signaling = options.signaling;
     this.#device = options.device;
+    this.#ice = options.ice;
     this.#unsubscribe = this.#signaling.onNotification(
       'shareLayers',
       ({ producerId, activeLayers }) => {
@@ -100,7 +105,7 @@ export class MediaSender {
   async open(): Promise<void> {
     const info = await this.#signaling.request('createTransport', { direction: 'send' });
     if (this.#closed) return;
-    const transport = this.#device.createSendTransport(toTransportOptions(info));
+    const transport = this.#device.createSendTransport(toTransportOptions(info, this.#ice));
     this.#transport = transport;
     this.#stopSupervising = superviseTransport(transport, this.#signaling, (error) => {
       if (!this.#closed) this.events.safeEmit('failed', error);
@@ -220,6 +225,11 @@ export class MediaSender {
       // A producer whose transport or peer is gone is closed on the server already.
       if (!this.#closed) warn('could not stop sending a track', error);
     });
+  }
+
+  /** The send transport's WebRTC statistics, or null before it exists. */
+  async transportStats(): Promise<RTCStatsReport | null> {
+    return this.#transport && !this.#transport.closed ? this.#transport.getStats() : null;
   }
 
   /** Closes the transport and every producer; the tracks keep running. Idempotent. */

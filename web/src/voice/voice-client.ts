@@ -9,7 +9,11 @@ import { MediaReceiver, type InboundAudioStats, type RemoteScreen } from './rece
 import { Roster, type RosterState } from './roster';
 import { ScreenShare, type ShareLayerStats } from './screen-share';
 import { MediaSender } from './sender';
-import { SignalingError } from './signaling';
+import { SignalingError, type SignalingClient } from './signaling';
+import { clientStatsBetween, sampleOf, type StatsSample } from './link-stats';
+
+// How often the client reports its connection's statistics to the voice node.
+const STATS_REPORT_INTERVAL_MS = 5000;
 
 /** Where the caller's own screen share is: none, being set up, or received by the others. */
 export type ShareStatus = 'off' | 'starting' | 'live';
@@ -64,6 +68,8 @@ export interface VoiceClientOptions {
   locate?: LocateVoiceNode;
   /** Shared Device loader; a preloaded Device makes joining faster. */
   devices?: DeviceLoader;
+  /** `relay` forces media through the api's TURN servers (`?relay=1`, for tests). */
+  iceTransportPolicy?: RTCIceTransportPolicy;
 }
 
 /**
@@ -83,6 +89,7 @@ export class VoiceClient {
   #receiver: MediaReceiver | null = null;
   #sender: MediaSender | null = null;
   #stopFollowingShareStops: (() => void) | null = null;
+  #statsTimer: ReturnType<typeof setInterval> | null = null;
   #share: ScreenShare | null = null;
   // The microphone track being opened for the current join attempt.
   #microphoneTrack: Promise<MediaStreamTrack | null> = Promise.resolve(null);
@@ -95,6 +102,7 @@ export class VoiceClient {
       channel: options.channel,
       locate: options.locate ?? locateAsGuest(options.channel, options.displayName),
       devices: options.devices ?? new DeviceLoader(),
+      iceTransportPolicy: options.iceTransportPolicy,
       handler: {
         onAttempt: () => this.#onAttempt(),
         onJoined: (join) => this.#onJoined(join),
@@ -320,7 +328,7 @@ export class VoiceClient {
     this.#microphoneTrack = this.#microphone.acquire();
   }
 
-  async #onJoined({ signaling, device, joined, assertCurrent }: ChannelJoin): Promise<void> {
+  async #onJoined({ signaling, device, joined, assertCurrent, ice }: ChannelJoin): Promise<void> {
     this.#roster.follow(signaling, joined);
     this.#update({ maxSharePreset: joined.maxSharePreset });
     // A moderator stopped the caller's share: the server closed its producers already.
@@ -339,8 +347,9 @@ export class VoiceClient {
       device,
       deafened: this.#state.deafened,
       screensHidden: document.hidden,
+      ice,
     });
-    const sender = new MediaSender({ signaling, device });
+    const sender = new MediaSender({ signaling, device, ice });
     this.#receiver = receiver;
     this.#sender = sender;
     this.#followReceiver(receiver);
@@ -348,6 +357,31 @@ export class VoiceClient {
       if (this.#sender === sender) this.#link.restart();
     });
     await Promise.all([receiver.open(), sender.open()]);
+    this.#reportStats(signaling, receiver, sender);
+  }
+
+  // Every few seconds the client tells the node what it measured of its own connection; the
+  // node judges everyone's link from those reports. A report that fails is simply not counted.
+  #reportStats(signaling: SignalingClient, receiver: MediaReceiver, sender: MediaSender): void {
+    let previous: StatsSample | null = null;
+    const sample = () =>
+      void Promise.all([receiver.transportStats(), sender.transportStats()])
+        .then((reports) => {
+          if (this.#receiver !== receiver) return;
+          const current = sampleOf(
+            reports.filter((report) => report !== null),
+            performance.now(),
+          );
+          if (previous) {
+            void signaling
+              .request('reportStats', clientStatsBetween(previous, current))
+              .catch(() => undefined);
+          }
+          previous = current;
+        })
+        .catch(() => undefined);
+    sample();
+    this.#statsTimer = setInterval(sample, STATS_REPORT_INTERVAL_MS);
   }
 
   #followReceiver(receiver: MediaReceiver): void {
@@ -385,6 +419,8 @@ export class VoiceClient {
   }
 
   #onReset(): void {
+    if (this.#statsTimer) clearInterval(this.#statsTimer);
+    this.#statsTimer = null;
     this.#stopFollowingShareStops?.();
     this.#stopFollowingShareStops = null;
     this.#receiver?.close();
@@ -401,6 +437,8 @@ export class VoiceClient {
   }
 
   #onClose(): void {
+    if (this.#statsTimer) clearInterval(this.#statsTimer);
+    this.#statsTimer = null;
     for (const remove of this.#cleanup.splice(0)) remove();
     this.#share?.stop();
     this.#share = null;
