@@ -1,7 +1,8 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Participant } from '@hearth/protocol';
 import {
   InMemoryPresenceStore,
+  LINKS_TTL_MS,
   RedisPresenceStore,
   type PresenceStore,
 } from '../src/voice/presence';
@@ -99,5 +100,52 @@ describe.each([
     await store.removeNode('node-b');
     expect(await store.list('lobby')).toEqual([]);
     expect(await store.list('games')).toEqual([]);
+  });
+
+  it('keeps each node’s last report of its links for a channel, merged across nodes', async () => {
+    store = create();
+    const link = (peerId: string, quality: 'good' | 'poor', measuredAt = new Date()) => ({
+      peerId,
+      displayName: peerId,
+      quality,
+      lossPercent: quality === 'poor' ? 15 : 0,
+      jitterMs: 5,
+      rttMs: 40,
+      outboundKbps: 32,
+      measuredAt: measuredAt.toISOString(),
+    });
+    await store.putLinks('node-a', 'lobby', [link('ada', 'good'), link('bo', 'poor')]);
+    await store.putLinks('node-b', 'lobby', [link('cy', 'good')]);
+    // A node's next report replaces its last one.
+    await store.putLinks('node-a', 'lobby', [link('ada', 'poor')]);
+    expect((await store.links('lobby')).map((l) => `${l.peerId}:${l.quality}`).sort()).toEqual([
+      'ada:poor',
+      'cy:good',
+    ]);
+    expect(await store.links('games')).toEqual([]);
+  });
+
+  it('a report older than the links TTL is no longer read', async () => {
+    store = create();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      await store.putLinks('node-a', 'lobby', [
+        {
+          peerId: 'ada',
+          displayName: 'ada',
+          quality: 'good',
+          lossPercent: 0,
+          jitterMs: 5,
+          rttMs: 40,
+          outboundKbps: 32,
+          measuredAt: new Date().toISOString(),
+        },
+      ]);
+      expect(await store.links('lobby')).toHaveLength(1);
+      vi.setSystemTime(Date.now() + LINKS_TTL_MS + 1);
+      expect(await store.links('lobby')).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

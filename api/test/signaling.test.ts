@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { JoinTokenIssuer } from '@hearth/server-common';
-import { ensureChannel, expectError, guestSession, sendJson } from './support/accounts';
+import { channelLinksSchema } from '@hearth/protocol';
+import { ensureChannel, expectError, guestSession, operator, sendJson } from './support/accounts';
 import { requestJoin, startTestApi, TestSignalingClient, type TestApi } from './support/server';
 
 let api: TestApi | undefined;
@@ -199,6 +200,42 @@ describe('signaling validation', () => {
     expect(metrics).toMatch(/^voice_joins_total 1$/m);
     expect(metrics).toMatch(/^voice_errors_total\{code="rate_limited"\} 1$/m);
     expect(metrics).not.toContain('Alice');
+  });
+
+  it('moderators read each participant’s link, worst first, as the voice node reports them; others may not', async () => {
+    await start();
+    const [alice, bob] = [await joinAs('Alice'), await joinAs('Bob')];
+    const clean = {
+      windowMs: 5000,
+      packetsReceived: 250,
+      packetsLost: 0,
+      jitterMs: 4,
+      jitterBufferDelayMs: 40,
+      concealedRatio: 0,
+      rttMs: 40,
+      outboundKbps: 32,
+    };
+    expect(await alice.request('reportStats', clean)).toMatchObject({ ok: true });
+    expect(
+      await bob.request('reportStats', { ...clean, packetsReceived: 200, packetsLost: 50 }),
+    ).toMatchObject({ ok: true });
+    const links = async () => {
+      const response = await fetch(`${api!.baseUrl}/api/channels/lobby/links`, {
+        headers: operator(),
+      });
+      expect(response.status).toBe(200);
+      return channelLinksSchema.parse(await response.json()).links;
+    };
+    // The node sends its links every 5 s.
+    await expect.poll(async () => (await links()).length, { timeout: 10_000 }).toBe(2);
+    expect(await links()).toMatchObject([
+      { peerId: bob.peerId, displayName: 'Bob', quality: 'poor', lossPercent: 20 },
+      { peerId: alice.peerId, displayName: 'Alice', quality: 'good', lossPercent: 0, rttMs: 40 },
+    ]);
+    const asGuest = await fetch(`${api!.baseUrl}/api/channels/lobby/links`, {
+      headers: await guestSession(api!.baseUrl, 'Curious'),
+    });
+    expect(asGuest.status).toBe(403);
   });
 
   it('a WebSocket from a foreign origin is refused', async () => {

@@ -1,5 +1,7 @@
 import type { WebSocket } from 'ws';
 import {
+  MAX_REPORTED_LINKS,
+  compareLinksWorstFirst,
   REPLAY_BATCH_SIZE,
   type ApiToNodeMessage,
   type JoinTokenClaims,
@@ -27,6 +29,8 @@ const CLOSE_FORBIDDEN = 4403;
 /** WebSocket "try again later": the node cannot check tokens yet, or is flooded with joins. */
 const CLOSE_TRY_AGAIN_LATER = 1013;
 const BITRATE_INTERVAL_MS = 5000;
+// Participants' links go to the api this often, for moderators to read.
+const LINKS_INTERVAL_MS = 5000;
 
 /**
  * Connects a voice node to the control plane: registers it, reports its load every heartbeat,
@@ -51,6 +55,7 @@ export class NodeAgent {
   #heartbeat: NodeJS.Timeout | undefined;
   #lastCpu: { at: number; seconds: number } | undefined;
   #bitrate: { at: number; kbps: Promise<number> } | undefined;
+  #linksReportedAt = -Infinity;
 
   constructor(options: {
     node: VoiceNode;
@@ -295,6 +300,19 @@ export class NodeAgent {
       this.#send?.({ type: 'heartbeat', load });
     } catch (error) {
       this.#logger.warn({ err: error }, 'load report failed');
+    }
+    const now = performance.now();
+    if (now - this.#linksReportedAt >= LINKS_INTERVAL_MS) {
+      this.#linksReportedAt = now;
+      this.#reportLinks();
+    }
+  }
+
+  // Moderators read each participant's link at the api: every few seconds, the worst first.
+  #reportLinks(): void {
+    for (const channel of this.#node.channels.list()) {
+      const links = channel.links().sort(compareLinksWorstFirst).slice(0, MAX_REPORTED_LINKS);
+      if (links.length > 0) this.#emit({ type: 'links', channel: channel.name, links });
     }
   }
 

@@ -11,6 +11,8 @@ const FRACTION_LOST_SCALE = 256;
 // Reports in a row that must find a link better before its level rises: one good window after a
 // bad one is not enough to call it recovered, while a worse one shows at once.
 const REPORTS_TO_IMPROVE = 2;
+// The longest round trip the protocol carries.
+const MAX_RTT_MS = 60_000;
 
 /** What mediasoup saw of a peer's uplink: the loss and round trip of its microphone. */
 export interface UplinkStats {
@@ -98,7 +100,7 @@ export class PeerLink {
       quality: this.#quality,
       lossPercent: Math.min(100, figures.lossPercent),
       jitterMs: figures.jitterMs,
-      rttMs: figures.rttMs,
+      rttMs: figures.rttMs === null ? null : Math.min(MAX_RTT_MS, figures.rttMs),
       outboundKbps: figures.outboundKbps,
       measuredAt: new Date(figures.measuredAt).toISOString(),
     };

@@ -2,6 +2,8 @@ import {
   SERVER_WIDE,
   banBodySchema,
   banListSchema,
+  channelLinksSchema,
+  compareLinksWorstFirst,
   describeZodError,
   grantScopeSchema,
   pageQuerySchema,
@@ -29,9 +31,30 @@ async function targetOf(deps: RouteDeps, caller: Principal, channel: string, pee
 
 /**
  * Kicking and banning a channel's participants (applied to their live sessions at once, on every
- * node), and listing and lifting bans. A moderator acts only on those ranked below it.
+ * node), listing and lifting bans, and each participant's link quality. A moderator acts only on
+ * those ranked below it.
  */
 export const moderationRoutes: readonly Route[] = [
+  route({
+    method: 'get',
+    path: '/api/channels/:name/links',
+    summary:
+      "Each participant's link as its voice node last judged it (quality, loss, jitter, round trip, bitrate), worst first; participants who have not reported yet are left out",
+    auth: { grant: 'moderate' },
+    success: { status: 200, schema: channelLinksSchema },
+    async handle({ deps, params }) {
+      const channel = params.name!;
+      const [participants, links] = await Promise.all([
+        deps.presence.list(channel),
+        deps.presence.links(channel),
+      ]);
+      const present = new Set(participants.map((participant) => participant.id));
+      return {
+        channel,
+        links: links.filter((link) => present.has(link.peerId)).sort(compareLinksWorstFirst),
+      };
+    },
+  }),
   route({
     method: 'post',
     path: '/api/channels/:name/participants/:peerId/kick',

@@ -356,6 +356,9 @@ export class NodeHub {
         case 'audience':
           this.#observer?.audienceChanged(nodeId, message.channel, message.spectators);
           return;
+        case 'links':
+          await connection.presence.putLinks(nodeId, message.channel, message.links);
+          return;
       }
     } catch (error) {
       this.#logger.error(

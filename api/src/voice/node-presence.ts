@@ -1,4 +1,4 @@
-import type { Participant, ReplayedSession } from '@hearth/protocol';
+import type { Participant, ParticipantLink, ReplayedSession } from '@hearth/protocol';
 import type { Logger } from '@hearth/server-common';
 import type { PresenceStore } from './presence';
 
@@ -35,6 +35,11 @@ export class NodePresence {
     this.#unsynced?.set(participant.id, { channel, participant });
     this.#changes += 1;
     return this.#store.upsert(nodeId, channel, participant);
+  }
+
+  /** Keeps what the node last measured of its participants' links in a channel. */
+  putLinks(nodeId: string, channel: string, links: readonly ParticipantLink[]): Promise<void> {
+    return this.#store.putLinks(nodeId, channel, links);
   }
 
   /** Removes a participant that left. */

@@ -1,6 +1,12 @@
 import { Redis } from 'ioredis';
 import { z } from 'zod';
-import { describeZodError, participantSchema, type Participant } from '@hearth/protocol';
+import {
+  describeZodError,
+  participantLinkSchema,
+  participantSchema,
+  type Participant,
+  type ParticipantLink,
+} from '@hearth/protocol';
 import { ServiceUnavailableError } from '@hearth/server-common';
 import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS } from '../nodes/registry';
 
@@ -25,14 +31,25 @@ export interface PresenceStore {
   ): Promise<void>;
   /** The participants of a channel, in no particular order. */
   list(channel: string): Promise<Participant[]>;
+  /**
+   * Keeps what a node last reported of its participants' links in a channel, for `LINKS_TTL_MS`
+   * (a node reports every few seconds; a gone node's report lapses by itself).
+   */
+  putLinks(nodeId: string, channel: string, links: readonly ParticipantLink[]): Promise<void>;
+  /** The links every node reported for a channel, still fresh. */
+  links(channel: string): Promise<ParticipantLink[]>;
   /** Releases connections. */
   close(): Promise<void>;
 }
+
+/** How long a node's report of its participants' links stays readable. */
+export const LINKS_TTL_MS = 30_000;
 
 /** The in-process presence of a single api instance. */
 export class InMemoryPresenceStore implements PresenceStore {
   readonly #byChannel = new Map<string, Map<string, Participant>>();
   readonly #byNode = new Map<string, Map<string, string>>();
+  readonly #links = new Map<string, Map<string, { links: ParticipantLink[]; expiresAt: number }>>();
 
   async upsert(nodeId: string, channel: string, participant: Participant): Promise<void> {
     let participants = this.#byChannel.get(channel);
@@ -79,20 +96,51 @@ export class InMemoryPresenceStore implements PresenceStore {
     return [...(this.#byChannel.get(channel)?.values() ?? [])];
   }
 
+  async putLinks(
+    nodeId: string,
+    channel: string,
+    links: readonly ParticipantLink[],
+  ): Promise<void> {
+    let byNode = this.#links.get(channel);
+    if (!byNode) {
+      byNode = new Map();
+      this.#links.set(channel, byNode);
+    }
+    byNode.set(nodeId, { links: [...links], expiresAt: Date.now() + LINKS_TTL_MS });
+  }
+
+  async links(channel: string): Promise<ParticipantLink[]> {
+    const byNode = this.#links.get(channel);
+    if (!byNode) return [];
+    const now = Date.now();
+    for (const [nodeId, report] of byNode) if (report.expiresAt <= now) byNode.delete(nodeId);
+    if (byNode.size === 0) this.#links.delete(channel);
+    return [...byNode.values()].flatMap((report) => report.links);
+  }
+
   async close(): Promise<void> {}
 }
 
-const storedParticipantSchema = z
-  .string()
-  .transform((text, context) => {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      context.addIssue({ code: 'custom', message: 'not JSON' });
-      return z.NEVER;
-    }
-  })
-  .pipe(participantSchema);
+// A JSON string as stored in Redis, parsed and checked against `schema`.
+function storedJson<T extends z.ZodType>(schema: T) {
+  return z
+    .string()
+    .transform((text, context) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        context.addIssue({ code: 'custom', message: 'not JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
+}
+
+const storedParticipantSchema = storedJson(participantSchema);
+
+const storedLinksSchema = storedJson(
+  z.object({ expiresAt: z.number(), links: z.array(participantLinkSchema) }),
+);
 
 /**
  * Presence in Redis: a hash per channel (peer id → participant) and one per node (peer id →
@@ -181,6 +229,37 @@ export class RedisPresenceStore implements PresenceStore {
 
   async close(): Promise<void> {
     await this.#redis.quit();
+  }
+
+  async putLinks(
+    nodeId: string,
+    channel: string,
+    links: readonly ParticipantLink[],
+  ): Promise<void> {
+    const report = JSON.stringify({ expiresAt: Date.now() + LINKS_TTL_MS, links });
+    await this.#redis
+      .multi()
+      .hset(this.#linksKey(channel), nodeId, report)
+      .pexpire(this.#linksKey(channel), LINKS_TTL_MS)
+      .exec();
+  }
+
+  async links(channel: string): Promise<ParticipantLink[]> {
+    const reports = await this.#redis.hvals(this.#linksKey(channel)).catch((error: unknown) => {
+      throw new ServiceUnavailableError('presence', { cause: error });
+    });
+    const now = Date.now();
+    return reports.flatMap((text) => {
+      const parsed = storedLinksSchema.safeParse(text);
+      if (!parsed.success) {
+        throw new Error(`invalid links in Redis: ${describeZodError(parsed.error)}`);
+      }
+      return parsed.data.expiresAt > now ? parsed.data.links : [];
+    });
+  }
+
+  #linksKey(channel: string): string {
+    return `${this.#prefix}presence:links:${channel}`;
   }
 
   #channelKey(channel: string): string {

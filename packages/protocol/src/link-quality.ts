@@ -32,20 +32,23 @@ export type ClientStats = z.infer<typeof clientStatsSchema>;
 
 /** One participant's link as the voice node last judged it, from its reports and mediasoup's. */
 export const participantLinkSchema = z.object({
-  peerId: z.string(),
-  displayName: z.string(),
+  peerId: z.string().max(64),
+  displayName: z.string().max(100),
   quality: linkQualitySchema,
   /** Audio lost on the way in or out, whichever is worse, in percent. */
   lossPercent: z.number().min(0).max(100),
   /** Inbound audio jitter, in milliseconds. */
-  jitterMs: z.number().min(0),
+  jitterMs: z.number().min(0).max(10_000),
   /** Round trip to the SFU, in milliseconds, if known. */
-  rttMs: z.number().min(0).nullable(),
+  rttMs: z.number().min(0).max(60_000).nullable(),
   /** Audio the participant sends, in kbit/s. */
-  outboundKbps: z.number().min(0),
+  outboundKbps: z.number().min(0).max(100_000),
   /** When it was judged, ISO 8601. */
-  measuredAt: z.string(),
+  measuredAt: z.iso.datetime(),
 });
+
+/** Links a voice node reports per channel at most: the worst first. */
+export const MAX_REPORTED_LINKS = 1000;
 
 /** One participant's link as the voice node last judged it. */
 export type ParticipantLink = z.infer<typeof participantLinkSchema>;
@@ -91,4 +94,11 @@ export function linkQualityOf(link: {
     return 'fair';
   }
   return 'good';
+}
+
+const QUALITY_RANKS: Record<LinkQuality, number> = { good: 0, fair: 1, poor: 2 };
+
+/** Orders links worst first: by quality, then by loss. */
+export function compareLinksWorstFirst(a: ParticipantLink, b: ParticipantLink): number {
+  return QUALITY_RANKS[b.quality] - QUALITY_RANKS[a.quality] || b.lossPercent - a.lossPercent;
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { bridgeAnswerSchema, bridgeOfferSchema, bridgeRouteSchema } from './bridge';
 import { cascadeMessageSchema } from './cascade';
+import { MAX_REPORTED_LINKS, participantLinkSchema } from './link-quality';
 import { channelNameSchema, participantSchema } from './common';
 import { rtpCapabilitiesSchema } from './rtp';
 import { ingestedStreamSchema, publishGrantSchema, streamReportSchema } from './streams';
@@ -95,6 +96,12 @@ export const nodeToApiMessageSchema = z.discriminatedUnion('type', [
     type: z.literal('audience'),
     channel: channelNameSchema,
     spectators: z.number().int().min(0).max(1_000_000),
+  }),
+  /** A voice node's participants' links in a channel, every few seconds, for moderators. */
+  z.object({
+    type: z.literal('links'),
+    channel: channelNameSchema,
+    links: z.array(participantLinkSchema).max(MAX_REPORTED_LINKS),
   }),
   /** A voice node opened the bridge's transports: here is what it will send, and from where. */
   z.object({
