@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { ChannelManager } from './channel-manager';
 import type { LinkFigures } from './peer-link';
@@ -84,6 +85,47 @@ export function registerVoiceMetrics(
       for (const { index, maxRssBytes } of await usage()) {
         this.set({ worker: String(index) }, maxRssBytes);
       }
+    },
+  });
+  // The sfu_node_* names of the seeds: what a dashboard of SFU nodes reads.
+  let lastCpu: { at: number; seconds: number } | undefined;
+  new Gauge({
+    name: 'sfu_node_cpu_percent',
+    help: 'Mean busy share of the mediasoup workers since the previous scrape, in percent',
+    registers,
+    async collect() {
+      const workers = await usage();
+      const seconds = workers.reduce((sum, worker) => sum + worker.cpuSeconds, 0);
+      const at = performance.now();
+      const previous = lastCpu;
+      lastCpu = { at, seconds };
+      if (!previous || workers.length === 0 || at <= previous.at) return;
+      const busy = (seconds - previous.seconds) / ((at - previous.at) / 1000) / workers.length;
+      this.set(Math.min(100, Math.max(0, 100 * busy)));
+    },
+  });
+  new Gauge({
+    name: 'sfu_node_memory_percent',
+    help: "Memory in use on the node's host, in percent",
+    registers,
+    collect() {
+      this.set(100 * (1 - os.freemem() / os.totalmem()));
+    },
+  });
+  new Gauge({
+    name: 'sfu_node_connections',
+    help: 'WebRTC and plain transports open on the node, pipe transports included',
+    registers,
+    collect() {
+      this.set(pool.loads().reduce((sum, load) => sum + load.transports, 0));
+    },
+  });
+  new Gauge({
+    name: 'sfu_node_health',
+    help: 'Whether every mediasoup worker of the node runs (1) or one is being replaced (0)',
+    registers,
+    collect() {
+      this.set(pool.slots.length === pool.size ? 1 : 0);
     },
   });
   const workerDeaths = new Counter({

@@ -66,6 +66,11 @@ export class WorkerPool {
     return pool;
   }
 
+  /** Workers the pool runs when whole. */
+  get size(): number {
+    return this.#config.numWorkers;
+  }
+
   /** Every live slot, ordered by index. */
   get slots(): WorkerSlot[] {
     return [...this.#slots.values()].sort((a, b) => a.index - b.index);

@@ -109,3 +109,31 @@ describe('link quality', () => {
     expect(qualitiesOf(bo.sink, ada.peer.id).at(-1)).toBe('poor');
   }, 20_000);
 });
+
+describe('the sfu_node_* gauges', () => {
+  const read = async (name: string) =>
+    (await node!.registry.getSingleMetric(name)!.get()).values[0]?.value;
+
+  it('report connections, memory and CPU in percent, and health 0 while a dead worker is replaced', async () => {
+    const { ada } = await startChannel();
+    await ada.channel.createPlainTransport(ada.peer.id, 'send');
+    expect(await read('sfu_node_connections')).toBeGreaterThanOrEqual(1);
+    const memory = await read('sfu_node_memory_percent');
+    expect(memory).toBeGreaterThan(0);
+    expect(memory).toBeLessThan(100);
+    await read('sfu_node_cpu_percent');
+    const cpu = await read('sfu_node_cpu_percent');
+    expect(cpu).toBeGreaterThanOrEqual(0);
+    expect(cpu).toBeLessThanOrEqual(100);
+    expect(await read('sfu_node_health')).toBe(1);
+
+    const healthWhenDied = new Promise<number | undefined>((resolve) =>
+      node!.pool.events.once('workerDied', () => resolve(read('sfu_node_health'))),
+    );
+    const replaced = new Promise((resolve) => node!.pool.events.once('workerReplaced', resolve));
+    process.kill(node!.pool.slot(0).worker.pid, 'SIGKILL');
+    expect(await healthWhenDied).toBe(0);
+    await replaced;
+    expect(await read('sfu_node_health')).toBe(1);
+  });
+});
