@@ -597,7 +597,8 @@ export class Channel {
 
   /**
    * Folds a peer's own measurements into its link, with mediasoup's view of its microphone; the
-   * channel hears of it when its quality level changes. Resolves with the link's figures.
+   * channel hears of it when its quality level changes, and the peer when its microphone's Opus
+   * bitrate level does. Resolves with the link's figures.
    */
   async reportStats(peerId: string, stats: ClientStats): Promise<LinkFigures | undefined> {
     const peer = this.#peer(peerId);
@@ -606,8 +607,14 @@ export class Channel {
     );
     const uplink = await uplinkOf(microphone);
     if (peer.closed) return undefined;
-    if (peer.link.update(stats, uplink, Date.now()) && !peer.spectator) this.#announce(peer);
-    return peer.link.figures;
+    const now = Date.now();
+    if (peer.link.update(stats, uplink, now) && !peer.spectator) this.#announce(peer);
+    const figures = peer.link.figures!;
+    const maxBitrateKbps = peer.opus.update(figures.lossPercent, now);
+    if (maxBitrateKbps !== undefined && microphone) {
+      peer.sink.notify('audioBitrate', { maxBitrateKbps });
+    }
+    return figures;
   }
 
   /** The links of the channel's participants that reported, for moderators. */

@@ -3,6 +3,7 @@ import type { Participant, VoiceNotificationData, VoiceNotificationMethod } from
 import { AppError, rankOf, type Identity } from '@hearth/server-common';
 import type { Edge } from './edge';
 import { sourceOf } from './sources';
+import { OpusAdaptation } from './opus-adaptation';
 import { PeerLink } from './peer-link';
 
 /** Where a peer's notifications go: its signaling session, or an in-process client. */
@@ -69,6 +70,8 @@ export class Peer {
   closed = false;
   /** The peer's link as its reports and mediasoup show it. */
   readonly link = new PeerLink();
+  /** The Opus bitrate level of the peer's microphone, adapted to its link. */
+  readonly opus = new OpusAdaptation();
   // Told when the layers the peer wants of a share may have changed.
   readonly #onShareDemand: (producerId: string) => void;
 

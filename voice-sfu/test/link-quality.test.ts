@@ -1,6 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ClientStats } from '@hearth/protocol';
 import { voiceConfig } from '../src/config';
+import { OpusAdaptation } from '../src/opus-adaptation';
 import { VoiceNode } from '../src/voice-node';
 import { RecordingSink, quietLogger, testIdentity, waitFor } from './support/plain-peers';
 import { bindUdp, buildOpusPacket, nowMicros, opusProducerRtpParameters } from './support/rtp';
@@ -135,5 +136,54 @@ describe('the sfu_node_* gauges', () => {
     expect(await healthWhenDied).toBe(0);
     await replaced;
     expect(await read('sfu_node_health')).toBe(1);
+  });
+});
+
+describe('Opus bitrate adaptation', () => {
+  it('steps down one level above 10 % loss, at most once per 5 s, and up after 10 s below 2 %', () => {
+    const opus = new OpusAdaptation();
+    expect(opus.maxBitrateKbps).toBe(64);
+    // seconds since start, loss in percent, the new level if it changes
+    const timeline: Array<[number, number, number | undefined]> = [
+      [0, 0, undefined],
+      [2, 15, 32],
+      [4, 15, undefined],
+      [7, 15, 16],
+      [12, 20, undefined],
+      // Recovery: clean from 14 s; up at 24 s, and again 10 s of clean later.
+      [14, 1, undefined],
+      [20, 1, undefined],
+      [24, 1, 32],
+      [30, 5, undefined],
+      [36, 1, undefined],
+      [46, 1, 64],
+      [60, 0, undefined],
+    ];
+    for (const [second, loss, level] of timeline) {
+      expect([second, opus.update(loss, second * 1000)]).toEqual([second, level]);
+    }
+  });
+
+  it('the node tells a speaker whose link loses packets to lower its microphone bitrate', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const { ada } = await startChannel();
+      const transport = await ada.channel.createPlainTransport(ada.peer.id, 'send');
+      await ada.channel.produce(ada.peer.id, {
+        transportId: transport.id,
+        kind: 'audio',
+        rtpParameters: opusProducerRtpParameters(5002),
+        source: 'microphone',
+      });
+      const lossy = { ...CLEAN, packetsReceived: 200, packetsLost: 50 };
+      await ada.channel.reportStats(ada.peer.id, lossy);
+      vi.setSystemTime(Date.now() + 2000);
+      await ada.channel.reportStats(ada.peer.id, lossy);
+      vi.setSystemTime(Date.now() + 5000);
+      await ada.channel.reportStats(ada.peer.id, lossy);
+      expect(ada.sink.of('audioBitrate')).toEqual([{ maxBitrateKbps: 32 }, { maxBitrateKbps: 16 }]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -229,6 +229,11 @@ export const voiceNotificationSchemas = {
     producerId: z.string(),
     activeLayers: z.number().int().min(1).max(MAX_SHARE_ENCODINGS),
   }),
+  /**
+   * To a speaker: hold the microphone's Opus bitrate to this (the node adapts it to the loss on
+   * the speaker's link), through the sender's `maxBitrate`.
+   */
+  audioBitrate: z.object({ maxBitrateKbps: z.number().int().min(6).max(510) }),
   /** To a sharer: a moderator stopped its share; these producers are closed already. */
   shareStopped: z.object({
     producerIds: z.array(z.string()).max(2),

@@ -48,10 +48,12 @@ export interface MediaSenderOptions {
 
 // Settings the microphone producer is created with: in-band FEC rides out packet loss, DTX
 // saves bandwidth during silence, and a voice channel has no use for stereo.
+// Opus may use up to 64 kbit/s, the best level the node adapts the bitrate between.
 const MICROPHONE_CODEC_OPTIONS: types.ProducerCodecOptions = {
   opusFec: true,
   opusDtx: true,
   opusStereo: false,
+  opusMaxAverageBitrate: 64_000,
 };
 
 /**
@@ -79,21 +81,30 @@ export class MediaSender {
   #wantPaused = false;
   #serverPaused = false;
   #micSync: Promise<void> = Promise.resolve();
+  // The microphone's bitrate cap the node asked for, in bit/s; null until it asks.
+  #microphoneMaxBitrate: number | null = null;
   #closed = false;
 
   constructor(options: MediaSenderOptions) {
     this.#signaling = options.signaling;
     this.#device = options.device;
     this.#ice = options.ice;
-    this.#unsubscribe = this.#signaling.onNotification(
-      'shareLayers',
-      ({ producerId, activeLayers }) => {
+    const unsubscribes = [
+      this.#signaling.onNotification('shareLayers', ({ producerId, activeLayers }) => {
         const producer = this.#sentVideo.get(producerId);
         if (producer) {
           this.#updateSender(producer, (parameters) => activateLayers(parameters, activeLayers));
         }
-      },
-    );
+      }),
+      // The node adapts the microphone's bitrate to the loss on this client's link.
+      this.#signaling.onNotification('audioBitrate', ({ maxBitrateKbps }) => {
+        this.#microphoneMaxBitrate = maxBitrateKbps * 1000;
+        this.#applyMicrophoneBitrate();
+      }),
+    ];
+    this.#unsubscribe = () => {
+      for (const unsubscribe of unsubscribes) unsubscribe();
+    };
   }
 
   /** True once the sender closed. */
@@ -151,6 +162,7 @@ export class MediaSender {
       }
       this.#microphone = producer;
       this.#serverPaused = paused;
+      if (this.#microphoneMaxBitrate !== null) this.#applyMicrophoneBitrate();
       producer.on('transportclose', () => {
         if (this.#microphone === producer) this.#microphone = null;
       });
@@ -242,6 +254,20 @@ export class MediaSender {
     this.#microphone = null;
     this.#transport?.close();
     this.events.removeAllListeners();
+  }
+
+  /** The microphone's bitrate cap the node last asked for, in bit/s, or null. */
+  get microphoneMaxBitrate(): number | null {
+    return this.#microphoneMaxBitrate;
+  }
+
+  #applyMicrophoneBitrate(): void {
+    const producer = this.#microphone;
+    const maxBitrate = this.#microphoneMaxBitrate;
+    if (!producer || producer.closed || maxBitrate === null) return;
+    producer.setRtpEncodingParameters({ maxBitrate }).catch((error: unknown) => {
+      warn('the microphone bitrate could not be set', error);
+    });
   }
 
   async #pushMicrophonePaused(): Promise<void> {
