@@ -11,13 +11,14 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const forTests = process.argv.includes('--test');
 
 // Build tools and libraries for the mediasoup worker (ENVIRONMENT.md lists why each is needed),
-// ffmpeg for the transcoding ladder and nginx for the CDN edge; then what the test suite and
-// benchmarks drive for real: nginx-rtmp is the comparison in bench:stream, PostgreSQL and Redis
-// back the production stores, nginx's stream module balances RTMP over two ingest nodes, and
-// wrk loads the api in bench:api.
+// ffmpeg for the transcoding ladder, nginx for the CDN edge and coturn for TURN; then what the
+// test suite and benchmarks drive for real: nginx-rtmp is the comparison in bench:stream,
+// PostgreSQL and Redis back the production stores, nginx's stream module balances RTMP over two
+// ingest nodes, and wrk loads the api in bench:api.
 const runtimePackages = [
   'ffmpeg',
   'nginx',
+  'coturn',
   'meson',
   'ninja-build',
   'pkg-config',
@@ -37,6 +38,8 @@ const testPackages = [
   'redis-server',
   'wrk',
 ];
+
+const COTURN_SERVICE = 'coturn.service';
 
 function log(message) {
   console.log(`[setup] ${message}`);
@@ -83,7 +86,24 @@ function ensureDebianPackages() {
   log(`Debian packages: installing ${missing.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   run('apt-get', ['update', '-q'], { env });
-  run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
+  const coturn = missing.includes('coturn');
+  // Debian's coturn package enables and starts a system-wide coturn.service listening on every
+  // interface. The platform runs its own coturn on loopback, so the system one must never run:
+  // masked while the package installs (the package does not lift a mask it did not set), then
+  // disabled and unmasked.
+  const systemd = fs.existsSync('/run/systemd/system');
+  if (coturn && systemd) run('systemctl', ['mask', COTURN_SERVICE]);
+  try {
+    run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
+  } finally {
+    if (coturn && systemd) run('systemctl', ['unmask', COTURN_SERVICE]);
+  }
+  // Without systemd nothing starts it: Debian's init script waits for TURNSERVER_ENABLED=1.
+  if (coturn && fs.existsSync('/usr/bin/systemctl')) {
+    // Works without a running systemd too, so a machine booted with it later starts no coturn.
+    run('systemctl', ['disable', COTURN_SERVICE]);
+    log('coturn: system service disabled (the platform starts its own on loopback)');
+  }
 }
 
 function hashFiles(paths) {

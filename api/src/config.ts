@@ -11,6 +11,7 @@ import {
 } from './db/postgres-client';
 import { addressRangeListSchema } from './client-address';
 import { nodesConfigShape } from './nodes/config';
+import { embeddedTurnWanted, turnConfigIssues, turnConfigShape } from './turn/config';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const flag = z
@@ -157,6 +158,7 @@ export const apiConfigSchema = z
     /** Lifetime of the join tokens voice nodes admit clients with, in seconds. */
     joinTokenTtlSeconds: z.coerce.number().int().min(10).max(3600).default(60),
     ...nodesConfigShape,
+    ...turnConfigShape,
     /**
      * Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed (comma-separated CIDRs,
      * IPv4 or IPv6); requests from anywhere else are taken as coming from their peer address.
@@ -208,12 +210,16 @@ export const apiConfigSchema = z
         message: 'API_JWT_SECRET (at least 32 characters) is required in the production profile',
       });
     }
+    for (const issue of turnConfigIssues(config)) {
+      context.addIssue({ code: 'custom', path: [issue.path], message: issue.message });
+    }
   })
   .transform((config) => ({
     ...config,
     guestAccess: config.guestAccess ?? config.profile === 'embedded',
     embeddedVoice: config.embeddedVoice ?? config.profile === 'embedded',
     embeddedIngest: config.embeddedIngest ?? config.profile === 'embedded',
+    embeddedTurn: embeddedTurnWanted(config),
     // Members get at least what guests get.
     userGrants: [...new Set([...config.userGrants, ...config.guestGrants])],
   }));
@@ -263,6 +269,11 @@ const envKeys: Record<string, string> = {
   API_NODE_TIMEOUT_MS: 'nodeTimeoutMs',
   API_NODE_SWEEP_MS: 'sweepIntervalMs',
   API_CLUSTER_SECRET: 'clusterSecret',
+  API_TURN_URLS: 'turnUrls',
+  API_TURN_SECRET: 'turnSecret',
+  API_TURN_TTL: 'turnTtlSeconds',
+  API_EMBEDDED_TURN: 'embeddedTurn',
+  API_EMBEDDED_TURN_PORT: 'embeddedTurnPort',
   // REDIS_URL keeps the name Redis tools use; loadApiConfig hands it over under this one.
   API_REDIS_URL: 'redisUrl',
 };

@@ -14,6 +14,7 @@ import { startMediaBackends } from './media-backends';
 import { startMetricsListener, type MetricsListener } from './metrics-endpoint';
 import { resolveClusterSecret } from './nodes/config';
 import { startPlatform } from './platform';
+import { EmbeddedTurn } from './turn/embedded-turn';
 import {
   JWT_SECRET_FILE,
   PLAYBACK_SIGNING_SECRET_FILE,
@@ -55,18 +56,34 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
-  const media = await startMediaBackends({ config, ingest: ingestConfig, s3: s3Config, logger });
+  // The embedded coturn's URLs and secret stand in for API_TURN_URLS and API_TURN_SECRET.
+  const turn = config.embeddedTurn
+    ? await EmbeddedTurn.start({ port: config.embeddedTurnPort, logger })
+    : undefined;
+  const platformConfig = turn
+    ? { ...config, turnUrls: [...turn.urls], turnSecret: turn.secret }
+    : config;
+  const media = await startMediaBackends({
+    config,
+    ingest: ingestConfig,
+    s3: s3Config,
+    logger,
+  }).catch(async (error: unknown) => {
+    await turn?.stop();
+    throw error;
+  });
   const rtmpUrl =
     config.rtmpUrl ??
     `rtmp://${ingestConfig.rtmpHost}:${ingestConfig.rtmpPort}/${ingestConfig.app}`;
   const platform = await startPlatform({
-    config,
+    config: platformConfig,
     voiceConfig,
     logger,
     registry,
     streamUrls: { rtmpUrl, playbackBaseUrl: media.playbackBaseUrl },
   }).catch(async (error: unknown) => {
     await media.close();
+    await turn?.stop();
     throw error;
   });
   let metrics: MetricsListener | undefined;
@@ -78,6 +95,7 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
     }).catch(async (error: unknown) => {
       await platform.close();
       await media.close();
+      await turn?.stop();
       throw error;
     });
   }
@@ -103,6 +121,7 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
         `  RTMP ingest:    ${rtmpUrl}   (stream key: npm run cli -- stream-key create <channel>)\n` +
         `  HLS playback:   ${media.playbackBaseUrl}/live/<channel>/master.m3u8\n` +
         `  Media:          ${media.description}\n` +
+        `  TURN:           ${turnWhere(platformConfig)}\n` +
         `  REST API:       ${base}/api/channels\n` +
         `  Metrics:        ${metricsWhere(config, base, metrics)}\n\n`,
     );
@@ -119,6 +138,7 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
     await ingestNode?.stop();
     await platform.close().catch((error: unknown) => logger.error({ err: error }, 'close failed'));
     await media.close();
+    await turn?.stop();
     process.exit(code);
   };
   server.once('error', (error) => {
@@ -139,6 +159,12 @@ function metricsWhere(
   if (config.metricsToken !== undefined) places.push(`${base}/metrics (Bearer API_METRICS_TOKEN)`);
   else if (config.profile === 'embedded') places.push(`${base}/metrics`);
   return places.join(', ') || 'not served (set API_METRICS_PORT or API_METRICS_TOKEN)';
+}
+
+// Which TURN servers voice clients are given, for the start-up banner.
+function turnWhere(config: { turnUrls: string[]; turnTtlSeconds: number }): string {
+  if (config.turnUrls.length === 0) return 'none (set API_TURN_URLS, or install coturn)';
+  return `${config.turnUrls.join(', ')} (credentials valid ${config.turnTtlSeconds} s)`;
 }
 
 function loopbackFor(host: string): string {

@@ -7,6 +7,8 @@ import {
 } from '@hearth/protocol';
 import { AppError } from '@hearth/server-common';
 import { holdsGrant, identityIn, type Principal } from '../auth';
+import { turnSettingsOf } from '../turn/config';
+import { iceServersFor } from '../turn/credentials';
 import type { PresenceStore } from '../voice/presence';
 import { route, type Route } from './route';
 
@@ -36,7 +38,7 @@ export const voiceRoutes: readonly Route[] = [
     method: 'post',
     path: '/api/voice/join',
     summary:
-      'Places the caller in a channel on a voice node, or as a spectator of its screen shares (`spectate`), and returns its signaling URL with a single-use join token (needs join in the channel)',
+      'Places the caller in a channel on a voice node, or as a spectator of its screen shares (`spectate`), and returns its signaling URL with a single-use join token and TURN servers with time-limited credentials (needs join in the channel)',
     limit: 'join',
     auth: {},
     body: voiceJoinBodySchema,
@@ -124,6 +126,8 @@ export const voiceRoutes: readonly Route[] = [
         url: placement.node.signalingUrl ?? EMBEDDED_SIGNALING_PATH,
         token: issued.token,
         expiresIn: deps.joinTokens.ttlSeconds,
+        // Fresh TURN credentials with every join, so a reconnect never carries expired ones.
+        iceServers: iceServersFor(turnSettingsOf(deps.config), identity.userId),
       };
     },
   }),

@@ -105,6 +105,30 @@ export const voiceJoinBodySchema = z
 /** Body of `POST /api/voice/join`. */
 export type VoiceJoinBody = z.input<typeof voiceJoinBodySchema>;
 
+/**
+ * A TURN or STUN server for the client's transports, as an `RTCIceServer`: its URLs and, for
+ * TURN, time-limited credentials.
+ */
+export const iceServerSchema = z.object({
+  /** `turn:`, `turns:` or `stun:` URLs of one server. */
+  urls: z
+    .array(
+      z
+        .string()
+        .max(256)
+        .regex(/^(turns?|stun):/),
+    )
+    .min(1)
+    .max(8),
+  /** TURN username; for coturn's REST credentials `<expiry in Unix seconds>:<user>`. */
+  username: z.string().max(512).optional(),
+  /** TURN password that goes with `username`. */
+  credential: z.string().max(512).optional(),
+});
+
+/** A TURN or STUN server for the client's transports. */
+export type IceServer = z.infer<typeof iceServerSchema>;
+
 /** Where to connect for a channel: the placed node's signaling URL and a join token for it. */
 export const voiceJoinSchema = z.object({
   /** The node serving this client. */
@@ -115,6 +139,8 @@ export const voiceJoinSchema = z.object({
   token: z.string().min(1),
   /** Seconds the token stays valid. */
   expiresIn: z.number().int().positive(),
+  /** TURN servers with credentials for this client's transports; empty without TURN. */
+  iceServers: z.array(iceServerSchema).max(8).default([]),
 });
 
 /** Where to connect for a channel. */

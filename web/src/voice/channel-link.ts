@@ -49,6 +49,14 @@ export type ChannelLinkEvents = {
   problem: [string | null];
 };
 
+/** The ICE settings of one join's transports. */
+export interface JoinIce {
+  /** TURN servers with credentials, from the api's placement of this join. */
+  iceServers: RTCIceServer[];
+  /** `relay` sends all media through TURN; `all` lets ICE pick the best path. */
+  iceTransportPolicy: RTCIceTransportPolicy;
+}
+
 /** One join of a link: its connection, its Device and the server's answer to `join`. */
 export interface ChannelJoin {
   /** The signaling connection the join was made on. */
@@ -57,6 +65,8 @@ export interface ChannelJoin {
   device: Device;
   /** The server's response to `join`. */
   joined: VoiceResponseData<'join'>;
+  /** What its send and receive transports use for ICE. */
+  ice: JoinIce;
   /** Throws once this join is no longer the current one: a leave, a loss or a newer attempt. */
   assertCurrent(): void;
 }
@@ -88,6 +98,8 @@ export interface ChannelLinkOptions {
   devices: DeviceLoader;
   /** Builds and drops the media of each join. */
   handler: JoinHandler;
+  /** `relay` forces media through the TURN servers (`?relay=1`, for tests); `all` by default. */
+  iceTransportPolicy?: RTCIceTransportPolicy;
 }
 
 const CHANNEL_CLOSED_MESSAGES = {
@@ -128,8 +140,11 @@ export class ChannelLink {
   readonly #locate: LocateVoiceNode;
   readonly #devices: DeviceLoader;
   readonly #handler: JoinHandler;
+  readonly #iceTransportPolicy: RTCIceTransportPolicy;
   // The node of the last connection, avoided on the next placement after it was lost.
   #nodeId: string | null = null;
+  // TURN servers of the last placement: credentials come with each placement.
+  #iceServers: RTCIceServer[] = [];
   #avoid: string[] = [];
   #signaling: SignalingClient | null = null;
   #attempt = 0;
@@ -148,6 +163,7 @@ export class ChannelLink {
     this.#locate = options.locate;
     this.#devices = options.devices;
     this.#handler = options.handler;
+    this.#iceTransportPolicy = options.iceTransportPolicy ?? 'all';
   }
 
   /** The current state. */
@@ -215,7 +231,8 @@ export class ChannelLink {
       });
       assertCurrent();
       this.#update({ peerId: joined.peerId });
-      const join: ChannelJoin = { signaling, device, joined, assertCurrent };
+      const ice = { iceServers: this.#iceServers, iceTransportPolicy: this.#iceTransportPolicy };
+      const join: ChannelJoin = { signaling, device, joined, assertCurrent, ice };
       await this.#handler.onJoined(join);
       assertCurrent();
       this.#retries = 0;
@@ -254,6 +271,7 @@ export class ChannelLink {
     }
     this.#assertCurrent(attempt);
     this.#nodeId = placement.nodeId;
+    this.#iceServers = placement.iceServers;
     const signaling = new SignalingClient(signalingUrlOf(placement));
     this.#signaling = signaling;
     this.#watchSignaling(signaling);

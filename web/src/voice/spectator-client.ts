@@ -143,7 +143,7 @@ export class SpectatorClient {
     return this.#link.nodeId;
   }
 
-  async #onJoined({ signaling, device, joined }: ChannelJoin): Promise<void> {
+  async #onJoined({ signaling, device, joined, ice }: ChannelJoin): Promise<void> {
     // A server that ignored the request to spectate would have put this page in the roster.
     if (!joined.spectator) throw new Error('the server admitted this page as a participant');
     this.#roster.follow(signaling, joined);
@@ -152,6 +152,7 @@ export class SpectatorClient {
       device,
       deafened: this.#state.audioMuted,
       screensHidden: document.hidden,
+      ice,
     });
     this.#receiver = receiver;
     const current = () => this.#receiver === receiver;

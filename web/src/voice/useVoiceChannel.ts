@@ -8,6 +8,8 @@ import { VoiceClient, type VoiceState } from './voice-client';
 export interface UseVoiceChannelOptions {
   /** Exposes the client as `window.__hearth` for automated tests and benchmarks. */
   debugHook?: boolean;
+  /** `relay` forces media through the api's TURN servers; `all` (the default) lets ICE choose. */
+  iceTransportPolicy?: RTCIceTransportPolicy;
 }
 
 /** What `useVoiceChannel` returns: the client's state and the actions on it. */
@@ -56,7 +58,13 @@ export function useVoiceChannel(options: UseVoiceChannelOptions = {}): VoiceChan
 
   function join(channel: string, displayName: string, microphoneId: string | null = null): void {
     release?.();
-    const next = new VoiceClient({ channel, displayName, microphoneId, devices });
+    const next = new VoiceClient({
+      channel,
+      displayName,
+      microphoneId,
+      devices,
+      iceTransportPolicy: options.iceTransportPolicy,
+    });
     const stopState = next.events.on('state', (value) => {
       state.value = value;
     });

@@ -11,6 +11,7 @@ import type {
   VoiceResponseData,
 } from '@hearth/protocol';
 import type { types } from 'mediasoup-client';
+import type { JoinIce } from './channel-link';
 
 /** Router capabilities as received, typed for `device.load()`. */
 export function toClientRtpCapabilities(capabilities: WireRtpCapabilities): types.RtpCapabilities {
@@ -22,12 +23,18 @@ export function toWireRtpCapabilities(capabilities: types.RtpCapabilities): Wire
   return capabilities as WireRtpCapabilities;
 }
 
-/** A `createTransport` response as the options of `createSendTransport`/`createRecvTransport`. */
+/**
+ * A `createTransport` response, with the join's TURN servers and ICE policy, as the options of
+ * `createSendTransport`/`createRecvTransport`.
+ */
 export function toTransportOptions(
   info: VoiceResponseData<'createTransport'>,
+  ice: JoinIce,
 ): types.TransportOptions {
   return {
     id: info.id,
+    iceServers: ice.iceServers,
+    iceTransportPolicy: ice.iceTransportPolicy,
     iceParameters: toClientIceParameters(info.iceParameters),
     // The server's mediasoup names the candidate address `ip`; mediasoup-client reads `address`
     // first and falls back to `ip`, so both are set to the same value.
