@@ -171,8 +171,9 @@ describe('crash recovery of voice sessions', () => {
       .toEqual(['Ada']);
     const replayedAfterMs = performance.now() - restarted;
     // The embedded node registered empty at start; node-doomed is gone from the registry and is
-    // reaped two node timeouts after the start.
-    await expect.poll(openRows, { timeout: 10_000, interval: 100 }).toEqual(['node-x/Ada']);
+    // reaped by the first sweep, which waits for live nodes to come back: 5 s, a node's longest
+    // wait between two attempts to reconnect, plus two node timeouts after the start.
+    await expect.poll(openRows, { timeout: 15_000, interval: 100 }).toEqual(['node-x/Ada']);
     const deadNodesOpen = await db.query(
       `SELECT count(*)::int AS open FROM session_history
        WHERE left_at IS NULL AND node_id <> 'node-x'`,

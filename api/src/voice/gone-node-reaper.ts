@@ -7,6 +7,11 @@ import type { PresenceStore } from './presence';
 /** Default period of the sweep that closes the sessions of nodes no longer up. */
 export const DEFAULT_SESSION_REAP_INTERVAL_MS = 30_000;
 
+// The longest a live node waits between two attempts to reach the api: the last step of its
+// control socket's backoff (RETRY_DELAYS_MS in packages/server-common/src/control-socket.ts).
+// A node whose attempt failed just before a restarted api listened comes back only this late.
+const NODE_RECONNECT_MAX_DELAY_MS = 5000;
+
 /**
  * Closes what nodes that are gone left open. A node marked down loses its history rows and its
  * presence at once; a periodic sweep closes the history rows and streams of nodes the registry
@@ -40,9 +45,13 @@ export class GoneNodeReaper {
     this.#connectedNodeIds = options.connectedNodeIds;
   }
 
-  /** Starts the sweeps: the first after `firstDelayMs`, then one every `intervalMs`. */
-  start(firstDelayMs: number, intervalMs: number): void {
-    this.#schedule(firstDelayMs, intervalMs);
+  /**
+   * Starts the sweeps, one every `intervalMs`. The first waits until every node still alive has
+   * come back to the api that just started: its longest wait between two reconnects, then two node
+   * timeouts to register and replay. Sooner, it would end the sessions of a node still waiting.
+   */
+  start(intervalMs: number): void {
+    this.#schedule(NODE_RECONNECT_MAX_DELAY_MS + 2 * this.#placement.nodeTimeoutMs, intervalMs);
   }
 
   /**

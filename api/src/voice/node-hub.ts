@@ -110,8 +110,9 @@ export class NodeHub {
   /**
    * Creates the hub and starts passing placement events on to connected nodes. It closes the
    * session history of nodes marked down, and every `reapIntervalMs` (30 s by default; the first
-   * pass after two node timeouts, time for nodes to reconnect after an api restart) that of nodes
-   * the registry does not list as up: nodes that died while no api instance watched them.
+   * pass once nodes still alive have reconnected after an api restart: 5 s, their longest wait
+   * between two attempts, plus two node timeouts) that of nodes the registry does not list as up:
+   * nodes that died while no api instance watched them.
    */
   static async start(options: {
     placement: PlacementService;
@@ -141,10 +142,7 @@ export class NodeHub {
     events.on('released', ({ channel }) =>
       hub.#deliverLocally({ type: 'closeChannel', channel, reason: 'released' }),
     );
-    hub.#reaper.start(
-      2 * options.placement.nodeTimeoutMs,
-      options.reapIntervalMs ?? DEFAULT_SESSION_REAP_INTERVAL_MS,
-    );
+    hub.#reaper.start(options.reapIntervalMs ?? DEFAULT_SESSION_REAP_INTERVAL_MS);
     return hub;
   }
 
