@@ -252,13 +252,19 @@ describe('coturn process lifetime', () => {
       ['--import', 'tsx', path.join(here, 'support/start-coturn.ts')],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
-    const pid = await new Promise<number>((resolve, reject) => {
-      owner.stdout!.once('data', (data: Buffer) => resolve(Number(String(data).trim())));
+    const [pid, directory] = await new Promise<[number, string]>((resolve, reject) => {
+      owner.stdout!.once('data', (data: Buffer) => {
+        const [printedPid, printedDirectory] = String(data).trim().split(' ');
+        resolve([Number(printedPid), printedDirectory!]);
+      });
       owner.once('exit', () => reject(new Error('the owner exited before starting coturn')));
     });
     expect(isRunning(pid)).toBe(true);
     owner.kill('SIGKILL');
     await expect.poll(() => isRunning(pid), { timeout: 5000 }).toBe(false);
+    // Nobody was left to remove its folder; it holds no secret, only the pid file and database.
+    expect(fs.readdirSync(directory).sort()).toEqual(['turndb', 'turnserver.pid']);
+    fs.rmSync(directory, { recursive: true, force: true });
   });
 
   it('the embedded coturn is started again on its port with its secret after it is killed', async () => {
