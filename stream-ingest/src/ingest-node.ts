@@ -121,6 +121,7 @@ export class IngestNode {
     this.#metrics = registerIngestMetrics(options.registry, {
       liveStreams: () => this.#runs.size,
       slowestSpeed: () => this.#slowestSpeed(),
+      uploadBacklogBytes: () => this.#uploadBacklogBytes(),
     });
     this.rtmp.events.on('publish', (request) => {
       this.#onPublish(request).catch((error: unknown) => {
@@ -185,8 +186,13 @@ export class IngestNode {
       cpu: this.#cpu.sample(pids),
       streams: runs.length,
       transcodeSpeed: this.#slowestSpeed(),
-      uploadBacklogBytes: runs.reduce((sum, run) => sum + run.publisher.backlogBytes, 0),
+      uploadBacklogBytes: this.#uploadBacklogBytes(),
     });
+  }
+
+  // Bytes of segments of the live streams waiting for upload.
+  #uploadBacklogBytes(): number {
+    return [...this.#runs.values()].reduce((sum, run) => sum + run.publisher.backlogBytes, 0);
   }
 
   /** Ends every stream cleanly, then stops the RTMP server. */
@@ -202,7 +208,14 @@ export class IngestNode {
     this.#stopping = true;
     this.#stopRevocations();
     await Promise.all([...this.#runs.values()].map((run) => this.#end(run, 'node shutting down')));
-    await Promise.all([...this.#draining].map((run) => run.publisher.end().catch(() => undefined)));
+    // Streams that were ending already (a bridge closed just before) finish too: their ffmpeg
+    // exits and their uploads drain before the node does.
+    await Promise.all(
+      [...this.#draining].map(async (run) => {
+        await run.stopTranscoder().catch(() => undefined);
+        await run.publisher.end().catch(() => undefined);
+      }),
+    );
     await this.rtmp.stop();
   }
 
@@ -474,7 +487,11 @@ async function waitForVideoInfo(
 
 function registerIngestMetrics(
   registry: Registry,
-  read: { liveStreams: () => number; slowestSpeed: () => number },
+  read: {
+    liveStreams: () => number;
+    slowestSpeed: () => number;
+    uploadBacklogBytes: () => number;
+  },
 ): IngestMetrics {
   const registers = [registry];
   // One series per node, not per channel: channel names are not for whoever reads /metrics, and
@@ -485,6 +502,14 @@ function registerIngestMetrics(
     registers,
     collect() {
       this.set(read.slowestSpeed());
+    },
+  });
+  new Gauge({
+    name: 'ingest_upload_backlog_bytes',
+    help: 'Bytes of segments of the live streams on this node waiting for upload to storage',
+    registers,
+    collect() {
+      this.set(read.uploadBacklogBytes());
     },
   });
   return {

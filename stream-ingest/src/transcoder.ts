@@ -74,7 +74,7 @@ export interface TranscoderOptions {
   readonly listSize: number;
   /** Receives ffmpeg's stderr and the transcoder's own decisions. */
   readonly logger: Logger;
-  /** ffmpeg binary; Debian's `/usr/bin/ffmpeg` by default. */
+  /** ffmpeg binary; Debian's `/usr/bin/ffmpeg`, bound to this process, by default. */
   readonly ffmpegPath?: string;
   /** When ffmpeg counts as too slow; the issue's 0.95x over 10 s by default. */
   readonly speedPolicy?: SpeedPolicy;
@@ -131,8 +131,12 @@ export class InvalidStateError extends Error {
 /** Lifecycle of a Transcoder. */
 export type TranscoderState = 'idle' | 'running' | 'stopping' | 'ended' | 'failed';
 
-/** Debian's ffmpeg (ENVIRONMENT.md): libx264 and the native aac encoder. */
-export const DEFAULT_FFMPEG_PATH = '/usr/bin/ffmpeg';
+/**
+ * Debian's ffmpeg (ENVIRONMENT.md: libx264 and the native aac encoder), through a script that
+ * binds it to this process: it dies with the ingest node, even when that one is SIGKILLed (a
+ * bridge's ffmpeg would otherwise wait for RTP forever).
+ */
+export const DEFAULT_FFMPEG_PATH = path.join(import.meta.dirname, '../bin/ffmpeg-bound.sh');
 
 // Long enough for ffmpeg to flush a last segment of every rung after `q`, short enough that a
 // wedged ffmpeg does not hold up a shutdown.

@@ -370,4 +370,55 @@ describe('IngestNode share bridges', () => {
     const middle = path.join(storageDir, 'live/shared/480p30', segments[segments.length >> 1]!);
     expect(await meanVolumeDb(middle)).toBeGreaterThan(-40);
   }, 60_000);
+
+  it('stop() right after a bridge was told to stop waits for that bridge’s ffmpeg to exit', async () => {
+    const controlPlane = new FakeControlPlane();
+    const workDir = tempDir('hearth-work-');
+    node = await IngestNode.start({
+      config: ingestConfig({ rtmpPort: '0', workDir, segmentSeconds: '1' }),
+      controlPlane,
+      storage: new LocalStorage(tempDir('hearth-hls-')),
+      logger: capturedLogger().logger,
+      registry: new Registry(),
+    });
+    const grant = {
+      streamId: randomUUID(),
+      channel: 'shared',
+      keyId: 'bridge',
+      storagePrefix: 'live/shared',
+    };
+    const answer = await node.startBridge({
+      grant,
+      offer: SENT_OFFER,
+      sourceAddress: '127.0.0.1',
+      source: { width: 854, height: 480, fps: 30 },
+    });
+    const cleanup: Array<() => unknown> = [];
+    void sendRtp(answer.ports, ['-f', 'lavfi', '-i', 'testsrc2=size=854x480:rate=30'], 20, cleanup);
+    await eventually(
+      async () => controlPlane.reports.some((report) => report.kind === 'live'),
+      20_000,
+      'the bridged stream live',
+    );
+    const ffmpegs = () => processesNaming(path.join(workDir, grant.streamId));
+    expect(ffmpegs().length).toBe(1);
+    void node.stopBridge(grant.streamId, 'share ended');
+    await node.stop();
+    node = undefined;
+    for (const step of cleanup) step();
+    expect(ffmpegs()).toEqual([]);
+  }, 60_000);
 });
+
+// Pids of the processes whose command line names `text`.
+function processesNaming(text: string): number[] {
+  return fs.readdirSync('/proc').flatMap((entry) => {
+    if (!/^\d+$/.test(entry)) return [];
+    try {
+      const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      return cmdline.includes(text) ? [Number(entry)] : [];
+    } catch {
+      return [];
+    }
+  });
+}

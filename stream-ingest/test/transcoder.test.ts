@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -322,6 +323,27 @@ describe('Transcoder lifecycle', () => {
     });
     expect(createFfmpegCommand(args, '/usr/bin/ffmpeg')._getArguments()).toEqual(toArgv(args));
   });
+
+  it('ffmpeg dies with the process that runs the transcoder, even when that one is SIGKILLed', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.join(import.meta.dirname, 'support/transcoder-child.ts'),
+        input,
+        tmp,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.stdout.once('data', (data: Buffer) => resolve(Number(String(data).trim())));
+      child.once('exit', (code) => reject(new Error(`the child exited first (${code})`)));
+    });
+    expect(isProcessAlive(pid)).toBe(true);
+    child.kill('SIGKILL');
+    await waitFor('ffmpeg to die', 5000, () => (isProcessAlive(pid) ? undefined : true));
+  }, 30_000);
 });
 
 describe('Transcoder on a live FLV feed', () => {
