@@ -1,4 +1,4 @@
-import type { Logger } from '@hearth/server-common';
+import { MAX_RECONNECT_DELAY_MS, type Logger } from '@hearth/server-common';
 import type { SessionHistory } from '../db/session-history';
 import type { PlacementService } from '../nodes/placement-service';
 import type { IngestMessageHandler } from '../streams/ingest-messages';
@@ -6,11 +6,6 @@ import type { PresenceStore } from './presence';
 
 /** Default period of the sweep that closes the sessions of nodes no longer up. */
 export const DEFAULT_SESSION_REAP_INTERVAL_MS = 30_000;
-
-// The longest a live node waits between two attempts to reach the api: the last step of its
-// control socket's backoff (RETRY_DELAYS_MS in packages/server-common/src/control-socket.ts).
-// A node whose attempt failed just before a restarted api listened comes back only this late.
-const NODE_RECONNECT_MAX_DELAY_MS = 5000;
 
 /**
  * Closes what nodes that are gone left open. A node marked down loses its history rows and its
@@ -51,7 +46,7 @@ export class GoneNodeReaper {
    * timeouts to register and replay. Sooner, it would end the sessions of a node still waiting.
    */
   start(intervalMs: number): void {
-    this.#schedule(NODE_RECONNECT_MAX_DELAY_MS + 2 * this.#placement.nodeTimeoutMs, intervalMs);
+    this.#schedule(MAX_RECONNECT_DELAY_MS + 2 * this.#placement.nodeTimeoutMs, intervalMs);
   }
 
   /**

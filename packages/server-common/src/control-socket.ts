@@ -24,7 +24,10 @@ export interface ControlSocket {
   close(): void;
 }
 
-const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 5000];
+/** The longest a control socket waits between two attempts to reconnect, in milliseconds. */
+export const MAX_RECONNECT_DELAY_MS = 5000;
+
+const RETRY_DELAYS_MS = [250, 500, 1000, 2000, MAX_RECONNECT_DELAY_MS];
 
 /**
  * Keeps a WebSocket to the api's `/ws/nodes`, authenticated with the cluster secret, and hands
