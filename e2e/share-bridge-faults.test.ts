@@ -94,7 +94,6 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
-  killOrphanedFfmpeg();
 });
 
 afterAll(async () => {
@@ -102,7 +101,6 @@ afterAll(async () => {
     node.kill('SIGTERM');
     await node.exited();
   }
-  killOrphanedFfmpeg();
   await api?.close();
   await edge?.stop();
   await s3?.close();
@@ -244,24 +242,26 @@ function ffmpegChildren(parentPid: number): number[] {
     .map(Number);
 }
 
-// A bridge's ffmpeg outlives its ingest node: for good after a SIGKILL of the node (it reads RTP,
-// not a pipe from the node, and has no input timeout), and for a while when the node exits just
-// after stopping a bridge (its stop does not wait for that ffmpeg). Both are stream-ingest bugs,
-// reported; this kills what the nodes of this file left behind, found by their work folder.
-function killOrphanedFfmpeg(): void {
+// The ffmpeg processes of this file's nodes whose node is gone: none, as each runs bound to its
+// node (stream-ingest's bin/ffmpeg-bound.sh), found by their work folder.
+function orphanedFfmpeg(): number[] {
   const living = new Set(nodes.map((node) => node.pid));
-  for (const entry of fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    const stat = processStat(entry);
-    if (stat?.comm !== 'ffmpeg' || stat.state === 'Z' || living.has(stat.ppid)) continue;
-    let argv: string;
-    try {
-      argv = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-    } catch {
-      // It ended meanwhile.
-      continue;
-    }
-    if (argv.includes(workDir)) process.kill(Number(entry), 'SIGKILL');
-  }
+  return fs
+    .readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((entry) => {
+      const stat = processStat(entry);
+      // This process's own ffmpeg (the sharer) is not a node's.
+      if (stat?.comm !== 'ffmpeg' || stat.state === 'Z' || stat.ppid === process.pid) return false;
+      if (living.has(stat.ppid)) return false;
+      try {
+        return fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(workDir);
+      } catch {
+        // It ended meanwhile.
+        return false;
+      }
+    })
+    .map(Number);
 }
 
 // The fields of a node's log lines read here; other lines, and stderr chunks, are skipped.
@@ -408,6 +408,12 @@ describe('faults under a bridged share, for real', () => {
     const killedAt = performance.now();
     holder.kill('SIGKILL');
     await holder.exited();
+    // Its ffmpeg dies with it.
+    await eventually(
+      async () => orphanedFfmpeg().length === 0,
+      5000,
+      'the ffmpeg of the killed node to die',
+    );
     // Until the share is live again on the broadcast, watch what the api says and what a player
     // polling the media playlist it was given gets from the edge.
     let second: LiveStream | undefined;
