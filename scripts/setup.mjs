@@ -14,7 +14,8 @@ const forTests = process.argv.includes('--test');
 // ffmpeg for the transcoding ladder, nginx for the CDN edge and coturn for TURN; then what the
 // test suite and benchmarks drive for real: nginx-rtmp is the comparison in bench:stream,
 // PostgreSQL and Redis back the production stores, nginx's stream module balances RTMP over two
-// ingest nodes, and wrk loads the api in bench:api.
+// ingest nodes, wrk loads the api in bench:api, and Prometheus (with promtool) checks and
+// evaluates the alert rules and dashboard of deploy/ against a running platform.
 const runtimePackages = [
   'ffmpeg',
   'nginx',
@@ -37,9 +38,17 @@ const testPackages = [
   'postgresql',
   'redis-server',
   'wrk',
+  'prometheus',
 ];
 
-const COTURN_SERVICE = 'coturn.service';
+// Debian packages that enable a system-wide service listening on every interface, and start it
+// as they install. The platform runs its own coturn on loopback and the tests their own
+// Prometheus, so the system ones must never run. `initScript` is given where the package's init
+// script starts its daemon without systemd, so that it is stopped again.
+const SYSTEM_SERVICES = [
+  { name: 'coturn', unit: 'coturn.service' },
+  { name: 'prometheus', unit: 'prometheus.service', initScript: '/etc/init.d/prometheus' },
+];
 
 function log(message) {
   console.log(`[setup] ${message}`);
@@ -86,23 +95,25 @@ function ensureDebianPackages() {
   log(`Debian packages: installing ${missing.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   run('apt-get', ['update', '-q'], { env });
-  const coturn = missing.includes('coturn');
-  // Debian's coturn package enables and starts a system-wide coturn.service listening on every
-  // interface. The platform runs its own coturn on loopback, so the system one must never run:
-  // masked while the package installs (the package does not lift a mask it did not set), then
-  // disabled and unmasked.
+  const services = SYSTEM_SERVICES.filter((service) => missing.includes(service.name));
+  // Each unit is masked while its package installs (the package does not lift a mask it did not
+  // set), then disabled and unmasked.
   const systemd = fs.existsSync('/run/systemd/system');
-  if (coturn && systemd) run('systemctl', ['mask', COTURN_SERVICE]);
+  if (systemd) for (const { unit } of services) run('systemctl', ['mask', unit]);
   try {
     run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
   } finally {
-    if (coturn && systemd) run('systemctl', ['unmask', COTURN_SERVICE]);
+    if (systemd) for (const { unit } of services) run('systemctl', ['unmask', unit]);
   }
-  // Without systemd nothing starts it: Debian's init script waits for TURNSERVER_ENABLED=1.
-  if (coturn && fs.existsSync('/usr/bin/systemctl')) {
-    // Works without a running systemd too, so a machine booted with it later starts no coturn.
-    run('systemctl', ['disable', COTURN_SERVICE]);
-    log('coturn: system service disabled (the platform starts its own on loopback)');
+  for (const { name, unit, initScript } of services) {
+    // Without systemd, coturn's init script starts nothing (it waits for TURNSERVER_ENABLED=1);
+    // Prometheus's starts it, and its stop succeeds whether it runs or not.
+    if (!systemd && initScript) run(initScript, ['stop']);
+    if (fs.existsSync('/usr/bin/systemctl')) {
+      // Works without a running systemd too, so a machine booted with it later starts neither.
+      run('systemctl', ['disable', unit]);
+    }
+    log(`${name}: system service disabled (the platform and tests start their own on loopback)`);
   }
 }
 

@@ -25,6 +25,7 @@ import type { MembershipStore } from './db/memberships';
 import type { ModerationStore } from './db/moderation';
 import type { SessionHistory } from './db/session-history';
 import type { UserStore } from './db/users';
+import { httpMetrics } from './http-metrics';
 import { errorHandler, requestContext, type ApiState } from './middleware';
 import { securityHeaders } from './security-headers';
 import type { PlacementService } from './nodes/placement-service';
@@ -93,6 +94,7 @@ export function createApp(deps: AppDeps): ApiApp {
   const app = websockify<ApiState>(new Koa(), { maxPayload: MAX_WEBSOCKET_FRAME_BYTES });
   // Forwarding headers count only from API_TRUSTED_PROXIES, which `clientAddress` decides alone.
   app.proxy = false;
+  app.use(httpMetrics(deps.registry));
   app.use(clientAddress(trustedProxies(deps.config.trustedProxies)));
   app.use(
     securityHeaders({
