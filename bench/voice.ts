@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCapacityScenario, type CapacityResult, type CapacityScenario } from './capacity';
+import { clientCostTable, runClientCostBenchmark } from './client-cost';
 import { runJoinBenchmark, type JoinResult } from './join-time';
 
 const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
@@ -70,6 +71,9 @@ for (const scenario of scenarios) {
 console.log('join time: 10 sequential, then 10 concurrent joins in Chromium ...');
 const join = await runJoinBenchmark(10);
 console.log(JSON.stringify(join));
+console.log('client cost: one Chromium page in a 10-person channel ...');
+const client = await runClientCostBenchmark(seconds);
+console.log(JSON.stringify(client));
 
 const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 const markdown = [
@@ -83,11 +87,15 @@ const markdown = [
   '',
   capacityTable(capacity),
   '',
+  `**Client cost** (seed 000: one Chromium page in a 10-person channel, the other nine RTP clients sending real Opus; every Chromium process, ${seconds} s per window; the target is under 10 % of the client's CPU and under 100 MB):`,
+  '',
+  clientCostTable(client),
+  '',
 ].join('\n');
 fs.mkdirSync(resultsDir, { recursive: true });
 fs.writeFileSync(
   path.join(resultsDir, 'voice.json'),
-  `${JSON.stringify({ machine, seconds, join, capacity }, null, 2)}\n`,
+  `${JSON.stringify({ machine, seconds, join, capacity, client }, null, 2)}\n`,
 );
 fs.writeFileSync(path.join(resultsDir, 'voice.md'), markdown);
 console.log(`\n${markdown}`);

@@ -133,6 +133,19 @@ export class RtpSender {
     this.#socket.send(packet, this.#port, '127.0.0.1');
   }
 
+  /** Sends one packet now carrying `payload`, a real 20 ms Opus frame, without extensions. */
+  sendPayload(payload: Buffer): void {
+    const sequence = this.#sequence++;
+    const packet = Buffer.alloc(12 + payload.length);
+    packet[0] = 0x80;
+    packet[1] = OPUS_PAYLOAD_TYPE;
+    packet.writeUInt16BE(sequence & 0xffff, 2);
+    packet.writeUInt32BE((sequence * 960) >>> 0, 4);
+    packet.writeUInt32BE(this.#ssrc >>> 0, 8);
+    payload.copy(packet, 12);
+    this.#socket.send(packet, this.#port, '127.0.0.1');
+  }
+
   /** Sends `count` packets at 20 ms intervals. */
   async sendFor(count: number, levelDbov = 20): Promise<void> {
     for (let i = 0; i < count; i++) {
