@@ -21,7 +21,13 @@ import {
 } from '@hearth/protocol';
 import { ingestConfig } from '@hearth/stream-ingest';
 import { parseMediaPlaylist, type MediaPlaylist } from '../stream-ingest/src/media-playlist-parser';
-import { ensureChannel, guestSession, operator, sendJson } from '../api/test/support/sessions';
+import {
+  ensureCappedChannel,
+  ensureChannel,
+  guestSession,
+  operator,
+  sendJson,
+} from '../api/test/support/sessions';
 import { startTestApi, TestSignalingClient, type TestApi } from '../api/test/support/server';
 import { joinOnSocket } from '../api/test/support/voice-faults';
 import { SHARE_ENCODING, shareRealVp8, type RealShare } from '../e2e/support/real-share';
@@ -161,15 +167,10 @@ async function openStage(
       if (kind === 'playlist') marks.firstPlaylistUploaded ??= now;
       if (kind === 'master') marks.masterUploaded ??= now;
     });
-    await ensureChannel(api.baseUrl, CHANNEL);
     if (options.maxSharePreset) {
-      const capped = await sendJson(
-        `${api.baseUrl}/api/channels/${CHANNEL}`,
-        'PATCH',
-        { maxSharePreset: options.maxSharePreset },
-        operator(),
-      );
-      if (capped.status !== 200) throw new Error(`capping the channel: ${capped.status}`);
+      await ensureCappedChannel(api.baseUrl, CHANNEL, options.maxSharePreset);
+    } else {
+      await ensureChannel(api.baseUrl, CHANNEL);
     }
     const sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel: CHANNEL });
     cleanup.push(() => sue.close());

@@ -7,7 +7,12 @@ import { z } from 'zod';
 import { cacheRuleFor, startNginxEdge, type NginxProcess } from '@hearth/cdn-config';
 import { channelStreamSchema, type ChannelStream, type LiveStream } from '@hearth/protocol';
 import { startTestApi, TestSignalingClient, type TestApi } from '../api/test/support/server';
-import { ensureChannel, guestSession, operator, sendJson } from '../api/test/support/sessions';
+import {
+  ensureCappedChannel,
+  guestSession,
+  operator,
+  sendJson,
+} from '../api/test/support/sessions';
 import { joinOnSocket } from '../api/test/support/voice-faults';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
 import {
@@ -129,14 +134,7 @@ async function channelStream(channel: string): Promise<ChannelStream> {
 
 // A channel whose shares are capped at SHARE_CAP, with Sue joined: resolves with her peer id.
 async function joinSharer(channel: string): Promise<string> {
-  await ensureChannel(api.baseUrl, channel);
-  const capped = await sendJson(
-    `${api.baseUrl}/api/channels/${channel}`,
-    'PATCH',
-    { maxSharePreset: SHARE_CAP },
-    operator(),
-  );
-  expect(capped.status).toBe(200);
+  await ensureCappedChannel(api.baseUrl, channel, SHARE_CAP);
   const sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel });
   cleanup.push(() => sue.close());
   return (await joinOnSocket(sue, channel)).peerId;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNginxEdge, type NginxProcess } from '@hearth/cdn-config';
 import { channelStreamSchema } from '@hearth/protocol';
 import { TestSignalingClient, startTestApi, type TestApi } from '../api/test/support/server';
-import { ensureChannel, guestSession, operator, sendJson } from '../api/test/support/sessions';
+import { ensureCappedChannel, guestSession } from '../api/test/support/sessions';
 import { joinOnSocket } from '../api/test/support/voice-faults';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
 import { launchChromium } from './support/browser';
@@ -120,14 +120,7 @@ async function shareRoutedToBroadcastForNewSpectators(): Promise<boolean> {
 
 describe('the handoff with API_HANDOFF_VIEWERS=2 in Chromium', () => {
   it('two spectators watch over WebRTC; the third and fourth play the share as HLS from the edge, at the ladder’s sizes', async () => {
-    await ensureChannel(api.baseUrl, CHANNEL);
-    const capped = await sendJson(
-      `${api.baseUrl}/api/channels/${CHANNEL}`,
-      'PATCH',
-      { maxSharePreset: '720p30' },
-      operator(),
-    );
-    expect(capped.status).toBe(200);
+    await ensureCappedChannel(api.baseUrl, CHANNEL, '720p30');
     const source = path.join(workDir, 'share-1280x720.ivf');
     await encodeVp8File(source, { width: 1280, height: 720, seconds: 4, bitrate: '1M' });
     sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel: CHANNEL });

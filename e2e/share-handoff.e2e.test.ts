@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNginxEdge, type NginxProcess } from '@hearth/cdn-config';
 import { ingestConfig } from '@hearth/stream-ingest';
 import { TestSignalingClient, startTestApi, type TestApi } from '../api/test/support/server';
-import { ensureChannel, operator, sendJson } from '../api/test/support/sessions';
+import { ensureCappedChannel, operator } from '../api/test/support/sessions';
 import { joinOnSocket } from '../api/test/support/voice-faults';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
 import { launchChromium } from './support/browser';
@@ -129,14 +129,7 @@ describe('a spectator moved from WebRTC onto the share’s broadcast in Chromium
   it('routing a watched share to broadcast swaps the page to the HLS player once it plays, without a reload, and closes the spectator', async () => {
     // Shares are capped at 720p30, the source's size: the bridge's ladder is then 720p and 480p
     // only, which leaves more of the two cores to the browser.
-    await ensureChannel(api.baseUrl, CHANNEL);
-    const capped = await sendJson(
-      `${api.baseUrl}/api/channels/${CHANNEL}`,
-      'PATCH',
-      { maxSharePreset: '720p30' },
-      operator(),
-    );
-    expect(capped.status).toBe(200);
+    await ensureCappedChannel(api.baseUrl, CHANNEL, '720p30');
     sue = await TestSignalingClient.connect(api.baseUrl, 'Sue', { channel: CHANNEL });
     const { peerId } = await joinOnSocket(sue, CHANNEL);
     await shareRealVp8(api, CHANNEL, peerId, cleanup, { seconds: 120 });

@@ -3,7 +3,8 @@ import type { ShareCapture } from '@hearth/protocol';
 import type { TestApi } from '../../api/test/support/server';
 
 const SHARE_SSRC = 7001;
-const VP8_PAYLOAD_TYPE = 101;
+/** The payload type the plain shares send VP8 with. */
+export const VP8_PAYLOAD_TYPE = 101;
 
 /** libvpx settings of the share: 1 Mbit/s, a key frame every 60 frames (2 s at 30 fps). */
 export const SHARE_ENCODING: readonly string[] = [
@@ -34,26 +35,13 @@ export async function shareRealVp8(
     capture?: ShareCapture;
   } = {},
 ): Promise<RealShare> {
-  const voiceChannel = api.voice?.channels.get(channel);
-  if (!voiceChannel) throw new Error(`channel ${channel} is not open on the api's voice node`);
-  const transport = await voiceChannel.createPlainTransport(peerId, 'send');
-  const producer = await voiceChannel.produce(peerId, {
-    transportId: transport.id,
-    kind: 'video',
-    source: 'screen',
-    capture: options.capture,
-    rtpParameters: {
-      codecs: [
-        {
-          mimeType: 'video/VP8',
-          payloadType: VP8_PAYLOAD_TYPE,
-          clockRate: 90_000,
-          rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }],
-        },
-      ],
-      encodings: [{ ssrc: SHARE_SSRC, maxBitrate: 1_500_000 }],
-    },
-  });
+  const { transport, producer } = await producePlainScreen(
+    api,
+    channel,
+    peerId,
+    [{ ssrc: SHARE_SSRC, maxBitrate: 1_500_000 }],
+    options.capture,
+  );
   // Real VP8, as a browser's encoder would feed mediasoup, so the HLS ladder has something to
   // decode. Encoding it live takes most of a core; a file sent as it is costs almost nothing.
   const seconds = String(options.seconds ?? 60);
@@ -79,4 +67,38 @@ export async function shareRealVp8(
   };
   cleanup.push(stop);
   return { sender, stop };
+}
+
+/**
+ * A VP8 screen producer of a peer on the api's voice node, with these simulcast encodings, fed
+ * through a plain transport that learns the sender's address (comedia).
+ */
+export async function producePlainScreen(
+  api: TestApi,
+  channel: string,
+  peerId: string,
+  encodings: { ssrc: number; maxBitrate: number }[],
+  capture?: ShareCapture,
+) {
+  const voiceChannel = api.voice?.channels.get(channel);
+  if (!voiceChannel) throw new Error(`channel ${channel} is not open on the api's voice node`);
+  const transport = await voiceChannel.createPlainTransport(peerId, 'send');
+  const producer = await voiceChannel.produce(peerId, {
+    transportId: transport.id,
+    kind: 'video',
+    source: 'screen',
+    capture,
+    rtpParameters: {
+      codecs: [
+        {
+          mimeType: 'video/VP8',
+          payloadType: VP8_PAYLOAD_TYPE,
+          clockRate: 90_000,
+          rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }],
+        },
+      ],
+      encodings,
+    },
+  });
+  return { transport, producer };
 }

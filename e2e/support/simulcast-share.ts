@@ -1,12 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import type { TestApi } from '../../api/test/support/server';
-import { SHARE_ENCODING } from './real-share';
+import { SHARE_ENCODING, VP8_PAYLOAD_TYPE, producePlainScreen } from './real-share';
 
 // One SSRC per simulcast layer, lowest first.
 const LAYER_SSRCS = [7101, 7102] as const;
 const LAYER_MAX_BITRATES = [500_000, 1_500_000] as const;
-const VP8_PAYLOAD_TYPE = 101;
 // RTCP packet types (RFC 3550, RFC 4585) sit where RTP has its marker bit and payload type.
 const RTCP_TYPES = { min: 200, max: 206 };
 
@@ -60,28 +59,12 @@ export async function shareSimulcastVp8(
   cleanup: Array<() => unknown>,
   options: { layers: readonly [string, string]; seconds: number },
 ): Promise<SimulcastShare> {
-  const voiceChannel = api.voice?.channels.get(channel);
-  if (!voiceChannel) throw new Error(`channel ${channel} is not open on the api's voice node`);
-  const transport = await voiceChannel.createPlainTransport(peerId, 'send');
-  const producer = await voiceChannel.produce(peerId, {
-    transportId: transport.id,
-    kind: 'video',
-    source: 'screen',
-    rtpParameters: {
-      codecs: [
-        {
-          mimeType: 'video/VP8',
-          payloadType: VP8_PAYLOAD_TYPE,
-          clockRate: 90_000,
-          rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }],
-        },
-      ],
-      encodings: LAYER_SSRCS.map((ssrc, layer) => ({
-        ssrc,
-        maxBitrate: LAYER_MAX_BITRATES[layer],
-      })),
-    },
-  });
+  const { transport, producer } = await producePlainScreen(
+    api,
+    channel,
+    peerId,
+    LAYER_SSRCS.map((ssrc, layer) => ({ ssrc, maxBitrate: LAYER_MAX_BITRATES[layer]! })),
+  );
   const target = transport.tuple.localPort;
   const counts = [0, 0];
   const relay = dgram.createSocket('udp4');

@@ -1,6 +1,6 @@
 // Request helpers shared by tests and by processes outside vitest (benchmarks, spawned apis): no
 // vitest import here, so a wrong answer throws an Error.
-import { guestSessionSchema } from '@hearth/protocol';
+import { guestSessionSchema, type SharePresetId } from '@hearth/protocol';
 
 /** Operator token of every test api (`startTestApi` configures it). */
 export const TEST_ADMIN_TOKEN = 'test-operator-token-0123456789abcdef0123456789abcdef';
@@ -43,5 +43,23 @@ export async function ensureChannel(baseUrl: string, name: string): Promise<void
   const response = await sendJson(`${baseUrl}/api/channels`, 'POST', { name }, operator());
   if (response.status !== 201 && response.status !== 409) {
     throw new Error(`creating channel ${name} failed with ${response.status}`);
+  }
+}
+
+/** Creates a channel unless it exists, with its screen shares capped at `preset`. */
+export async function ensureCappedChannel(
+  baseUrl: string,
+  name: string,
+  preset: SharePresetId,
+): Promise<void> {
+  await ensureChannel(baseUrl, name);
+  const response = await sendJson(
+    `${baseUrl}/api/channels/${name}`,
+    'PATCH',
+    { maxSharePreset: preset },
+    operator(),
+  );
+  if (response.status !== 200) {
+    throw new Error(`capping the shares of channel ${name} failed with ${response.status}`);
   }
 }
