@@ -610,7 +610,10 @@ export class Channel {
     const now = Date.now();
     if (peer.link.update(stats, uplink, now) && !peer.spectator) this.#announce(peer);
     const figures = peer.link.figures!;
-    const maxBitrateKbps = peer.opus.update(figures.lossPercent, now);
+    // Only the loss of this speaker's own audio on its way in steps its bitrate: loss on what it
+    // hears happened on someone else's uplink (bench:network saw a clean speaker stepped down).
+    const maxBitrateKbps =
+      uplink.lossPercent === null ? undefined : peer.opus.update(uplink.lossPercent, now);
     if (maxBitrateKbps !== undefined && microphone) {
       peer.sink.notify('audioBitrate', { maxBitrateKbps });
     }
