@@ -43,6 +43,29 @@ async function startChannel() {
   return { ada: await join('Ada'), bo: await join('Bo') };
 }
 
+type Joined = Awaited<ReturnType<typeof startChannel>>['ada'];
+
+// A microphone of `joined` sending Opus-like RTP every 20 ms, one packet in `lossEvery` lost on
+// its way to the SFU, until the test ends.
+async function speakWithLoss(joined: Joined, ssrc: number, lossEvery: number): Promise<void> {
+  const transport = await joined.channel.createPlainTransport(joined.peer.id, 'send');
+  await joined.channel.produce(joined.peer.id, {
+    transportId: transport.id,
+    kind: 'audio',
+    rtpParameters: opusProducerRtpParameters(ssrc),
+    source: 'microphone',
+  });
+  const socket = await bindUdp();
+  cleanups.push(() => socket.close());
+  let sequence = 1;
+  const sender = setInterval(() => {
+    sequence += sequence % lossEvery === 0 ? 2 : 1;
+    const packet = buildOpusPacket({ ssrc, sequence, levelDbov: 20, sentAtMicros: nowMicros() });
+    socket.send(packet, transport.tuple.localPort, '127.0.0.1');
+  }, 20);
+  cleanups.push(() => clearInterval(sender));
+}
+
 const qualitiesOf = (sink: RecordingSink, peerId: string) =>
   sink
     .of('participantUpdated')
@@ -83,24 +106,8 @@ describe('link quality', () => {
 
   it('loss mediasoup sees on the way in counts, although the client hears everything', async () => {
     const { ada, bo } = await startChannel();
-    const transport = await ada.channel.createPlainTransport(ada.peer.id, 'send');
-    const ssrc = 5001;
-    await ada.channel.produce(ada.peer.id, {
-      transportId: transport.id,
-      kind: 'audio',
-      rtpParameters: opusProducerRtpParameters(ssrc),
-      source: 'microphone',
-    });
     // Ada's microphone loses one packet in four on its way to the SFU.
-    const socket = await bindUdp();
-    cleanups.push(() => socket.close());
-    let sequence = 1;
-    const sender = setInterval(() => {
-      sequence += sequence % 4 === 0 ? 2 : 1;
-      const packet = buildOpusPacket({ ssrc, sequence, levelDbov: 20, sentAtMicros: nowMicros() });
-      socket.send(packet, transport.tuple.localPort, '127.0.0.1');
-    }, 20);
-    cleanups.push(() => clearInterval(sender));
+    await speakWithLoss(ada, 5001, 4);
     // mediasoup computes the fraction lost when it sends its receiver report (up to 5 s for audio).
     await waitFor(
       async () => ((await ada.channel.reportStats(ada.peer.id, CLEAN))?.lossPercent ?? 0) > 10,
@@ -168,33 +175,10 @@ describe('Opus bitrate adaptation', () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     try {
       const { ada, bo } = await startChannel();
-      const speak = async (peer: typeof ada, ssrc: number, lossEvery: number) => {
-        const transport = await peer.channel.createPlainTransport(peer.peer.id, 'send');
-        await peer.channel.produce(peer.peer.id, {
-          transportId: transport.id,
-          kind: 'audio',
-          rtpParameters: opusProducerRtpParameters(ssrc),
-          source: 'microphone',
-        });
-        const socket = await bindUdp();
-        cleanups.push(() => socket.close());
-        let sequence = 1;
-        const sender = setInterval(() => {
-          sequence += sequence % lossEvery === 0 ? 2 : 1;
-          const packet = buildOpusPacket({
-            ssrc,
-            sequence,
-            levelDbov: 20,
-            sentAtMicros: nowMicros(),
-          });
-          socket.send(packet, transport.tuple.localPort, '127.0.0.1');
-        }, 20);
-        cleanups.push(() => clearInterval(sender));
-      };
       // Ada's microphone loses one packet in four on its way in; Bo's loses none, but he hears
       // Ada's loss.
-      await speak(ada, 5002, 4);
-      await speak(bo, 5003, 1_000_000);
+      await speakWithLoss(ada, 5002, 4);
+      await speakWithLoss(bo, 5003, 1_000_000);
       const hearsLoss = { ...CLEAN, packetsReceived: 200, packetsLost: 50 };
       await waitFor(
         async () => {
