@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { voiceRequestSchemas, type ServerMessage } from '@hearth/protocol';
-import { SeededRandom } from '../../../stream-ingest/test/support/rtmp-fuzz';
+import { SeededRandom } from '../../../e2e/support/impairment/random';
 import { TestSignalingClient, type TestApi } from './server';
 
 // Fault scenarios of the voice path driven over real signaling WebSockets. The fault tests assert

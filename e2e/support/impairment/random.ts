@@ -15,6 +15,23 @@ export class SeededRandom {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
 
+  /** An integer in [0, bound). */
+  int(bound: number): number {
+    return Math.floor(this.next() * bound);
+  }
+
+  /** One of the items. */
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(items.length)]!;
+  }
+
+  /** `count` random bytes. */
+  bytes(count: number): Buffer {
+    const out = Buffer.alloc(count);
+    for (let i = 0; i < count; i++) out[i] = this.int(256);
+    return out;
+  }
+
   /**
    * An independent generator for one purpose, derived from a seed and a label. Each impairment
    * draws from its own stream, so turning jitter on does not change which packets are lost.

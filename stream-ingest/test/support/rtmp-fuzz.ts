@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { SeededRandom } from '../../../e2e/support/impairment/random';
 import { publishLikeObs } from '../../../e2e/support/obs';
 import {
   HANDSHAKE_BLOCK,
@@ -13,41 +14,6 @@ import {
   setChunkSize,
   type RtmpMessage,
 } from './rtmp-wire';
-
-/** A small, fast, seedable PRNG (mulberry32), so a failing run can be replayed from its seed. */
-export class SeededRandom {
-  #state: number;
-
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-
-  /** A float in [0, 1). */
-  next(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-
-  /** An integer in [0, bound). */
-  int(bound: number): number {
-    return Math.floor(this.next() * bound);
-  }
-
-  /** One of the items. */
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)]!;
-  }
-
-  /** `count` random bytes. */
-  bytes(count: number): Buffer {
-    const out = Buffer.alloc(count);
-    for (let i = 0; i < count; i++) out[i] = this.int(256);
-    return out;
-  }
-}
 
 /** The ways a message of a real session is spoiled. */
 export const MUTATIONS = [
