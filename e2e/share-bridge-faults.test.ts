@@ -335,6 +335,7 @@ describe('faults under a bridged share, for real', () => {
     // ...and the playlist goes on: six segments (1 s each) after the last one listed at the drop.
     let lastSeen = { sequence: newestAtDrop, at: droppedAt };
     let longestWaitMs = 0;
+    const logLinesAtDrop = holder.logLines.length;
     await eventually(
       async () => {
         const sequence = newest(await playlist(media));
@@ -347,7 +348,16 @@ describe('faults under a bridged share, for real', () => {
       },
       30_000,
       'six new segments',
-    );
+    ).catch(async (error: Error) => {
+      // What the node logged since the drop, and what the voice node sees, say why it stalled.
+      const logged = holder.logLines.slice(logLinesAtDrop).slice(-40).join('\n');
+      const scores = await share.layerScores();
+      throw new Error(
+        `${error.message}; newest segment ${lastSeen.sequence} (${newestAtDrop} at the drop); ` +
+          `layer scores ${scores.join(', ')}; forwarded ${share.forwarded(0)} low, ` +
+          `${share.forwarded(1)} top; the holder logged since the drop:\n${logged}`,
+      );
+    });
     // eslint-disable-next-line no-console -- the measurement is this test's report.
     console.log(
       `top layer dropped: six new segments on the edge after ${Math.round(lastSeen.at - droppedAt)} ms, ` +
