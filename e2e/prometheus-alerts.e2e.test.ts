@@ -1,7 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +19,12 @@ import {
   writeTestConfig,
   type PrometheusAlert,
 } from './support/prometheus';
-import { freePort, startVoiceNodeProcess, type VoiceNodeProcess } from './support/voice-nodes';
+import {
+  freePort,
+  freeRelayedRtcPorts,
+  startVoiceNodeProcess,
+  type VoiceNodeProcess,
+} from './support/voice-nodes';
 import { eventually } from './support/wait';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -97,38 +100,8 @@ function readDashboard() {
   return dashboardSchema.parse(JSON.parse(fs.readFileSync(file, 'utf8')));
 }
 
-// True when `port` can be bound on `host` with `type` right now.
-function canBind(type: 'udp' | 'tcp', host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (type === 'udp') {
-      const socket = dgram.createSocket('udp4');
-      socket.once('error', () => resolve(false));
-      socket.bind(port, host, () => socket.close(() => resolve(true)));
-    } else {
-      const server = net.createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, host, () => server.close(() => resolve(true)));
-    }
-  });
-}
-
-// A port a node's WebRtcServer can take (UDP and TCP on NODE_IP) and its relay too (UDP on
-// RELAY_IP).
-async function freeRtcPort(): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await freePort();
-    const free = await Promise.all([
-      canBind('udp', NODE_IP, port),
-      canBind('udp', RELAY_IP, port),
-      canBind('tcp', NODE_IP, port),
-    ]);
-    if (free.every(Boolean)) return port;
-  }
-  throw new Error('no port free for a voice node and its relay');
-}
-
 async function startRelayedVoiceNode(id: string, port: number): Promise<RelayedVoiceNode> {
-  const rtcPort = await freeRtcPort();
+  const rtcPort = await freeRelayedRtcPorts(NODE_IP, RELAY_IP);
   const voice = await startVoiceNodeProcess({
     id,
     apiUrl: api.baseUrl,

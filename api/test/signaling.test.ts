@@ -199,6 +199,8 @@ describe('signaling validation', () => {
     expect(metrics).toMatch(/^voice_packet_loss_percent 4$/m);
     expect(metrics).toMatch(/^voice_joins_total 1$/m);
     expect(metrics).toMatch(/^voice_errors_total\{code="rate_limited"\} 1$/m);
+    // Refusals by the schema count as much as those of a handler.
+    expect(metrics).toMatch(/^voice_errors_total\{code="bad_request"\} 3$/m);
     expect(metrics).not.toContain('Alice');
   });
 

@@ -248,7 +248,7 @@ export function targetsTable(results: readonly ScenarioResult[]): string {
 export function nackTable(runs: readonly NackRun[]): string {
   const rows = runs.map((run) => [
     `${run.delayMs} ms`,
-    run.nack ? 'on (both ways)' : 'off (as shipped)',
+    run.nack ? 'on (both ways)' : 'off',
     ...ROLES.flatMap((role) => {
       const heard = run.listening[role];
       return [
@@ -304,7 +304,7 @@ export function reportMarkdown(report: NetworkReport): string {
     '',
     targetsTable(report.scenarios),
     '',
-    `**NACK for audio at 20 % loss** (each a fresh call, 20 % loss on both directions of the impaired link for ${timing.nackHoldMs / 1000} s; "on": the voice node's audio consumers with \`enableRtx: true\` and the microphones' Opus with \`opusNack: true\`, both emulated by the benchmark):`,
+    `**NACK for audio at 20 % loss** (each a fresh call, 20 % loss on both directions of the impaired link for ${timing.nackHoldMs / 1000} s; "on": the voice node's audio consumers with \`enableRtx: true\`, as shipped, and the microphones' Opus with \`opusNack: true\`, emulated by the benchmark; "off": neither, the consumers patched to \`enableRtx: false\` by the benchmark):`,
     '',
     nackTable(report.nack),
     '',

@@ -315,7 +315,7 @@ export async function runScenarios(
 
 /** One run of the NACK comparison. */
 export interface NackRun {
-  /** NACK for audio both ways, or neither (as shipped). */
+  /** NACK for audio both ways, or neither (the node ships it on the downlink only). */
   nack: boolean;
   /** One-way delay added to each direction besides the loss, in ms. */
   delayMs: number;

@@ -2,8 +2,6 @@
 // loopback address, one UDP impairment relay per worker port in front of it, and two Chromium
 // pages in one channel: `impaired`, whose media crosses the relays, and `clean`, which reaches
 // the voice node directly.
-import dgram from 'node:dgram';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { types } from 'mediasoup';
@@ -12,6 +10,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { ensureChannel } from '../../api/test/support/sessions';
 import { startTestApi, type TestApi } from '../../api/test/support/server';
 import { hearthState, launchChromium } from '../../e2e/support/browser';
+import { freeRelayedRtcPorts } from '../../e2e/support/voice-nodes';
 import type { ImpairmentPatch } from '../../e2e/support/impairment';
 import { eventually } from '../../e2e/support/wait';
 import { pageHook, type PageRecord } from './page-hook';
@@ -34,8 +33,9 @@ export interface CallOptions {
   seed: number;
   /**
    * NACK for audio both ways: the voice node's audio consumers keep what they sent and resend it
-   * on a NACK (`enableRtx: true` on consume, patched into mediasoup's `Transport.consume` in this
-   * process for the call), and the microphones negotiate NACK as `opusNack: true` would.
+   * on a NACK (as shipped), and the microphones negotiate NACK as `opusNack: true` would. Without
+   * it, neither: `enableRtx: false` is patched into mediasoup's `Transport.consume` in this
+   * process for the call.
    */
   nack: boolean;
   /** Milliseconds between markers in the synthetic voices. */
@@ -71,44 +71,15 @@ export interface Call {
   close(): Promise<void>;
 }
 
-async function portFree(host: string, port: number): Promise<boolean> {
-  const udp = await new Promise<boolean>((resolve) => {
-    const socket = dgram.createSocket('udp4');
-    socket.once('error', () => resolve(false));
-    socket.bind(port, host, () => socket.close(() => resolve(true)));
-  });
-  if (!udp) return false;
-  return new Promise<boolean>((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, host, () => server.close(() => resolve(true)));
-  });
-}
-
-// A run of WORKERS ports free for UDP and TCP on both loopback addresses; the voice node binds
-// them on NODE_HOST and the relays on RELAY_HOST right after.
-async function freePortRun(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 20_000);
-    let free = true;
-    for (let index = 0; index < WORKERS && free; index++) {
-      free =
-        (await portFree(NODE_HOST, base + index)) && (await portFree(RELAY_HOST, base + index));
-    }
-    if (free) return base;
-  }
-  throw new Error('no free run of RTC ports on loopback');
-}
-
-// Audio consumers get `enableRtx: true` unless the caller said otherwise (mediasoup's default is
-// false for audio, which strips NACK from an audio consumer's parameters); returns the undo.
-function consumeWithAudioNack(): () => void {
+// Audio consumers get `enableRtx: false` (mediasoup's default for audio, which strips NACK from
+// an audio consumer's parameters) instead of the voice node's `true`; returns the undo.
+function consumeWithoutAudioNack(): () => void {
   const original = Transport.prototype.consume;
   Transport.prototype.consume = function <T extends types.AppData>(
     this: Transport,
     options: types.ConsumerOptions<T>,
   ) {
-    return original.call(this, { enableRtx: true, ...options }) as Promise<types.Consumer<T>>;
+    return original.call(this, { ...options, enableRtx: false }) as Promise<types.Consumer<T>>;
   };
   return () => {
     Transport.prototype.consume = original;
@@ -139,7 +110,7 @@ async function openPage(
  * relays start unimpaired; the pages are drained every second from then on.
  */
 export async function startCall(options: CallOptions): Promise<Call> {
-  const undoNack = options.nack ? consumeWithAudioNack() : () => undefined;
+  const undoNack = options.nack ? () => undefined : consumeWithoutAudioNack();
   let relays: RelayGroup | undefined;
   const contexts: BrowserContext[] = [];
   let api: TestApi | undefined;
@@ -154,7 +125,7 @@ export async function startCall(options: CallOptions): Promise<Call> {
     undoNack();
   };
   try {
-    const rtcBasePort = await freePortRun();
+    const rtcBasePort = await freeRelayedRtcPorts(NODE_HOST, RELAY_HOST, WORKERS);
     api = await startTestApi({
       api: { webDistDir },
       voice: { numWorkers: WORKERS, rtcBasePort, announcedAddress: RELAY_HOST },

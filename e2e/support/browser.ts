@@ -41,7 +41,8 @@ export interface HearthState {
   muted: boolean;
   deafened: boolean;
   sharing: 'off' | 'starting' | 'live';
-  screens: { consumerId: string; peerId: string }[];
+  /** Each share received, with the simulcast layer forwarded (null while none is). */
+  screens: { consumerId: string; peerId: string; spatialLayer: number | null }[];
 }
 
 /** One inbound audio stream as `window.__hearth.inboundAudio()` reports it. */
@@ -50,6 +51,10 @@ export interface InboundAudio {
   peerId: string;
   bytesReceived: number;
   packetsReceived: number;
+  packetsLost: number;
+  nackCount: number;
+  totalSamplesReceived: number;
+  audibleConcealedSamples: number;
 }
 
 /** Reads the page's voice state through its test hook. */

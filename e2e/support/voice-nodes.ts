@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +29,41 @@ export async function freePort(): Promise<number> {
   const { port } = server.address() as net.AddressInfo;
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** True when `port` can be bound on `host` for UDP and for TCP right now. */
+export async function portFree(host: string, port: number): Promise<boolean> {
+  const udp = await new Promise<boolean>((resolve) => {
+    const socket = dgram.createSocket('udp4');
+    socket.once('error', () => resolve(false));
+    socket.bind(port, host, () => socket.close(() => resolve(true)));
+  });
+  if (!udp) return false;
+  return new Promise<boolean>((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A run of `count` ports free on both loopback addresses: a voice node's WebRtcServers bind them
+ * on `nodeHost` and the impairment relays in front of them on `relayHost`, where pages reach them.
+ */
+export async function freeRelayedRtcPorts(
+  nodeHost: string,
+  relayHost: string,
+  count = 1,
+): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 20_000);
+    let free = true;
+    for (let index = 0; index < count && free; index++) {
+      free = (await portFree(nodeHost, base + index)) && (await portFree(relayHost, base + index));
+    }
+    if (free) return base;
+  }
+  throw new Error('no run of RTC ports free on loopback for a voice node and its relays');
 }
 
 /**

@@ -868,6 +868,10 @@ export class Channel {
       const consumer = await transport.consume({
         producerId: producer.id,
         rtpCapabilities: listener.rtpCapabilities,
+        // NACK for audio too (mediasoup's default is video only): the consumer keeps its last
+        // second of packets and resends the ones a listener reports lost. At 20 % loss on the
+        // downlink it cut concealment from 18 % to 6 % (bench:network, README "Adaptation").
+        enableRtx: true,
         paused: true,
         appData: { peerId: producer.appData.peerId },
       });

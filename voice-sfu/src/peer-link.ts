@@ -99,6 +99,7 @@ export class PeerLink {
       displayName,
       quality: this.#quality,
       lossPercent: Math.min(100, figures.lossPercent),
+      concealedPercent: 100 * figures.concealedRatio,
       jitterMs: figures.jitterMs,
       rttMs: figures.rttMs === null ? null : Math.min(MAX_RTT_MS, figures.rttMs),
       outboundKbps: figures.outboundKbps,

@@ -145,7 +145,6 @@ export class SignalingSession {
     } catch (error) {
       const info = this.#toErrorInfo(error, method);
       if (method === 'join') this.#context.metrics.joinErrors.inc({ code: info.code });
-      this.#context.metrics.errors.inc({ code: info.code });
       this.#refuse(requestId, info);
     } finally {
       if (method === 'join') this.#releaseNotifications();
@@ -329,7 +328,10 @@ export class SignalingSession {
     if (this.#joined) for (const notification of held) this.#send(notification);
   }
 
+  // Every refusal counts in voice_errors_total: a frame that fails its schema as much as a
+  // request a handler refused.
   #refuse(id: number | null, error: ErrorInfo): void {
+    this.#context.metrics.errors.inc({ code: error.code });
     this.#send({ kind: 'response', id, ok: false, error });
   }
 

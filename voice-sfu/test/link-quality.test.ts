@@ -91,6 +91,13 @@ describe('link quality', () => {
     // Bo never reported: no level on his view.
     expect(ada.channel.participants().find((p) => p.id === bo.peer.id)?.quality).toBeUndefined();
 
+    // Loss repaired by NACKs, but 12 % of what Ada hears made up all the same: poor.
+    await ada.channel.reportStats(ada.peer.id, { ...CLEAN, concealedRatio: 0.12 });
+    expect(qualitiesOf(bo.sink, ada.peer.id).at(-1)).toBe('poor');
+    await ada.channel.reportStats(ada.peer.id, { ...CLEAN, rttMs: 350, concealedRatio: 0.01 });
+    await ada.channel.reportStats(ada.peer.id, { ...CLEAN, rttMs: 350, concealedRatio: 0.01 });
+    expect(qualitiesOf(bo.sink, ada.peer.id).at(-1)).toBe('fair');
+
     const [link, ...others] = ada.channel.links();
     expect(others).toEqual([]);
     expect(link).toMatchObject({
@@ -98,6 +105,7 @@ describe('link quality', () => {
       displayName: 'Ada',
       quality: 'fair',
       lossPercent: 0,
+      concealedPercent: 1,
       jitterMs: 4,
       rttMs: 350,
       outboundKbps: 32,

@@ -18,7 +18,10 @@ export const clientStatsSchema = z
     jitterMs: z.number().min(0).max(10_000),
     /** Mean jitter-buffer delay of inbound audio, in milliseconds. */
     jitterBufferDelayMs: z.number().min(0).max(10_000),
-    /** Share of inbound audio samples concealed (made up for lost or late audio), 0..1. */
+    /**
+     * Share of inbound audio samples concealed (made up for lost or late audio), 0..1; silence
+     * made up while a speaker sends nothing does not count.
+     */
     concealedRatio: z.number().min(0).max(1),
     /** Round trip to the SFU on the selected candidate pair, in milliseconds, if known. */
     rttMs: z.number().min(0).max(60_000).nullable(),
@@ -37,6 +40,8 @@ export const participantLinkSchema = z.object({
   quality: linkQualitySchema,
   /** Audio lost on the way in or out, whichever is worse, in percent. */
   lossPercent: z.number().min(0).max(100),
+  /** Inbound audio the participant's browser made up for lost or late packets, in percent. */
+  concealedPercent: z.number().min(0).max(100),
   /** Inbound audio jitter, in milliseconds. */
   jitterMs: z.number().min(0).max(10_000),
   /** Round trip to the SFU, in milliseconds, if known. */
@@ -64,23 +69,33 @@ export type ChannelLinks = z.infer<typeof channelLinksSchema>;
 
 /** Loss, in percent, from which a link is fair, and poor. */
 export const LOSS_PERCENT_THRESHOLDS = { fair: 2, poor: 10 } as const;
+/**
+ * Concealed audio, in percent, from which a link is fair, and poor. With NACK on the downlink a
+ * listener's loss figure counts only packets never repaired, and some repairs come too late for
+ * the jitter buffer: concealment is what the listener actually hears.
+ */
+export const CONCEALED_PERCENT_THRESHOLDS = { fair: 3, poor: 10 } as const;
 /** Jitter, in milliseconds, from which a link is fair, and poor. */
 export const JITTER_MS_THRESHOLDS = { fair: 30, poor: 80 } as const;
 /** Round trip, in milliseconds, from which a link is fair, and poor. */
 export const RTT_MS_THRESHOLDS = { fair: 300, poor: 600 } as const;
 
 /**
- * The quality of a link from its loss, jitter and round trip: the worst of the three, each
- * against its thresholds (loss above 10 % is where Opus with in-band FEC starts to drop words).
+ * The quality of a link from its loss, concealment, jitter and round trip: the worst of the four,
+ * each against its thresholds (loss above 10 % is where Opus with in-band FEC starts to drop
+ * words).
  */
 export function linkQualityOf(link: {
   lossPercent: number;
+  concealedRatio: number;
   jitterMs: number;
   rttMs: number | null;
 }): LinkQuality {
   const rtt = link.rttMs ?? 0;
+  const concealedPercent = 100 * link.concealedRatio;
   if (
     link.lossPercent >= LOSS_PERCENT_THRESHOLDS.poor ||
+    concealedPercent >= CONCEALED_PERCENT_THRESHOLDS.poor ||
     link.jitterMs >= JITTER_MS_THRESHOLDS.poor ||
     rtt >= RTT_MS_THRESHOLDS.poor
   ) {
@@ -88,6 +103,7 @@ export function linkQualityOf(link: {
   }
   if (
     link.lossPercent >= LOSS_PERCENT_THRESHOLDS.fair ||
+    concealedPercent >= CONCEALED_PERCENT_THRESHOLDS.fair ||
     link.jitterMs >= JITTER_MS_THRESHOLDS.fair ||
     rtt >= RTT_MS_THRESHOLDS.fair
   ) {

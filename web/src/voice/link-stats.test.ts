@@ -25,8 +25,8 @@ describe('link statistics of the client', () => {
     const sample = sampleOf(
       [
         report([
-          inbound(100, 5, { jitter: 0.01 }),
-          inbound(50, 1, { jitter: 0.03 }),
+          inbound(100, 5, { jitter: 0.01, concealedSamples: 900, silentConcealedSamples: 700 }),
+          inbound(50, 1, { jitter: 0.03, concealedSamples: 30 }),
           { type: 'inbound-rtp', kind: 'video', packetsReceived: 9999, packetsLost: 99 },
           { type: 'candidate-pair', nominated: false, state: 'succeeded', currentRoundTripTime: 9 },
           {
@@ -47,6 +47,7 @@ describe('link statistics of the client', () => {
       packetsReceived: 150,
       packetsLost: 6,
       jitterSeconds: 0.02,
+      concealedSamples: 230,
       rttSeconds: 0.08,
       bytesSent: 4000,
     });

@@ -14,7 +14,7 @@ export interface StatsSample {
   readonly jitterBufferDelaySeconds: number;
   /** Samples that left the jitter buffer. */
   readonly jitterBufferEmitted: number;
-  /** Samples made up for lost or late audio. */
+  /** Samples made up for lost or late audio, except silence made up while nothing was sent. */
   readonly concealedSamples: number;
   /** Samples received. */
   readonly totalSamples: number;
@@ -46,7 +46,12 @@ export function sampleOf(reports: readonly RTCStatsReport[], at: number): StatsS
         streams += 1;
         jitterBufferDelaySeconds += inbound.jitterBufferDelay ?? 0;
         jitterBufferEmitted += inbound.jitterBufferEmittedCount ?? 0;
-        concealedSamples += inbound.concealedSamples ?? 0;
+        // A muted or paused speaker sends nothing, and the silence made up meanwhile is not
+        // a fault of the link.
+        concealedSamples += Math.max(
+          0,
+          (inbound.concealedSamples ?? 0) - (inbound.silentConcealedSamples ?? 0),
+        );
         totalSamples += inbound.totalSamplesReceived ?? 0;
       } else if (isAudio(stat, 'outbound-rtp')) {
         bytesSent += (stat as RTCOutboundRtpStreamStats).bytesSent ?? 0;

@@ -17,6 +17,14 @@ export interface InboundAudioStats {
   bytesReceived: number;
   /** RTP packets received so far. */
   packetsReceived: number;
+  /** RTP packets lost so far (never received, even resent). */
+  packetsLost: number;
+  /** NACKs sent for the stream so far. */
+  nackCount: number;
+  /** Samples played out so far, made-up ones included. */
+  totalSamplesReceived: number;
+  /** Samples made up for lost or late packets so far, except silence. */
+  audibleConcealedSamples: number;
 }
 
 /** A screen share received from another participant, shown as a tile. */
@@ -176,7 +184,7 @@ export class MediaReceiver {
     return results.every((result) => result.status === 'fulfilled');
   }
 
-  /** Byte and packet counters of every remote audio stream. */
+  /** Byte, packet, NACK and concealment counters of every remote audio stream. */
   async inboundAudio(): Promise<InboundAudioStats[]> {
     const entries = [...this.#audio.entries()].filter(([, { consumer }]) => !consumer.closed);
     return Promise.all(
@@ -186,12 +194,21 @@ export class MediaReceiver {
           peerId,
           bytesReceived: 0,
           packetsReceived: 0,
+          packetsLost: 0,
+          nackCount: 0,
+          totalSamplesReceived: 0,
+          audibleConcealedSamples: 0,
         };
         const report = await consumer.getStats();
         report.forEach((stat: RTCStats) => {
           if (!isInboundRtp(stat)) return;
           stats.bytesReceived += stat.bytesReceived ?? 0;
           stats.packetsReceived += stat.packetsReceived ?? 0;
+          stats.packetsLost += stat.packetsLost ?? 0;
+          stats.nackCount += stat.nackCount ?? 0;
+          stats.totalSamplesReceived += stat.totalSamplesReceived ?? 0;
+          stats.audibleConcealedSamples +=
+            (stat.concealedSamples ?? 0) - (stat.silentConcealedSamples ?? 0);
         });
         return stats;
       }),
