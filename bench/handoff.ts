@@ -256,7 +256,7 @@ interface BridgeWatch {
   spawned: number;
   /** Its thread count jumped: the encoders of the rungs started, so the input was probed. */
   encodersStarted: number;
-  /** A segment was complete on disk (renamed from its .tmp name). */
+  /** A segment was complete on disk (written whole once its last part came). */
   firstSegmentCut: number;
   /** Thread counts seen, as [ms after spawn, threads], for checking the step above. */
   threads: Array<[number, number]>;
@@ -291,7 +291,7 @@ async function watchBridge(workDir: string, marks: IngestMarks): Promise<BridgeW
         uploadedFirst ||
         fs
           .readdirSync(workDir, { recursive: true, encoding: 'utf8' })
-          .some((name) => /^seg_\d+\.ts$/.test(path.basename(name)))
+          .some((name) => /^\d+\.m4s$/.test(path.basename(name)))
       );
     },
     30_000,

@@ -253,7 +253,7 @@ function orphanedFfmpeg(): number[] {
       if (stat?.comm !== 'ffmpeg' || stat.state === 'Z' || stat.ppid === process.pid) return false;
       if (living.has(stat.ppid)) return false;
       try {
-        return fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(workDir);
+        return fs.readlinkSync(`/proc/${entry}/cwd`).startsWith(workDir);
       } catch {
         // It ended meanwhile.
         return false;
@@ -479,7 +479,7 @@ describe('faults under a bridged share, for real', () => {
     const uris = moved!.segments.map((segment) => segment.uri);
     expect(uris.every((uri) => uri.startsWith(`${second!.id}-`))).toBe(true);
     expect(moved!.mediaSequence).toBe(0);
-    expect(uris[0]).toBe(`${second!.id}-0.ts`);
+    expect(uris[0]).toBe(`${second!.id}-0.m4s`);
     expect(moved!.segments.filter((segment) => segment.discontinuity)).toEqual([]);
     // And it keeps advancing there.
     const newestMoved = newest(moved!);

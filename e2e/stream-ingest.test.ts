@@ -95,7 +95,7 @@ function variants(master: string): { uri: string; attributes: string }[] {
 }
 
 function segmentUris(playlist: string): string[] {
-  return playlist.split('\n').filter((line) => line.endsWith('.ts'));
+  return playlist.split('\n').filter((line) => line.endsWith('.m4s'));
 }
 
 async function probeVideo(
@@ -109,9 +109,14 @@ async function probeVideo(
   };
 }
 
-async function download(key: string): Promise<string> {
-  const file = path.join(workDir!, `probe-${key.replaceAll('/', '_')}`);
-  fs.writeFileSync(file, Buffer.from(await (await getObject(key)).arrayBuffer()));
+// A segment as a player reads it, into a file ffprobe can open: the init segment the playlist
+// maps it to, then the segment.
+async function download(folder: string, playlist: string, uri: string): Promise<string> {
+  const init = /#EXT-X-MAP:URI="([^"]+)"/.exec(playlist)![1]!;
+  const bytes = async (name: string) =>
+    Buffer.from(await (await getObject(`${folder}/${name}`)).arrayBuffer());
+  const file = path.join(workDir!, `probe-${folder.replaceAll('/', '_')}-${uri}.mp4`);
+  fs.writeFileSync(file, Buffer.concat([await bytes(init), await bytes(uri)]));
   return file;
 }
 
@@ -190,7 +195,7 @@ describe('RTMP ingest to S3', () => {
       found.map(async (variant) => {
         const playlist = await existingText(`live/show/${variant.uri}`);
         const uri = segmentUris(playlist)[1]!;
-        return probeVideo(await download(`live/show/${path.dirname(variant.uri)}/${uri}`));
+        return probeVideo(await download(`live/show/${path.dirname(variant.uri)}`, playlist, uri));
       }),
     );
     expect(probes.map(({ width, height }) => `${width}x${height}`)).toEqual([
@@ -308,7 +313,8 @@ describe('RTMP ingest to S3', () => {
       expect(vod).toContain('#EXT-X-ENDLIST');
       const uris = segmentUris(vod);
       // Sequence numbers run without a gap, and every listed segment is in the bucket.
-      const sequences = uris.map((uri) => Number(uri.match(/-(\d+)\.ts$/)![1]));
+      expect(uris.length).toBeGreaterThan(0);
+      const sequences = uris.map((uri) => Number(uri.match(/-(\d+)\.m4s$/)![1]));
       expect(sequences).toEqual(sequences.map((_, index) => index));
       const stored = new Set(await listKeys(`live/outage/${rendition}/`));
       for (const uri of uris) expect(stored.has(`live/outage/${rendition}/${uri}`)).toBe(true);

@@ -126,6 +126,11 @@ export const apiConfigSchema = z
      */
     embeddedIngest: flag.optional(),
     /**
+     * HTTP port of the embedded ingest node on loopback: its metrics, and the LL-HLS origin the
+     * embedded CDN edge reads live playlists and parts from.
+     */
+    embeddedIngestHttpPort: z.coerce.number().int().min(1).max(65535).default(4490),
+    /**
      * RTMP URL handed to streamers with their key: the ingest nodes' balancer in production. By
      * default the embedded ingest node's own address.
      */
@@ -257,6 +262,7 @@ const envKeys: Record<string, string> = {
   API_DB_STATEMENT_TIMEOUT_MS: 'databaseStatementTimeoutMs',
   API_EMBEDDED_VOICE: 'embeddedVoice',
   API_EMBEDDED_INGEST: 'embeddedIngest',
+  API_EMBEDDED_INGEST_HTTP_PORT: 'embeddedIngestHttpPort',
   API_RTMP_URL: 'rtmpUrl',
   API_JOIN_RATE: 'joinRatePerSecond',
   API_JOIN_TOKEN_TTL: 'joinTokenTtlSeconds',

@@ -21,6 +21,8 @@ export function superviseIngestNode(options: {
   rtmpUrl: string;
   /** `S3_*` settings of the storage it writes to. */
   storageEnv: Record<string, string>;
+  /** Its HTTP port on loopback: metrics, and the LL-HLS origin for the CDN edge. */
+  httpPort: number;
   logger: Logger;
 }): SupervisedProcess {
   const child = new SupervisedProcess({
@@ -33,6 +35,8 @@ export function superviseIngestNode(options: {
       INGEST_API_URL: options.apiUrl,
       INGEST_CLUSTER_SECRET: options.clusterSecret,
       INGEST_PUBLIC_RTMP_URL: options.rtmpUrl,
+      INGEST_HTTP_HOST: '127.0.0.1',
+      INGEST_HTTP_PORT: String(options.httpPort),
     },
     logger: options.logger,
   });

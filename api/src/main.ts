@@ -110,6 +110,7 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
         clusterSecret: config.clusterSecret,
         rtmpUrl,
         storageEnv: media.ingestEnv,
+        httpPort: config.embeddedIngestHttpPort,
         logger,
       });
     }

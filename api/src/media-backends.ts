@@ -57,6 +57,10 @@ export async function startMediaBackends(options: {
         bucket: s3.bucket,
         port: config.edgePort,
         playbackSigningSecret: config.playbackSigningSecret,
+        // The embedded ingest node is the origin of live playlists and parts (LL-HLS).
+        liveOriginUrl: config.embeddedIngest
+          ? `http://127.0.0.1:${config.embeddedIngestHttpPort}`
+          : undefined,
       });
       if (edge.replacedStalePids.length > 0) {
         logger.warn({ pids: edge.replacedStalePids }, 'replaced a CDN edge an earlier run left');

@@ -37,7 +37,7 @@ export function logOffset(file: string): number {
 function kindOf(uri: string): RequestKind | 'other' {
   if (uri.endsWith('master.m3u8')) return 'master';
   if (uri.endsWith('.m3u8')) return 'playlist';
-  if (uri.endsWith('.ts')) return 'segment';
+  if (uri.endsWith('.m4s') || uri.endsWith('.mp4')) return 'segment';
   return 'other';
 }
 

@@ -47,7 +47,7 @@ class EdgeWatcher {
     if (!response?.ok) return [];
     const text = await response.text();
     if (text.includes('#EXT-X-DISCONTINUITY')) this.discontinuity = true;
-    return text.split('\n').filter((line) => line.endsWith('.ts'));
+    return text.split('\n').filter((line) => line.endsWith('.m4s'));
   }
 
   /** Largest time between two arrivals after `since` (performance.now() time). */

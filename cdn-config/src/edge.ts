@@ -7,7 +7,7 @@ export function nginxAvailable(): boolean {
   return fs.existsSync(NGINX_BIN);
 }
 
-/** Starts nginx as the HLS caching edge in front of an S3 origin, on loopback. */
+/** Starts nginx as the HLS caching edge in front of an S3 origin (and a live origin), on loopback. */
 export function startNginxEdge(options: {
   /** Origin endpoint, e.g. `http://127.0.0.1:9000`. */
   originUrl: string;
@@ -17,6 +17,8 @@ export function startNginxEdge(options: {
   port?: number;
   /** Secret that signs private channels' playback paths; without it none are served. */
   playbackSigningSecret?: string;
+  /** The LL-HLS origin (an ingest node's HTTP address); without it every object is S3's. */
+  liveOriginUrl?: string;
 }): Promise<NginxProcess> {
   return NginxProcess.start(
     (layout) =>
@@ -32,6 +34,7 @@ export function startNginxEdge(options: {
         tempDirectory: layout.tempDirectory,
         workerProcesses: 1,
         playbackSigningSecret: options.playbackSigningSecret,
+        liveOriginUrl: options.liveOriginUrl,
       }),
     { port: options.port },
   );

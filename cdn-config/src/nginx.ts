@@ -94,6 +94,12 @@ export const nginxEdgeOptionsSchema = z.strictObject({
    * serves no private object at all.
    */
   playbackSigningSecret: playbackSigningSecretSchema.optional(),
+  /**
+   * The LL-HLS origin: an ingest node's HTTP address (`http://host:port`). Playlists, parts and
+   * the newest segments of live streams are fetched there first, blocking requests included, and
+   * from S3 when it does not serve the stream. Without it, everything comes from S3.
+   */
+  liveOriginUrl: originUrlSchema.optional(),
 });
 
 /** Options accepted by `renderNginxEdgeConfig` (defaults applied by the schema). */
@@ -103,6 +109,16 @@ type ParsedOptions = z.output<typeof nginxEdgeOptionsSchema>;
 /** Name of the shared-memory cache zone in the generated config. */
 export const NGINX_CACHE_ZONE = 'hls_edge';
 const UPSTREAM = 's3_origin';
+const LIVE_UPSTREAM = 'live_origin';
+// Blocking playlist requests wait up to three target durations at the origin (6 s with 2 s
+// segments); the crowd behind the one request the edge sends waits a little longer for its
+// answer instead of going to the origin itself.
+const LIVE_LOCK_SECONDS = 8;
+const LIVE_PLAYLIST_FALLBACK = 'live_playlist_from_s3';
+const LIVE_MEDIA_FALLBACK = 'live_media_from_s3';
+// Names in the live paths: a channel, a rendition, and a playlist or media file of it.
+const NAME = '[A-Za-z0-9_-]+';
+const LIVE_MEDIA_FILE = `${NAME}(?:\\.[0-9]+)?\\.(?:m4s|mp4)`;
 const ALLOWED_METHODS = 'GET, HEAD, OPTIONS';
 // Headers a player may send cross-origin: byte ranges and conditional requests.
 const PREFLIGHT_ALLOW_HEADERS = 'Range, If-Range, If-None-Match, If-Modified-Since';
@@ -263,6 +279,7 @@ function methodMaps(): NginxNode[] {
 
 function upstream(options: ParsedOptions): NginxNode[] {
   const origin = originParts(options.originUrl);
+  const live = options.liveOriginUrl && originParts(options.liveOriginUrl);
   return [
     comment(
       'A named upstream keeps idle connections to the origin open between fetches. A host name ' +
@@ -273,6 +290,16 @@ function upstream(options: ParsedOptions): NginxNode[] {
       [UPSTREAM],
       [directive('server', origin.server), directive('keepalive', '32')],
     ),
+    ...(live
+      ? [
+          comment('The LL-HLS origin: the ingest node serving the live streams.'),
+          block(
+            'upstream',
+            [LIVE_UPSTREAM],
+            [directive('server', live.server), directive('keepalive', '32')],
+          ),
+        ]
+      : []),
     blank,
   ];
 }
@@ -508,6 +535,80 @@ function originFetch(rule: CacheRule, options: ParsedOptions): NginxNode[] {
   ];
 }
 
+// Named locations the live locations fall back to: the same object in S3, cached by its rule
+// (nginx allows named locations at server level only).
+function liveFallbacks(rules: readonly CacheRule[], options: ParsedOptions): NginxNode[] {
+  return [
+    block(
+      'location',
+      [`@${LIVE_PLAYLIST_FALLBACK}`],
+      originFetch(ruleNamed(rules, 'media-playlist'), options),
+    ),
+    block(
+      'location',
+      [`@${LIVE_MEDIA_FALLBACK}`],
+      originFetch(ruleNamed(rules, 'fmp4-segment'), options),
+    ),
+  ];
+}
+
+function ruleNamed(rules: readonly CacheRule[], name: string): CacheRule {
+  const rule = rules.find((candidate) => candidate.name === name);
+  if (!rule) throw new TypeError(`the cache rule table has no ${name} rule`);
+  return rule;
+}
+
+/**
+ * LL-HLS under `/<prefix>/<channel>/`: playlists and media from the live origin first, S3 after.
+ * Playlists are keyed with their blocking-reload query (nothing else of the query is used), so
+ * the crowd waiting for the same next part costs the origin one request.
+ */
+function liveLocations(
+  prefix: string,
+  rules: readonly CacheRule[],
+  options: ParsedOptions,
+  internal: boolean,
+): NginxNode[] {
+  const playlistRule = ruleNamed(rules, 'media-playlist');
+  const scheme = originParts(options.liveOriginUrl!).scheme;
+  const blockingQuery = '_HLS_msn=$arg__HLS_msn&_HLS_part=$arg__HLS_part';
+  const channel = `^/${prefix}/${CHANNEL_NAME_PATTERN}`;
+  const lock = [
+    directive('proxy_cache_lock_timeout', `${LIVE_LOCK_SECONDS}s`),
+    directive('proxy_cache_lock_age', `${LIVE_LOCK_SECONDS}s`),
+  ];
+  const fallbackTo = (name: string) =>
+    directive('error_page', '404', '500', '502', '503', '504', '=', `@${name}`);
+  return [
+    block(
+      'location',
+      ['~', quote(`${channel}/(?:master|${NAME}/index)\\.m3u8$`)],
+      [
+        ...(internal ? [directive('internal')] : []),
+        directive('proxy_pass', `${scheme}://${LIVE_UPSTREAM}$uri?${blockingQuery}`),
+        directive('proxy_cache', NGINX_CACHE_ZONE),
+        directive('proxy_cache_key', `$uri?${blockingQuery}`),
+        directive('proxy_cache_valid', '200', `${playlistRule.edgeTtlSeconds}s`),
+        directive('proxy_cache_use_stale', 'updating'),
+        ...lock,
+        fallbackTo(LIVE_PLAYLIST_FALLBACK),
+      ],
+    ),
+    block(
+      'location',
+      ['~', quote(`${channel}/${NAME}/${LIVE_MEDIA_FILE}$`)],
+      [
+        ...(internal ? [directive('internal')] : []),
+        directive('proxy_pass', `${scheme}://${LIVE_UPSTREAM}$uri`),
+        ...cachingDirectives(ruleNamed(rules, 'fmp4-segment')),
+        ...lock,
+        fallbackTo(LIVE_MEDIA_FALLBACK),
+      ],
+    ),
+    blank,
+  ];
+}
+
 // The signed path's parts; the object part is limited to what HLS object names use, so the
 // rewrite below can never be handed a "?" or a path that climbs out of the channel.
 const SIGNED_PATH_REGEX =
@@ -576,6 +677,7 @@ function privateLocations(rules: readonly CacheRule[], options: ParsedOptions): 
       ['^~', `/${PRIVATE_KEY_PREFIX}/`],
       [
         directive('internal'),
+        ...(options.liveOriginUrl ? liveLocations(PRIVATE_KEY_PREFIX, rules, options, true) : []),
         ...rules.map((rule) =>
           block(
             'location',
@@ -614,6 +716,18 @@ export function renderNginxEdgeConfig(
             ...serverCommon(parsed),
             ...signedLocations(parsed),
             ...privateLocations(table, parsed),
+            ...(parsed.liveOriginUrl
+              ? [
+                  comment(
+                    'Live streams: the ingest node is the origin of their LL-HLS playlists and ' +
+                      'parts, which S3 cannot serve (a blocking request is held open until the ' +
+                      'part exists); S3 answers when that origin does not serve the stream.',
+                  ),
+                  ...liveLocations('live', table, parsed, false),
+                  ...liveFallbacks(table, parsed),
+                  blank,
+                ]
+              : []),
             ...ruleLocations(table, parsed),
             comment(
               'No rule, no object: this also keeps "/" from turning into a bucket listing at the ' +

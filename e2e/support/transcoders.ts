@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 
 /**
- * Process ids of the ingest's ffmpeg for a stream, found by its command line, which names the
- * stream's work folder (never its key).
+ * Process ids of the ingest's ffmpeg for a stream, found by its working directory, the stream's
+ * work folder (its command line names no stream, and never its key).
  */
 export function transcoderPids(streamId: string): number[] {
   const pids: number[] = [];
@@ -10,10 +10,11 @@ export function transcoderPids(streamId: string): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      const cwd = fs.readlinkSync(`/proc/${entry}/cwd`);
       const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
       // A zombie has exited; only its parent's bookkeeping is left.
       const zombie = stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z';
-      if (!zombie && cmdline.includes('ffmpeg') && cmdline.includes(streamId)) {
+      if (!zombie && cmdline.includes('ffmpeg') && cwd.includes(streamId)) {
         pids.push(Number(entry));
       }
     } catch {

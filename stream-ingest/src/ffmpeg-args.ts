@@ -1,21 +1,16 @@
-import path from 'node:path';
 import type { Rendition } from './hls-types';
 import { maxrateKbps, type X264Preset } from './ladder';
 
-/** Everything one ffmpeg run needs: where to read, where to write, and what to encode. */
+/** Everything one ffmpeg run needs: where to read and what to encode. */
 export interface FfmpegArgsOptions {
   /** `FLV_STDIN_INPUT` for a live stream fed on stdin, a network URL, or a local file path (read at its native rate). */
   readonly inputUrl: string;
-  /** Folder that receives one sub-folder per rendition. */
-  readonly workDir: string;
-  /** Renditions to produce, in the order they should be mapped. */
+  /** Renditions to produce, in the order of their output pipes. */
   readonly renditions: readonly Rendition[];
   /** Target segment duration in seconds. */
   readonly segmentSeconds: number;
   /** x264 preset of every encoded rung. */
   readonly preset: X264Preset;
-  /** Segments kept in each media playlist. */
-  readonly listSize: number;
   /** Set when the input is the SDP of a share bridge, written on stdin. */
   readonly bridge?: BridgeInputOptions;
 }
@@ -28,16 +23,48 @@ export interface BridgeInputOptions {
   readonly audioStreams: number;
 }
 
-/** Arguments in the three parts fluent-ffmpeg takes them. */
+/** The arguments of one run, around its `-i`. */
 export interface FfmpegArgs {
-  /** The input URL or path, given to `ffmpeg(input)`. */
+  /** The input URL or path. */
   readonly input: string;
   /** Options placed before `-i`. */
   readonly inputOptions: string[];
-  /** Global and output options, placed after `-i`. */
+  /** Global options and one output per rendition, each to its own pipe. */
   readonly outputOptions: string[];
-  /** Output pattern: `<workDir>/%v/index.m3u8`. */
-  readonly output: string;
+}
+
+/** File descriptor of the first rendition's output pipe; rendition i writes to `3 + i`. */
+export const FIRST_OUTPUT_FD = 3;
+
+/** Nominal LL-HLS part length: a third of a second, within the 200-333 ms players expect. */
+export const NOMINAL_PART_SECONDS = 1 / 3;
+
+/** How a rendition's output is cut into parts. */
+export interface PartPlan {
+  /** ffmpeg's `-frag_duration`, in microseconds: a fragment ends at the frame reaching it. */
+  readonly fragDurationUs: number;
+  /** The longest part (EXT-X-PART-INF PART-TARGET), in seconds. */
+  readonly partTargetSec: number;
+}
+
+// Slack of PART-TARGET over a part's length: a frame, and at least an AAC frame (1024 samples
+// at 48 kHz). The first video sample of a run also covers the audio encoder's priming delay,
+// which makes the first part that much longer; a copied source may have uneven frame durations.
+const PART_TARGET_SLACK_SEC = 0.025;
+
+/**
+ * Parts of a whole number of frames close to a third of a second. Frame durations are constant
+ * on an encoded rung, so its fragments end exactly at that many frames (ffmpeg's limit is set a
+ * millisecond short of it, so rounding cannot add a frame); PART-TARGET leaves a frame's slack.
+ */
+export function partPlanOf(rendition: Rendition): PartPlan {
+  const frames = Math.max(1, Math.round(rendition.fps * NOMINAL_PART_SECONDS));
+  const partSec = frames / rendition.fps;
+  const longest = partSec + Math.max(1 / rendition.fps, PART_TARGET_SLACK_SEC);
+  return {
+    fragDurationUs: Math.max(1000, Math.floor(partSec * 1e6) - 1000),
+    partTargetSec: Math.ceil(longest * 1000) / 1000,
+  };
 }
 
 /** Input of a live stream that the ingest writes to ffmpeg's stdin as FLV. */
@@ -55,22 +82,22 @@ const BRIDGE_MAX_DELAY_US = 200_000;
 // while to answer (delta frames before it only tell ffmpeg the size is unknown).
 const BRIDGE_ANALYZE_US = 5_000_000;
 
-/** Name of each media playlist inside its rendition folder. */
-export const PLAYLIST_NAME = 'index.m3u8';
-
 // Microseconds of silence on a network input before ffmpeg gives up; a publisher whose
 // connection hangs without closing then ends in an exit the transcoder can act on, instead of an
 // ffmpeg waiting forever (https://ffmpeg.org/ffmpeg-protocols.html, option rw_timeout).
 const NETWORK_RW_TIMEOUT_US = 10_000_000;
 
-// Rendition names become folder names and `-var_stream_map` tokens, where spaces, commas and
-// colons are separators.
+// Rendition names become folder names in object keys and URLs, which need no escaping this way.
 const NAME_PATTERN = /^[A-Za-z0-9_-]+$/;
 
-/** Builds the ffmpeg arguments of one run: decode once, encode every rung, write HLS. */
+/**
+ * Builds the ffmpeg arguments of one run: decode once, encode every rung, and write each rung as
+ * fragmented MP4 (H.264 and AAC) to its own pipe, a fragment per LL-HLS part and a key frame at
+ * every segment boundary.
+ */
 export function buildFfmpegArgs(options: FfmpegArgsOptions): FfmpegArgs {
   validate(options);
-  const { inputUrl, workDir, renditions, segmentSeconds, listSize, bridge } = options;
+  const { inputUrl, renditions, bridge } = options;
   const encoded = renditions.filter((r) => !r.passthrough);
   if (bridge && encoded.length !== renditions.length) {
     throw new TypeError('a bridge is encoded on every rung: it has no H.264 to copy');
@@ -94,62 +121,51 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): FfmpegArgs {
 
   renditions.forEach((rendition, index) => {
     if (rendition.passthrough) {
-      outputOptions.push('-map', '0:v:0', `-c:v:${index}`, 'copy');
+      outputOptions.push('-map', '0:v:0', '-c:v', 'copy');
     } else {
       const label = `v${encoded.indexOf(rendition)}`;
-      outputOptions.push('-map', `[${label}]`, ...x264Options(rendition, index, options));
+      outputOptions.push('-map', `[${label}]`, ...x264Options(rendition, options));
     }
-    // hlsenc refuses one stream in two variants ("Same elementary stream found more than once in
-    // two different variant definitions"), so each variant gets its own AAC encode of the input
-    // audio; AAC costs little next to one video rung.
+    const { fragDurationUs } = partPlanOf(rendition);
     outputOptions.push(
       '-map',
       graphAudio === 'none' ? '0:a:0' : `[a${index}]`,
-      `-c:a:${index}`,
+      '-c:a',
       'aac',
-      `-b:a:${index}`,
+      '-b:a',
       `${rendition.audioBitrateKbps}k`,
+      // 48 kHz stereo on every rung, whatever the publisher sends, so switching rungs never
+      // changes the audio format under the player.
+      '-ar',
+      '48000',
+      '-ac',
+      '2',
+      '-f',
+      'mp4',
+      // Fragmented MP4 for HLS: the init segment first (empty_moov), a fragment at every key
+      // frame and every part's length, offsets relative to each moof so that every fragment
+      // stands alone, and no index at the end of a stream that is never seeked.
+      '-movflags',
+      '+frag_keyframe+empty_moov+default_base_moof+skip_trailer',
+      '-frag_duration',
+      String(fragDurationUs),
+      // Each fragment leaves for the pipe as soon as it is complete.
+      '-flush_packets',
+      '1',
+      `pipe:${FIRST_OUTPUT_FD + index}`,
     );
   });
-  outputOptions.push(
-    // 48 kHz stereo on every rung, whatever the publisher sends, so switching rungs never changes
-    // the audio format under the player.
-    '-ar',
-    '48000',
-    '-ac',
-    '2',
-    '-f',
-    'hls',
-    '-hls_time',
-    String(segmentSeconds),
-    '-hls_list_size',
-    String(listSize),
-    // independent_segments: every segment starts with a keyframe (we force them), so players may
-    // start anywhere. program_date_time: wall clock per segment for clients and the uploader.
-    // temp_file: segments and playlists are written to *.tmp and renamed, so a file that exists
-    // under its final name is complete. No delete_segments: the uploader removes local files once
-    // they are uploaded.
-    '-hls_flags',
-    'independent_segments+program_date_time+temp_file',
-    '-hls_segment_filename',
-    path.join(workDir, '%v', 'seg_%05d.ts'),
-    '-var_stream_map',
-    renditions.map((r, i) => `v:${i},a:${i},name:${r.name}`).join(' '),
-  );
 
   return {
     input: inputUrl,
     inputOptions: bridge ? bridgeInputOptions(bridge) : inputOptions(inputUrl),
     outputOptions,
-    output: path.join(workDir, '%v', PLAYLIST_NAME),
   };
 }
 
-/** The full argv after the ffmpeg binary, exactly as fluent-ffmpeg assembles it. */
+/** The full argv after the ffmpeg binary. */
 export function toArgv(args: FfmpegArgs): string[] {
-  // fluent-ffmpeg puts each input's options before its `-i`, then `-y` because the output is a
-  // file, then the output options and the output (lib/processor.js, _getArguments).
-  return [...args.inputOptions, '-i', args.input, '-y', ...args.outputOptions, args.output];
+  return [...args.inputOptions, '-i', args.input, ...args.outputOptions];
 }
 
 /** True when the input is a network URL (a live publisher), false for a local file. */
@@ -239,41 +255,41 @@ function filterGraph(
   return graph.join(';');
 }
 
-function x264Options(rendition: Rendition, index: number, options: FfmpegArgsOptions): string[] {
+function x264Options(rendition: Rendition, options: FfmpegArgsOptions): string[] {
   const gop = gopFrames(rendition.fps, options.segmentSeconds);
   const maxrate = maxrateKbps(rendition);
   const level = levelFromCodecs(rendition.codecs);
   return [
-    `-c:v:${index}`,
+    '-c:v',
     'libx264',
-    `-preset:v:${index}`,
+    '-preset:v',
     options.preset,
-    `-profile:v:${index}`,
+    '-profile:v',
     'high',
     // The same level the master playlist's CODECS announces, so players can trust it.
-    `-level:v:${index}`,
+    '-level:v',
     level,
-    `-b:v:${index}`,
+    '-b:v',
     `${rendition.videoBitrateKbps}k`,
-    `-maxrate:v:${index}`,
+    '-maxrate:v',
     `${maxrate}k`,
     // One second of VBV buffer: a segment can carry at most one second's worth of maxrate on
     // top of maxrate times its duration, which keeps the master playlist's BANDWIDTH close.
-    `-bufsize:v:${index}`,
+    '-bufsize:v',
     `${maxrate}k`,
-    `-g:v:${index}`,
+    '-g:v',
     String(gop),
     // Inert while scene cuts are off (x264 also caps it at keyint/2+1); it keeps the GOP fixed
     // should scene-cut detection ever be turned back on.
-    `-keyint_min:v:${index}`,
+    '-keyint_min:v',
     String(gop),
     // No keyframes at scene changes: they would move segment boundaries apart between rungs.
-    `-sc_threshold:v:${index}`,
+    '-sc_threshold:v',
     '0',
     // Keyframes at the same wall times on every rung whatever its frame rate, so the segments of
     // all rungs start at the same instant and players can switch at any boundary
     // (https://ffmpeg.org/ffmpeg.html#Advanced-Video-options, -force_key_frames expr:).
-    `-force_key_frames:v:${index}`,
+    '-force_key_frames:v',
     `expr:gte(t,n_forced*${options.segmentSeconds})`,
   ];
 }
@@ -286,22 +302,17 @@ function levelFromCodecs(codecs: string): string {
 }
 
 function validate(options: FfmpegArgsOptions): void {
-  const { inputUrl, workDir, renditions, segmentSeconds, listSize } = options;
+  const { inputUrl, renditions, segmentSeconds } = options;
   if (inputUrl.length === 0) throw new TypeError('inputUrl must not be empty');
-  // ffmpeg expands % sequences in output paths, so a literal % would corrupt every file name.
-  if (workDir.includes('%')) throw new TypeError(`workDir must not contain "%": ${workDir}`);
-  if (!path.isAbsolute(workDir)) throw new TypeError(`workDir must be absolute: ${workDir}`);
   if (renditions.length === 0) throw new TypeError('at least one rendition is needed');
   const names = new Set<string>();
   for (const r of renditions) {
     if (!NAME_PATTERN.test(r.name)) throw new TypeError(`invalid rendition name "${r.name}"`);
     if (names.has(r.name)) throw new TypeError(`duplicate rendition name "${r.name}"`);
+    if (!(r.fps > 0)) throw new RangeError(`rendition ${r.name} needs a frame rate above 0`);
     names.add(r.name);
   }
   if (!Number.isFinite(segmentSeconds) || segmentSeconds <= 0) {
     throw new RangeError(`segmentSeconds must be a positive number, got ${segmentSeconds}`);
-  }
-  if (!Number.isInteger(listSize) || listSize < 1) {
-    throw new RangeError(`listSize must be a positive integer, got ${listSize}`);
   }
 }

@@ -3,6 +3,7 @@ import { rm } from 'node:fs/promises';
 import { cacheRuleFor } from '@hearth/cdn-config';
 import { AppError, TypedEmitter, type Logger } from '@hearth/server-common';
 import type { Rendition, SegmentReady } from './hls-types';
+import { initUri, segmentUri } from './live-playlist';
 import { renderMediaPlaylist, targetDurationFor } from './media-playlist-writer';
 import type { ObjectMeta, ObjectStorage } from './storage/object-storage';
 import {
@@ -98,6 +99,8 @@ interface SegmentRecord {
   readonly key: string;
   readonly uri: string;
   readonly jobId: number;
+  /** The ffmpeg run whose init segment it needs. */
+  readonly run: number;
   readonly durationSec: number;
   readonly programDateTime: Date;
   // Set after the fact only on a segment no uploaded playlist has listed yet (see #dropSegment).
@@ -112,7 +115,11 @@ interface RenditionState {
   readonly window: SegmentRecord[];
   // Segments in storage or on their way, oldest first: every segment with keepVod.
   readonly stored: SegmentRecord[];
-  nextSeq: number;
+  // Init segments in storage or on their way, by ffmpeg run.
+  readonly inits: Map<
+    number,
+    { readonly key: string; readonly uri: string; readonly jobId: number }
+  >;
   mediaSequence: number;
   discontinuitySequence: number;
   targetDuration: number;
@@ -120,6 +127,7 @@ interface RenditionState {
   discontinuityNext: boolean;
   playlistJob: number | undefined;
   playlistUploaded: boolean;
+  segmentsAdded: number;
 }
 
 function metaFor(key: string): ObjectMeta {
@@ -140,8 +148,9 @@ function positiveInteger(name: string, value: number): number {
  * then the rendition's live playlist (a sliding window) once every segment it lists is up, and
  * the master playlist once every rendition has a playlist up. Old segments are deleted in batches
  * after a playlist that no longer lists them is up. Object layout under `prefix`:
- * `master.m3u8`, `<rendition>/index.m3u8`, `<rendition>/<streamId>-<seq>.ts`, and with keepVod
- * `<rendition>/vod.m3u8`. Segment names never repeat, which is what lets them be cached forever.
+ * `master.m3u8`, `<rendition>/index.m3u8`, `<rendition>/<streamId>-<seq>.m4s` (fragmented MP4),
+ * `<rendition>/<streamId>-init-<run>.mp4` (the init segment of each ffmpeg run), and with
+ * keepVod `<rendition>/vod.m3u8`. Segment names never repeat, which is what lets them be cached forever.
  */
 export class HlsPublisher {
   /** Upload, liveness and end events. */
@@ -210,13 +219,14 @@ export class HlsPublisher {
         vodKey: `${this.#prefix}/${name}/vod.m3u8`,
         window: [],
         stored: [],
-        nextSeq: 0,
+        inits: new Map(),
         mediaSequence: 0,
         discontinuitySequence: 0,
         targetDuration: 0,
         discontinuityNext: false,
         playlistJob: undefined,
         playlistUploaded: false,
+        segmentsAdded: 0,
       };
       this.#renditions.set(name, state);
       this.#byPlaylistKey.set(state.playlistKey, state);
@@ -277,20 +287,39 @@ export class HlsPublisher {
   }
 
   /**
+   * Publishes a rendition's init segment for one ffmpeg run; that run's segments need it and
+   * their playlists wait for it. Throws once `end()` or `abort()` was called.
+   */
+  addInit(rendition: string, run: number, bytes: Buffer): void {
+    this.#assertOpen();
+    const state = this.#renditions.get(rendition);
+    if (!state) throw new TypeError(`unknown rendition ${rendition}`);
+    if (state.inits.has(run)) return;
+    const uri = initUri(this.#streamId, run);
+    const key = `${this.#prefix}/${state.name}/${uri}`;
+    const jobId = this.#queue.put({ key, kind: 'init', body: bytes, meta: metaFor(key) });
+    state.inits.set(run, { key, uri, jobId });
+  }
+
+  /**
    * Publishes a finished segment: queues its upload, then the rendition's new live playlist,
-   * which waits for every segment it lists. Throws once `end()` or `abort()` was called.
+   * which waits for every segment it lists and their init segments. Throws once `end()` or
+   * `abort()` was called, or when the segment's run has no init segment.
    */
   addSegment(segment: SegmentReady): void {
     this.#assertOpen();
     const state = this.#renditions.get(segment.rendition);
     if (!state) throw new TypeError(`unknown rendition ${segment.rendition}`);
+    if (!state.inits.has(segment.run)) {
+      throw new TypeError(`segment of run ${segment.run} before its init segment`);
+    }
     if (!Number.isFinite(segment.durationSec) || segment.durationSec <= 0) {
       throw new TypeError(`durationSec must be > 0, got ${segment.durationSec}`);
     }
     if (Number.isNaN(segment.programDateTime.getTime())) {
       throw new TypeError('programDateTime is not a valid date');
     }
-    const uri = `${this.#streamId}-${state.nextSeq}.ts`;
+    const uri = segmentUri(this.#streamId, segment.sequence);
     const key = `${this.#prefix}/${state.name}/${uri}`;
     const jobId = this.#queue.put({
       key,
@@ -299,7 +328,7 @@ export class HlsPublisher {
       meta: metaFor(key),
       expectedMs: segment.durationSec * 1000,
     });
-    state.nextSeq += 1;
+    state.segmentsAdded += 1;
     const bytes = fileSize(segment.localPath);
     this.#pendingBytes.set(jobId, bytes);
     this.#backlogBytes += bytes;
@@ -308,6 +337,7 @@ export class HlsPublisher {
       key,
       uri,
       jobId,
+      run: segment.run,
       durationSec: segment.durationSec,
       programDateTime: segment.programDateTime,
       discontinuity: segment.discontinuity || state.discontinuityNext,
@@ -366,7 +396,7 @@ export class HlsPublisher {
   async #finish(): Promise<void> {
     if (this.#aborted) throw new AppError('unavailable', 'the publisher was aborted');
     for (const state of this.#renditions.values()) {
-      if (state.nextSeq === 0) {
+      if (state.segmentsAdded === 0) {
         this.#logger.warn({ rendition: state.name }, 'rendition ended without any segment');
         continue;
       }
@@ -388,7 +418,7 @@ export class HlsPublisher {
       targetDuration: state.targetDuration,
       mediaSequence: state.mediaSequence,
       discontinuitySequence: state.discontinuitySequence,
-      segments: state.window,
+      segments: this.#listed(state, state.window),
       ended,
     });
     state.playlistJob = this.#queue.put({
@@ -396,7 +426,7 @@ export class HlsPublisher {
       kind: 'playlist',
       body: text,
       meta: metaFor(state.playlistKey),
-      dependsOn: state.window.map((record) => record.jobId),
+      dependsOn: this.#jobsOf(state, state.window),
     });
   }
 
@@ -408,13 +438,27 @@ export class HlsPublisher {
         targetDuration: state.targetDuration,
         mediaSequence: 0,
         discontinuitySequence: 0,
-        segments: state.stored,
+        segments: this.#listed(state, state.stored),
         ended: true,
         playlistType: 'VOD',
       }),
       meta: metaFor(state.vodKey),
-      dependsOn: state.stored.map((record) => record.jobId),
+      dependsOn: this.#jobsOf(state, state.stored),
     });
+  }
+
+  // Segments as a playlist lists them: each with the init segment of its run.
+  #listed(state: RenditionState, records: readonly SegmentRecord[]) {
+    return records.map((record) => ({ ...record, mapUri: state.inits.get(record.run)!.uri }));
+  }
+
+  // Upload jobs a playlist listing `records` waits for: theirs and their init segments'.
+  #jobsOf(state: RenditionState, records: readonly SegmentRecord[]): number[] {
+    const runs = new Set(records.map((record) => record.run));
+    return [
+      ...records.map((record) => record.jobId),
+      ...[...runs].map((run) => state.inits.get(run)!.jobId),
+    ];
   }
 
   // Deletes the oldest segments beyond `retainSegments`, in batches, after the live playlist
@@ -424,9 +468,18 @@ export class HlsPublisher {
     const excess = state.stored.length - this.#retain;
     if (excess <= 0 || (!flush && excess < this.#deleteBatch)) return;
     const doomed = state.stored.splice(0, excess);
+    // Init segments of runs no stored segment needs go too, except the newest run's.
+    const newestRun = Math.max(...state.inits.keys());
+    const needed = new Set(state.stored.map((record) => record.run).concat(newestRun));
+    const doomedInits = [...state.inits].filter(([run]) => !needed.has(run));
+    for (const [run] of doomedInits) state.inits.delete(run);
     this.#queue.delete({
-      keys: doomed.map((record) => record.key),
-      dependsOn: [state.playlistJob, ...doomed.map((record) => record.jobId)],
+      keys: [...doomed.map((record) => record.key), ...doomedInits.map(([, init]) => init.key)],
+      dependsOn: [
+        state.playlistJob,
+        ...doomed.map((record) => record.jobId),
+        ...doomedInits.map(([, init]) => init.jobId),
+      ],
     });
   }
 

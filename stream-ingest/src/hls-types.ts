@@ -18,13 +18,17 @@ export interface Rendition {
   readonly passthrough: boolean;
 }
 
-/** A segment ffmpeg has finished writing to the local work folder. */
+/** A segment the transcoder has finished writing to the local work folder. */
 export interface SegmentReady {
   /** Name of the rendition it belongs to. */
   readonly rendition: string;
-  /** Absolute path of the segment file. */
+  /** Absolute path of the segment file (fragmented MP4: its parts, concatenated). */
   readonly localPath: string;
-  /** Duration in seconds, as ffmpeg wrote it in its playlist. */
+  /** Its media sequence number within the rendition, counted across ffmpeg runs. */
+  readonly sequence: number;
+  /** The ffmpeg run that wrote it, whose init segment it needs. */
+  readonly run: number;
+  /** Duration in seconds, from its video samples. */
   readonly durationSec: number;
   /** Wall-clock time of the segment's first frame (EXT-X-PROGRAM-DATE-TIME). */
   readonly programDateTime: Date;

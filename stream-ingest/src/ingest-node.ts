@@ -17,10 +17,13 @@ import { rtmpLimits, type IngestConfig } from './config';
 import type { IngestControlPlane, PublishGrant } from './control-plane';
 import { ProcessCpuMeter } from './cpu-meter';
 import type { Rendition } from './hls-types';
+import { partPlanOf } from './ffmpeg-args';
 import { HlsPublisher } from './hls-publisher';
+import { DEFAULT_MAX_BLOCKED_REQUESTS, LiveOrigin, type OriginStream } from './live-origin';
 import { renderMasterPlaylist } from './master-playlist';
 import { RtmpServer, type PublishRequest } from './rtmp-server';
 import type { ObjectStorage } from './storage/object-storage';
+import type { UploadKind } from './upload-queue';
 import type { SourceInfo } from './ladder';
 import { Transcoder, type TranscoderOptions } from './transcoder';
 
@@ -31,6 +34,7 @@ interface IngestMetrics {
   uploadSeconds: Histogram<'kind'>;
   transcoderRestarts: Counter;
   droppedSegments: Counter;
+  originRequests: Counter<'kind'>;
 }
 
 // A publisher's metadata (size, frame rate) arrives just after it starts publishing; without it
@@ -45,6 +49,8 @@ class LiveRun {
   readonly closeSource: () => void;
   readonly transcoder: Transcoder;
   readonly publisher: HlsPublisher;
+  /** Its live playlists, parts and recent segments on this node's origin. */
+  readonly origin: OriginStream;
   /** Last speed ffmpeg reported, 1 = real time. */
   speed: number | undefined;
   #ending: Promise<void> | undefined;
@@ -54,11 +60,13 @@ class LiveRun {
     closeSource: () => void;
     transcoder: Transcoder;
     publisher: HlsPublisher;
+    origin: OriginStream;
   }) {
     this.grant = options.grant;
     this.closeSource = options.closeSource;
     this.transcoder = options.transcoder;
     this.publisher = options.publisher;
+    this.origin = options.origin;
   }
 
   /** Stops the transcoder; resolves once ffmpeg has written its last segments. */
@@ -71,7 +79,7 @@ class LiveRun {
 /** Events of an ingest node, for dashboards and benchmarks. */
 export type IngestNodeEvents = {
   /** One object reached storage. */
-  uploaded: [{ channel: string; kind: 'segment' | 'playlist' | 'master'; ms: number }];
+  uploaded: [{ channel: string; kind: UploadKind; ms: number }];
   /** ffmpeg reported its speed (1 = real time). */
   speed: [{ channel: string; speed: number }];
   /** ffmpeg fell behind and was restarted with cheaper settings. */
@@ -87,6 +95,8 @@ export class IngestNode {
   readonly rtmp: RtmpServer;
   /** Upload and speed events. */
   readonly events: TypedEmitter<IngestNodeEvents>;
+  /** The LL-HLS origin of this node's streams, for its HTTP server. */
+  readonly origin: LiveOrigin;
   readonly #config: IngestConfig;
   readonly #controlPlane: IngestControlPlane;
   readonly #storage: ObjectStorage;
@@ -117,6 +127,14 @@ export class IngestNode {
     this.rtmp = options.rtmp;
     this.events = new TypedEmitter((error, event) =>
       this.#logger.error({ err: error, event }, 'ingest listener failed'),
+    );
+    this.origin = new LiveOrigin(
+      {
+        maxBlockedRequests: DEFAULT_MAX_BLOCKED_REQUESTS,
+        windowSegments: this.#config.liveWindowSegments,
+        onRequest: (kind) => this.#metrics.originRequests.inc({ kind }),
+      },
+      this.#logger,
     );
     this.#metrics = registerIngestMetrics(options.registry, {
       liveStreams: () => this.#runs.size,
@@ -358,7 +376,6 @@ export class IngestNode {
       source,
       segmentSeconds: this.#config.segmentSeconds,
       passthrough: options.passthrough,
-      listSize: this.#config.liveWindowSegments,
       logger: log,
     });
     const renditions = transcoder.renditions;
@@ -375,14 +392,37 @@ export class IngestNode {
       deleteLocalFiles: true,
       logger: log,
     });
-    const run = new LiveRun({ grant, closeSource, transcoder, publisher });
+    const origin = this.origin.open(grant.storagePrefix, {
+      streamId: grant.streamId,
+      masterPlaylist: renderMasterPlaylist(renditions),
+      segmentSeconds: this.#config.segmentSeconds,
+      renditions: renditions.map((rendition) => ({
+        name: rendition.name,
+        partTargetSec: partPlanOf(rendition).partTargetSec,
+      })),
+    });
+    const run = new LiveRun({ grant, closeSource, transcoder, publisher, origin });
     this.#runs.set(grant.streamId, run);
     // An earlier stream of the channel still draining must not overwrite this one's playlists.
     for (const earlier of this.#draining) {
       if (earlier.grant.channel === grant.channel) earlier.publisher.yieldLivePlaylists();
     }
     publisher.events.on('dropped', () => this.#metrics.droppedSegments.inc());
-    transcoder.events.on('segment', (segment) => publisher.addSegment(segment));
+    transcoder.events.on('init', ({ rendition, run: ffmpegRun, bytes }) => {
+      publisher.addInit(rendition, ffmpegRun, bytes);
+      origin.setInit(rendition, ffmpegRun, bytes);
+    });
+    transcoder.events.on('part', ({ rendition, part, discontinuity }) =>
+      origin.addPart(rendition, part, discontinuity),
+    );
+    transcoder.events.on('segment', (segment) => {
+      origin.finishSegment(segment.rendition, {
+        msn: segment.sequence,
+        durationSec: segment.durationSec,
+        programDateTime: segment.programDateTime,
+      });
+      publisher.addSegment(segment);
+    });
     transcoder.events.on('speed', (speed) => {
       run.speed = speed;
       this.events.safeEmit('speed', { channel: grant.channel, speed });
@@ -392,6 +432,9 @@ export class IngestNode {
       this.events.safeEmit('adapted', { channel: grant.channel, reason });
       if (transcoder.renditions.length !== renditions.length) {
         publisher.replaceMasterPlaylist(renderMasterPlaylist(transcoder.renditions));
+        origin.replaceMasterPlaylist(renderMasterPlaylist(transcoder.renditions));
+        const kept = new Set(transcoder.renditions.map((rendition) => rendition.name));
+        origin.end(renditions.map((r) => r.name).filter((name) => !kept.has(name)));
       }
     });
     transcoder.events.on('failed', (error) => {
@@ -436,12 +479,15 @@ export class IngestNode {
       run.closeSource();
     }
     this.#runs.delete(streamId);
+    run.origin.end();
     this.#controlPlane.report({ kind: 'ended', streamId, reason });
     try {
       await run.publisher.end();
     } catch (error) {
       this.#logger.error({ err: error, stream: streamId }, 'stream did not end cleanly');
     } finally {
+      // Storage holds the final playlists now; the edge reads them there.
+      run.origin.close();
       this.#draining.delete(run);
       fs.rmSync(path.join(this.#config.workDir, streamId), { recursive: true, force: true });
     }
@@ -537,6 +583,12 @@ function registerIngestMetrics(
     droppedSegments: new Counter({
       name: 'ingest_dropped_segments_total',
       help: 'Segments dropped from a full upload spool during a storage outage',
+      registers,
+    }),
+    originRequests: new Counter({
+      name: 'ingest_origin_requests_total',
+      help: 'Requests the LL-HLS origin answered for a live stream, by what they asked for',
+      labelNames: ['kind'],
       registers,
     }),
     transcoderRestarts: new Counter({

@@ -58,6 +58,8 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
       registry,
       health: () => ({ node: nodeConfig.nodeId, streams: node.liveStreamIds.length }),
     };
+    // The LL-HLS origin (`/live/...`, `/private/...`) for the CDN edge, then /metrics and /health.
+    if (node.origin.handle(request, response)) return;
     if (!serveOpsEndpoint(request, response, ops)) notFound(response);
   });
   const httpPort = await listenHttp(server, nodeConfig.httpHost, nodeConfig.httpPort).catch(

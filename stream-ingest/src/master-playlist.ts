@@ -1,6 +1,6 @@
 import type { Rendition } from './hls-types';
 import { maxrateKbps } from './ladder';
-import { PLAYLIST_NAME } from './ffmpeg-args';
+import { PLAYLIST_NAME } from './live-playlist';
 
 // MPEG-TS adds 188-byte packet headers, PES headers and PAT/PMT tables on top of the elementary
 // streams; the 720p30 and 480p30 rungs measured 4-7 % over their nominal bitrates here, so 8 %

@@ -8,6 +8,8 @@ export interface PlaylistSegment {
   readonly programDateTime: Date;
   /** True when the segment starts a new timeline (encoder restart, gap): players reset decoding. */
   readonly discontinuity: boolean;
+  /** URI of the init segment a fragmented MP4 segment needs (EXT-X-MAP). */
+  readonly mapUri?: string | undefined;
 }
 
 /** Everything a media playlist says, for `renderMediaPlaylist`. */
@@ -30,9 +32,10 @@ export interface MediaPlaylist {
   readonly playlistType?: 'VOD' | 'EVENT' | undefined;
 }
 
-// Version 3 is the lowest that allows decimal EXTINF durations (RFC 8216 section 7), and no tag
-// used here needs a newer one. fMP4 segments would need EXT-X-MAP and version 6.
+// Version 3 is the lowest that allows decimal EXTINF durations (RFC 8216 section 7); EXT-X-MAP
+// in a playlist of media segments (fragmented MP4) needs version 6.
 const HLS_VERSION = 3;
+const HLS_VERSION_WITH_MAP = 6;
 
 // Durations are written in milliseconds, so the target duration is checked against the same
 // rounded value the player reads.
@@ -49,6 +52,9 @@ function checkCount(name: string, value: number): void {
 function checkSegment(segment: PlaylistSegment, index: number): void {
   if (segment.uri === '' || /[\r\n]/.test(segment.uri)) {
     throw new TypeError(`segment ${index}: uri must be one non-empty line`);
+  }
+  if (segment.mapUri !== undefined && !/^[^\r\n"]+$/.test(segment.mapUri)) {
+    throw new TypeError(`segment ${index}: mapUri must be one line without quotes`);
   }
   if (!Number.isFinite(segment.durationSec) || segment.durationSec <= 0) {
     throw new TypeError(`segment ${index}: durationSec must be > 0, got ${segment.durationSec}`);
@@ -79,7 +85,7 @@ export function renderMediaPlaylist(playlist: MediaPlaylist): string {
 
   const lines = [
     '#EXTM3U',
-    `#EXT-X-VERSION:${HLS_VERSION}`,
+    `#EXT-X-VERSION:${playlist.segments.some((s) => s.mapUri) ? HLS_VERSION_WITH_MAP : HLS_VERSION}`,
     `#EXT-X-TARGETDURATION:${targetDurationFor(playlist.targetDuration, playlist.segments)}`,
     `#EXT-X-MEDIA-SEQUENCE:${playlist.mediaSequence}`,
     `#EXT-X-DISCONTINUITY-SEQUENCE:${playlist.discontinuitySequence}`,
@@ -88,8 +94,13 @@ export function renderMediaPlaylist(playlist: MediaPlaylist): string {
   // Every segment starts with a key frame: the transcoder uses fixed GOPs aligned to segment
   // boundaries (scene-cut key frames off), so each one decodes without its predecessor.
   lines.push('#EXT-X-INDEPENDENT-SEGMENTS');
+  let mapUri: string | undefined;
   for (const segment of playlist.segments) {
     if (segment.discontinuity) lines.push('#EXT-X-DISCONTINUITY');
+    if (segment.mapUri !== undefined && segment.mapUri !== mapUri) {
+      lines.push(`#EXT-X-MAP:URI="${segment.mapUri}"`);
+      mapUri = segment.mapUri;
+    }
     lines.push(
       `#EXT-X-PROGRAM-DATE-TIME:${segment.programDateTime.toISOString()}`,
       `#EXTINF:${formatDuration(segment.durationSec)},`,

@@ -1,9 +1,10 @@
 import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import ffmpeg, { type FfmpegCommand } from 'fluent-ffmpeg';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { TypedEmitter, type Logger } from '@hearth/server-common';
+import { FragmentedMp4Reader } from './fmp4-reader';
 import type { Rendition, SegmentReady } from './hls-types';
 import {
   choosePreset,
@@ -15,11 +16,10 @@ import {
 } from './ladder';
 import {
   buildFfmpegArgs,
+  FIRST_OUTPUT_FD,
   FLV_STDIN_INPUT,
-  PLAYLIST_NAME,
   SDP_STDIN_INPUT,
   toArgv,
-  type FfmpegArgs,
 } from './ffmpeg-args';
 import {
   DEFAULT_SPEED_POLICY,
@@ -29,8 +29,9 @@ import {
   stderrSeverity,
   type SpeedPolicy,
 } from './ffmpeg-progress';
-import { parseMediaPlaylist } from './media-playlist-parser';
 import type { BridgeFeed } from './bridge-input';
+import type { Mp4Fragment } from './fmp4-reader';
+import { PartCutter, type CutSegment, type LivePart } from './part-cutter';
 
 /** How restarts after ffmpeg deaths are paced and bounded. */
 export interface RestartPolicy {
@@ -70,8 +71,6 @@ export interface TranscoderOptions {
   readonly segmentSeconds: number;
   /** Adds a `source` rendition with the publisher's video copied as is. */
   readonly passthrough: boolean;
-  /** Segments kept in each media playlist ffmpeg writes. */
-  readonly listSize: number;
   /** Receives ffmpeg's stderr and the transcoder's own decisions. */
   readonly logger: Logger;
   /** ffmpeg binary; Debian's `/usr/bin/ffmpeg`, bound to this process, by default. */
@@ -94,9 +93,33 @@ export interface AdaptedInfo {
   readonly renditions: readonly Rendition[];
 }
 
+/** A rendition's initialization segment, written by one ffmpeg run. */
+export interface InitReady {
+  /** Name of the rendition. */
+  readonly rendition: string;
+  /** Index of the run, which names the init segment. */
+  readonly run: number;
+  /** Its bytes (`ftyp` and `moov`). */
+  readonly bytes: Buffer;
+}
+
+/** A rendition's next LL-HLS part. */
+export interface PartReady {
+  /** Name of the rendition. */
+  readonly rendition: string;
+  /** The part. */
+  readonly part: LivePart;
+  /** True on the first part of a run's first segment, after another run's output. */
+  readonly discontinuity: boolean;
+}
+
 /** Events of a Transcoder. */
 export type TranscoderEvents = {
-  /** A segment is complete on disk; emitted once per segment, in order within a rendition. */
+  /** A run's init segment for a rendition, before any of that run's parts. */
+  init: [InitReady];
+  /** A part, as soon as ffmpeg wrote it; in order within a rendition. */
+  part: [PartReady];
+  /** A segment is complete on disk; emitted once per segment, after its parts. */
   segment: [SegmentReady];
   /** Output seconds per wall second over the speed window, after the warm-up. */
   speed: [number];
@@ -142,28 +165,15 @@ export const DEFAULT_FFMPEG_PATH = path.join(import.meta.dirname, '../bin/ffmpeg
 // wedged ffmpeg does not hold up a shutdown.
 const DEFAULT_STOP_TIMEOUT_MS = 5_000;
 
-// fs.watch can miss events (overlay file systems, bursts of renames); a rescan this often bounds
-// how late a segment can be noticed.
-const RESCAN_INTERVAL_MS = 1_000;
-
 // Warning and error lines kept to explain an exit.
 const KEPT_ERROR_LINES = 5;
+
+// Longest stderr line read whole; the rest of a longer one is dropped.
+const MAX_LINE_CHARS = 4096;
 
 // FLV waiting in ffmpeg's stdin pipe beyond this means ffmpeg stopped reading: about 16 s of a
 // 8 Mbit/s publisher. The run is killed and restarted rather than buffering without bound.
 const MAX_FEED_BACKLOG_BYTES = 16 * 1024 * 1024;
-
-/** Builds the fluent-ffmpeg command for a set of arguments; `run()` spawns it. */
-export function createFfmpegCommand(args: FfmpegArgs, ffmpegPath: string): FfmpegCommand {
-  // Options are passed spread out: given one array, fluent-ffmpeg splits every element holding
-  // exactly one space into two arguments, which would break a two-variant -var_stream_map.
-  // setFfmpegPath writes fluent-ffmpeg's module-wide cache, so it is set again for every command.
-  return ffmpeg(args.input)
-    .setFfmpegPath(ffmpegPath)
-    .inputOptions(...args.inputOptions)
-    .outputOptions(...args.outputOptions)
-    .output(args.output);
-}
 
 function isBridge(input: TranscoderOptions['input']): input is BridgeFeed {
   return typeof input === 'object' && 'sdp' in input;
@@ -172,7 +182,9 @@ function isBridge(input: TranscoderOptions['input']): input is BridgeFeed {
 interface Track {
   readonly rendition: Rendition;
   readonly dir: string;
-  lastSequence: number;
+  readonly reader: FragmentedMp4Reader;
+  readonly cutter: PartCutter;
+  hasInit: boolean;
   emitted: number;
 }
 
@@ -184,10 +196,8 @@ interface Run {
   readonly tracks: Track[];
   /** Set when this run replaces one that died. */
   readonly restartAttempt: number | undefined;
-  readonly watchers: fs.FSWatcher[];
   readonly errorLines: string[];
   process: ChildProcess | undefined;
-  rescanTimer: NodeJS.Timeout | undefined;
   killTimer: NodeJS.Timeout | undefined;
   quitReason: 'stop' | 'adapt' | undefined;
   up: boolean;
@@ -218,6 +228,8 @@ export class Transcoder {
   #startWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined;
   #stopped: Promise<void> | undefined;
   #resolveStopped: (() => void) | undefined;
+  // Media sequence number of each rendition's next segment, across runs.
+  readonly #nextSequence = new Map<string, number>();
 
   constructor(options: TranscoderOptions) {
     this.#options = options;
@@ -302,23 +314,39 @@ export class Transcoder {
       plan,
       startedAtMs: performance.now(),
       speed: new SpeedWindow(this.#speedPolicy, performance.now()),
-      tracks: plan.renditions.map((rendition) => ({
-        rendition,
-        dir: path.join(runDir, rendition.name),
-        lastSequence: -1,
-        emitted: 0,
-      })),
+      tracks: [],
       restartAttempt,
-      watchers: [],
       errorLines: [],
       process: undefined,
-      rescanTimer: undefined,
       killTimer: undefined,
       quitReason: undefined,
       up: false,
       exited: false,
       unsubscribe: undefined,
     };
+    for (const rendition of plan.renditions) {
+      const track: Track = {
+        rendition,
+        dir: path.join(runDir, rendition.name),
+        reader: new FragmentedMp4Reader((error, event) =>
+          this.#logger.error({ err: error, event }, 'transcoder listener failed'),
+        ),
+        cutter: new PartCutter(
+          this.#options.segmentSeconds,
+          this.#nextSequence.get(rendition.name) ?? 0,
+        ),
+        hasInit: false,
+        emitted: 0,
+      };
+      track.reader.events
+        .on('init', (bytes) => this.#onInit(run, track, bytes))
+        .on('fragment', (fragment) => this.#onFragment(run, track, fragment))
+        .on('error', (error) => {
+          this.#logger.error({ run: index, err: error }, 'ffmpeg wrote something unreadable');
+          run.process?.kill('SIGKILL');
+        });
+      run.tracks.push(track);
+    }
     this.#run = run;
     const input = this.#options.input;
     try {
@@ -326,26 +354,13 @@ export class Transcoder {
       const args = buildFfmpegArgs({
         inputUrl: typeof input === 'string' ? input : bridge ? SDP_STDIN_INPUT : FLV_STDIN_INPUT,
         bridge,
-        workDir: runDir,
         renditions: plan.renditions,
         segmentSeconds: this.#options.segmentSeconds,
         preset: plan.preset,
-        listSize: this.#options.listSize,
       });
-      // The folders exist before ffmpeg does, so they can be watched from the first segment on.
       for (const track of run.tracks) fs.mkdirSync(track.dir, { recursive: true });
-      this.#watch(run);
+      fs.mkdirSync(runDir, { recursive: true });
       const ffmpegPath = this.#options.ffmpegPath ?? DEFAULT_FFMPEG_PATH;
-      // fluent-ffmpeg 2.1.3 throws an uncaught TypeError from its own spawn error handler when
-      // the binary is missing (processor.js endCB reads an undefined ring buffer), which would
-      // take the whole service down; checking first turns that into an ordinary start failure.
-      fs.accessSync(ffmpegPath, fs.constants.X_OK);
-      const command = createFfmpegCommand(args, ffmpegPath);
-      command
-        .on('start', () => this.#onSpawned(run, command))
-        .on('stderr', (line: string) => this.#onStderr(run, line))
-        .on('error', (error: Error) => this.#onExit(run, error))
-        .on('end', () => this.#onExit(run, undefined));
       this.#logger.info(
         { run: index, preset: plan.preset, renditions: plan.renditions.map((r) => r.name) },
         'starting ffmpeg',
@@ -354,33 +369,97 @@ export class Transcoder {
         { run: index, argv: toArgv(args).map(redactStreamUrls) },
         'ffmpeg arguments',
       );
-      command.run();
+      // stdin carries the input (or `q`), stderr the log and progress, and fd 3 + i the
+      // fragmented MP4 of rendition i. It runs in the run's folder, which is how an operator
+      // (or a test) tells which stream an ffmpeg belongs to: its argv names no stream.
+      const child = spawn(ffmpegPath, toArgv(args), {
+        cwd: runDir,
+        stdio: ['pipe', 'ignore', 'pipe', ...run.tracks.map(() => 'pipe' as const)],
+      });
+      child.once('spawn', () => this.#onSpawned(run, child));
+      child.once('error', (error) => this.#onExit(run, error));
+      // 'close' comes once ffmpeg exited and every pipe is read to its end, so the last
+      // fragments are in before the run is closed.
+      child.once('close', (code, signal) =>
+        this.#onExit(
+          run,
+          code === 0 ? undefined : new Error(`ffmpeg exited with code ${code}, signal ${signal}`),
+        ),
+      );
+      readLines(child.stderr!, (line) => this.#onStderr(run, line));
+      run.tracks.forEach((track, trackIndex) => {
+        const output = child.stdio[FIRST_OUTPUT_FD + trackIndex] as Readable;
+        output.on('data', (chunk: Buffer) => {
+          if (!run.exited) track.reader.push(chunk);
+        });
+        output.on('error', (error) =>
+          this.#logger.warn({ run: index, err: error }, 'reading an ffmpeg output failed'),
+        );
+      });
     } catch (error) {
       // Same path as an ffmpeg that exits at once, but never re-entrantly.
       queueMicrotask(() => this.#onExit(run, error as Error));
     }
   }
 
-  #onSpawned(run: Run, command: FfmpegCommand): void {
-    // fluent-ffmpeg keeps the child on an untyped field and deletes it again at exit.
-    const child = (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc;
+  #onSpawned(run: Run, child: ChildProcess): void {
     if (run.exited) {
-      // The run was given up while fluent-ffmpeg was still preparing; never leave it behind.
-      child?.kill('SIGKILL');
+      child.kill('SIGKILL');
       return;
     }
     run.process = child;
-    this.#logger.info({ run: run.index, pid: child?.pid }, 'ffmpeg spawned');
+    this.#logger.info({ run: run.index, pid: child.pid }, 'ffmpeg spawned');
     // Writing to stdin races with ffmpeg exiting by itself; the resulting EPIPE is harmless.
-    child?.stdin?.on('error', (error) =>
+    child.stdin?.on('error', (error) =>
       this.#logger.debug({ run: run.index, err: error }, 'ffmpeg stdin closed'),
     );
     const input = this.#options.input;
     // A bridge's SDP is all ffmpeg reads on stdin; the media then comes over RTP.
-    if (isBridge(input)) child?.stdin?.end(input.sdp);
-    else if (typeof input !== 'string' && child?.stdin) this.#feed(run, input, child.stdin);
+    if (isBridge(input)) child.stdin?.end(input.sdp);
+    else if (typeof input !== 'string' && child.stdin) this.#feed(run, input, child.stdin);
     // A quit requested before the process existed is delivered now.
     if (run.quitReason) this.#signalQuit(run);
+  }
+
+  #onInit(run: Run, track: Track, bytes: Buffer): void {
+    track.hasInit = true;
+    this.events.safeEmit('init', { rendition: track.rendition.name, run: run.index, bytes });
+  }
+
+  #onFragment(run: Run, track: Track, fragment: Mp4Fragment): void {
+    const cut = track.cutter.add(fragment, new Date());
+    if (!cut) return;
+    if (cut.finished) this.#emitSegment(run, track, cut.finished);
+    // The first segment of every run after the first follows another ffmpeg's output:
+    // timestamps and encoder state restart there.
+    const discontinuity = run.index > 0 && track.emitted === 0 && cut.part.index === 0;
+    this.events.safeEmit('part', {
+      rendition: track.rendition.name,
+      part: cut.part,
+      discontinuity,
+    });
+  }
+
+  #emitSegment(run: Run, track: Track, segment: CutSegment): void {
+    const localPath = path.join(track.dir, `${segment.msn}.m4s`);
+    try {
+      fs.writeFileSync(localPath, Buffer.concat(segment.parts.map((part) => part.bytes)));
+    } catch (error) {
+      this.#logger.error({ run: run.index, err: error }, 'cannot write a segment');
+      return;
+    }
+    const discontinuity = run.index > 0 && track.emitted === 0;
+    track.emitted += 1;
+    this.#nextSequence.set(track.rendition.name, segment.msn + 1);
+    this.events.safeEmit('segment', {
+      rendition: track.rendition.name,
+      localPath,
+      sequence: segment.msn,
+      run: run.index,
+      durationSec: segment.durationSec,
+      programDateTime: segment.programDateTime,
+      discontinuity,
+    });
   }
 
   #feed(run: Run, input: FlvFeed, stdin: NodeJS.WritableStream & { writableLength: number }): void {
@@ -495,15 +574,13 @@ export class Transcoder {
 
   #onExit(run: Run, rawError: Error | undefined): void {
     if (run.exited) return;
-    // fluent-ffmpeg's error messages quote ffmpeg's output, which names the input URL.
     const error = rawError ? new Error(redactStreamUrls(rawError.message)) : undefined;
     run.exited = true;
     run.unsubscribe?.();
     clearTimeout(run.killTimer);
     this.#closeRun(run);
     const livedMs = performance.now() - run.startedAtMs;
-    // fluent-ffmpeg's own summary skips every line starting with "[", which with level tags is
-    // all of them; the kept warning and error lines say what went wrong.
+    // The kept warning and error lines say what went wrong.
     const stderr = run.errorLines.length > 0 ? ` (${run.errorLines.join(' | ')})` : '';
     const detail = `${error ? error.message : 'exit code 0'}${stderr}`;
     this.#logger.info({ run: run.index, livedMs: Math.round(livedMs), detail }, 'ffmpeg exited');
@@ -564,82 +641,30 @@ export class Transcoder {
     this.#resolveStopped?.();
   }
 
-  #watch(run: Run): void {
-    for (const track of run.tracks) {
-      try {
-        const watcher = fs.watch(track.dir, (_event, filename) => {
-          // With temp_file ffmpeg renames index.m3u8.tmp over index.m3u8 once it is complete.
-          if (filename === PLAYLIST_NAME && !run.exited) this.#scanTrack(run, track);
-        });
-        watcher.on('error', (error) =>
-          this.#logger.warn({ run: run.index, err: error }, 'watching a rendition folder failed'),
-        );
-        run.watchers.push(watcher);
-      } catch (error) {
-        this.#logger.warn({ run: run.index, err: error }, 'cannot watch, relying on rescans');
-      }
-    }
-    run.rescanTimer = setInterval(() => {
-      for (const track of run.tracks) this.#scanTrack(run, track);
-    }, RESCAN_INTERVAL_MS);
-  }
-
-  // Emits the segments of a run that are left, then stops watching it.
+  // Emits each rendition's last segment: at the end of its output, the segment being cut is
+  // complete.
   #closeRun(run: Run): void {
-    for (const track of run.tracks) this.#scanTrack(run, track);
-    clearInterval(run.rescanTimer);
-    for (const watcher of run.watchers) watcher.close();
+    for (const track of run.tracks) {
+      const last = track.cutter.flush();
+      if (last) this.#emitSegment(run, track, last);
+    }
   }
+}
 
-  // Reads are synchronous on purpose: playlists are a few hundred bytes, and a scan that never
-  // yields cannot interleave with another scan and emit a segment twice or out of order.
-  #scanTrack(run: Run, track: Track): void {
-    const playlistPath = path.join(track.dir, PLAYLIST_NAME);
-    let text: string;
-    try {
-      text = fs.readFileSync(playlistPath, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-        this.#logger.warn({ run: run.index, err: error }, 'cannot read media playlist');
-      }
-      return;
-    }
-    let playlist;
-    try {
-      playlist = parseMediaPlaylist(text);
-    } catch (error) {
-      this.#logger.warn({ run: run.index, err: error, playlistPath }, 'bad media playlist');
-      return;
-    }
-    for (const segment of playlist.segments) {
-      if (segment.sequence <= track.lastSequence) continue;
-      const localPath = path.join(track.dir, segment.uri);
-      // ffmpeg renames the segment before it rewrites the playlist; should that order ever
-      // change, the segment is picked up by a later scan instead of being reported unfinished.
-      if (!fs.existsSync(localPath)) break;
-      if (segment.sequence !== track.lastSequence + 1) {
-        this.#logger.warn(
-          { run: run.index, rendition: track.rendition.name, from: track.lastSequence + 1 },
-          `segments left the playlist before they were seen, resuming at ${segment.sequence}`,
-        );
-      }
-      track.lastSequence = segment.sequence;
-      // The first segment of every run after the first follows another ffmpeg's output:
-      // timestamps and encoder state restart there.
-      const discontinuity = segment.discontinuity || (run.index > 0 && track.emitted === 0);
-      track.emitted++;
-      this.events.safeEmit('segment', {
-        rendition: track.rendition.name,
-        localPath,
-        durationSec: segment.durationSec,
-        // ffmpeg dates every segment under program_date_time; the estimate only covers a
-        // playlist written without that flag.
-        programDateTime:
-          segment.programDateTime ?? new Date(Date.now() - segment.durationSec * 1000),
-        discontinuity,
-      });
-    }
-  }
+// Calls `onLine` for each line ffmpeg writes: its progress lines end in \r, the others in \n.
+function readLines(stream: Readable, onLine: (line: string) => void): void {
+  let partial = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    const lines = (partial + chunk).split(/\r\n|\r|\n/);
+    partial = lines.pop() ?? '';
+    // A line without an end is cut, so one endless line cannot grow without bound.
+    if (partial.length > MAX_LINE_CHARS) partial = partial.slice(0, MAX_LINE_CHARS);
+    for (const line of lines) if (line !== '') onLine(line);
+  });
+  stream.on('end', () => {
+    if (partial !== '') onLine(partial);
+  });
 }
 
 /**

@@ -8,7 +8,7 @@ import {
 } from './storage/object-storage';
 
 /** What an uploaded object is, for logs and metrics. */
-export type UploadKind = 'segment' | 'playlist' | 'master';
+export type UploadKind = 'segment' | 'init' | 'playlist' | 'master';
 
 /** What a queued job does: an upload of one kind, or a cleanup that deletes keys. */
 export type JobKind = UploadKind | 'cleanup';

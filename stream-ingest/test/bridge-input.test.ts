@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bridgeFeed, bridgeLadderSource, reserveBridgePorts } from '../src/bridge-input';
 import type { SegmentReady } from '../src/hls-types';
 import { Transcoder } from '../src/transcoder';
-import { memoryLogger, probeSegment, waitFor } from './support/ffmpeg-fixtures';
+import { memoryLogger, probeSegment, waitFor, withInit } from './support/ffmpeg-fixtures';
 import { SENT_OFFER, sendRtp } from './support/rtp-sender';
 
 const run = promisify(execFile);
@@ -131,17 +131,21 @@ function startBridgeTranscoder(name: string, ports: number[]) {
     source: { width: 1280, height: 720, fps: 30 },
     segmentSeconds: 1,
     passthrough: false,
-    listSize: 6,
     logger,
   });
   cleanup.push(() => transcoder.stop());
   const segments: SegmentReady[] = [];
+  const inits = new Map<string, Buffer>();
   const events: string[] = [];
+  transcoder.events.on('init', (init) => inits.set(`${init.rendition} ${init.run}`, init.bytes));
   transcoder.events.on('segment', (segment) => segments.push(segment));
   transcoder.events.on('restarted', (attempt) => events.push(`restarted ${attempt}`));
   transcoder.events.on('failed', (error) => events.push(`failed ${error.message}`));
   transcoder.events.on('inputDamaged', () => events.push('inputDamaged'));
-  return { transcoder, segments, events };
+  // A segment as a player reads it, after its run's init segment.
+  const playable = (segment: SegmentReady) =>
+    withInit(inits.get(`${segment.rendition} ${segment.run}`)!, segment.localPath);
+  return { transcoder, segments, events, playable };
 }
 
 const ofRung = (segments: SegmentReady[], rung: string) =>
@@ -154,7 +158,7 @@ describe('Transcoder on a bridge', () => {
     const small = await vp8Clip('small', '640x360', 3);
     fs.writeFileSync(list, [large, small, large].map((file) => `file '${file}'`).join('\n'));
     const ports = await reserveBridgePorts('127.0.0.1', 2);
-    const { transcoder, segments, events } = startBridgeTranscoder('sizes', ports);
+    const { transcoder, segments, events, playable } = startBridgeTranscoder('sizes', ports);
     const started = transcoder.start();
     const sent = sendRtp(ports, ['-f', 'concat', '-safe', '0', '-i', list], 9, cleanup);
     await started;
@@ -176,7 +180,7 @@ describe('Transcoder on a bridge', () => {
         new Set(['run-0']),
       );
       for (const segment of own) {
-        const probed = await probeSegment(segment.localPath);
+        const probed = await probeSegment(playable(segment));
         expect([probed.width, probed.height]).toEqual([width, height]);
       }
     }

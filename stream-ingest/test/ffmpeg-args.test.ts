@@ -4,6 +4,7 @@ import {
   ffmpegRate,
   gopFrames,
   isNetworkInput,
+  partPlanOf,
   toArgv,
   type FfmpegArgsOptions,
 } from '../src/ffmpeg-args';
@@ -12,7 +13,6 @@ import { selectLadder } from '../src/ladder';
 // The per-rung x264 options, spelled out once so the expected argv arrays stay readable; every
 // value in them is still a literal of the test.
 function x264(
-  index: number,
   preset: string,
   level: string,
   kbps: number,
@@ -22,72 +22,70 @@ function x264(
 ): string[] {
   // prettier-ignore
   return [
-    `-c:v:${index}`, 'libx264',
-    `-preset:v:${index}`, preset,
-    `-profile:v:${index}`, 'high',
-    `-level:v:${index}`, level,
-    `-b:v:${index}`, `${kbps}k`,
-    `-maxrate:v:${index}`, `${maxKbps}k`,
-    `-bufsize:v:${index}`, `${maxKbps}k`,
-    `-g:v:${index}`, String(gop),
-    `-keyint_min:v:${index}`, String(gop),
-    `-sc_threshold:v:${index}`, '0',
-    `-force_key_frames:v:${index}`, `expr:gte(t,n_forced*${seg})`,
+    '-c:v', 'libx264',
+    '-preset:v', preset,
+    '-profile:v', 'high',
+    '-level:v', level,
+    '-b:v', `${kbps}k`,
+    '-maxrate:v', `${maxKbps}k`,
+    '-bufsize:v', `${maxKbps}k`,
+    '-g:v', String(gop),
+    '-keyint_min:v', String(gop),
+    '-sc_threshold:v', '0',
+    '-force_key_frames:v', `expr:gte(t,n_forced*${seg})`,
   ];
 }
 
-function aac(index: number, kbps: number): string[] {
-  return ['-map', '0:a:0', `-c:a:${index}`, 'aac', `-b:a:${index}`, `${kbps}k`];
+// A rung's audio and its fragmented MP4 output to pipe `fd`, fragments of `fragUs`.
+function fmp4Output(kbps: number, fragUs: number, fd: number, audio = '0:a:0'): string[] {
+  // prettier-ignore
+  return [
+    '-map', audio, '-c:a', 'aac', '-b:a', `${kbps}k`,
+    '-ar', '48000',
+    '-ac', '2',
+    '-f', 'mp4',
+    '-movflags', '+frag_keyframe+empty_moov+default_base_moof+skip_trailer',
+    '-frag_duration', String(fragUs),
+    '-flush_packets', '1',
+    `pipe:${fd}`,
+  ];
 }
 
 describe('buildFfmpegArgs() and toArgv()', () => {
-  it('toArgv() for a 720p30 file input reads it at native rate and encodes two rungs', () => {
+  it('toArgv() for a 720p30 file input reads it at native rate and writes two rungs as fragmented MP4, one pipe each, parts of 10 frames', () => {
     const args = buildFfmpegArgs({
       inputUrl: '/media/in.flv',
-      workDir: '/work/s1/run-0',
       renditions: selectLadder({ width: 1280, height: 720, fps: 30 }),
       segmentSeconds: 2,
       preset: 'veryfast',
-      listSize: 6,
     });
     // prettier-ignore
     expect(toArgv(args)).toEqual([
       '-re',
       '-i', '/media/in.flv',
-      '-y',
       '-loglevel', 'level+info',
       '-filter_complex',
       '[0:v:0]format=yuv420p,split=2[s0][s1];' +
         '[s0]fps=30,scale=1280:720,setsar=1[v0];' +
         '[s1]fps=30,scale=854:480,setsar=1[v1]',
-      '-map', '[v0]', ...x264(0, 'veryfast', '3.1', 2000, 2200, 60, '2'), ...aac(0, 128),
-      '-map', '[v1]', ...x264(1, 'veryfast', '3.1', 1000, 1100, 60, '2'), ...aac(1, 128),
-      '-ar', '48000',
-      '-ac', '2',
-      '-f', 'hls',
-      '-hls_time', '2',
-      '-hls_list_size', '6',
-      '-hls_flags', 'independent_segments+program_date_time+temp_file',
-      '-hls_segment_filename', '/work/s1/run-0/%v/seg_%05d.ts',
-      '-var_stream_map', 'v:0,a:0,name:720p30 v:1,a:1,name:480p30',
-      '/work/s1/run-0/%v/index.m3u8',
+      '-map', '[v0]', ...x264('veryfast', '3.1', 2000, 2200, 60, '2'),
+      ...fmp4Output(128, 332_333, 3),
+      '-map', '[v1]', ...x264('veryfast', '3.1', 1000, 1100, 60, '2'),
+      ...fmp4Output(128, 332_333, 4),
     ]);
   });
 
   it('toArgv() for a 1080p60 RTMP input with passthrough copies the source and encodes four rungs', () => {
     const args = buildFfmpegArgs({
       inputUrl: 'rtmp://127.0.0.1:1935/live/key',
-      workDir: '/work/s2/run-3',
       renditions: selectLadder({ width: 1920, height: 1080, fps: 60 }, { passthrough: true }),
       segmentSeconds: 2,
       preset: 'superfast',
-      listSize: 5,
     });
     // prettier-ignore
     expect(toArgv(args)).toEqual([
       '-rw_timeout', '10000000',
       '-i', 'rtmp://127.0.0.1:1935/live/key',
-      '-y',
       '-loglevel', 'level+info',
       '-filter_complex',
       '[0:v:0]format=yuv420p,split=4[s0][s1][s2][s3];' +
@@ -95,33 +93,24 @@ describe('buildFfmpegArgs() and toArgv()', () => {
         '[s1]fps=30,scale=1920:1080,setsar=1[v1];' +
         '[s2]fps=30,scale=1280:720,setsar=1[v2];' +
         '[s3]fps=30,scale=854:480,setsar=1[v3]',
-      '-map', '0:v:0', '-c:v:0', 'copy', ...aac(0, 160),
-      '-map', '[v0]', ...x264(1, 'superfast', '4.2', 7000, 7700, 120, '2'), ...aac(1, 160),
-      '-map', '[v1]', ...x264(2, 'superfast', '4.0', 4000, 4400, 60, '2'), ...aac(2, 160),
-      '-map', '[v2]', ...x264(3, 'superfast', '3.1', 2000, 2200, 60, '2'), ...aac(3, 128),
-      '-map', '[v3]', ...x264(4, 'superfast', '3.1', 1000, 1100, 60, '2'), ...aac(4, 128),
-      '-ar', '48000',
-      '-ac', '2',
-      '-f', 'hls',
-      '-hls_time', '2',
-      '-hls_list_size', '5',
-      '-hls_flags', 'independent_segments+program_date_time+temp_file',
-      '-hls_segment_filename', '/work/s2/run-3/%v/seg_%05d.ts',
-      '-var_stream_map',
-      'v:0,a:0,name:source v:1,a:1,name:1080p60 v:2,a:2,name:1080p30 ' +
-        'v:3,a:3,name:720p30 v:4,a:4,name:480p30',
-      '/work/s2/run-3/%v/index.m3u8',
+      '-map', '0:v:0', '-c:v', 'copy', ...fmp4Output(160, 332_333, 3),
+      '-map', '[v0]', ...x264('superfast', '4.2', 7000, 7700, 120, '2'),
+      ...fmp4Output(160, 332_333, 4),
+      '-map', '[v1]', ...x264('superfast', '4.0', 4000, 4400, 60, '2'),
+      ...fmp4Output(160, 332_333, 5),
+      '-map', '[v2]', ...x264('superfast', '3.1', 2000, 2200, 60, '2'),
+      ...fmp4Output(128, 332_333, 6),
+      '-map', '[v3]', ...x264('superfast', '3.1', 1000, 1100, 60, '2'),
+      ...fmp4Output(128, 332_333, 7),
     ]);
   });
 
   it('toArgv() for 720p59.94 with 1.5 s segments uses NTSC fractions and rounds the GOP', () => {
     const args = buildFfmpegArgs({
       inputUrl: 'rtmp://127.0.0.1/live/k',
-      workDir: '/w',
       renditions: selectLadder({ width: 1280, height: 720, fps: 59.94 }),
       segmentSeconds: 1.5,
       preset: 'veryfast',
-      listSize: 4,
     });
     const argv = toArgv(args);
     expect(argv[argv.indexOf('-filter_complex') + 1]).toEqual(
@@ -130,59 +119,54 @@ describe('buildFfmpegArgs() and toArgv()', () => {
         '[s1]fps=30000/1001,scale=1280:720,setsar=1[v1];' +
         '[s2]fps=30000/1001,scale=854:480,setsar=1[v2]',
     );
-    const gops = argv.flatMap((arg, i) => (/^-g:v:\d$/.test(arg) ? [[arg, argv[i + 1]]] : []));
-    expect(gops).toEqual([
-      ['-g:v:0', '90'],
-      ['-g:v:1', '45'],
-      ['-g:v:2', '45'],
-    ]);
-    expect(argv[argv.indexOf('-force_key_frames:v:2') + 1]).toBe('expr:gte(t,n_forced*1.5)');
+    const gops = argv.flatMap((arg, i) => (arg === '-g:v' ? [argv[i + 1]] : []));
+    expect(gops).toEqual(['90', '45', '45']);
+    expect(argv[argv.lastIndexOf('-force_key_frames:v') + 1]).toBe('expr:gte(t,n_forced*1.5)');
   });
 
   it('toArgv() for a passthrough-only ladder has no filter graph and no x264', () => {
     const args = buildFfmpegArgs({
       inputUrl: 'rtmp://127.0.0.1/live/k',
-      workDir: '/w',
       renditions: selectLadder(
         { width: 1280, height: 720, fps: 30 },
         { passthrough: true, maxRungs: 1 },
       ),
       segmentSeconds: 2,
       preset: 'veryfast',
-      listSize: 6,
     });
     // prettier-ignore
-    expect(args.outputOptions.slice(0, 12)).toEqual([
+    expect(args.outputOptions).toEqual([
       '-loglevel', 'level+info',
-      '-map', '0:v:0', '-c:v:0', 'copy',
-      ...aac(0, 128),
+      '-map', '0:v:0', '-c:v', 'copy',
+      ...fmp4Output(128, 332_333, 3),
     ]);
     expect(args.outputOptions).not.toContain('-filter_complex');
     expect(args.outputOptions).not.toContain('libx264');
   });
 
-  it('buildFfmpegArgs() returns the three parts fluent-ffmpeg takes', () => {
-    const args = buildFfmpegArgs({
-      inputUrl: '/in.flv',
-      workDir: '/w',
-      renditions: selectLadder({ width: 854, height: 480, fps: 30 }),
-      segmentSeconds: 2,
-      preset: 'veryfast',
-      listSize: 6,
+  it('partPlanOf() gives parts of a whole number of frames near a third of a second, and a frame of slack (at least 25 ms) in PART-TARGET', () => {
+    const [top] = selectLadder({ width: 1280, height: 720, fps: 30 });
+    expect(partPlanOf(top!)).toEqual({ fragDurationUs: 332_333, partTargetSec: 0.367 });
+    expect(partPlanOf({ ...top!, fps: 60 })).toEqual({
+      fragDurationUs: 332_333,
+      partTargetSec: 0.359,
     });
-    expect(args.input).toBe('/in.flv');
-    expect(args.inputOptions).toEqual(['-re']);
-    expect(args.output).toBe('/w/%v/index.m3u8');
+    expect(partPlanOf({ ...top!, fps: 25 })).toEqual({
+      fragDurationUs: 319_000,
+      partTargetSec: 0.36,
+    });
+    expect(partPlanOf({ ...top!, passthrough: true })).toEqual({
+      fragDurationUs: 332_333,
+      partTargetSec: 0.367,
+    });
   });
 
   it('buildFfmpegArgs() for a bridge reads the SDP on stdin, letterboxes every rung and, without audio, encodes silence', () => {
     const args = buildFfmpegArgs({
       inputUrl: 'pipe:0',
-      workDir: '/w',
       renditions: selectLadder({ width: 1280, height: 720, fps: 30 }),
       segmentSeconds: 2,
       preset: 'veryfast',
-      listSize: 6,
       bridge: { localAddress: '127.0.0.1', audioStreams: 0 },
     });
     expect(args.inputOptions.slice(0, 6)).toEqual([
@@ -207,11 +191,9 @@ describe('buildFfmpegArgs() and toArgv()', () => {
     expect(() =>
       buildFfmpegArgs({
         inputUrl: 'pipe:0',
-        workDir: '/w',
         renditions: selectLadder({ width: 1280, height: 720, fps: 30 }, { passthrough: true }),
         segmentSeconds: 2,
         preset: 'veryfast',
-        listSize: 6,
         bridge: { localAddress: '10.0.0.2', audioStreams: 1 },
       }),
     ).toThrow('a bridge is encoded on every rung: it has no H.264 to copy');
@@ -221,11 +203,9 @@ describe('buildFfmpegArgs() and toArgv()', () => {
     const withAudio = (audioStreams: number) =>
       buildFfmpegArgs({
         inputUrl: 'pipe:0',
-        workDir: '/w',
         renditions: selectLadder({ width: 1280, height: 720, fps: 30 }),
         segmentSeconds: 2,
         preset: 'veryfast',
-        listSize: 6,
         bridge: { localAddress: '127.0.0.1', audioStreams },
       }).outputOptions;
     const audioMaps = (options: string[]) =>
@@ -244,24 +224,20 @@ describe('buildFfmpegArgs() and toArgv()', () => {
 
   const valid: FfmpegArgsOptions = {
     inputUrl: 'rtmp://127.0.0.1/live/k',
-    workDir: '/w',
     renditions: selectLadder({ width: 1280, height: 720, fps: 30 }),
     segmentSeconds: 2,
     preset: 'veryfast',
-    listSize: 6,
   };
   const [top] = valid.renditions;
 
   // prettier-ignore
   it.each<[string, Partial<FfmpegArgsOptions>, Error]>([
     ['empty inputUrl', { inputUrl: '' }, new TypeError('inputUrl must not be empty')],
-    ['a % in workDir', { workDir: '/w/100%' }, new TypeError('workDir must not contain "%": /w/100%')],
-    ['a relative workDir', { workDir: 'w' }, new TypeError('workDir must be absolute: w')],
     ['no renditions', { renditions: [] }, new TypeError('at least one rendition is needed')],
     ['a name with a space', { renditions: [{ ...top!, name: 'a b' }] }, new TypeError('invalid rendition name "a b"')],
     ['duplicate names', { renditions: [top!, top!] }, new TypeError('duplicate rendition name "720p30"')],
     ['zero segmentSeconds', { segmentSeconds: 0 }, new RangeError('segmentSeconds must be a positive number, got 0')],
-    ['a fractional listSize', { listSize: 2.5 }, new RangeError('listSize must be a positive integer, got 2.5')],
+    ['a frame rate of 0', { renditions: [{ ...top!, fps: 0 }] }, new RangeError('rendition 720p30 needs a frame rate above 0')],
     ['a bad codecs string', { renditions: [{ ...top!, codecs: 'hvc1.1' }] }, new TypeError('rendition codecs must start with avc1.PPCCLL, got hvc1.1')],
   ])('buildFfmpegArgs() with %s throws', (_title, change, error) => {
     expect(() => buildFfmpegArgs({ ...valid, ...change })).toThrow(error);

@@ -42,6 +42,8 @@ function createPublisher(
     logger: silentLogger,
     ...overrides,
   });
+  // Every rendition's first ffmpeg run has its init segment before any segment.
+  for (const { name } of renditions) publisher.addInit(name, 0, Buffer.from(`init of ${name}`));
   return publisher;
 }
 
@@ -54,12 +56,12 @@ function collect<T>(subscribe: (listener: (value: T) => void) => void): T[] {
 function segmentKeys(rendition: string, from: number, to: number): string[] {
   return Array.from(
     { length: to - from + 1 },
-    (_, index) => `live/c/${rendition}/s1-${from + index}.ts`,
+    (_, index) => `live/c/${rendition}/s1-${from + index}.m4s`,
   );
 }
 
 function uris(from: number, to: number): string[] {
-  return Array.from({ length: to - from + 1 }, (_, index) => `s1-${from + index}.ts`);
+  return Array.from({ length: to - from + 1 }, (_, index) => `s1-${from + index}.m4s`);
 }
 
 afterEach(async () => {
@@ -121,15 +123,19 @@ describe('HlsPublisher on s3rver', () => {
       });
       // Program date times advance by the segment duration from the source's start.
       expect(playlist.text).toContain(
-        '#EXT-X-PROGRAM-DATE-TIME:2025-01-01T12:00:28.000Z\n#EXTINF:2.000,\ns1-14.ts',
+        '#EXT-X-PROGRAM-DATE-TIME:2025-01-01T12:00:28.000Z\n#EXTINF:2.000,\ns1-14.m4s',
       );
       expect(await storage.list(`live/c/${rendition}/`)).toEqual(
-        [...segmentKeys(rendition, 12, 19), `live/c/${rendition}/index.m3u8`].sort(),
+        [
+          ...segmentKeys(rendition, 12, 19),
+          `live/c/${rendition}/index.m3u8`,
+          `live/c/${rendition}/s1-init-0.mp4`,
+        ].sort(),
       );
-      const segment = await fetchObject(endpoint, `live/c/${rendition}/s1-19.ts`);
+      const segment = await fetchObject(endpoint, `live/c/${rendition}/s1-19.m4s`);
       expect(segment).toMatchObject({
         status: 200,
-        contentType: 'video/mp2t',
+        contentType: 'video/iso.segment',
         cacheControl: SEGMENT_CACHE,
       });
       expect(segment.text).toContain(`${rendition} segment 19\n`);
@@ -169,7 +175,12 @@ describe('HlsPublisher on s3rver', () => {
     const live = parsePlaylist((await fetchObject(server.endpoint, 'live/c/a/index.m3u8')).text);
     expect(live).toMatchObject({ mediaSequence: 7, uris: uris(7, 9), ended: true });
     expect(await storage.list('live/c/a/')).toEqual(
-      [...segmentKeys('a', 0, 9), 'live/c/a/index.m3u8', 'live/c/a/vod.m3u8'].sort(),
+      [
+        ...segmentKeys('a', 0, 9),
+        'live/c/a/index.m3u8',
+        'live/c/a/s1-init-0.mp4',
+        'live/c/a/vod.m3u8',
+      ].sort(),
     );
   });
 
@@ -211,7 +222,7 @@ describe('HlsPublisher on s3rver', () => {
     // The oldest go first: what is dropped is the front of the outage.
     expect(droppedUris).toEqual(uris(1, dropped.length));
     for (const uri of droppedUris) {
-      const index = Number(uri.match(/s1-(\d+)\.ts/)![1]);
+      const index = Number(uri.match(/s1-(\d+)\.m4s/)![1]);
       expect(fs.existsSync(files[index - 1]!)).toBe(false);
     }
     await s3.resume();
@@ -224,9 +235,9 @@ describe('HlsPublisher on s3rver', () => {
       0,
       ...Array.from({ length: 12 - dropped.length }, (_, i) => dropped.length + 1 + i),
     ];
-    expect(vod.uris).toEqual(kept.map((index) => `s1-${index}.ts`));
+    expect(vod.uris).toEqual(kept.map((index) => `s1-${index}.m4s`));
     // The jump over the dropped segments is marked, so players reset instead of stalling.
-    expect(vod.discontinuities).toEqual([`s1-${dropped.length + 1}.ts`]);
+    expect(vod.discontinuities).toEqual([`s1-${dropped.length + 1}.m4s`]);
     for (const uri of vod.uris) expect(await objectExists(endpoint, `live/c/a/${uri}`)).toBe(true);
     for (const uri of droppedUris) {
       expect(await objectExists(endpoint, `live/c/a/${uri}`)).toBe(false);
@@ -289,7 +300,11 @@ describe('HlsPublisher on s3rver', () => {
     expect(uploaded.filter((object) => object.kind === 'segment')).toHaveLength(60);
     for (const rendition of ['a', 'b']) {
       expect(await storage.list(`live/c/${rendition}/`)).toEqual(
-        [...segmentKeys(rendition, 0, 29), `live/c/${rendition}/index.m3u8`].sort(),
+        [
+          ...segmentKeys(rendition, 0, 29),
+          `live/c/${rendition}/index.m3u8`,
+          `live/c/${rendition}/s1-init-0.mp4`,
+        ].sort(),
       );
       const final = parsePlaylist(
         (await fetchObject(endpoint, `live/c/${rendition}/index.m3u8`)).text,
@@ -323,12 +338,12 @@ describe('HlsPublisher ordering and failures', () => {
     for (let index = 0; index < 4; index++) {
       hls.addSegment(source.next('a', { discontinuity: index === 2 }));
     }
-    const listed = await playlistListing(storage, 'live/c/a/index.m3u8', 's1-3.ts');
+    const listed = await playlistListing(storage, 'live/c/a/index.m3u8', 's1-3.m4s');
     expect(listed).toMatchObject({
       mediaSequence: 1,
       discontinuitySequence: 0,
       uris: uris(1, 3),
-      discontinuities: ['s1-2.ts'],
+      discontinuities: ['s1-2.m4s'],
     });
     hls.addSegment(source.next('a'));
     hls.addSegment(source.next('a'));
@@ -407,12 +422,14 @@ describe('HlsPublisher ordering and failures', () => {
         expect(listed).not.toContain(key.slice('live/c/a/'.length));
       }
     }
-    expect(await storage.list('live/c/a/s1-')).toEqual(segmentKeys('a', 5, 8));
+    expect(await storage.list('live/c/a/s1-')).toEqual(
+      [...segmentKeys('a', 5, 8), 'live/c/a/s1-init-0.mp4'].sort(),
+    );
   });
 
   it('a segment that fails permanently is left out of every playlist, the next one is flagged, and "error" is emitted', async () => {
     const storage = new MemoryStorage();
-    storage.fail('live/c/a/s1-1.ts', 1, false);
+    storage.fail('live/c/a/s1-1.m4s', 1, false);
     source = new SegmentSource();
     const hls = createPublisher(storage, { renditions: testRenditions('a') });
     const errors = collect<FailedInfo>((listener) => hls.events.on('error', listener));
@@ -422,17 +439,17 @@ describe('HlsPublisher ordering and failures', () => {
 
     expect(errors).toEqual([
       expect.objectContaining({
-        key: 'live/c/a/s1-1.ts',
+        key: 'live/c/a/s1-1.m4s',
         kind: 'segment',
         reason: 'permanent-error',
       }),
     ]);
     for (const version of storage.putsOf('live/c/a/index.m3u8')) {
-      expect(parsePlaylist(version).uris).not.toContain('s1-1.ts');
+      expect(parsePlaylist(version).uris).not.toContain('s1-1.m4s');
     }
     expect(parsePlaylist(storage.putsOf('live/c/a/index.m3u8').at(-1)!)).toMatchObject({
-      uris: ['s1-0.ts', 's1-2.ts', 's1-3.ts'],
-      discontinuities: ['s1-2.ts'],
+      uris: ['s1-0.m4s', 's1-2.m4s', 's1-3.m4s'],
+      discontinuities: ['s1-2.m4s'],
       ended: true,
     });
     expect(fs.existsSync(segments[1]!.localPath)).toBe(false);
@@ -450,8 +467,8 @@ describe('HlsPublisher ordering and failures', () => {
     hls.addSegment(source.next('a'));
     await hls.end();
 
-    expect(storage.objects.has('live/c/a/s1-1.ts')).toBe(true);
-    expect(source.remaining()).toEqual(['a-0.ts', 'a-1.ts']);
+    expect(storage.objects.has('live/c/a/s1-1.m4s')).toBe(true);
+    expect(source.remaining()).toEqual(['a-0.m4s', 'a-1.m4s']);
   });
 
   it('end() called twice returns one promise and emits "ended" once', async () => {

@@ -49,7 +49,7 @@ describe('IngestNode metrics', () => {
     });
     expect(await gauge(registry, 'ingest_upload_backlog_bytes')).toBe(0);
     // Storage stalls on segments, as S3 does in an outage.
-    const outage = storage.hold(/\.ts$/);
+    const outage = storage.hold(/\.m4s$/);
     publisher = publishLikeObs({
       url: `rtmp://127.0.0.1:${node.rtmp.port}/live/${key}`,
       seconds: 20,
@@ -63,7 +63,7 @@ describe('IngestNode metrics', () => {
       async () => {
         held = await gauge(registry, 'ingest_upload_backlog_bytes');
         // Two segments waiting: the backlog grows while storage is down.
-        const waiting = storage.log.filter((e) => e.op === 'put-start' && e.key.endsWith('.ts'));
+        const waiting = storage.log.filter((e) => e.op === 'put-start' && e.key.endsWith('.m4s'));
         return held > 0 && waiting.length >= 2;
       },
       20_000,
@@ -84,6 +84,6 @@ describe('IngestNode metrics', () => {
       10_000,
       'the backlog drained while the stream is live',
     );
-    expect([...storage.objects.keys()].some((name) => name.endsWith('.ts'))).toBe(true);
+    expect([...storage.objects.keys()].some((name) => name.endsWith('.m4s'))).toBe(true);
   }, 45_000);
 });

@@ -16,7 +16,7 @@ import { ingestConfig } from '../src/config';
 import { IngestNode } from '../src/ingest-node';
 import { LocalStorage } from '../src/storage/local-storage';
 import { FakeControlPlane } from './support/fake-control-plane';
-import { meanVolumeDb } from './support/ffmpeg-fixtures';
+import { meanVolumeDb, withInit } from './support/ffmpeg-fixtures';
 import { SENT_OFFER, sendRtp } from './support/rtp-sender';
 import { RtmpFuzzer, fuzzSeed, recordPublisherSession, runRtmpFuzz } from './support/rtmp-fuzz';
 import { TEST_BUCKET, TestS3Server } from './support/s3rver';
@@ -60,13 +60,15 @@ function streamKey(): string {
 }
 
 // Every process's command line, except the ones named.
-function commandLines(except: (number | undefined)[]): { pid: number; argv: string }[] {
-  const found: { pid: number; argv: string }[] = [];
+function commandLines(
+  except: (number | undefined)[],
+): { pid: number; argv: string; cwd: string }[] {
+  const found: { pid: number; argv: string; cwd: string }[] = [];
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || except.includes(Number(entry))) continue;
     try {
       const argv = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      found.push({ pid: Number(entry), argv });
+      found.push({ pid: Number(entry), argv, cwd: fs.readlinkSync(`/proc/${entry}/cwd`) });
     } catch {
       // The process ended while the list was read.
     }
@@ -107,10 +109,12 @@ describe('IngestNode', () => {
       15_000,
       'the master playlist',
     );
-    // While the stream is transcoded: the ingest's ffmpeg runs (found by its work folder), and
-    // no process but the publisher itself holds the key in its argv.
+    // While the stream is transcoded: the ingest's ffmpeg runs (found by its working directory,
+    // in the work folder), and no process but the publisher itself holds the key in its argv.
     const others = commandLines([publisher.pid, process.pid]);
-    expect(others.some(({ argv }) => argv.includes('ffmpeg') && argv.includes(workDir))).toBe(true);
+    expect(others.some(({ argv, cwd }) => argv.includes('ffmpeg') && cwd.startsWith(workDir))).toBe(
+      true,
+    );
     expect(others.filter(({ argv }) => argv.includes(secret))).toEqual([]);
     expect(await exited(publisher)).toBe(0);
     await eventually(
@@ -127,7 +131,7 @@ describe('IngestNode', () => {
     expect(lines.length).toBeGreaterThan(20);
     expect(lines.join('')).not.toContain(secret);
     const names = filesUnder(storageDir);
-    expect(names.some((name) => name.endsWith('.ts'))).toBe(true);
+    expect(names.some((name) => name.endsWith('.m4s'))).toBe(true);
     expect(names.filter((name) => name.includes(secret))).toEqual([]);
     const master = fs.readFileSync(path.join(storageDir, 'live/keyed/master.m3u8'), 'utf8');
     expect(master).not.toContain(secret);
@@ -236,7 +240,7 @@ describe('IngestNode', () => {
       if (!response.ok) return undefined;
       return (await response.text())
         .split('\n')
-        .filter((line) => line.endsWith('.ts'))
+        .filter((line) => line.endsWith('.m4s'))
         .at(-1);
     };
     await eventually(async () => (await lastSegment()) !== undefined, 20_000, 'the live stream');
@@ -366,9 +370,11 @@ describe('IngestNode share bridges', () => {
     expect(media.trimEnd().endsWith('#EXT-X-ENDLIST')).toBe(true);
     expect(node.liveStreamIds).toEqual([]);
     // The share's 440 Hz tone is in the mix (silence measures -91 dB).
-    const segments = media.split('\n').filter((line) => line.endsWith('.ts'));
+    const segments = media.split('\n').filter((line) => line.endsWith('.m4s'));
     const middle = path.join(storageDir, 'live/shared/480p30', segments[segments.length >> 1]!);
-    expect(await meanVolumeDb(middle)).toBeGreaterThan(-40);
+    const init = /#EXT-X-MAP:URI="([^"]+)"/.exec(media)![1]!;
+    const playable = withInit(path.join(storageDir, 'live/shared/480p30', init), middle);
+    expect(await meanVolumeDb(playable)).toBeGreaterThan(-40);
   }, 60_000);
 
   it('stop() right after a bridge was told to stop waits for that bridge’s ffmpeg to exit', async () => {
@@ -400,7 +406,7 @@ describe('IngestNode share bridges', () => {
       20_000,
       'the bridged stream live',
     );
-    const ffmpegs = () => processesNaming(path.join(workDir, grant.streamId));
+    const ffmpegs = () => processesIn(path.join(workDir, grant.streamId));
     expect(ffmpegs().length).toBe(1);
     void node.stopBridge(grant.streamId, 'share ended');
     await node.stop();
@@ -411,12 +417,12 @@ describe('IngestNode share bridges', () => {
 });
 
 // Pids of the processes whose command line names `text`.
-function processesNaming(text: string): number[] {
+// Processes working in a folder under `folder`: a stream's ffmpeg works in its run folder.
+function processesIn(folder: string): number[] {
   return fs.readdirSync('/proc').flatMap((entry) => {
     if (!/^\d+$/.test(entry)) return [];
     try {
-      const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      return cmdline.includes(text) ? [Number(entry)] : [];
+      return fs.readlinkSync(`/proc/${entry}/cwd`).startsWith(folder) ? [Number(entry)] : [];
     } catch {
       return [];
     }

@@ -4,17 +4,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SegmentReady } from '../src/hls-types';
-import { buildFfmpegArgs, FLV_STDIN_INPUT, toArgv } from '../src/ffmpeg-args';
-import { selectLadder } from '../src/ladder';
-import { parseMediaPlaylist } from '../src/media-playlist-parser';
 import {
-  createFfmpegCommand,
   FfmpegStartError,
   InvalidStateError,
   redactStreamUrls,
   Transcoder,
   type AdaptedInfo,
   type FlvFeed,
+  type InitReady,
+  type PartReady,
   type TranscoderOptions,
 } from '../src/transcoder';
 import {
@@ -23,6 +21,7 @@ import {
   memoryLogger,
   probeSegment,
   waitFor,
+  withInit,
 } from './support/ffmpeg-fixtures';
 
 const SOURCE = { width: 1280, height: 720, fps: 30 };
@@ -54,31 +53,36 @@ function makeTranscoder(name: string, overrides: Partial<TranscoderOptions> = {}
     source: SOURCE,
     segmentSeconds: 2,
     passthrough: false,
-    listSize: 6,
     logger,
     ...overrides,
   });
   transcoders.push(transcoder);
   const segments: SegmentReady[] = [];
+  const parts: PartReady[] = [];
+  const inits: InitReady[] = [];
   const events: string[] = [];
   transcoder.events.on('segment', (segment) => segments.push(segment));
+  transcoder.events.on('part', (part) => parts.push(part));
+  transcoder.events.on('init', (init) => inits.push(init));
   transcoder.events.on('restarted', (attempt) => events.push(`restarted ${attempt}`));
   transcoder.events.on('ended', () => events.push('ended'));
   transcoder.events.on('failed', (error) => events.push(`failed ${error.name}`));
-  return { transcoder, segments, events, records };
+  return { transcoder, segments, parts, inits, events, records };
 }
 
 function byRendition(segments: SegmentReady[], rendition: string, run?: number): SegmentReady[] {
-  return segments.filter(
-    (s) =>
-      s.rendition === rendition &&
-      (run === undefined || s.localPath.includes(`${path.sep}run-${run}${path.sep}`)),
-  );
+  return segments.filter((s) => s.rendition === rendition && (run === undefined || s.run === run));
+}
+
+// A segment as a player reads it: its run's init segment, then the segment.
+function playable(segment: SegmentReady, inits: InitReady[]): string {
+  const init = inits.find((i) => i.rendition === segment.rendition && i.run === segment.run)!;
+  return withInit(init.bytes, segment.localPath);
 }
 
 describe('Transcoder with real ffmpeg', () => {
-  it('start() on a 720p30 input emits aligned ~2 s segments per rendition; stop() ends with "ended" and no ffmpeg left', async () => {
-    const { transcoder, segments, events, records } = makeTranscoder('basic');
+  it('start() on a 720p30 input emits an init segment, then parts of at most 10 frames and ~2 s segments made of them, per rendition; stop() ends with "ended" and no ffmpeg left', async () => {
+    const { transcoder, segments, parts, inits, events, records } = makeTranscoder('basic');
     await transcoder.start();
     const pid = transcoder.pid!;
     expect(isProcessAlive(pid)).toBe(true);
@@ -96,39 +100,40 @@ describe('Transcoder with real ffmpeg', () => {
     expect(transcoder.state).toBe('ended');
     expect(transcoder.pid).toBeUndefined();
     expect(isProcessAlive(pid)).toBe(false);
+    expect(inits.map((i) => [i.rendition, i.run])).toEqual([
+      ['720p30', 0],
+      ['480p30', 0],
+    ]);
 
     for (const rendition of ['720p30', '480p30']) {
       const own = byRendition(segments, rendition);
       // The last one may be the short segment ffmpeg closes on `q`.
       const full = own.slice(0, -1);
       expect(full.length).toBeGreaterThanOrEqual(3);
-      expect(own.map((s) => path.basename(s.localPath))).toEqual(
-        own.map((_, i) => `seg_${String(i).padStart(5, '0')}.ts`),
-      );
+      expect(own.map((s) => s.sequence)).toEqual(own.map((_, i) => i));
+      const ownParts = parts.filter((p) => p.rendition === rendition).map((p) => p.part);
       for (const [i, segment] of own.entries()) {
-        expect(segment.localPath).toBe(
-          path.join(tmp, 'basic', 'run-0', rendition, `seg_${String(i).padStart(5, '0')}.ts`),
-        );
-        expect(fs.existsSync(segment.localPath)).toBe(true);
+        expect(segment.localPath).toBe(path.join(tmp, 'basic', 'run-0', rendition, `${i}.m4s`));
         expect(segment.discontinuity).toBe(false);
         if (i < full.length) expect(segment.durationSec).toBeCloseTo(2, 1);
+        // A segment is its parts, in order: the first starts with the key frame, the others do
+        // not, and none is longer than 10 frames.
+        const mine = ownParts.filter((p) => p.msn === segment.sequence);
+        expect(mine.map((p) => p.index)).toEqual(mine.map((_, index) => index));
+        expect(mine.map((p) => p.independent)).toEqual(mine.map((_, index) => index === 0));
+        for (const part of mine) expect(part.durationSec).toBeLessThanOrEqual(10 / 30 + 1e-9);
+        expect(fs.readFileSync(segment.localPath)).toEqual(Buffer.concat(mine.map((p) => p.bytes)));
+        if (i < full.length) expect(mine).toHaveLength(6);
         if (i > 0) {
           const previous = own[i - 1]!;
-          expect(segment.programDateTime.getTime() - previous.programDateTime.getTime()).toBe(
-            Math.round(previous.durationSec * 1000),
-          );
+          // Dated by the wall clock as fragments arrive: within a part of the media timeline.
+          expect(
+            segment.programDateTime.getTime() - previous.programDateTime.getTime(),
+          ).toBeCloseTo(previous.durationSec * 1000, -3);
         }
       }
       // The date is the wall clock of the live stream, not a media timestamp.
       expect(Math.abs(own[0]!.programDateTime.getTime() - Date.now())).toBeLessThan(60_000);
-      // `q` closes the playlists properly, and "ended" came after every listed segment.
-      const playlist = parseMediaPlaylist(
-        fs.readFileSync(path.join(tmp, 'basic', 'run-0', rendition, 'index.m3u8'), 'utf8'),
-      );
-      expect(playlist.endList).toBe(true);
-      expect(own.slice(-playlist.segments.length).map((s) => path.basename(s.localPath))).toEqual(
-        playlist.segments.map((s) => s.uri),
-      );
     }
 
     const probes: Record<string, Awaited<ReturnType<typeof probeSegment>>[]> = {};
@@ -136,7 +141,7 @@ describe('Transcoder with real ffmpeg', () => {
       probes[rendition] = await Promise.all(
         byRendition(segments, rendition)
           .slice(0, 3)
-          .map((s) => probeSegment(s.localPath)),
+          .map((s) => probeSegment(playable(s, inits))),
       );
     }
     expect(probes['720p30']!.map((p) => [p.width, p.height])).toEqual([
@@ -308,20 +313,6 @@ describe('Transcoder lifecycle', () => {
       new InvalidStateError('start() called while running'),
     );
     await first;
-  });
-
-  it('createFfmpegCommand() hands fluent-ffmpeg exactly the argv of toArgv()', () => {
-    // Two variants make "-var_stream_map" hold exactly one space, which fluent-ffmpeg would split
-    // in two if the options were passed as one array.
-    const args = buildFfmpegArgs({
-      inputUrl: FLV_STDIN_INPUT,
-      workDir: '/w/run-0',
-      renditions: selectLadder(SOURCE),
-      segmentSeconds: 2,
-      preset: 'veryfast',
-      listSize: 6,
-    });
-    expect(createFfmpegCommand(args, '/usr/bin/ffmpeg')._getArguments()).toEqual(toArgv(args));
   });
 
   it('ffmpeg dies with the process that runs the transcoder, even when that one is SIGKILLed', async () => {

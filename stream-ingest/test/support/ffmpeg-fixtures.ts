@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createLogger, type Logger } from '@hearth/server-common';
@@ -148,4 +149,15 @@ export async function meanVolumeDb(file: string): Promise<number> {
   const match = /mean_volume: (-?[\d.]+) dB/.exec(stderr);
   if (!match) throw new Error(`no audio in ${file}`);
   return Number(match[1]);
+}
+
+/**
+ * A fragmented MP4 segment as a player reads it, in a file ffprobe can open: the init segment
+ * (bytes, or a file holding them) followed by the segment file.
+ */
+export function withInit(init: Buffer | string, segmentFile: string): string {
+  const initBytes = typeof init === 'string' ? fs.readFileSync(init) : init;
+  const file = `${segmentFile}.probe.mp4`;
+  fs.writeFileSync(file, Buffer.concat([initBytes, fs.readFileSync(segmentFile)]));
+  return file;
 }

@@ -53,14 +53,20 @@ export class SegmentSource {
     this.#start = (options.start ?? new Date('2025-01-01T12:00:00.000Z')).getTime();
   }
 
-  /** Writes the next segment file of a rendition and returns its SegmentReady event. */
-  next(rendition: string, options: { durationSec?: number; discontinuity?: boolean } = {}) {
+  /**
+   * Writes the next segment file of a rendition and returns its SegmentReady event; its run is
+   * 0 unless given (the publisher needs that run's init segment first).
+   */
+  next(
+    rendition: string,
+    options: { durationSec?: number; discontinuity?: boolean; run?: number } = {},
+  ) {
     const index = this.#count.get(rendition) ?? 0;
     const durationSec = options.durationSec ?? 2;
     const startMs = this.#clock.get(rendition) ?? this.#start;
     this.#count.set(rendition, index + 1);
     this.#clock.set(rendition, startMs + durationSec * 1000);
-    const localPath = path.join(this.directory, `${rendition}-${index}.ts`);
+    const localPath = path.join(this.directory, `${rendition}-${index}.m4s`);
     const label = Buffer.from(`${rendition} segment ${index}\n`);
     const body = Buffer.alloc(Math.max(this.#bytes, label.length), 0x47);
     label.copy(body);
@@ -68,6 +74,8 @@ export class SegmentSource {
     const segment: SegmentReady = {
       rendition,
       localPath,
+      sequence: index,
+      run: options.run ?? 0,
       durationSec,
       programDateTime: new Date(startMs),
       discontinuity: options.discontinuity ?? false,
@@ -192,7 +200,7 @@ export async function fetchPlaylistIfWhole(
     return undefined;
   }
   const playlist = parsePlaylist(text);
-  const whole = text.endsWith('\n') && playlist.uris.every((uri) => uri.endsWith('.ts'));
+  const whole = text.endsWith('\n') && playlist.uris.every((uri) => /\.(?:ts|m4s)$/.test(uri));
   return whole ? playlist : undefined;
 }
 

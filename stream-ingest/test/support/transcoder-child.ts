@@ -11,7 +11,6 @@ const transcoder = new Transcoder({
   source: { width: 1280, height: 720, fps: 30 },
   segmentSeconds: 2,
   passthrough: false,
-  listSize: 6,
   logger: createLogger('transcoder-child', { level: 'silent' }),
 });
 await transcoder.start();

@@ -67,26 +67,15 @@ export type PlaybackEvents = {
   state: [PlaybackState];
 };
 
-/**
- * How many target durations behind the playlist's live edge playback sits. Two (4 s with 2 s
- * segments) is one less than the hold-back RFC 8216 6.3.3 suggests: segments reach the CDN within
- * a few hundred milliseconds of being cut (bench:stream), so one spare segment rides out a late
- * one, and it keeps glass-to-glass latency near 4.5 s instead of 6 s.
- */
-export const LIVE_SYNC_DURATION_COUNT = 2;
-
-// Live playback tuned for the ingest's plain (not low-latency) HLS with short segments.
+// Live playback tuned for LL-HLS: hls.js loads the parts the origin lists, asks for the next one
+// with blocking playlist reloads, and plays PART-HOLD-BACK (three part targets, about 1.1 s)
+// behind the live edge. A playlist without parts (storage's, when the origin does not serve the
+// stream) is played hls.js's default three target durations behind.
 const HLS_CONFIG: Partial<HlsConfig> = {
-  // The ingest writes whole segments without LL-HLS parts or blocking reloads, so this mode
-  // fetches nothing differently here. It is on because hls.js (1.6, 1.7) only runs the playback
-  // rate catch-up below in this mode; with it off, `maxLiveSyncPlaybackRate` does nothing and a
-  // viewer who fell behind after a stall stays behind.
   lowLatencyMode: true,
-  // Set explicitly, it also wins over any PART-HOLD-BACK.
-  liveSyncDurationCount: LIVE_SYNC_DURATION_COUNT,
-  // After a stall leaves playback this far behind, hls.js jumps back to the sync point.
-  liveMaxLatencyDurationCount: 10,
-  // Closer than that, it catches up by playing at most 10 % faster, which is barely audible.
+  // Behind its target, it catches up by playing at most 10 % faster, which is barely audible.
+  // (No liveMaxLatencyDurationCount: hls.js accepts one only with a liveSyncDurationCount,
+  // which would override PART-HOLD-BACK.)
   maxLiveSyncPlaybackRate: 1.1,
   // Nobody seeks back in this player, so old media is dropped early to keep memory flat over
   // hours of watching.

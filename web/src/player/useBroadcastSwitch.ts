@@ -2,7 +2,7 @@ import type { LiveStream } from '@hearth/protocol';
 import { computed, onScopeDispose, shallowRef, watch, type Ref } from 'vue';
 import { info } from '../log';
 import type { SpectatorState } from '../voice/spectator-client';
-import { LIVE_SYNC_DURATION_COUNT, type PlaybackReadings } from './playback';
+import type { PlaybackReadings } from './playback';
 import type { HlsPlayer, PlayerSource } from './useHlsPlayer';
 import type { ChannelShare } from './useStreamStatus';
 
@@ -182,16 +182,18 @@ export function useBroadcastSwitch<P extends SwitchPlayer, S extends SwitchSpect
   return { player, spectator, path, moved };
 }
 
+// Target durations a player of a playlist without parts sits behind live: hls.js's default.
+const PLAIN_HLS_TARGET_DURATIONS_BEHIND = 3;
+
 /**
  * About how far a broadcast runs behind live, in whole seconds: the player's own latency figure
- * (program date-time, or the distance to the live edge), or else an estimate from the playlist's
- * target duration, as hls.js plays that many segments behind the newest one, which itself is one
- * segment old. Null before the player knows either.
+ * (program date-time, or the distance to the live edge), or else the most it can be, for a
+ * playlist without parts, from its target duration. Null before the player knows either.
  */
 export function broadcastDelaySeconds(readings: PlaybackReadings | null): number | null {
   if (readings?.latencySeconds != null) return Math.max(1, Math.round(readings.latencySeconds));
   if (readings?.targetDuration != null) {
-    return Math.round(readings.targetDuration * (LIVE_SYNC_DURATION_COUNT + 1));
+    return Math.round(readings.targetDuration * PLAIN_HLS_TARGET_DURATIONS_BEHIND);
   }
   return null;
 }
