@@ -174,6 +174,11 @@ export const apiConfigSchema = z
      * the main port serves `/metrics` to anyone in the embedded profile and to nobody in production.
      */
     metricsToken: z.string().min(32).optional(),
+    /**
+     * Secret the CDN edge presents (header `X-Hearth-Edge-Secret`) to ask which ingest node is
+     * the LL-HLS origin of a channel; without it, nobody may ask.
+     */
+    edgeSecret: z.string().min(32).optional(),
     /** Port of a listener serving only `/metrics` and `/health`; none when unset. */
     metricsPort: z.coerce.number().int().min(0).max(65535).optional(),
     /** Address the metrics listener binds: loopback unless Prometheus scrapes from elsewhere. */
@@ -244,6 +249,7 @@ const envKeys: Record<string, string> = {
   API_ALLOWED_ORIGINS: 'allowedOrigins',
   API_TRUSTED_PROXIES: 'trustedProxies',
   API_METRICS_TOKEN: 'metricsToken',
+  API_EDGE_SECRET: 'edgeSecret',
   API_METRICS_PORT: 'metricsPort',
   API_METRICS_HOST: 'metricsHost',
   API_CDN_BASE_URL: 'cdnBaseUrl',

@@ -325,7 +325,10 @@ describe('grants on REST routes', () => {
       'post /api/auth/login',
       'post /api/auth/refresh',
       'post /api/auth/logout',
+      // The CDN edge's: it checks the edge secret itself (403 without it, below).
+      'get /api/edge/live-origin/:channel',
     ];
+    expect((await fetch(`${baseUrl}/api/edge/live-origin/lobby`)).status).toBe(403);
     const apiRoutes = routeTable.filter((operation) => operation.path.startsWith('/api/'));
     const unauthenticated = apiRoutes.filter((operation) => !operation.auth);
     expect(

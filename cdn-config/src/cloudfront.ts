@@ -18,6 +18,8 @@ export interface CloudFrontForwardedValues {
   readonly Cookies: { readonly Forward: 'none' };
   /** Request headers forwarded to the origin and made part of the cache key. */
   readonly Headers: readonly string[];
+  /** With `QueryString`, the only query parameters in the cache key (and forwarded). */
+  readonly QueryStringCacheKeys?: readonly string[];
 }
 
 /** `DefaultCacheBehavior` of a CloudFormation `DistributionConfig`. */
@@ -66,6 +68,22 @@ export interface CloudFrontS3Origin {
   readonly OriginShield?: { readonly Enabled: true; readonly OriginShieldRegion: string };
 }
 
+/** The LL-HLS origin of a distribution: a custom HTTPS origin in front of the ingest nodes. */
+export interface CloudFrontCustomOrigin {
+  /** Name the behaviors refer to. */
+  readonly Id: string;
+  /** Host name of the live origin (no scheme). */
+  readonly DomainName: string;
+  /** HTTPS only, and time enough for a blocking playlist request. */
+  readonly CustomOriginConfig: {
+    readonly HTTPSPort: 443;
+    readonly OriginProtocolPolicy: 'https-only';
+    readonly OriginSSLProtocols: readonly ['TLSv1.2'];
+    readonly OriginReadTimeout: number;
+    readonly OriginKeepaliveTimeout: number;
+  };
+}
+
 /** The `DistributionConfig` of an `AWS::CloudFront::Distribution` (the parts generated here). */
 export interface CloudFrontDistributionConfig {
   /** Whether the distribution serves requests. */
@@ -78,8 +96,8 @@ export interface CloudFrontDistributionConfig {
   readonly IPV6Enabled: true;
   /** Which edge locations serve the distribution. */
   readonly PriceClass: string;
-  /** The bucket. */
-  readonly Origins: readonly CloudFrontS3Origin[];
+  /** The bucket, and the live origin when there is one. */
+  readonly Origins: readonly (CloudFrontS3Origin | CloudFrontCustomOrigin)[];
   /** Behavior for paths no cache rule matches. */
   readonly DefaultCacheBehavior: CloudFrontDefaultCacheBehavior;
   /** Per cache rule one signed behavior for private channels, then one public behavior. */
@@ -118,6 +136,12 @@ export const CLOUDFRONT_PUBLIC_KEY_LOGICAL_ID = 'PrivatePlaybackPublicKey';
 export const CLOUDFRONT_PUBLIC_KEY_PARAMETER = 'PrivatePlaybackPublicKeyPem';
 /** Id of the single origin that every behavior targets. */
 export const CLOUDFRONT_ORIGIN_ID = 'hls-s3-origin';
+/** Id of the LL-HLS origin that the live behaviors target. */
+export const CLOUDFRONT_LIVE_ORIGIN_ID = 'hls-live-origin';
+// Blocking playlist requests wait up to three target durations (6 s) at the origin.
+const LIVE_ORIGIN_READ_TIMEOUT_SECONDS = 30;
+// The blocking-reload parameters: the only query in a live playlist's cache key.
+const BLOCKING_RELOAD_PARAMETERS = ['_HLS_msn', '_HLS_part'];
 // A response headers policy may remove at most 10 headers (a CloudFront quota), so the first
 // 10 of the list, which is ordered by how often S3 sends them, are removed.
 const REMOVE_HEADERS_LIMIT = 10;
@@ -160,6 +184,15 @@ export const cloudFrontOptionsSchema = z.strictObject({
   /** Existing response headers policy id; by default the template's own policy is referenced. */
   responseHeadersPolicyId: z.string().min(1).optional(),
   /**
+   * Host name of the LL-HLS origin: a tier of nginx edges (cdn-config's, with
+   * `liveOriginResolver`) in front of the ingest nodes, which itself reads S3 for streams no node
+   * serves. Live playlists and media under `live/` go there; without it, everything is S3's.
+   */
+  liveOriginDomainName: z
+    .string()
+    .regex(/^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$/, 'must be a bare domain name, no scheme or path')
+    .optional(),
+  /**
    * Existing key group whose keys sign private channels' URLs or cookies; by default the
    * template creates one from the public key given as a template parameter.
    */
@@ -176,9 +209,10 @@ function behaviorFor(
   ttl: number,
   compress: boolean,
   policyId: CfnString,
+  live = false,
 ): CloudFrontDefaultCacheBehavior {
   return {
-    TargetOriginId: CLOUDFRONT_ORIGIN_ID,
+    TargetOriginId: live ? CLOUDFRONT_LIVE_ORIGIN_ID : CLOUDFRONT_ORIGIN_ID,
     ViewerProtocolPolicy: 'redirect-to-https',
     AllowedMethods: METHODS,
     CachedMethods: METHODS,
@@ -188,13 +222,45 @@ function behaviorFor(
     MinTTL: ttl,
     DefaultTTL: ttl,
     MaxTTL: ttl,
-    ForwardedValues: {
-      QueryString: false,
-      Cookies: { Forward: 'none' },
-      Headers: FORWARDED_HEADERS,
-    },
+    // A live playlist is keyed (and forwarded) with its blocking-reload query, nothing else.
+    ForwardedValues: live
+      ? {
+          QueryString: true,
+          QueryStringCacheKeys: BLOCKING_RELOAD_PARAMETERS,
+          Cookies: { Forward: 'none' },
+          Headers: FORWARDED_HEADERS,
+        }
+      : { QueryString: false, Cookies: { Forward: 'none' }, Headers: FORWARDED_HEADERS },
     ResponseHeadersPolicyId: policyId,
   };
+}
+
+// Live playlists and media of public channels go to the LL-HLS origin first: CloudFront holds a
+// crowd's blocking requests behind one (its request collapsing), as the nginx edge's cache lock
+// does. Private channels stay on S3 with their signed behaviors.
+function liveBehaviors(
+  rules: readonly CacheRule[],
+  policyId: CfnString,
+): CloudFrontCacheBehavior[] {
+  const byName = (name: string) => {
+    const rule = rules.find((candidate) => candidate.name === name);
+    if (!rule) throw new TypeError(`the cache rule table has no ${name} rule`);
+    return rule;
+  };
+  const playlist = byName('media-playlist');
+  return [
+    {
+      PathPattern: 'live/*.m3u8',
+      ...behaviorFor(playlist.edgeTtlSeconds, isCompressible(playlist), policyId, true),
+    },
+    ...['fmp4-segment', 'fmp4-init'].map((name) => {
+      const rule = byName(name);
+      return {
+        PathPattern: `live/*${rule.suffix}`,
+        ...behaviorFor(rule.edgeTtlSeconds, false, policyId, true),
+      };
+    }),
+  ];
 }
 
 // CloudFront, like the table, uses the first matching pattern, so behaviors keep table order.
@@ -236,11 +302,27 @@ export function renderCloudFrontDistribution(
           ? { OriginShield: { Enabled: true, OriginShieldRegion: parsed.originShieldRegion } }
           : {}),
       },
+      ...(parsed.liveOriginDomainName
+        ? [
+            {
+              Id: CLOUDFRONT_LIVE_ORIGIN_ID,
+              DomainName: parsed.liveOriginDomainName,
+              CustomOriginConfig: {
+                HTTPSPort: 443,
+                OriginProtocolPolicy: 'https-only',
+                OriginSSLProtocols: ['TLSv1.2'],
+                OriginReadTimeout: LIVE_ORIGIN_READ_TIMEOUT_SECONDS,
+                OriginKeepaliveTimeout: 60,
+              },
+            } as const,
+          ]
+        : []),
     ],
     // A path no rule covers is not an HLS object: it is passed through uncached, and with an
     // origin access control limited to s3:GetObject the bucket cannot be listed through it.
     DefaultCacheBehavior: behaviorFor(0, false, policyId),
     CacheBehaviors: [
+      ...(parsed.liveOriginDomainName ? liveBehaviors(table, policyId) : []),
       ...table.map((rule) => ({
         PathPattern: `${PRIVATE_KEY_PREFIX}/*${rule.suffix}`,
         ...behaviorFor(rule.edgeTtlSeconds, isCompressible(rule), policyId),

@@ -19,6 +19,8 @@ export function startNginxEdge(options: {
   playbackSigningSecret?: string;
   /** The LL-HLS origin (an ingest node's HTTP address); without it every object is S3's. */
   liveOriginUrl?: string;
+  /** With several ingest nodes: the api that names each channel's origin, and its edge secret. */
+  liveOriginResolver?: { apiUrl: string; edgeSecret: string };
 }): Promise<NginxProcess> {
   return NginxProcess.start(
     (layout) =>
@@ -35,6 +37,7 @@ export function startNginxEdge(options: {
         workerProcesses: 1,
         playbackSigningSecret: options.playbackSigningSecret,
         liveOriginUrl: options.liveOriginUrl,
+        liveOriginResolver: options.liveOriginResolver,
       }),
     { port: options.port },
   );

@@ -45,62 +45,81 @@ const originUrlSchema = z
   }, 'must be scheme://host[:port] with no path, query, or credentials (the bucket is separate)');
 
 /** Options of `renderNginxEdgeConfig`; `NginxEdgeOptions` is what callers pass. */
-export const nginxEdgeOptionsSchema = z.strictObject({
-  /** Address the edge listens on: an IPv4 or IPv6 address, or `*` for all. */
-  listenHost: listenHostSchema,
-  /** TCP port the edge listens on. */
-  listenPort: z.number().int().min(1).max(65_535),
-  /** S3 endpoint, e.g. `http://127.0.0.1:9000` or `https://s3.eu-west-1.amazonaws.com`. */
-  originUrl: originUrlSchema,
-  /** Bucket addressed path-style: `/<key>` at the edge is `<originUrl>/<bucket>/<key>`. */
-  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name'),
-  /** Directory holding cached objects; nginx creates it, but not its parent. */
-  cacheDirectory: pathSchema,
-  /** Most disk the cache may use before the least recently used objects are evicted. */
-  cacheMaxSize: sizeSchema.default('1g'),
-  /** Shared memory for cache keys; 1 MB holds about 8,000 keys. */
-  cacheKeysZoneSize: sizeSchema.default('10m'),
-  /** Cached objects not requested for this long are evicted even while still fresh. */
-  cacheInactive: durationSchema.default('10m'),
-  /** File nginx writes its master process id to. */
-  pidFile: pathSchema,
-  /** Error log file. */
-  errorLogPath: pathSchema,
-  /** Least severe level written to the error log. */
-  errorLogLevel: z.enum(['debug', 'info', 'notice', 'warn', 'error', 'crit']).default('warn'),
-  /** Access log file; lines carry the cache status. */
-  accessLogPath: pathSchema,
-  /** Existing directory where nginx creates its client body/proxy/fastcgi/uwsgi/scgi temp paths. */
-  tempDirectory: pathSchema,
-  /** Fork into the background; off suits containers, supervisors, and tests. */
-  daemon: z.boolean().default(false),
-  /** Run a master with workers; off runs one process (no cache manager, for debugging only). */
-  masterProcess: z.boolean().default(true),
-  /** Worker process count, or `auto` for one per core. */
-  workerProcesses: z.union([z.literal('auto'), z.number().int().min(1)]).default('auto'),
-  /** Connections each worker may hold, viewers and origin together. */
-  workerConnections: z.number().int().min(16).default(1024),
-  /** `user [group]` the workers switch to when nginx starts as root; omitted means `nobody`. */
-  user: z
-    .string()
-    .regex(/^[a-z_][a-z0-9_-]*(?: [a-z_][a-z0-9_-]*)?$/, 'must be "user" or "user group"')
-    .optional(),
-  /** Value of Access-Control-Allow-Origin: `*` or one origin. */
-  corsAllowedOrigin: corsOriginSchema.default('*'),
-  /** CA bundle that verifies an https origin's certificate. */
-  originCaFile: pathSchema.default('/etc/ssl/certs/ca-certificates.crt'),
-  /**
-   * Secret shared with the api that signs private channels' playback paths; without it the edge
-   * serves no private object at all.
-   */
-  playbackSigningSecret: playbackSigningSecretSchema.optional(),
-  /**
-   * The LL-HLS origin: an ingest node's HTTP address (`http://host:port`). Playlists, parts and
-   * the newest segments of live streams are fetched there first, blocking requests included, and
-   * from S3 when it does not serve the stream. Without it, everything comes from S3.
-   */
-  liveOriginUrl: originUrlSchema.optional(),
-});
+export const nginxEdgeOptionsSchema = z
+  .strictObject({
+    /** Address the edge listens on: an IPv4 or IPv6 address, or `*` for all. */
+    listenHost: listenHostSchema,
+    /** TCP port the edge listens on. */
+    listenPort: z.number().int().min(1).max(65_535),
+    /** S3 endpoint, e.g. `http://127.0.0.1:9000` or `https://s3.eu-west-1.amazonaws.com`. */
+    originUrl: originUrlSchema,
+    /** Bucket addressed path-style: `/<key>` at the edge is `<originUrl>/<bucket>/<key>`. */
+    bucket: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name'),
+    /** Directory holding cached objects; nginx creates it, but not its parent. */
+    cacheDirectory: pathSchema,
+    /** Most disk the cache may use before the least recently used objects are evicted. */
+    cacheMaxSize: sizeSchema.default('1g'),
+    /** Shared memory for cache keys; 1 MB holds about 8,000 keys. */
+    cacheKeysZoneSize: sizeSchema.default('10m'),
+    /** Cached objects not requested for this long are evicted even while still fresh. */
+    cacheInactive: durationSchema.default('10m'),
+    /** File nginx writes its master process id to. */
+    pidFile: pathSchema,
+    /** Error log file. */
+    errorLogPath: pathSchema,
+    /** Least severe level written to the error log. */
+    errorLogLevel: z.enum(['debug', 'info', 'notice', 'warn', 'error', 'crit']).default('warn'),
+    /** Access log file; lines carry the cache status. */
+    accessLogPath: pathSchema,
+    /** Existing directory where nginx creates its client body/proxy/fastcgi/uwsgi/scgi temp paths. */
+    tempDirectory: pathSchema,
+    /** Fork into the background; off suits containers, supervisors, and tests. */
+    daemon: z.boolean().default(false),
+    /** Run a master with workers; off runs one process (no cache manager, for debugging only). */
+    masterProcess: z.boolean().default(true),
+    /** Worker process count, or `auto` for one per core. */
+    workerProcesses: z.union([z.literal('auto'), z.number().int().min(1)]).default('auto'),
+    /** Connections each worker may hold, viewers and origin together. */
+    workerConnections: z.number().int().min(16).default(1024),
+    /** `user [group]` the workers switch to when nginx starts as root; omitted means `nobody`. */
+    user: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]*(?: [a-z_][a-z0-9_-]*)?$/, 'must be "user" or "user group"')
+      .optional(),
+    /** Value of Access-Control-Allow-Origin: `*` or one origin. */
+    corsAllowedOrigin: corsOriginSchema.default('*'),
+    /** CA bundle that verifies an https origin's certificate. */
+    originCaFile: pathSchema.default('/etc/ssl/certs/ca-certificates.crt'),
+    /**
+     * Secret shared with the api that signs private channels' playback paths; without it the edge
+     * serves no private object at all.
+     */
+    playbackSigningSecret: playbackSigningSecretSchema.optional(),
+    /**
+     * The LL-HLS origin: an ingest node's HTTP address (`http://host:port`). Playlists, parts and
+     * the newest segments of live streams are fetched there first, blocking requests included, and
+     * from S3 when it does not serve the stream. Without it, everything comes from S3.
+     */
+    liveOriginUrl: originUrlSchema.optional(),
+    /**
+     * With several ingest nodes: the api that says which node is the LL-HLS origin of a channel
+     * (`GET /api/edge/live-origin/<channel>`, answered in X-Hearth-Live-Origin, kept 1 s), and the
+     * secret it asks of the edge (API_EDGE_SECRET). In place of `liveOriginUrl`.
+     */
+    liveOriginResolver: z
+      .strictObject({
+        apiUrl: originUrlSchema,
+        edgeSecret: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{32,256}$/, 'must be 32-256 letters and digits'),
+      })
+      .optional(),
+  })
+  .refine((options) => !(options.liveOriginUrl && options.liveOriginResolver), {
+    message: 'give liveOriginUrl or liveOriginResolver, not both',
+  });
 
 /** Options accepted by `renderNginxEdgeConfig` (defaults applied by the schema). */
 export type NginxEdgeOptions = z.input<typeof nginxEdgeOptionsSchema>;
@@ -110,6 +129,9 @@ type ParsedOptions = z.output<typeof nginxEdgeOptionsSchema>;
 export const NGINX_CACHE_ZONE = 'hls_edge';
 const UPSTREAM = 's3_origin';
 const LIVE_UPSTREAM = 'live_origin';
+const API_UPSTREAM = 'hearth_api';
+// Internal location whose answer names a channel's live origin, for auth_request.
+const LIVE_ORIGIN_LOOKUP = '/_hearth_live_origin';
 // Blocking playlist requests wait up to three target durations at the origin (6 s with 2 s
 // segments); the crowd behind the one request the edge sends waits a little longer for its
 // answer instead of going to the origin itself.
@@ -297,6 +319,19 @@ function upstream(options: ParsedOptions): NginxNode[] {
             'upstream',
             [LIVE_UPSTREAM],
             [directive('server', live.server), directive('keepalive', '32')],
+          ),
+        ]
+      : []),
+    ...(options.liveOriginResolver
+      ? [
+          comment('The api, which says which ingest node is the LL-HLS origin of a channel.'),
+          block(
+            'upstream',
+            [API_UPSTREAM],
+            [
+              directive('server', originParts(options.liveOriginResolver.apiUrl).server),
+              directive('keepalive', '8'),
+            ],
           ),
         ]
       : []),
@@ -535,6 +570,10 @@ function originFetch(rule: CacheRule, options: ParsedOptions): NginxNode[] {
   ];
 }
 
+function hasLiveOrigin(options: ParsedOptions): boolean {
+  return options.liveOriginUrl !== undefined || options.liveOriginResolver !== undefined;
+}
+
 // Named locations the live locations fall back to: the same object in S3, cached by its rule
 // (nginx allows named locations at server level only).
 function liveFallbacks(rules: readonly CacheRule[], options: ParsedOptions): NginxNode[] {
@@ -570,22 +609,33 @@ function liveLocations(
   internal: boolean,
 ): NginxNode[] {
   const playlistRule = ruleNamed(rules, 'media-playlist');
-  const scheme = originParts(options.liveOriginUrl!).scheme;
   const blockingQuery = '_HLS_msn=$arg__HLS_msn&_HLS_part=$arg__HLS_part';
-  const channel = `^/${prefix}/${CHANNEL_NAME_PATTERN}`;
+  const channel = `^/${prefix}/(?<live_channel>${CHANNEL_NAME_PATTERN})`;
+  // One origin for every stream, or the one the api names for the channel (auth_request).
+  const origin = options.liveOriginUrl
+    ? { target: `${originParts(options.liveOriginUrl).scheme}://${LIVE_UPSTREAM}`, find: [] }
+    : {
+        target: 'http://$live_origin',
+        find: [
+          directive('auth_request', LIVE_ORIGIN_LOOKUP),
+          directive('auth_request_set', '$live_origin', '$upstream_http_x_hearth_live_origin'),
+        ],
+      };
   const lock = [
     directive('proxy_cache_lock_timeout', `${LIVE_LOCK_SECONDS}s`),
     directive('proxy_cache_lock_age', `${LIVE_LOCK_SECONDS}s`),
   ];
+  // 403 is the api saying no node serves the channel as origin.
   const fallbackTo = (name: string) =>
-    directive('error_page', '404', '500', '502', '503', '504', '=', `@${name}`);
+    directive('error_page', '403', '404', '500', '502', '503', '504', '=', `@${name}`);
   return [
     block(
       'location',
       ['~', quote(`${channel}/(?:master|${NAME}/index)\\.m3u8$`)],
       [
         ...(internal ? [directive('internal')] : []),
-        directive('proxy_pass', `${scheme}://${LIVE_UPSTREAM}$uri?${blockingQuery}`),
+        ...origin.find,
+        directive('proxy_pass', `${origin.target}$uri?${blockingQuery}`),
         directive('proxy_cache', NGINX_CACHE_ZONE),
         directive('proxy_cache_key', `$uri?${blockingQuery}`),
         directive('proxy_cache_valid', '200', `${playlistRule.edgeTtlSeconds}s`),
@@ -599,10 +649,40 @@ function liveLocations(
       ['~', quote(`${channel}/${NAME}/${LIVE_MEDIA_FILE}$`)],
       [
         ...(internal ? [directive('internal')] : []),
-        directive('proxy_pass', `${scheme}://${LIVE_UPSTREAM}$uri`),
+        ...origin.find,
+        directive('proxy_pass', `${origin.target}$uri`),
         ...cachingDirectives(ruleNamed(rules, 'fmp4-segment')),
         ...lock,
         fallbackTo(LIVE_MEDIA_FALLBACK),
+      ],
+    ),
+    blank,
+  ];
+}
+
+// Asks the api which ingest node is the channel's live origin; the channel comes from the live
+// location's capture, which the subrequest shares. The answer is kept 1 s, so a crowd costs the
+// api one request a second per channel.
+function liveOriginLookup(resolver: NonNullable<ParsedOptions['liveOriginResolver']>): NginxNode[] {
+  return [
+    comment(
+      'Which ingest node is the LL-HLS origin of a channel: the api answers 204 with ' +
+        'X-Hearth-Live-Origin (host:port), or 403 when none is, and the edge reads S3.',
+    ),
+    block(
+      'location',
+      ['=', LIVE_ORIGIN_LOOKUP],
+      [
+        directive('internal'),
+        directive('proxy_pass', `http://${API_UPSTREAM}/api/edge/live-origin/$live_channel`),
+        directive('proxy_pass_request_body', 'off'),
+        directive('proxy_set_header', 'Content-Length', quote('')),
+        directive('proxy_set_header', 'Connection', quote('')),
+        directive('proxy_set_header', 'X-Hearth-Edge-Secret', quote(resolver.edgeSecret)),
+        directive('proxy_cache', NGINX_CACHE_ZONE),
+        directive('proxy_cache_key', 'live-origin/$live_channel'),
+        directive('proxy_cache_valid', '204', '403', '1s'),
+        directive('proxy_intercept_errors', 'off'),
       ],
     ),
     blank,
@@ -677,7 +757,7 @@ function privateLocations(rules: readonly CacheRule[], options: ParsedOptions): 
       ['^~', `/${PRIVATE_KEY_PREFIX}/`],
       [
         directive('internal'),
-        ...(options.liveOriginUrl ? liveLocations(PRIVATE_KEY_PREFIX, rules, options, true) : []),
+        ...(hasLiveOrigin(options) ? liveLocations(PRIVATE_KEY_PREFIX, rules, options, true) : []),
         ...rules.map((rule) =>
           block(
             'location',
@@ -716,7 +796,7 @@ export function renderNginxEdgeConfig(
             ...serverCommon(parsed),
             ...signedLocations(parsed),
             ...privateLocations(table, parsed),
-            ...(parsed.liveOriginUrl
+            ...(hasLiveOrigin(parsed)
               ? [
                   comment(
                     'Live streams: the ingest node is the origin of their LL-HLS playlists and ' +
@@ -725,6 +805,7 @@ export function renderNginxEdgeConfig(
                   ),
                   ...liveLocations('live', table, parsed, false),
                   ...liveFallbacks(table, parsed),
+                  ...(parsed.liveOriginResolver ? liveOriginLookup(parsed.liveOriginResolver) : []),
                   blank,
                 ]
               : []),

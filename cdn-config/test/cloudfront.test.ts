@@ -151,6 +151,41 @@ describe('renderCloudFrontDistribution()', () => {
     expect(firstPublic).toBe(signed.length);
   });
 
+  it('renderCloudFrontDistribution() with a live origin sends live playlists (keyed with the blocking-reload query only) and live media there first', () => {
+    const distribution = renderCloudFrontDistribution({
+      ...options,
+      liveOriginDomainName: 'live-origin.example.com',
+    });
+    expect(distribution.Origins[1]).toEqual({
+      Id: 'hls-live-origin',
+      DomainName: 'live-origin.example.com',
+      CustomOriginConfig: {
+        HTTPSPort: 443,
+        OriginProtocolPolicy: 'https-only',
+        OriginSSLProtocols: ['TLSv1.2'],
+        OriginReadTimeout: 30,
+        OriginKeepaliveTimeout: 60,
+      },
+    });
+    const live = {
+      TargetOriginId: 'hls-live-origin',
+      ForwardedValues: {
+        ...forwarded,
+        QueryString: true,
+        QueryStringCacheKeys: ['_HLS_msn', '_HLS_part'],
+      },
+    };
+    expect(distribution.CacheBehaviors.slice(0, 3)).toEqual([
+      { ...behavior('live/*.m3u8', 1, true), ...live },
+      { ...behavior('live/*.m4s', YEAR, false), ...live },
+      { ...behavior('live/*.mp4', YEAR, false), ...live },
+    ]);
+    // Everything else, private channels included, is as without a live origin.
+    expect(distribution.CacheBehaviors.slice(3)).toEqual(
+      renderCloudFrontDistribution(options).CacheBehaviors,
+    );
+  });
+
   it('renderCloudFrontDistribution() with a URL as domain name throws a TypeError', () => {
     expect(() =>
       renderCloudFrontDistribution({ originDomainName: 'https://bucket.s3.amazonaws.com/' }),

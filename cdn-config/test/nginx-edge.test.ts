@@ -460,6 +460,37 @@ describe('TestNginx and the rendered config', () => {
     expect(result.ok).toBe(true);
   });
 
+  it('renderNginxEdgeConfig() with a live origin, or with the api naming each channel’s, passes nginx -t; with both it throws', async () => {
+    for (const live of [
+      { liveOriginUrl: 'http://127.0.0.1:4490' },
+      {
+        liveOriginResolver: { apiUrl: 'http://127.0.0.1:8080', edgeSecret: 'e'.repeat(32) },
+        playbackSigningSecret: 's'.repeat(32),
+      },
+    ]) {
+      const result = await testNginxConfig(
+        edgeConfig('http://127.0.0.1:9000', 'hearth-live', cacheRules, live),
+      );
+      expect(result.output).toContain('test is successful');
+      expect(result.ok).toBe(true);
+    }
+    expect(() =>
+      edgeConfig('http://127.0.0.1:9000', 'hearth-live', cacheRules, {
+        liveOriginUrl: 'http://127.0.0.1:4490',
+        liveOriginResolver: { apiUrl: 'http://127.0.0.1:8080', edgeSecret: 'e'.repeat(32) },
+      })({
+        prefix: '/tmp/edge',
+        port: 1,
+        configPath: '/tmp/edge/nginx.conf',
+        pidFile: '/tmp/edge/nginx.pid',
+        errorLogPath: '/tmp/edge/error.log',
+        accessLogPath: '/tmp/edge/access.log',
+        cacheDirectory: '/tmp/edge/cache',
+        tempDirectory: '/tmp/edge/temp',
+      }),
+    ).toThrow('give liveOriginUrl or liveOriginResolver, not both');
+  });
+
   it('TestNginx.stop() ends the master and its workers and removes the prefix', async () => {
     const origin = await RecordingOrigin.start();
     onTestFinished(() => origin.close());

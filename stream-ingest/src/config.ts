@@ -195,6 +195,11 @@ export const ingestNodeConfigSchema = z.object({
   clusterSecret: z.string().min(32),
   /** RTMP URL streamers use for this node (or for the balancer in front of it). */
   publicRtmpUrl: z.url({ protocol: /^rtmps?$/ }).optional(),
+  /**
+   * Where the CDN edge reaches this node's LL-HLS origin (its HTTP server), as the api tells the
+   * edge; by default its HTTP address, unless that is a wildcard one.
+   */
+  originUrl: z.url({ protocol: /^https?$/ }).optional(),
   /** Streams the node transcodes at once; placement sends no more. */
   maxStreams: z.coerce.number().int().min(1).optional(),
   /** Milliseconds between load reports to the api. */
@@ -215,6 +220,7 @@ const nodeEnvKeys: Record<string, keyof IngestNodeConfig> = {
   INGEST_API_URL: 'apiUrl',
   INGEST_CLUSTER_SECRET: 'clusterSecret',
   INGEST_PUBLIC_RTMP_URL: 'publicRtmpUrl',
+  INGEST_ORIGIN_URL: 'originUrl',
   INGEST_MAX_STREAMS: 'maxStreams',
   INGEST_HEARTBEAT_MS: 'heartbeatMs',
   INGEST_STOP_TIMEOUT_MS: 'stopTimeoutMs',

@@ -27,6 +27,7 @@ export class IngestAgent implements IngestControlPlane, ControlPeer {
   /** The node id the api knows this node by. */
   readonly nodeId: string;
   readonly #rtmpUrl: string;
+  #originUrl: string | undefined;
   readonly #limits: NodeLimits;
   readonly #heartbeatMs: number;
   readonly #authorizeTimeoutMs: number;
@@ -54,6 +55,11 @@ export class IngestAgent implements IngestControlPlane, ControlPeer {
     this.#heartbeatMs = options.heartbeatMs;
     this.#authorizeTimeoutMs = options.authorizeTimeoutMs ?? DEFAULT_AUTHORIZE_TIMEOUT_MS;
     this.#logger = options.logger.child({ component: 'ingest-agent' });
+  }
+
+  /** Where the CDN edge reaches this node's LL-HLS origin; sent with every registration. */
+  advertiseOrigin(url: string): void {
+    this.#originUrl = url;
   }
 
   /** The node whose load and streams the agent reports; set once it has started. */
@@ -186,6 +192,7 @@ export class IngestAgent implements IngestControlPlane, ControlPeer {
         id: this.nodeId,
         kind: 'ingest',
         rtmpUrl: this.#rtmpUrl,
+        originUrl: this.#originUrl,
         limits: this.#limits,
       },
     });

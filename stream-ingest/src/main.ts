@@ -68,6 +68,8 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
       throw error;
     },
   );
+  const origin = nodeConfig.originUrl ?? defaultOriginUrl(nodeConfig.httpHost, httpPort);
+  if (origin) agent.advertiseOrigin(origin);
   const control = connectControlSocket({
     agent,
     apiUrl: nodeConfig.apiUrl,
@@ -93,3 +95,10 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
 }
 
 runService(main);
+
+// The node's own HTTP address as the edge would reach it; none for a wildcard address, which
+// names no host (INGEST_ORIGIN_URL says where the edge finds the node then).
+function defaultOriginUrl(host: string, port: number): string | undefined {
+  if (host === '0.0.0.0' || host === '::') return undefined;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}

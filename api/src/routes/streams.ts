@@ -6,6 +6,7 @@ import {
   streamKeyListSchema,
 } from '@hearth/protocol';
 import { holdsGrant } from '../auth';
+import { liveOriginFor } from '../streams/live-origin-lookup';
 import { route, type Route } from './route';
 
 /** Stream keys and live streams. */
@@ -106,6 +107,18 @@ export const streamRoutes: readonly Route[] = [
             }
           : null,
       };
+    },
+  }),
+  route({
+    method: 'get',
+    path: '/api/edge/live-origin/:channel',
+    summary:
+      "For the CDN edge (header X-Hearth-Edge-Secret, API_EDGE_SECRET): the ingest node serving the channel's live stream as LL-HLS origin, as host:port in X-Hearth-Live-Origin; 403 when none does (the edge reads S3 then) or the secret is wrong",
+    limit: 'none',
+    errors: { 403: 'No live origin for the channel, or not the edge' },
+    success: { status: 204 },
+    async handle({ ctx, deps, params }) {
+      ctx.set('X-Hearth-Live-Origin', await liveOriginFor(ctx, deps, params.channel!));
     },
   }),
 ];

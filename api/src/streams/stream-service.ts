@@ -521,6 +521,12 @@ export class StreamService {
     };
   }
 
+  /** The ingest node running the channel's stream, while one runs. */
+  async liveNodeOf(channel: string): Promise<string | undefined> {
+    const record = await this.#store.ofChannel(channel);
+    return record && record.stream.state !== 'ended' ? record.nodeId : undefined;
+  }
+
   /** How many people watch a channel right now, live or not. */
   async viewers(channel: string): Promise<number> {
     return (await this.#store.viewers([channel])).get(channel) ?? 0;

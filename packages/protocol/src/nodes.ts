@@ -106,6 +106,10 @@ export const nodeRegistrationSchema = z.object({
   signalingUrl: z.url({ protocol: /^wss?$/, error: 'must be a ws:// or wss:// URL' }).optional(),
   /** rtmp/rtmps URL streamers push to (ingest nodes). */
   rtmpUrl: z.url({ protocol: /^rtmps?$/, error: 'must be an rtmp:// or rtmps:// URL' }).optional(),
+  /** Where the CDN edge reaches the node's LL-HLS origin, `http://host:port` (ingest nodes). */
+  originUrl: z
+    .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })
+    .optional(),
   /** Capacity limits; none means unlimited. */
   limits: nodeLimitsSchema.default({}),
 });
