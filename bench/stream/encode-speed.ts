@@ -1,6 +1,7 @@
 // Live input caps ffmpeg's `speed=` at 1x, which hides headroom; reading the source file without
 // real-time pacing shows how much faster than real time the ingest's ladder encodes.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import { buildFfmpegArgs, choosePreset, selectLadder, toArgv } from '@hearth/stream-ingest';
 import { round } from '../stats';
@@ -31,16 +32,25 @@ export async function measureOfflineSpeed(
   const argv = toArgv(
     buildFfmpegArgs({ inputUrl: source.file, renditions, segmentSeconds: 2, preset }),
   ).filter((arg) => arg !== '-re');
+  // Each rung's output pipe (fd 3, 4, ...) is /dev/null here; `ignore` would leave it closed.
+  const sink = fs.openSync('/dev/null', 'w');
+  let stderr = '';
   const started = performance.now();
-  // Each rung's output pipe is /dev/null here.
-  const encoder = spawn('ffmpeg', ['-t', String(SECONDS), ...argv], {
-    stdio: ['ignore', 'ignore', 'ignore', ...renditions.map(() => 'ignore' as const)],
-  });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    encoder.once('error', reject);
-    encoder.once('exit', resolve);
-  });
-  if (code !== 0) throw new Error(`the offline ladder encode exited with ${code}`);
+  try {
+    const encoder = spawn('ffmpeg', ['-t', String(SECONDS), ...argv], {
+      stdio: ['ignore', 'ignore', 'pipe', ...renditions.map(() => sink)],
+    });
+    encoder.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk).slice(-2000)));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      encoder.once('error', reject);
+      encoder.once('exit', resolve);
+    });
+    if (code !== 0) {
+      throw new Error(`the offline ladder encode exited with ${code}: ${stderr.trim()}`);
+    }
+  } finally {
+    fs.closeSync(sink);
+  }
   return {
     ladder: renditions.map((rendition) => rendition.name).join(' + '),
     preset,

@@ -5,19 +5,19 @@ import type { RowMeasurement } from './latency';
 export const ROWS = {
   hearthLl: {
     label: 'Hearth LL-HLS',
-    chain: 'ladder → ingest origin (parts, blocking reloads) → nginx edge',
+    chain: 'ladder → the ingest node’s LL-HLS origin (parts, blocking reloads) → nginx edge',
   },
   hearthHls: {
     label: 'Hearth regular HLS',
-    chain: 'ladder → S3 → nginx edge (no live origin: S3’s playlists, no parts)',
+    chain: 'ladder → S3 → nginx edge without a live origin (S3’s playlists, no parts)',
   },
   nginxRtmp2s: {
     label: 'nginx-rtmp, 2 s fragments',
-    chain: 'repackaged, no ladder; source key frames every 2 s',
+    chain: 'RTMP repackaged to MPEG-TS, no ladder; key frames every 2 s',
   },
   nginxRtmp1s: {
     label: 'nginx-rtmp, 1 s fragments',
-    chain: 'repackaged, no ladder; source key frames every 1 s',
+    chain: 'RTMP repackaged to MPEG-TS, no ladder; key frames every 1 s',
   },
 } as const;
 
