@@ -100,7 +100,7 @@ describe('LL-HLS through the nginx edge, the ingest node as origin', () => {
     expect(master.status).toBe(200);
     expect(await master.text()).toContain('360p30/index.m3u8');
     expect(playlist).toContain('#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES');
-    expect(playlist).toMatch(/#EXT-X-PART-INF:PART-TARGET=0\.367/);
+    expect(playlist).toMatch(/#EXT-X-PART-INF:PART-TARGET=0\.234/);
     expect(playlist).toMatch(/#EXT-X-MAP:URI="[^"]+-init-0\.mp4"/);
     expect(playlist).toMatch(/#EXT-X-PRELOAD-HINT:TYPE=PART,URI="/);
 
@@ -185,7 +185,7 @@ describe('LL-HLS through the nginx edge, the ingest node as origin', () => {
       20_000,
       'four seconds played',
     );
-    // Behind the frame's program date-time: the part hold-back (1.1 s) and a part being made.
+    // Behind the frame's program date-time: the part hold-back (0.7 s) and a part being made.
     const latencies: number[] = [];
     for (let sample = 0; sample < 5; sample++) {
       const latency = (await state())!.latencySeconds;

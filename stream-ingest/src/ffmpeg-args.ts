@@ -36,8 +36,11 @@ export interface FfmpegArgs {
 /** File descriptor of the first rendition's output pipe; rendition i writes to `3 + i`. */
 export const FIRST_OUTPUT_FD = 3;
 
-/** Nominal LL-HLS part length: a third of a second, within the 200-333 ms players expect. */
-export const NOMINAL_PART_SECONDS = 1 / 3;
+/**
+ * Nominal LL-HLS part length: a fifth of a second, the short end of the 200-333 ms players
+ * expect, since players hold back three parts (PART-HOLD-BACK) behind the live edge.
+ */
+export const NOMINAL_PART_SECONDS = 0.2;
 
 /** How a rendition's output is cut into parts. */
 export interface PartPlan {
@@ -53,7 +56,7 @@ export interface PartPlan {
 const PART_TARGET_SLACK_SEC = 0.025;
 
 /**
- * Parts of a whole number of frames close to a third of a second. Frame durations are constant
+ * Parts of a whole number of frames close to a fifth of a second. Frame durations are constant
  * on an encoded rung, so its fragments end exactly at that many frames (ffmpeg's limit is set a
  * millisecond short of it, so rounding cannot add a frame); PART-TARGET leaves a frame's slack.
  */
@@ -63,7 +66,8 @@ export function partPlanOf(rendition: Rendition): PartPlan {
   const longest = partSec + Math.max(1 / rendition.fps, PART_TARGET_SLACK_SEC);
   return {
     fragDurationUs: Math.max(1000, Math.floor(partSec * 1e6) - 1000),
-    partTargetSec: Math.ceil(longest * 1000) / 1000,
+    // Rounded up to the millisecond; the epsilon keeps 0.2 + 0.025 from rounding up to 0.226.
+    partTargetSec: Math.ceil(longest * 1000 - 1e-6) / 1000,
   };
 }
 
@@ -264,6 +268,10 @@ function x264Options(rendition: Rendition, options: FfmpegArgsOptions): string[]
     'libx264',
     '-preset:v',
     options.preset,
+    // No lookahead, no B-frames, and slices instead of frame threads: a frame leaves the encoder
+    // as soon as it is coded, instead of half a second later, for a little more bitrate.
+    '-tune:v',
+    'zerolatency',
     '-profile:v',
     'high',
     // The same level the master playlist's CODECS announces, so players can trust it.

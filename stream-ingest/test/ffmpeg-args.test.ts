@@ -24,6 +24,7 @@ function x264(
   return [
     '-c:v', 'libx264',
     '-preset:v', preset,
+    '-tune:v', 'zerolatency',
     '-profile:v', 'high',
     '-level:v', level,
     '-b:v', `${kbps}k`,
@@ -52,7 +53,7 @@ function fmp4Output(kbps: number, fragUs: number, fd: number, audio = '0:a:0'): 
 }
 
 describe('buildFfmpegArgs() and toArgv()', () => {
-  it('toArgv() for a 720p30 file input reads it at native rate and writes two rungs as fragmented MP4, one pipe each, parts of 10 frames', () => {
+  it('toArgv() for a 720p30 file input reads it at native rate and writes two rungs as fragmented MP4, one pipe each, parts of 6 frames', () => {
     const args = buildFfmpegArgs({
       inputUrl: '/media/in.flv',
       renditions: selectLadder({ width: 1280, height: 720, fps: 30 }),
@@ -69,9 +70,9 @@ describe('buildFfmpegArgs() and toArgv()', () => {
         '[s0]fps=30,scale=1280:720,setsar=1[v0];' +
         '[s1]fps=30,scale=854:480,setsar=1[v1]',
       '-map', '[v0]', ...x264('veryfast', '3.1', 2000, 2200, 60, '2'),
-      ...fmp4Output(128, 332_333, 3),
+      ...fmp4Output(128, 199_000, 3),
       '-map', '[v1]', ...x264('veryfast', '3.1', 1000, 1100, 60, '2'),
-      ...fmp4Output(128, 332_333, 4),
+      ...fmp4Output(128, 199_000, 4),
     ]);
   });
 
@@ -93,15 +94,15 @@ describe('buildFfmpegArgs() and toArgv()', () => {
         '[s1]fps=30,scale=1920:1080,setsar=1[v1];' +
         '[s2]fps=30,scale=1280:720,setsar=1[v2];' +
         '[s3]fps=30,scale=854:480,setsar=1[v3]',
-      '-map', '0:v:0', '-c:v', 'copy', ...fmp4Output(160, 332_333, 3),
+      '-map', '0:v:0', '-c:v', 'copy', ...fmp4Output(160, 199_000, 3),
       '-map', '[v0]', ...x264('superfast', '4.2', 7000, 7700, 120, '2'),
-      ...fmp4Output(160, 332_333, 4),
+      ...fmp4Output(160, 199_000, 4),
       '-map', '[v1]', ...x264('superfast', '4.0', 4000, 4400, 60, '2'),
-      ...fmp4Output(160, 332_333, 5),
+      ...fmp4Output(160, 199_000, 5),
       '-map', '[v2]', ...x264('superfast', '3.1', 2000, 2200, 60, '2'),
-      ...fmp4Output(128, 332_333, 6),
+      ...fmp4Output(128, 199_000, 6),
       '-map', '[v3]', ...x264('superfast', '3.1', 1000, 1100, 60, '2'),
-      ...fmp4Output(128, 332_333, 7),
+      ...fmp4Output(128, 199_000, 7),
     ]);
   });
 
@@ -138,26 +139,26 @@ describe('buildFfmpegArgs() and toArgv()', () => {
     expect(args.outputOptions).toEqual([
       '-loglevel', 'level+info',
       '-map', '0:v:0', '-c:v', 'copy',
-      ...fmp4Output(128, 332_333, 3),
+      ...fmp4Output(128, 199_000, 3),
     ]);
     expect(args.outputOptions).not.toContain('-filter_complex');
     expect(args.outputOptions).not.toContain('libx264');
   });
 
-  it('partPlanOf() gives parts of a whole number of frames near a third of a second, and a frame of slack (at least 25 ms) in PART-TARGET', () => {
+  it('partPlanOf() gives parts of a whole number of frames near a fifth of a second, and a frame of slack (at least 25 ms) in PART-TARGET', () => {
     const [top] = selectLadder({ width: 1280, height: 720, fps: 30 });
-    expect(partPlanOf(top!)).toEqual({ fragDurationUs: 332_333, partTargetSec: 0.367 });
+    expect(partPlanOf(top!)).toEqual({ fragDurationUs: 199_000, partTargetSec: 0.234 });
     expect(partPlanOf({ ...top!, fps: 60 })).toEqual({
-      fragDurationUs: 332_333,
-      partTargetSec: 0.359,
+      fragDurationUs: 199_000,
+      partTargetSec: 0.225,
     });
     expect(partPlanOf({ ...top!, fps: 25 })).toEqual({
-      fragDurationUs: 319_000,
-      partTargetSec: 0.36,
+      fragDurationUs: 199_000,
+      partTargetSec: 0.24,
     });
     expect(partPlanOf({ ...top!, passthrough: true })).toEqual({
-      fragDurationUs: 332_333,
-      partTargetSec: 0.367,
+      fragDurationUs: 199_000,
+      partTargetSec: 0.234,
     });
   });
 

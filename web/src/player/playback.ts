@@ -68,7 +68,7 @@ export type PlaybackEvents = {
 };
 
 // Live playback tuned for LL-HLS: hls.js loads the parts the origin lists, asks for the next one
-// with blocking playlist reloads, and plays PART-HOLD-BACK (three part targets, about 1.1 s)
+// with blocking playlist reloads, and plays PART-HOLD-BACK (three part targets, about 0.7 s)
 // behind the live edge. A playlist without parts (storage's, when the origin does not serve the
 // stream) is played hls.js's default three target durations behind.
 const HLS_CONFIG: Partial<HlsConfig> = {
