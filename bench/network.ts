@@ -98,7 +98,7 @@ console.log('main call: good, 3G, 2G, 5 % loss, 20 % loss, blackout, each with i
 const call = await startCall({
   channel: 'network-bench',
   seed: SEED,
-  nack: false,
+  nack: 'shipped',
   markerPeriodMs: MARKER_PERIOD_MS,
   pollMs: POLL_MS,
 });

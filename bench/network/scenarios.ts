@@ -341,7 +341,7 @@ export async function runNackComparison(
   const call = await startCall({
     channel: `network-nack-${variant.nack ? 'on' : 'off'}-${variant.delayMs}`,
     seed: options.seed,
-    nack: variant.nack,
+    nack: variant.nack ? 'both' : 'off',
     markerPeriodMs: options.markerPeriodMs,
     pollMs: options.pollMs,
   });

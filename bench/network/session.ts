@@ -25,6 +25,9 @@ export const WORKERS = 2;
 
 const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../web/dist');
 
+/** NACK for audio in a call: as shipped (downlink only), both ways, or none. */
+export type NackMode = 'shipped' | 'both' | 'off';
+
 /** How a call is set up. */
 export interface CallOptions {
   /** Channel name. */
@@ -32,12 +35,12 @@ export interface CallOptions {
   /** Seed of the relays' random impairments (relay i uses seed + i). */
   seed: number;
   /**
-   * NACK for audio both ways: the voice node's audio consumers keep what they sent and resend it
-   * on a NACK (as shipped), and the microphones negotiate NACK as `opusNack: true` would. Without
-   * it, neither: `enableRtx: false` is patched into mediasoup's `Transport.consume` in this
-   * process for the call.
+   * NACK for audio: `shipped` as the voice node ships it (its audio consumers resend on a NACK,
+   * the microphones do not negotiate NACK), `both` adds NACK on the microphones as
+   * `opusNack: true` would, and `off` has neither (`enableRtx: false` patched into mediasoup's
+   * `Transport.consume` in this process for the call).
    */
-  nack: boolean;
+  nack: NackMode;
   /** Milliseconds between markers in the synthetic voices. */
   markerPeriodMs: number;
   /** Milliseconds between statistics polls in the pages. */
@@ -110,7 +113,7 @@ async function openPage(
  * relays start unimpaired; the pages are drained every second from then on.
  */
 export async function startCall(options: CallOptions): Promise<Call> {
-  const undoNack = options.nack ? () => undefined : consumeWithoutAudioNack();
+  const undoNack = options.nack === 'off' ? consumeWithoutAudioNack() : () => undefined;
   let relays: RelayGroup | undefined;
   const contexts: BrowserContext[] = [];
   let api: TestApi | undefined;
@@ -144,7 +147,7 @@ export async function startCall(options: CallOptions): Promise<Call> {
       const hook = pageHook({
         // The clean page skips the relay: it sends to the address the node really listens on.
         candidateRewrite: role === 'clean' ? { from: RELAY_HOST, to: NODE_HOST } : null,
-        uplinkNack: options.nack,
+        uplinkNack: options.nack === 'both',
         markerPeriodMs: options.markerPeriodMs,
         pollMs: options.pollMs,
       });
