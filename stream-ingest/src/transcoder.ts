@@ -4,7 +4,6 @@ import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { TypedEmitter, type Logger } from '@hearth/server-common';
-import { FragmentedMp4Reader } from './fmp4-reader';
 import type { Rendition, SegmentReady } from './hls-types';
 import {
   choosePreset,
@@ -30,8 +29,7 @@ import {
   type SpeedPolicy,
 } from './ffmpeg-progress';
 import type { BridgeFeed } from './bridge-input';
-import type { Mp4Fragment } from './fmp4-reader';
-import { PartCutter, type CutSegment, type LivePart } from './part-cutter';
+import { RenditionOutput, type InitReady, type PartReady } from './rendition-output';
 
 /** How restarts after ffmpeg deaths are paced and bounded. */
 export interface RestartPolicy {
@@ -93,25 +91,7 @@ export interface AdaptedInfo {
   readonly renditions: readonly Rendition[];
 }
 
-/** A rendition's initialization segment, written by one ffmpeg run. */
-export interface InitReady {
-  /** Name of the rendition. */
-  readonly rendition: string;
-  /** Index of the run, which names the init segment. */
-  readonly run: number;
-  /** Its bytes (`ftyp` and `moov`). */
-  readonly bytes: Buffer;
-}
-
-/** A rendition's next LL-HLS part. */
-export interface PartReady {
-  /** Name of the rendition. */
-  readonly rendition: string;
-  /** The part. */
-  readonly part: LivePart;
-  /** True on the first part of a run's first segment, after another run's output. */
-  readonly discontinuity: boolean;
-}
+export type { InitReady, PartReady } from './rendition-output';
 
 /** Events of a Transcoder. */
 export type TranscoderEvents = {
@@ -179,21 +159,13 @@ function isBridge(input: TranscoderOptions['input']): input is BridgeFeed {
   return typeof input === 'object' && 'sdp' in input;
 }
 
-interface Track {
-  readonly rendition: Rendition;
-  readonly dir: string;
-  readonly reader: FragmentedMp4Reader;
-  readonly cutter: PartCutter;
-  hasInit: boolean;
-  emitted: number;
-}
-
 interface Run {
   readonly index: number;
   readonly plan: EncodingPlan;
   readonly startedAtMs: number;
   readonly speed: SpeedWindow;
-  readonly tracks: Track[];
+  /** One output per rendition, in the order of their pipes. */
+  readonly outputs: RenditionOutput[];
   /** Set when this run replaces one that died. */
   readonly restartAttempt: number | undefined;
   readonly errorLines: string[];
@@ -314,7 +286,7 @@ export class Transcoder {
       plan,
       startedAtMs: performance.now(),
       speed: new SpeedWindow(this.#speedPolicy, performance.now()),
-      tracks: [],
+      outputs: [],
       restartAttempt,
       errorLines: [],
       process: undefined,
@@ -325,27 +297,25 @@ export class Transcoder {
       unsubscribe: undefined,
     };
     for (const rendition of plan.renditions) {
-      const track: Track = {
-        rendition,
-        dir: path.join(runDir, rendition.name),
-        reader: new FragmentedMp4Reader((error, event) =>
-          this.#logger.error({ err: error, event }, 'transcoder listener failed'),
-        ),
-        cutter: new PartCutter(
-          this.#options.segmentSeconds,
-          this.#nextSequence.get(rendition.name) ?? 0,
-        ),
-        hasInit: false,
-        emitted: 0,
-      };
-      track.reader.events
-        .on('init', (bytes) => this.#onInit(run, track, bytes))
-        .on('fragment', (fragment) => this.#onFragment(run, track, fragment))
-        .on('error', (error) => {
-          this.#logger.error({ run: index, err: error }, 'ffmpeg wrote something unreadable');
-          run.process?.kill('SIGKILL');
-        });
-      run.tracks.push(track);
+      run.outputs.push(
+        new RenditionOutput({
+          rendition,
+          run: index,
+          dir: path.join(runDir, rendition.name),
+          segmentSeconds: this.#options.segmentSeconds,
+          firstMsn: this.#nextSequence.get(rendition.name) ?? 0,
+          logger: this.#logger,
+          sink: {
+            init: (init) => this.events.safeEmit('init', init),
+            part: (part) => this.events.safeEmit('part', part),
+            segment: (segment) => this.events.safeEmit('segment', segment),
+            unreadable: (error) => {
+              this.#logger.error({ run: index, err: error }, 'ffmpeg wrote something unreadable');
+              run.process?.kill('SIGKILL');
+            },
+          },
+        }),
+      );
     }
     this.#run = run;
     const input = this.#options.input;
@@ -358,8 +328,10 @@ export class Transcoder {
         segmentSeconds: this.#options.segmentSeconds,
         preset: plan.preset,
       });
-      for (const track of run.tracks) fs.mkdirSync(track.dir, { recursive: true });
-      fs.mkdirSync(runDir, { recursive: true });
+      // The run's folder, with one folder per rendition for its segments.
+      for (const rendition of plan.renditions) {
+        fs.mkdirSync(path.join(runDir, rendition.name), { recursive: true });
+      }
       const ffmpegPath = this.#options.ffmpegPath ?? DEFAULT_FFMPEG_PATH;
       this.#logger.info(
         { run: index, preset: plan.preset, renditions: plan.renditions.map((r) => r.name) },
@@ -374,7 +346,7 @@ export class Transcoder {
       // (or a test) tells which stream an ffmpeg belongs to: its argv names no stream.
       const child = spawn(ffmpegPath, toArgv(args), {
         cwd: runDir,
-        stdio: ['pipe', 'ignore', 'pipe', ...run.tracks.map(() => 'pipe' as const)],
+        stdio: ['pipe', 'ignore', 'pipe', ...run.outputs.map(() => 'pipe' as const)],
       });
       child.once('spawn', () => this.#onSpawned(run, child));
       child.once('error', (error) => this.#onExit(run, error));
@@ -387,12 +359,12 @@ export class Transcoder {
         ),
       );
       readLines(child.stderr!, (line) => this.#onStderr(run, line));
-      run.tracks.forEach((track, trackIndex) => {
-        const output = child.stdio[FIRST_OUTPUT_FD + trackIndex] as Readable;
-        output.on('data', (chunk: Buffer) => {
-          if (!run.exited) track.reader.push(chunk);
+      run.outputs.forEach((output, outputIndex) => {
+        const pipe = child.stdio[FIRST_OUTPUT_FD + outputIndex] as Readable;
+        pipe.on('data', (chunk: Buffer) => {
+          if (!run.exited) output.push(chunk);
         });
-        output.on('error', (error) =>
+        pipe.on('error', (error) =>
           this.#logger.warn({ run: index, err: error }, 'reading an ffmpeg output failed'),
         );
       });
@@ -419,47 +391,6 @@ export class Transcoder {
     else if (typeof input !== 'string' && child.stdin) this.#feed(run, input, child.stdin);
     // A quit requested before the process existed is delivered now.
     if (run.quitReason) this.#signalQuit(run);
-  }
-
-  #onInit(run: Run, track: Track, bytes: Buffer): void {
-    track.hasInit = true;
-    this.events.safeEmit('init', { rendition: track.rendition.name, run: run.index, bytes });
-  }
-
-  #onFragment(run: Run, track: Track, fragment: Mp4Fragment): void {
-    const cut = track.cutter.add(fragment, new Date());
-    if (!cut) return;
-    if (cut.finished) this.#emitSegment(run, track, cut.finished);
-    // The first segment of every run after the first follows another ffmpeg's output:
-    // timestamps and encoder state restart there.
-    const discontinuity = run.index > 0 && track.emitted === 0 && cut.part.index === 0;
-    this.events.safeEmit('part', {
-      rendition: track.rendition.name,
-      part: cut.part,
-      discontinuity,
-    });
-  }
-
-  #emitSegment(run: Run, track: Track, segment: CutSegment): void {
-    const localPath = path.join(track.dir, `${segment.msn}.m4s`);
-    try {
-      fs.writeFileSync(localPath, Buffer.concat(segment.parts.map((part) => part.bytes)));
-    } catch (error) {
-      this.#logger.error({ run: run.index, err: error }, 'cannot write a segment');
-      return;
-    }
-    const discontinuity = run.index > 0 && track.emitted === 0;
-    track.emitted += 1;
-    this.#nextSequence.set(track.rendition.name, segment.msn + 1);
-    this.events.safeEmit('segment', {
-      rendition: track.rendition.name,
-      localPath,
-      sequence: segment.msn,
-      run: run.index,
-      durationSec: segment.durationSec,
-      programDateTime: segment.programDateTime,
-      discontinuity,
-    });
   }
 
   #feed(run: Run, input: FlvFeed, stdin: NodeJS.WritableStream & { writableLength: number }): void {
@@ -641,13 +572,13 @@ export class Transcoder {
     this.#resolveStopped?.();
   }
 
-  // Emits each rendition's last segment: at the end of its output, the segment being cut is
-  // complete.
+  // Emits each rendition's last segment (at the end of its output, the segment being cut is
+  // complete) and notes where the next run's segments are numbered from.
   #closeRun(run: Run): void {
-    for (const track of run.tracks) {
-      const last = track.cutter.flush();
-      if (last) this.#emitSegment(run, track, last);
-    }
+    run.outputs.forEach((output, index) => {
+      output.finish();
+      this.#nextSequence.set(run.plan.renditions[index]!.name, output.nextMsn);
+    });
   }
 }
 
