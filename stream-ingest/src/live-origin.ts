@@ -263,18 +263,16 @@ export class LiveOrigin {
       if (!chunks) return respond(response, 404, 'not on this origin');
       sendBody(response, request, file, chunks);
     };
-    if (playlist.media(file)) return send();
-    // The part a preload hint names is held until it exists.
-    if (playlist.isUpcomingPart(file)) {
-      return this.#whenReady(
-        stream,
-        () => playlist.media(file) !== undefined || playlist.ended,
-        request,
-        response,
-        send,
-      );
-    }
-    respond(response, 404, 'not on this origin');
+    // The part a preload hint names (which cannot exist yet) is held until it exists; anything
+    // else is answered now, found or not.
+    if (!playlist.isUpcomingPart(file)) return send();
+    this.#whenReady(
+      stream,
+      () => playlist.media(file) !== undefined || playlist.ended,
+      request,
+      response,
+      send,
+    );
   }
 
   // Runs `send` once `ready()` holds, or answers 503 after the stream's block timeout.

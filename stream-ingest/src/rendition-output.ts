@@ -81,6 +81,11 @@ export class RenditionOutput {
       .on('error', (error) => this.#sink.unreadable(error));
   }
 
+  /** Name of the rendition. */
+  get rendition(): string {
+    return this.#rendition.name;
+  }
+
   /** Media sequence number the next segment gets. */
   get nextMsn(): number {
     return this.#cutter.msn;

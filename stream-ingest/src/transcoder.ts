@@ -575,10 +575,10 @@ export class Transcoder {
   // Emits each rendition's last segment (at the end of its output, the segment being cut is
   // complete) and notes where the next run's segments are numbered from.
   #closeRun(run: Run): void {
-    run.outputs.forEach((output, index) => {
+    for (const output of run.outputs) {
       output.finish();
-      this.#nextSequence.set(run.plan.renditions[index]!.name, output.nextMsn);
-    });
+      this.#nextSequence.set(output.rendition, output.nextMsn);
+    }
   }
 }
 
