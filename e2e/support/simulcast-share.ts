@@ -2,12 +2,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import type { TestApi } from '../../api/test/support/server';
 import { SHARE_ENCODING, VP8_PAYLOAD_TYPE, producePlainScreen } from './real-share';
+import { eventually } from './wait';
 
 // One SSRC per simulcast layer, lowest first.
 const LAYER_SSRCS = [7101, 7102] as const;
 const LAYER_MAX_BITRATES = [500_000, 1_500_000] as const;
 // RTCP packet types (RFC 3550, RFC 4585) sit where RTP has its marker bit and payload type.
 const RTCP_TYPES = { min: 200, max: 206 };
+const RTCP_SENDER_REPORT = 200;
+// ffmpeg's RTP muxer sends its second sender report about 5 s after its first.
+const SENDER_REPORT_WAIT_MS = 15_000;
 
 /**
  * Encodes `seconds` of a moving test pattern as VP8 (the share's libvpx settings, at `bitrate`)
@@ -51,6 +55,11 @@ export interface SimulcastShare {
  * a VP8 file (`layers`, lowest first) sent as it is, looped, by its own ffmpeg, with its RTCP
  * sender reports. A UDP relay passes both to the voice node from one address, since the comedia
  * transport takes media from the first address only. Its `stop` joins `cleanup`.
+ *
+ * Resolves once the voice node holds a sender report of each layer: mediasoup switches a
+ * consumer between layers only then (SimulcastConsumer::CanSwitchToSpatialLayer), and drops a
+ * report that comes before the layer's first packet, which is where ffmpeg sends its first one.
+ * A browser's next report follows within a second, ffmpeg's only about 5 s later.
  */
 export async function shareSimulcastVp8(
   api: TestApi,
@@ -67,6 +76,8 @@ export async function shareSimulcastVp8(
   );
   const target = transport.tuple.localPort;
   const counts = [0, 0];
+  const sentMedia = [false, false];
+  const keptSenderReports = [0, 0];
   const relay = dgram.createSocket('udp4');
   relay.on('message', (packet, from) => {
     // What the voice node sends back (receiver reports, NACKs, key frame requests) goes nowhere:
@@ -75,6 +86,8 @@ export async function shareSimulcastVp8(
     const rtcp = packet[1]! >= RTCP_TYPES.min && packet[1]! <= RTCP_TYPES.max;
     const layer = LAYER_SSRCS.indexOf(packet.readUInt32BE(rtcp ? 4 : 8) as 7101 | 7102);
     if (layer < 0) return;
+    if (!rtcp) sentMedia[layer] = true;
+    else if (packet[1] === RTCP_SENDER_REPORT && sentMedia[layer]) keptSenderReports[layer]! += 1;
     counts[layer]! += 1;
     relay.send(packet, target, '127.0.0.1');
   });
@@ -105,6 +118,11 @@ export async function shareSimulcastVp8(
     producer.close();
   };
   cleanup.push(stop);
+  await eventually(
+    async () => keptSenderReports.every((reports) => reports > 0),
+    SENDER_REPORT_WAIT_MS,
+    'a sender report of each layer after its first packet',
+  );
   return {
     forwarded: (layer) => counts[layer]!,
     async layerScores() {

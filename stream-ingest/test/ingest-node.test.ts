@@ -212,6 +212,9 @@ describe('IngestNode', () => {
         workDir: tempDir('hearth-work-'),
         rtmpHandshakeTimeoutMs: '1000',
         rtmpPublishTimeoutMs: '1500',
+        // A fuzzed connection can replay the recorded publish intact, under its valid key, and
+        // then go quiet: like any silent publisher it is closed when it idles out.
+        rtmpIdleTimeoutMs: '3000',
       }),
       controlPlane,
       storage: s3.storage(),
@@ -269,7 +272,8 @@ describe('IngestNode', () => {
       connections: 400,
       messagesPerConnection: 36,
       concurrency: 12,
-      closeWaitMs: 3000,
+      // Beyond the longest of the node's timeouts (idle, 3 s), with room for a loaded machine.
+      closeWaitMs: 6000,
     });
     // Two more segments after the fuzzing show the stream outlived it.
     const segmentsAtEnd = segmentTimes.length;
@@ -285,7 +289,8 @@ describe('IngestNode', () => {
     expect(report.malformed, context).toBeGreaterThanOrEqual(10_000);
     expect(report.leftOpen, context).toBe(0);
     await expect.poll(() => node!.rtmp.connections, { timeout: 5000 }).toBe(1);
-    expect(node.liveStreamIds).toHaveLength(1);
+    // A replayed publish that idled out ends its stream once its ffmpeg has finished.
+    await expect.poll(() => node!.liveStreamIds.length, { timeout: 10_000 }).toBe(1);
     // Segments are 2 s; the edge caches a live playlist for 1 s and it is polled every 0.25 s.
     const gaps = segmentTimes.slice(1).map((time, index) => time - segmentTimes[index]!);
     expect(Math.max(...gaps), context).toBeLessThan(2 * 2000 + 1250);
