@@ -1,11 +1,16 @@
-import { z } from 'zod';
+import { cacheRules, cacheRuleTableSchema, isCompressible, type CacheRule } from './cache-rules';
+import { originFetch, regexForSuffix, ruleLocations } from './nginx-cache-locations';
 import {
-  cacheRules,
-  cacheRuleTableSchema,
-  isCompressible,
-  isImmutable,
-  type CacheRule,
-} from './cache-rules';
+  API_UPSTREAM,
+  LIVE_UPSTREAM,
+  NGINX_CACHE_ZONE,
+  S3_UPSTREAM,
+  nginxEdgeOptionsSchema,
+  originParts,
+  type NginxEdgeOptions,
+  type ParsedEdgeOptions,
+} from './nginx-edge-options';
+import { hasLiveOrigin, liveLocations, liveServerLocations } from './nginx-live-locations';
 import {
   blank,
   block,
@@ -20,148 +25,23 @@ import {
   PRIVATE_KEY_PREFIX,
   SIGNATURE_LENGTH,
   SIGNED_PATH_PREFIX,
-  playbackSigningSecretSchema,
 } from './private-playback';
 import { s3ResponseHeaders } from './s3-headers';
-import { corsOriginSchema, parseOrThrow } from './validation';
+import { parseOrThrow } from './validation';
 
-// Paths end up as bare nginx tokens, so they are limited to characters that need no quoting.
-// A relative path is resolved by nginx against its prefix (`nginx -p`).
-const pathSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9._/@+=,:~-]+$/, 'must be a path without spaces or nginx syntax characters');
-const sizeSchema = z.string().regex(/^[1-9][0-9]*[kKmMgG]?$/, 'must be an nginx size like 512m');
-const durationSchema = z
-  .string()
-  .regex(/^[1-9][0-9]*(?:ms|s|m|h|d|w|M|y)?$/, 'must be an nginx time like 10m');
-const listenHostSchema = z.union([z.ipv4(), z.ipv6(), z.literal('*')], {
-  error: 'must be an IPv4 or IPv6 address, or *',
-});
-const originUrlSchema = z
-  .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })
-  .refine((value) => {
-    const url = new URL(value);
-    return url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
-  }, 'must be scheme://host[:port] with no path, query, or credentials (the bucket is separate)');
+/** The edge's options: their schema, and what callers pass. */
+export { NGINX_CACHE_ZONE, nginxEdgeOptionsSchema, type NginxEdgeOptions };
 
-/** Options of `renderNginxEdgeConfig`; `NginxEdgeOptions` is what callers pass. */
-export const nginxEdgeOptionsSchema = z
-  .strictObject({
-    /** Address the edge listens on: an IPv4 or IPv6 address, or `*` for all. */
-    listenHost: listenHostSchema,
-    /** TCP port the edge listens on. */
-    listenPort: z.number().int().min(1).max(65_535),
-    /** S3 endpoint, e.g. `http://127.0.0.1:9000` or `https://s3.eu-west-1.amazonaws.com`. */
-    originUrl: originUrlSchema,
-    /** Bucket addressed path-style: `/<key>` at the edge is `<originUrl>/<bucket>/<key>`. */
-    bucket: z
-      .string()
-      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name'),
-    /** Directory holding cached objects; nginx creates it, but not its parent. */
-    cacheDirectory: pathSchema,
-    /** Most disk the cache may use before the least recently used objects are evicted. */
-    cacheMaxSize: sizeSchema.default('1g'),
-    /** Shared memory for cache keys; 1 MB holds about 8,000 keys. */
-    cacheKeysZoneSize: sizeSchema.default('10m'),
-    /** Cached objects not requested for this long are evicted even while still fresh. */
-    cacheInactive: durationSchema.default('10m'),
-    /** File nginx writes its master process id to. */
-    pidFile: pathSchema,
-    /** Error log file. */
-    errorLogPath: pathSchema,
-    /** Least severe level written to the error log. */
-    errorLogLevel: z.enum(['debug', 'info', 'notice', 'warn', 'error', 'crit']).default('warn'),
-    /** Access log file; lines carry the cache status. */
-    accessLogPath: pathSchema,
-    /** Existing directory where nginx creates its client body/proxy/fastcgi/uwsgi/scgi temp paths. */
-    tempDirectory: pathSchema,
-    /** Fork into the background; off suits containers, supervisors, and tests. */
-    daemon: z.boolean().default(false),
-    /** Run a master with workers; off runs one process (no cache manager, for debugging only). */
-    masterProcess: z.boolean().default(true),
-    /** Worker process count, or `auto` for one per core. */
-    workerProcesses: z.union([z.literal('auto'), z.number().int().min(1)]).default('auto'),
-    /** Connections each worker may hold, viewers and origin together. */
-    workerConnections: z.number().int().min(16).default(1024),
-    /** `user [group]` the workers switch to when nginx starts as root; omitted means `nobody`. */
-    user: z
-      .string()
-      .regex(/^[a-z_][a-z0-9_-]*(?: [a-z_][a-z0-9_-]*)?$/, 'must be "user" or "user group"')
-      .optional(),
-    /** Value of Access-Control-Allow-Origin: `*` or one origin. */
-    corsAllowedOrigin: corsOriginSchema.default('*'),
-    /** CA bundle that verifies an https origin's certificate. */
-    originCaFile: pathSchema.default('/etc/ssl/certs/ca-certificates.crt'),
-    /**
-     * Secret shared with the api that signs private channels' playback paths; without it the edge
-     * serves no private object at all.
-     */
-    playbackSigningSecret: playbackSigningSecretSchema.optional(),
-    /**
-     * The LL-HLS origin: an ingest node's HTTP address (`http://host:port`). Playlists, parts and
-     * the newest segments of live streams are fetched there first, blocking requests included, and
-     * from S3 when it does not serve the stream. Without it, everything comes from S3.
-     */
-    liveOriginUrl: originUrlSchema.optional(),
-    /**
-     * With several ingest nodes: the api that says which node is the LL-HLS origin of a channel
-     * (`GET /api/edge/live-origin/<channel>`, answered in X-Hearth-Live-Origin, kept 1 s), and the
-     * secret it asks of the edge (API_EDGE_SECRET). In place of `liveOriginUrl`.
-     */
-    liveOriginResolver: z
-      .strictObject({
-        apiUrl: originUrlSchema,
-        edgeSecret: z
-          .string()
-          .regex(/^[A-Za-z0-9_-]{32,256}$/, 'must be 32-256 letters and digits'),
-      })
-      .optional(),
-  })
-  .refine((options) => !(options.liveOriginUrl && options.liveOriginResolver), {
-    message: 'give liveOriginUrl or liveOriginResolver, not both',
-  });
-
-/** Options accepted by `renderNginxEdgeConfig` (defaults applied by the schema). */
-export type NginxEdgeOptions = z.input<typeof nginxEdgeOptionsSchema>;
-type ParsedOptions = z.output<typeof nginxEdgeOptionsSchema>;
-
-/** Name of the shared-memory cache zone in the generated config. */
-export const NGINX_CACHE_ZONE = 'hls_edge';
-const UPSTREAM = 's3_origin';
-const LIVE_UPSTREAM = 'live_origin';
-const API_UPSTREAM = 'hearth_api';
-// Internal location whose answer names a channel's live origin, for auth_request.
-const LIVE_ORIGIN_LOOKUP = '/_hearth_live_origin';
-// Blocking playlist requests wait up to three target durations at the origin (6 s with 2 s
-// segments); the crowd behind the one request the edge sends waits a little longer for its
-// answer instead of going to the origin itself.
-const LIVE_LOCK_SECONDS = 8;
-const LIVE_PLAYLIST_FALLBACK = 'live_playlist_from_s3';
-const LIVE_MEDIA_FALLBACK = 'live_media_from_s3';
-// Names in the live paths: a channel, a rendition, and a playlist or media file of it.
-const NAME = '[A-Za-z0-9_-]+';
-const LIVE_MEDIA_FILE = `${NAME}(?:\\.[0-9]+)?\\.(?:m4s|mp4)`;
 const ALLOWED_METHODS = 'GET, HEAD, OPTIONS';
 // Headers a player may send cross-origin: byte ranges and conditional requests.
 const PREFLIGHT_ALLOW_HEADERS = 'Range, If-Range, If-None-Match, If-Modified-Since';
 const PREFLIGHT_MAX_AGE_SECONDS = 86_400;
 
-function regexForSuffix(suffix: string): string {
-  return `${suffix.replace(/[.\\^$|?*+()[\]{}]/g, '\\$&')}$`;
-}
-
 function listenAddress(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-function originParts(originUrl: string): { scheme: string; host: string; server: string } {
-  const url = new URL(originUrl);
-  const scheme = url.protocol.slice(0, -1);
-  const port = url.port || (scheme === 'https' ? '443' : '80');
-  return { scheme, host: url.host, server: `${url.hostname}:${port}` };
-}
-
-function mainContext(options: ParsedOptions): NginxNode[] {
+function mainContext(options: ParsedEdgeOptions): NginxNode[] {
   return [
     comment(
       'Generated by @hearth/cdn-config from the cache-rule table (cdn-config/src/cache-rules.ts). ' +
@@ -183,7 +63,7 @@ function mainContext(options: ParsedOptions): NginxNode[] {
   ];
 }
 
-function httpBasics(options: ParsedOptions, rules: readonly CacheRule[]): NginxNode[] {
+function httpBasics(options: ParsedEdgeOptions, rules: readonly CacheRule[]): NginxNode[] {
   const temp = options.tempDirectory.replace(/\/+$/, '');
   const compressible = [...new Set(rules.filter(isCompressible).map((rule) => rule.contentType))];
   return [
@@ -299,7 +179,7 @@ function methodMaps(): NginxNode[] {
   ];
 }
 
-function upstream(options: ParsedOptions): NginxNode[] {
+function upstream(options: ParsedEdgeOptions): NginxNode[] {
   const origin = originParts(options.originUrl);
   const live = options.liveOriginUrl && originParts(options.liveOriginUrl);
   return [
@@ -309,7 +189,7 @@ function upstream(options: ParsedOptions): NginxNode[] {
     ),
     block(
       'upstream',
-      [UPSTREAM],
+      [S3_UPSTREAM],
       [directive('server', origin.server), directive('keepalive', '32')],
     ),
     ...(live
@@ -339,7 +219,7 @@ function upstream(options: ParsedOptions): NginxNode[] {
   ];
 }
 
-function serverCommon(options: ParsedOptions): NginxNode[] {
+function serverCommon(options: ParsedEdgeOptions): NginxNode[] {
   const origin = originParts(options.originUrl);
   return [
     directive('listen', listenAddress(options.listenHost, options.listenPort)),
@@ -485,210 +365,6 @@ function serverCommon(options: ParsedOptions): NginxNode[] {
   ];
 }
 
-type RuleKind = 'uncached' | 'immutable' | 'short-lived';
-
-function ruleKind(rule: CacheRule): RuleKind {
-  if (rule.edgeTtlSeconds === 0) return 'uncached';
-  return isImmutable(rule) ? 'immutable' : 'short-lived';
-}
-
-// Why each kind of rule is cached the way it is; written once above the locations that use it.
-const KIND_NOTES: Record<RuleKind, string> = {
-  uncached:
-    'TTL 0: every request goes to the origin and nothing is stored. The cache stays configured ' +
-    '(bypassed) so that X-Cache-Status still reports BYPASS.',
-  immutable:
-    'Immutable objects: a stored copy stays correct however old it is, so it is served when the ' +
-    'origin is down or failing; "updating" lets one request refresh it while others get the copy.',
-  'short-lived':
-    'Short TTLs (live playlists): nginx stores expiry in whole seconds and keeps an object fresh ' +
-    "through the TTL's last second, so a TTL of N s lasts between N and N+1 s. proxy_cache_lock " +
-    'only guards objects not cached yet; once one expires, "updating" is what keeps a crowd to ' +
-    'one origin refresh. A stale copy is not served on origin errors: an old live playlist would ' +
-    'leave players stalled with nothing to act on, while an error makes them retry.',
-};
-
-function cachingDirectives(rule: CacheRule): NginxNode[] {
-  const cache = directive('proxy_cache', NGINX_CACHE_ZONE);
-  switch (ruleKind(rule)) {
-    case 'uncached':
-      return [cache, directive('proxy_cache_bypass', '1'), directive('proxy_no_cache', '1')];
-    case 'immutable':
-      return [
-        cache,
-        directive('proxy_cache_valid', '200', `${rule.edgeTtlSeconds}s`),
-        directive(
-          'proxy_cache_use_stale',
-          'error',
-          'timeout',
-          'invalid_header',
-          'updating',
-          'http_500',
-          'http_502',
-          'http_503',
-          'http_504',
-        ),
-      ];
-    case 'short-lived':
-      return [
-        cache,
-        directive('proxy_cache_valid', '200', `${rule.edgeTtlSeconds}s`),
-        directive('proxy_cache_use_stale', 'updating'),
-      ];
-  }
-}
-
-function ruleLocations(rules: readonly CacheRule[], options: ParsedOptions): NginxNode[] {
-  const kinds = [...new Set(rules.map(ruleKind))];
-  return [
-    comment(
-      'One location per cache rule. Regex locations are tried in the order written and the ' +
-        'first match wins, the same rule as cacheRuleFor(). Each maps /<key> to ' +
-        '/<bucket>/<key> (path-style S3); the trailing "?" of the rewrite drops the query ' +
-        'string, so viewers cannot send S3 sub-resource requests such as ?acl or ?versions.',
-    ),
-    ...kinds.flatMap((kind) => [blank, comment(KIND_NOTES[kind])]),
-    blank,
-    ...rules.flatMap((rule) => [
-      comment(
-        `${rule.name}: *${rule.suffix}, edge TTL ${rule.edgeTtlSeconds} s ` +
-          `(${rule.contentType}; ${rule.cacheControl}).`,
-      ),
-      block('location', ['~', regexForSuffix(rule.suffix)], originFetch(rule, options)),
-      blank,
-    ]),
-  ];
-}
-
-// What a rule's location does: map the path to its key in the bucket, fetch it, cache it.
-function originFetch(rule: CacheRule, options: ParsedOptions): NginxNode[] {
-  const scheme = originParts(options.originUrl).scheme;
-  return [
-    directive('rewrite', '^', `/${options.bucket}$uri?`, 'break'),
-    directive('proxy_pass', `${scheme}://${UPSTREAM}`),
-    ...cachingDirectives(rule),
-  ];
-}
-
-function hasLiveOrigin(options: ParsedOptions): boolean {
-  return options.liveOriginUrl !== undefined || options.liveOriginResolver !== undefined;
-}
-
-// Named locations the live locations fall back to: the same object in S3, cached by its rule
-// (nginx allows named locations at server level only).
-function liveFallbacks(rules: readonly CacheRule[], options: ParsedOptions): NginxNode[] {
-  return [
-    block(
-      'location',
-      [`@${LIVE_PLAYLIST_FALLBACK}`],
-      originFetch(ruleNamed(rules, 'media-playlist'), options),
-    ),
-    block(
-      'location',
-      [`@${LIVE_MEDIA_FALLBACK}`],
-      originFetch(ruleNamed(rules, 'fmp4-segment'), options),
-    ),
-  ];
-}
-
-function ruleNamed(rules: readonly CacheRule[], name: string): CacheRule {
-  const rule = rules.find((candidate) => candidate.name === name);
-  if (!rule) throw new TypeError(`the cache rule table has no ${name} rule`);
-  return rule;
-}
-
-/**
- * LL-HLS under `/<prefix>/<channel>/`: playlists and media from the live origin first, S3 after.
- * Playlists are keyed with their blocking-reload query (nothing else of the query is used), so
- * the crowd waiting for the same next part costs the origin one request.
- */
-function liveLocations(
-  prefix: string,
-  rules: readonly CacheRule[],
-  options: ParsedOptions,
-  internal: boolean,
-): NginxNode[] {
-  const playlistRule = ruleNamed(rules, 'media-playlist');
-  const blockingQuery = '_HLS_msn=$arg__HLS_msn&_HLS_part=$arg__HLS_part';
-  const channel = `^/${prefix}/(?<live_channel>${CHANNEL_NAME_PATTERN})`;
-  // One origin for every stream, or the one the api names for the channel (auth_request).
-  const origin = options.liveOriginUrl
-    ? { target: `${originParts(options.liveOriginUrl).scheme}://${LIVE_UPSTREAM}`, find: [] }
-    : {
-        target: 'http://$live_origin',
-        find: [
-          directive('auth_request', LIVE_ORIGIN_LOOKUP),
-          directive('auth_request_set', '$live_origin', '$upstream_http_x_hearth_live_origin'),
-        ],
-      };
-  const lock = [
-    directive('proxy_cache_lock_timeout', `${LIVE_LOCK_SECONDS}s`),
-    directive('proxy_cache_lock_age', `${LIVE_LOCK_SECONDS}s`),
-  ];
-  // 403 is the api saying no node serves the channel as origin.
-  const fallbackTo = (name: string) =>
-    directive('error_page', '403', '404', '500', '502', '503', '504', '=', `@${name}`);
-  return [
-    block(
-      'location',
-      ['~', quote(`${channel}/(?:master|${NAME}/index)\\.m3u8$`)],
-      [
-        ...(internal ? [directive('internal')] : []),
-        ...origin.find,
-        directive('proxy_pass', `${origin.target}$uri?${blockingQuery}`),
-        directive('proxy_cache', NGINX_CACHE_ZONE),
-        directive('proxy_cache_key', `$uri?${blockingQuery}`),
-        directive('proxy_cache_valid', '200', `${playlistRule.edgeTtlSeconds}s`),
-        directive('proxy_cache_use_stale', 'updating'),
-        ...lock,
-        fallbackTo(LIVE_PLAYLIST_FALLBACK),
-      ],
-    ),
-    block(
-      'location',
-      ['~', quote(`${channel}/${NAME}/${LIVE_MEDIA_FILE}$`)],
-      [
-        ...(internal ? [directive('internal')] : []),
-        ...origin.find,
-        directive('proxy_pass', `${origin.target}$uri`),
-        ...cachingDirectives(ruleNamed(rules, 'fmp4-segment')),
-        ...lock,
-        fallbackTo(LIVE_MEDIA_FALLBACK),
-      ],
-    ),
-    blank,
-  ];
-}
-
-// Asks the api which ingest node is the channel's live origin; the channel comes from the live
-// location's capture, which the subrequest shares. The answer is kept 1 s, so a crowd costs the
-// api one request a second per channel.
-function liveOriginLookup(resolver: NonNullable<ParsedOptions['liveOriginResolver']>): NginxNode[] {
-  return [
-    comment(
-      'Which ingest node is the LL-HLS origin of a channel: the api answers 204 with ' +
-        'X-Hearth-Live-Origin (host:port), or 403 when none is, and the edge reads S3.',
-    ),
-    block(
-      'location',
-      ['=', LIVE_ORIGIN_LOOKUP],
-      [
-        directive('internal'),
-        directive('proxy_pass', `http://${API_UPSTREAM}/api/edge/live-origin/$live_channel`),
-        directive('proxy_pass_request_body', 'off'),
-        directive('proxy_set_header', 'Content-Length', quote('')),
-        directive('proxy_set_header', 'Connection', quote('')),
-        directive('proxy_set_header', 'X-Hearth-Edge-Secret', quote(resolver.edgeSecret)),
-        directive('proxy_cache', NGINX_CACHE_ZONE),
-        directive('proxy_cache_key', 'live-origin/$live_channel'),
-        directive('proxy_cache_valid', '204', '403', '1s'),
-        directive('proxy_intercept_errors', 'off'),
-      ],
-    ),
-    blank,
-  ];
-}
-
 // The signed path's parts; the object part is limited to what HLS object names use, so the
 // rewrite below can never be handed a "?" or a path that climbs out of the channel.
 const SIGNED_PATH_REGEX =
@@ -696,7 +372,7 @@ const SIGNED_PATH_REGEX =
   `/(?<signed_expires>[0-9]{1,12})/(?<signed_channel>${CHANNEL_NAME_PATTERN})` +
   '/(?<signed_object>[A-Za-z0-9_-][A-Za-z0-9._/-]*)$';
 
-function signedLocations(options: ParsedOptions): NginxNode[] {
+function signedLocations(options: ParsedEdgeOptions): NginxNode[] {
   const secret = options.playbackSigningSecret;
   const check: NginxNode[] = secret
     ? [
@@ -744,7 +420,7 @@ function signedLocations(options: ParsedOptions): NginxNode[] {
   ];
 }
 
-function privateLocations(rules: readonly CacheRule[], options: ParsedOptions): NginxNode[] {
+function privateLocations(rules: readonly CacheRule[], options: ParsedEdgeOptions): NginxNode[] {
   return [
     comment(
       `internal: a viewer asking for /${PRIVATE_KEY_PREFIX}/... directly gets a 404; only the ` +
@@ -796,19 +472,7 @@ export function renderNginxEdgeConfig(
             ...serverCommon(parsed),
             ...signedLocations(parsed),
             ...privateLocations(table, parsed),
-            ...(hasLiveOrigin(parsed)
-              ? [
-                  comment(
-                    'Live streams: the ingest node is the origin of their LL-HLS playlists and ' +
-                      'parts, which S3 cannot serve (a blocking request is held open until the ' +
-                      'part exists); S3 answers when that origin does not serve the stream.',
-                  ),
-                  ...liveLocations('live', table, parsed, false),
-                  ...liveFallbacks(table, parsed),
-                  ...(parsed.liveOriginResolver ? liveOriginLookup(parsed.liveOriginResolver) : []),
-                  blank,
-                ]
-              : []),
+            ...(hasLiveOrigin(parsed) ? liveServerLocations(table, parsed) : []),
             ...ruleLocations(table, parsed),
             comment(
               'No rule, no object: this also keeps "/" from turning into a bucket listing at the ' +
