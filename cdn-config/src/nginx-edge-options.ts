@@ -105,6 +105,8 @@ export type ParsedEdgeOptions = z.output<typeof nginxEdgeOptionsSchema>;
 
 /** Name of the shared-memory cache zone in the generated config. */
 export const NGINX_CACHE_ZONE = 'hls_edge';
+/** Variable set to 1 once a request's signed path was checked, empty before. */
+export const SIGNED_PATH_CHECKED = '$edge_signed_path_checked';
 /** Name of the upstream that is the S3 origin. */
 export const S3_UPSTREAM = 's3_origin';
 /** Name of the upstream that is the one LL-HLS origin (`liveOriginUrl`). */

@@ -4,11 +4,12 @@ import {
   API_UPSTREAM,
   LIVE_UPSTREAM,
   NGINX_CACHE_ZONE,
+  SIGNED_PATH_CHECKED,
   originParts,
   type ParsedEdgeOptions,
 } from './nginx-edge-options';
 import { blank, block, comment, directive, quote, type NginxNode } from './nginx-syntax';
-import { CHANNEL_NAME_PATTERN } from './private-playback';
+import { CHANNEL_NAME_PATTERN, PRIVATE_KEY_PREFIX } from './private-playback';
 
 // Internal location whose answer names a channel's live origin, for auth_request.
 const LIVE_ORIGIN_LOOKUP = '/_hearth_live_origin';
@@ -16,8 +17,18 @@ const LIVE_ORIGIN_LOOKUP = '/_hearth_live_origin';
 // segments); the crowd behind the one request the edge sends waits a little longer for its
 // answer instead of going to the origin itself.
 const LIVE_LOCK_SECONDS = 8;
-const LIVE_PLAYLIST_FALLBACK = 'live_playlist_from_s3';
-const LIVE_MEDIA_FALLBACK = 'live_media_from_s3';
+
+/**
+ * Which live paths: `public` under /live/, `private` under /private/, reached only by the rewrite
+ * of a valid signed path.
+ */
+export type LiveScope = 'public' | 'private';
+
+// The named locations each scope falls back to, in S3.
+const FALLBACKS: Record<LiveScope, { playlist: string; media: string }> = {
+  public: { playlist: 'live_playlist_from_s3', media: 'live_media_from_s3' },
+  private: { playlist: 'private_live_playlist_from_s3', media: 'private_live_media_from_s3' },
+};
 // Names in the live paths: a channel, a rendition, and a playlist or media file of it.
 const NAME = '[A-Za-z0-9_-]+';
 const LIVE_MEDIA_FILE = `${NAME}(?:\\.[0-9]+)?\\.(?:m4s|mp4)`;
@@ -28,18 +39,29 @@ export function hasLiveOrigin(options: ParsedEdgeOptions): boolean {
 }
 
 // Named locations the live locations fall back to: the same object in S3, cached by its rule
-// (nginx allows named locations at server level only).
-function liveFallbacks(rules: readonly CacheRule[], options: ParsedEdgeOptions): NginxNode[] {
+// (nginx allows named locations at server level only). nginx refuses a viewer's request for an
+// internal location with a 404, and that 404 goes to the location's error_page like any other:
+// the private fallbacks would then serve the private object itself. They serve only requests
+// whose signed path was checked.
+function liveFallbacks(
+  scope: LiveScope,
+  rules: readonly CacheRule[],
+  options: ParsedEdgeOptions,
+): NginxNode[] {
+  const guard =
+    scope === 'private'
+      ? [block('if', [`(${SIGNED_PATH_CHECKED}`, '!=', '1)'], [directive('return', '404')])]
+      : [];
   return [
     block(
       'location',
-      [`@${LIVE_PLAYLIST_FALLBACK}`],
-      originFetch(ruleNamed(rules, 'media-playlist'), options),
+      [`@${FALLBACKS[scope].playlist}`],
+      [...guard, ...originFetch(ruleNamed(rules, 'media-playlist'), options)],
     ),
     block(
       'location',
-      [`@${LIVE_MEDIA_FALLBACK}`],
-      originFetch(ruleNamed(rules, 'fmp4-segment'), options),
+      [`@${FALLBACKS[scope].media}`],
+      [...guard, ...originFetch(ruleNamed(rules, 'fmp4-segment'), options)],
     ),
   ];
 }
@@ -51,16 +73,17 @@ function ruleNamed(rules: readonly CacheRule[], name: string): CacheRule {
 }
 
 /**
- * LL-HLS under `/<prefix>/<channel>/`: playlists and media from the live origin first, S3 after.
- * Playlists are keyed with their blocking-reload query (nothing else of the query is used), so
- * the crowd waiting for the same next part costs the origin one request.
+ * LL-HLS under `/<prefix>/<channel>/` of the scope: playlists and media from the live origin
+ * first, S3 after. Playlists are keyed with their blocking-reload query (nothing else of the
+ * query is used), so the crowd waiting for the same next part costs the origin one request.
  */
 export function liveLocations(
-  prefix: string,
+  scope: LiveScope,
   rules: readonly CacheRule[],
   options: ParsedEdgeOptions,
-  internal: boolean,
 ): NginxNode[] {
+  const prefix = scope === 'public' ? 'live' : PRIVATE_KEY_PREFIX;
+  const internal = scope === 'private' ? [directive('internal')] : [];
   const playlistRule = ruleNamed(rules, 'media-playlist');
   const blockingQuery = '_HLS_msn=$arg__HLS_msn&_HLS_part=$arg__HLS_part';
   const channel = `^/${prefix}/(?<live_channel>${CHANNEL_NAME_PATTERN})`;
@@ -86,7 +109,7 @@ export function liveLocations(
       'location',
       ['~', quote(`${channel}/(?:master|${NAME}/index)\\.m3u8$`)],
       [
-        ...(internal ? [directive('internal')] : []),
+        ...internal,
         ...origin.find,
         directive('proxy_pass', `${origin.target}$uri?${blockingQuery}`),
         directive('proxy_cache', NGINX_CACHE_ZONE),
@@ -94,19 +117,19 @@ export function liveLocations(
         directive('proxy_cache_valid', '200', `${playlistRule.edgeTtlSeconds}s`),
         directive('proxy_cache_use_stale', 'updating'),
         ...lock,
-        fallbackTo(LIVE_PLAYLIST_FALLBACK),
+        fallbackTo(FALLBACKS[scope].playlist),
       ],
     ),
     block(
       'location',
       ['~', quote(`${channel}/${NAME}/${LIVE_MEDIA_FILE}$`)],
       [
-        ...(internal ? [directive('internal')] : []),
+        ...internal,
         ...origin.find,
         directive('proxy_pass', `${origin.target}$uri`),
         ...cachingDirectives(ruleNamed(rules, 'fmp4-segment')),
         ...lock,
-        fallbackTo(LIVE_MEDIA_FALLBACK),
+        fallbackTo(FALLBACKS[scope].media),
       ],
     ),
     blank,
@@ -145,8 +168,8 @@ function liveOriginLookup(
 }
 
 /**
- * The server-level part of LL-HLS: the public live locations, their S3 fallbacks and, with a
- * resolver, the lookup of each channel's origin.
+ * The server-level part of LL-HLS: the public live locations, the S3 fallbacks of both scopes
+ * and, with a resolver, the lookup of each channel's origin.
  */
 export function liveServerLocations(
   rules: readonly CacheRule[],
@@ -158,8 +181,9 @@ export function liveServerLocations(
         'parts, which S3 cannot serve (a blocking request is held open until the ' +
         'part exists); S3 answers when that origin does not serve the stream.',
     ),
-    ...liveLocations('live', rules, options, false),
-    ...liveFallbacks(rules, options),
+    ...liveLocations('public', rules, options),
+    ...liveFallbacks('public', rules, options),
+    ...liveFallbacks('private', rules, options),
     ...(options.liveOriginResolver ? liveOriginLookup(options.liveOriginResolver) : []),
     blank,
   ];

@@ -5,6 +5,7 @@ import {
   LIVE_UPSTREAM,
   NGINX_CACHE_ZONE,
   S3_UPSTREAM,
+  SIGNED_PATH_CHECKED,
   nginxEdgeOptionsSchema,
   originParts,
   type NginxEdgeOptions,
@@ -226,6 +227,8 @@ function serverCommon(options: ParsedEdgeOptions): NginxNode[] {
     directive('server_name', '_'),
     blank,
     block('if', ['($edge_method_allowed', '=', '0)'], [directive('return', '405')]),
+    comment('Empty until the signed-path location has checked the signature of the request.'),
+    directive('set', SIGNED_PATH_CHECKED, quote('')),
     comment(
       'A CORS preflight is answered here: the answer depends only on this config, so asking the ' +
         'origin would add a round trip and a bucket CORS dependency for nothing.',
@@ -386,6 +389,7 @@ function signedLocations(options: ParsedEdgeOptions): NginxNode[] {
           quote(`$secure_link_expires:${PRIVATE_KEY_PREFIX}/$signed_channel:${secret}`),
         ),
         block('if', ['($secure_link', '!=', '1)'], [directive('return', '403')]),
+        directive('set', SIGNED_PATH_CHECKED, '1'),
         comment(
           'The object is served from the private location below, which nothing else reaches.',
         ),
@@ -433,7 +437,7 @@ function privateLocations(rules: readonly CacheRule[], options: ParsedEdgeOption
       ['^~', `/${PRIVATE_KEY_PREFIX}/`],
       [
         directive('internal'),
-        ...(hasLiveOrigin(options) ? liveLocations(PRIVATE_KEY_PREFIX, rules, options, true) : []),
+        ...(hasLiveOrigin(options) ? liveLocations('private', rules, options) : []),
         ...rules.map((rule) =>
           block(
             'location',

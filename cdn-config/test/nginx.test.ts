@@ -141,6 +141,8 @@ describe('renderNginxEdgeConfig()', () => {
               if ($edge_method_allowed = 0) {
                   return 405;
               }
+              # Empty until the signed-path location has checked the signature of the request.
+              set $edge_signed_path_checked "";
               # A CORS preflight is answered here: the answer depends only on this config, so asking the
               # origin would add a round trip and a bucket CORS dependency for nothing.
               if ($request_method = OPTIONS) {

@@ -8,6 +8,7 @@ import { startNginxEdge } from '../src/edge';
 import type { NginxProcess } from '../src/nginx-process';
 import { signedChannelPath, storagePrefixOf } from '../src/private-playback';
 import { request, type HttpResponse } from './support/http';
+import { RecordingOrigin } from './support/recording-origin';
 
 const SECRET = 'f'.repeat(64);
 const OTHER_SECRET = '0'.repeat(64);
@@ -15,29 +16,40 @@ const CHANNEL = 'club';
 const MASTER = '#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\n720p/index.m3u8\n';
 const MEDIA = '#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1-000001.ts\n';
 const SEGMENT = randomBytes(188 * 50);
-// The master playlist, a media playlist and a segment it names, relative to the channel prefix.
+// The master playlist, a media playlist and a segment it names, relative to the channel prefix;
+// and an fMP4 segment and part, which an edge with an LL-HLS origin asks that origin for first.
 const OBJECTS: Record<string, Buffer | string> = {
   'master.m3u8': MASTER,
   '720p/index.m3u8': MEDIA,
   '720p/s1-000001.ts': SEGMENT,
+  '720p/s1-2.m4s': randomBytes(1000),
+  '720p/s1-3.1.m4s': randomBytes(500),
 };
 
 function inAnHour(): number {
   return Math.floor(Date.now() / 1000) + 3600;
 }
 
-describe('nginx edge: private channels', () => {
+describe.each([
+  { edgeKind: 'reading S3 only', withLiveOrigin: false },
+  { edgeKind: 'with an LL-HLS origin that does not serve the channel', withLiveOrigin: true },
+])('nginx edge: private channels, $edgeKind', ({ withLiveOrigin }) => {
   let s3: TestS3Server;
   let client: S3Client;
   let edge: NginxProcess;
+  // Answers 404 to everything, as an ingest node that holds no stream of the channel: the edge
+  // then reads S3.
+  let liveOrigin: RecordingOrigin | undefined;
 
   beforeAll(async () => {
     s3 = await TestS3Server.start();
     client = s3.client();
+    if (withLiveOrigin) liveOrigin = await RecordingOrigin.start();
     edge = await startNginxEdge({
       originUrl: s3.endpoint,
       bucket: TEST_BUCKET,
       playbackSigningSecret: SECRET,
+      liveOriginUrl: liveOrigin?.endpoint,
     });
     for (const [name, body] of Object.entries(OBJECTS)) {
       const key = `${storagePrefixOf(CHANNEL, true)}/${name}`;
@@ -56,6 +68,7 @@ describe('nginx edge: private channels', () => {
 
   afterAll(async () => {
     await edge?.stop();
+    await liveOrigin?.close();
     client?.destroy();
     await s3?.close();
   });
@@ -91,12 +104,25 @@ describe('nginx edge: private channels', () => {
     expect(segment.body.equals(SEGMENT)).toBe(true);
     expect(segment.headers['content-type']).toBe('video/mp2t');
     expect(again.headers['x-cache-status']).toBe('HIT');
+    for (const name of ['720p/s1-2.m4s', '720p/s1-3.1.m4s']) {
+      const object = await get(`${prefix}/${name}`);
+      expect(object.status).toBe(200);
+      expect(object.body.equals(OBJECTS[name] as Buffer)).toBe(true);
+    }
+    // An LL-HLS origin is asked first, under the private path; S3 answers after its 404.
+    const asked = (liveOrigin?.requests ?? []).map((seen) => seen.url.split('?')[0]);
+    const privatePath = `/${storagePrefixOf(CHANNEL, true)}`;
+    expect(asked.includes(`${privatePath}/720p/index.m3u8`)).toBe(withLiveOrigin);
+    expect(asked.includes(`${privatePath}/720p/s1-2.m4s`)).toBe(withLiveOrigin);
   });
 
   it('GET on the private objects by their plain paths is 404, so only signed paths reach them', async () => {
     for (const name of Object.keys(OBJECTS)) {
       expect((await get(`/${storagePrefixOf(CHANNEL, true)}/${name}`)).status).toBe(404);
       expect((await get(`/${storagePrefixOf(CHANNEL, false)}/${name}`)).status).toBe(404);
+      // Dot segments that climb out of the signed prefix land on the plain path.
+      const climbing = `/live/_s/../../${storagePrefixOf(CHANNEL, true)}/${name}`;
+      expect((await get(climbing)).status).toBe(404);
     }
   });
 
