@@ -28,6 +28,7 @@ beforeAll(async () => {
     originUrl: s3.endpoint,
     bucket: TEST_BUCKET,
     liveOriginResolver: { apiUrl: `http://127.0.0.1:${apiPort}`, edgeSecret: EDGE_SECRET },
+    liveOriginSecret: EDGE_SECRET,
   });
   api = await startTestApi({
     port: apiPort,
@@ -42,7 +43,7 @@ beforeAll(async () => {
         apiUrl: api.baseUrl,
         clusterSecret: CLUSTER_SECRET,
         workDir: path.join(workDir, nodeId),
-        env: s3.ingestEnv(),
+        env: { ...s3.ingestEnv(), INGEST_EDGE_SECRET: EDGE_SECRET },
       }),
     );
   }
@@ -103,6 +104,9 @@ describe('LL-HLS with two ingest nodes', () => {
     expect((await fetch(`${edge.url}/live/${CHANNEL}/360p30/${part}`)).status).toBe(200);
     expect(await originRequests(nodeB)).toBeGreaterThan(0);
     expect(await originRequests(nodeA)).toBe(0);
+    // The node answers the edge, which sends the secret, and nobody else.
+    const direct = `http://127.0.0.1:${nodeB.httpPort}/live/${CHANNEL}/360p30/index.m3u8`;
+    expect((await fetch(direct)).status).toBe(403);
 
     expect(await exited(publisher)).toBe(0);
     await eventually(

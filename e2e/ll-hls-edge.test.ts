@@ -18,12 +18,15 @@ import { eventually } from './support/wait';
 const CHANNEL = 'lowlat';
 // Shared by the api, which signs private channels' playback paths, and the edge, which checks them.
 const PLAYBACK_SIGNING_SECRET = 'c0ffee'.repeat(8);
+// What the edge shows the ingest node's origin, which answers nobody else.
+const EDGE_SECRET = 'edge_secret_'.repeat(4);
 const webDistDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../web/dist');
 
 let s3: TestS3Server;
 let edge: NginxProcess;
 let api: TestApi;
 let originServer: http.Server;
+let originUrl: string;
 let workDir: string;
 let browser: Browser | undefined;
 
@@ -37,18 +40,19 @@ beforeAll(async () => {
     }
   });
   await new Promise<void>((resolve) => originServer.listen(0, '127.0.0.1', resolve));
-  const originPort = (originServer.address() as AddressInfo).port;
+  originUrl = `http://127.0.0.1:${(originServer.address() as AddressInfo).port}`;
   edge = await startNginxEdge({
     originUrl: s3.endpoint,
     bucket: TEST_BUCKET,
-    liveOriginUrl: `http://127.0.0.1:${originPort}`,
+    liveOriginUrl: originUrl,
     playbackSigningSecret: PLAYBACK_SIGNING_SECRET,
+    liveOriginSecret: EDGE_SECRET,
   });
   workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-ll-edge-'));
   api = await startTestApi({
     api: { webDistDir, playbackSigningSecret: PLAYBACK_SIGNING_SECRET },
     ingest: {
-      config: ingestConfig({ rtmpPort: '0', workDir }),
+      config: ingestConfig({ rtmpPort: '0', workDir, edgeSecret: EDGE_SECRET }),
       storage: s3.storage(),
     },
     streamUrls: { rtmpUrl: 'rtmp://127.0.0.1/live', playbackBaseUrl: edge.url },
@@ -223,6 +227,8 @@ describe('LL-HLS through the nginx edge, the ingest node as origin', () => {
     const forged = media.replace(/\/_s\/[A-Za-z0-9_-]{22}\//, `/_s/${'A'.repeat(22)}/`);
     expect((await fetch(forged)).status).toBe(403);
     expect((await fetch(`${edge.url}/private/${channel}/360p30/index.m3u8`)).status).toBe(404);
+    // The origin itself answers only the edge.
+    expect((await fetch(`${originUrl}/private/${channel}/360p30/index.m3u8`)).status).toBe(403);
     publisher.kill('SIGINT');
     await exited(publisher);
   }, 90_000);

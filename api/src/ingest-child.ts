@@ -23,6 +23,8 @@ export function superviseIngestNode(options: {
   storageEnv: Record<string, string>;
   /** Its HTTP port on loopback: metrics, and the LL-HLS origin for the CDN edge. */
   httpPort: number;
+  /** The secret the CDN edge sends its origin requests with (INGEST_EDGE_SECRET). */
+  edgeSecret: string | undefined;
   logger: Logger;
 }): SupervisedProcess {
   const child = new SupervisedProcess({
@@ -37,6 +39,7 @@ export function superviseIngestNode(options: {
       INGEST_PUBLIC_RTMP_URL: options.rtmpUrl,
       INGEST_HTTP_HOST: '127.0.0.1',
       INGEST_HTTP_PORT: String(options.httpPort),
+      ...(options.edgeSecret ? { INGEST_EDGE_SECRET: options.edgeSecret } : {}),
     },
     logger: options.logger,
   });

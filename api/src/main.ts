@@ -16,6 +16,7 @@ import { resolveClusterSecret } from './nodes/config';
 import { startPlatform } from './platform';
 import { EmbeddedTurn } from './turn/embedded-turn';
 import {
+  EDGE_SECRET_FILE,
   JWT_SECRET_FILE,
   PLAYBACK_SIGNING_SECRET_FILE,
   readOrCreateSecret,
@@ -49,6 +50,11 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
       embedded && loaded.playbackSigningSecret === undefined
         ? readOrCreateSecret(loaded.dataDir, PLAYBACK_SIGNING_SECRET_FILE)
         : loaded.playbackSigningSecret,
+    // What the embedded nginx edge shows the embedded ingest node's LL-HLS origin.
+    edgeSecret:
+      embedded && loaded.edgeSecret === undefined
+        ? readOrCreateSecret(loaded.dataDir, EDGE_SECRET_FILE)
+        : loaded.edgeSecret,
     // Voice nodes started on this machine read the embedded profile's secret from the data folder.
     clusterSecret: resolveClusterSecret({ ...loaded, clusterSecret: loaded.clusterSecret }),
   };
@@ -111,6 +117,7 @@ async function main(): Promise<{ onStop: (signal: NodeJS.Signals) => Promise<voi
         rtmpUrl,
         storageEnv: media.ingestEnv,
         httpPort: config.embeddedIngestHttpPort,
+        edgeSecret: config.edgeSecret,
         logger,
       });
     }

@@ -61,6 +61,7 @@ export async function startMediaBackends(options: {
         liveOriginUrl: config.embeddedIngest
           ? `http://127.0.0.1:${config.embeddedIngestHttpPort}`
           : undefined,
+        liveOriginSecret: config.embeddedIngest ? config.edgeSecret : undefined,
       });
       if (edge.replacedStalePids.length > 0) {
         logger.warn({ pids: edge.replacedStalePids }, 'replaced a CDN edge an earlier run left');

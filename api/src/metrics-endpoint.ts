@@ -1,8 +1,13 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { Context } from 'koa';
 import type { Registry } from 'prom-client';
-import { AppError, listenHttp, notFound, serveOpsEndpoint } from '@hearth/server-common';
+import {
+  AppError,
+  listenHttp,
+  notFound,
+  secretMatches,
+  serveOpsEndpoint,
+} from '@hearth/server-common';
 
 /** Who may read `/metrics` on the api's main port. */
 export interface MetricsAccess {
@@ -25,11 +30,7 @@ export async function serveMetrics(
 ): Promise<void> {
   if (access.metricsToken !== undefined) {
     const presented = /^Bearer (.+)$/.exec(ctx.get('authorization'))?.[1];
-    // Both sides are hashed first, so they have equal lengths whatever was presented.
-    if (
-      presented === undefined ||
-      !timingSafeEqual(sha256(presented), sha256(access.metricsToken))
-    ) {
+    if (!secretMatches(presented, access.metricsToken)) {
       throw new AppError('unauthorized', 'metrics need the metrics token');
     }
   } else if (access.profile === 'production') {
@@ -68,8 +69,4 @@ export async function startMetricsListener(options: {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
 }

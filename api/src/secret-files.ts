@@ -14,6 +14,9 @@ export const CLUSTER_SECRET_FILE = 'cluster-secret';
 /** File name of the embedded profile's playback signing secret (private channels) inside it. */
 export const PLAYBACK_SIGNING_SECRET_FILE = 'playback-signing-secret';
 
+/** File name of the embedded profile's edge secret (its nginx edge to its ingest node) in it. */
+export const EDGE_SECRET_FILE = 'edge-secret';
+
 // Secrets are 32 random bytes as hex; a stored one shorter than this is not one of ours.
 const MIN_STORED_SECRET_LENGTH = 32;
 

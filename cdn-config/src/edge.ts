@@ -21,6 +21,8 @@ export function startNginxEdge(options: {
   liveOriginUrl?: string;
   /** With several ingest nodes: the api that names each channel's origin, and its edge secret. */
   liveOriginResolver?: { apiUrl: string; edgeSecret: string };
+  /** The secret the LL-HLS origins ask of the edge (their INGEST_EDGE_SECRET). */
+  liveOriginSecret?: string | undefined;
 }): Promise<NginxProcess> {
   return NginxProcess.start(
     (layout) =>
@@ -38,6 +40,7 @@ export function startNginxEdge(options: {
         playbackSigningSecret: options.playbackSigningSecret,
         liveOriginUrl: options.liveOriginUrl,
         liveOriginResolver: options.liveOriginResolver,
+        liveOriginSecret: options.liveOriginSecret,
       }),
     { port: options.port },
   );

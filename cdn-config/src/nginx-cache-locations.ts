@@ -5,7 +5,7 @@ import {
   originParts,
   type ParsedEdgeOptions,
 } from './nginx-edge-options';
-import { blank, block, comment, directive, type NginxNode } from './nginx-syntax';
+import { blank, block, comment, directive, quote, type NginxNode } from './nginx-syntax';
 
 /** The location regex of a rule's suffix: the suffix, escaped, at the end of the path. */
 export function regexForSuffix(suffix: string): string {
@@ -34,6 +34,16 @@ const KIND_NOTES: Record<RuleKind, string> = {
     'one origin refresh. A stale copy is not served on origin errors: an old live playlist would ' +
     'leave players stalled with nothing to act on, while an error makes them retry.',
 };
+
+/**
+ * The request headers every origin gets empty: Connection (for the keepalive pool), and the
+ * viewer's Authorization, Cookie, Origin and Accept-Encoding.
+ */
+export function clearedOriginRequestHeaders(): NginxNode[] {
+  return ['Connection', 'Authorization', 'Cookie', 'Origin', 'Accept-Encoding'].map((name) =>
+    directive('proxy_set_header', name, quote('')),
+  );
+}
 
 /** The caching directives of a rule: bypassed, immutable, or short-lived. */
 export function cachingDirectives(rule: CacheRule): NginxNode[] {

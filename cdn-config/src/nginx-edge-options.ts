@@ -14,6 +14,9 @@ const durationSchema = z
 const listenHostSchema = z.union([z.ipv4(), z.ipv6(), z.literal('*')], {
   error: 'must be an IPv4 or IPv6 address, or *',
 });
+const edgeSecretSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{32,256}$/, 'must be 32-256 letters and digits');
 const originUrlSchema = z
   .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })
   .refine((value) => {
@@ -88,11 +91,14 @@ export const nginxEdgeOptionsSchema = z
     liveOriginResolver: z
       .strictObject({
         apiUrl: originUrlSchema,
-        edgeSecret: z
-          .string()
-          .regex(/^[A-Za-z0-9_-]{32,256}$/, 'must be 32-256 letters and digits'),
+        edgeSecret: edgeSecretSchema,
       })
       .optional(),
+    /**
+     * The secret the LL-HLS origins ask of the edge (their INGEST_EDGE_SECRET), sent with every
+     * request to them. Without it they serve public channels only.
+     */
+    liveOriginSecret: edgeSecretSchema.optional(),
   })
   .refine((options) => !(options.liveOriginUrl && options.liveOriginResolver), {
     message: 'give liveOriginUrl or liveOriginResolver, not both',
@@ -105,6 +111,8 @@ export type ParsedEdgeOptions = z.output<typeof nginxEdgeOptionsSchema>;
 
 /** Name of the shared-memory cache zone in the generated config. */
 export const NGINX_CACHE_ZONE = 'hls_edge';
+/** Header (lower case) the edge sends its secret in, to the api and to the LL-HLS origins. */
+export const EDGE_SECRET_HEADER = 'x-hearth-edge-secret';
 /** Variable set to 1 once a request's signed path was checked, empty before. */
 export const SIGNED_PATH_CHECKED = '$edge_signed_path_checked';
 /** Name of the upstream that is the S3 origin. */

@@ -1,5 +1,9 @@
 import type { CacheRule } from './cache-rules';
-import { cachingDirectives, originFetch } from './nginx-cache-locations';
+import {
+  cachingDirectives,
+  clearedOriginRequestHeaders,
+  originFetch,
+} from './nginx-cache-locations';
 import {
   API_UPSTREAM,
   LIVE_UPSTREAM,
@@ -97,6 +101,14 @@ export function liveLocations(
           directive('auth_request_set', '$live_origin', '$upstream_http_x_hearth_live_origin'),
         ],
       };
+  // A location's proxy_set_header replaces every one it would inherit from the server, so the
+  // headers cleared for every origin come again before the secret.
+  const secret = options.liveOriginSecret
+    ? [
+        ...clearedOriginRequestHeaders(),
+        directive('proxy_set_header', 'X-Hearth-Edge-Secret', quote(options.liveOriginSecret)),
+      ]
+    : [];
   const lock = [
     directive('proxy_cache_lock_timeout', `${LIVE_LOCK_SECONDS}s`),
     directive('proxy_cache_lock_age', `${LIVE_LOCK_SECONDS}s`),
@@ -112,6 +124,7 @@ export function liveLocations(
         ...internal,
         ...origin.find,
         directive('proxy_pass', `${origin.target}$uri?${blockingQuery}`),
+        ...secret,
         directive('proxy_cache', NGINX_CACHE_ZONE),
         directive('proxy_cache_key', `$uri?${blockingQuery}`),
         directive('proxy_cache_valid', '200', `${playlistRule.edgeTtlSeconds}s`),
@@ -127,6 +140,7 @@ export function liveLocations(
         ...internal,
         ...origin.find,
         directive('proxy_pass', `${origin.target}$uri`),
+        ...secret,
         ...cachingDirectives(ruleNamed(rules, 'fmp4-segment')),
         ...lock,
         fallbackTo(FALLBACKS[scope].media),

@@ -1,7 +1,13 @@
 import { cacheRules, cacheRuleTableSchema, isCompressible, type CacheRule } from './cache-rules';
-import { originFetch, regexForSuffix, ruleLocations } from './nginx-cache-locations';
+import {
+  clearedOriginRequestHeaders,
+  originFetch,
+  regexForSuffix,
+  ruleLocations,
+} from './nginx-cache-locations';
 import {
   API_UPSTREAM,
+  EDGE_SECRET_HEADER,
   LIVE_UPSTREAM,
   NGINX_CACHE_ZONE,
   S3_UPSTREAM,
@@ -30,8 +36,8 @@ import {
 import { s3ResponseHeaders } from './s3-headers';
 import { parseOrThrow } from './validation';
 
-/** The edge's options: their schema, and what callers pass. */
-export { NGINX_CACHE_ZONE, nginxEdgeOptionsSchema, type NginxEdgeOptions };
+/** The edge's options, their schema, and the header it sends its secret in. */
+export { EDGE_SECRET_HEADER, NGINX_CACHE_ZONE, nginxEdgeOptionsSchema, type NginxEdgeOptions };
 
 const ALLOWED_METHODS = 'GET, HEAD, OPTIONS';
 // Headers a player may send cross-origin: byte ranges and conditional requests.
@@ -263,22 +269,15 @@ function serverCommon(options: ParsedEdgeOptions): NginxNode[] {
         'connections.',
     ),
     directive('proxy_http_version', '1.1'),
-    directive('proxy_set_header', 'Connection', quote('')),
-    comment('S3 routes path-style requests by Host, so it must name the origin, not this edge.'),
-    directive('proxy_set_header', 'Host', origin.host),
     comment(
       'Viewer credentials stay at the edge: the origin is read anonymously, and a shared cache ' +
-        'must never hold a response made for one viewer.',
+        "must never hold a response made for one viewer. CORS is the edge's job, so the origin " +
+        'never sees Origin. An identity Accept-Encoding keeps a compressing origin from filling ' +
+        'the cache with gzip bodies that not every viewer can read.',
     ),
-    directive('proxy_set_header', 'Authorization', quote('')),
-    directive('proxy_set_header', 'Cookie', quote('')),
-    comment(
-      "CORS is the edge's job, so the origin never sees Origin. An identity Accept-Encoding keeps " +
-        'a compressing origin from filling the cache with gzip bodies that not every viewer can ' +
-        'read.',
-    ),
-    directive('proxy_set_header', 'Origin', quote('')),
-    directive('proxy_set_header', 'Accept-Encoding', quote('')),
+    ...clearedOriginRequestHeaders(),
+    comment('S3 routes path-style requests by Host, so it must name the origin, not this edge.'),
+    directive('proxy_set_header', 'Host', origin.host),
     ...(origin.scheme === 'https'
       ? [
           comment('Verify the origin certificate and send SNI, which S3 requires.'),

@@ -452,6 +452,67 @@ describe('nginx edge in front of a recording origin', () => {
   });
 });
 
+describe('nginx edge in front of an LL-HLS origin that asks for the edge secret', () => {
+  const bucket = 'hearth-live';
+  const secret = 'live_origin_secret_'.repeat(2);
+  // The live origin holds nothing, as an ingest node not running the stream: S3 answers after it.
+  let s3: RecordingOrigin;
+  let liveOrigin: RecordingOrigin;
+  let edge: TestNginx;
+
+  beforeAll(async () => {
+    s3 = await RecordingOrigin.start();
+    liveOrigin = await RecordingOrigin.start();
+    edge = await TestNginx.start(
+      edgeConfig(s3.endpoint, bucket, cacheRules, {
+        liveOriginUrl: liveOrigin.endpoint,
+        liveOriginSecret: secret,
+      }),
+    );
+  });
+
+  afterAll(async () => {
+    await edge?.stop();
+    await liveOrigin?.close();
+    await s3?.close();
+  });
+
+  it('live playlists and parts reach the origin with the secret and none of the viewer’s credentials; the S3 fallback never sees the secret', async () => {
+    const viewer = {
+      Authorization: 'Bearer viewer-token',
+      Cookie: 'session=viewer',
+      Origin: 'https://player.example.com',
+    };
+    for (const [key, query] of [
+      ['live/c/720p/index.m3u8', '?_HLS_msn=3&_HLS_part=1'],
+      ['live/c/720p/s1-3.1.m4s', ''],
+    ] as const) {
+      const rule = cacheRuleFor(key)!;
+      s3.objects.set(`/${bucket}/${key}`, {
+        body: Buffer.from(key),
+        contentType: rule.contentType,
+        etag: `"${key}"`,
+      });
+
+      const response = await request(`${edge.url}/${key}${query}`, { headers: viewer });
+
+      expect(response.status, key).toBe(200);
+      expect(response.body.toString()).toBe(key);
+      const [toLiveOrigin] = liveOrigin.requestsFor(`/${key}`);
+      expect(toLiveOrigin?.headers['x-hearth-edge-secret'], key).toBe(secret);
+      const [toS3] = s3.requestsFor(`/${bucket}/${key}`);
+      expect(toS3?.headers['x-hearth-edge-secret'], key).toBeUndefined();
+      for (const header of ['authorization', 'cookie', 'origin']) {
+        expect(toLiveOrigin?.headers[header], `${key} ${header}`).toBeUndefined();
+        expect(toS3?.headers[header], `${key} ${header}`).toBeUndefined();
+      }
+    }
+    expect(liveOrigin.requests.map((seen) => seen.url)).toContain(
+      '/live/c/720p/index.m3u8?_HLS_msn=3&_HLS_part=1',
+    );
+  });
+});
+
 describe('TestNginx and the rendered config', () => {
   it('renderNginxEdgeConfig() for an https origin passes nginx -t', async () => {
     const result = await testNginxConfig(edgeConfig('https://127.0.0.1:9443', 'hearth-live'));

@@ -163,18 +163,17 @@ describe('renderNginxEdgeConfig()', () => {
               # HTTP/1.1 with an empty Connection header is what lets the upstream keepalive pool reuse
               # connections.
               proxy_http_version 1.1;
-              proxy_set_header Connection "";
-              # S3 routes path-style requests by Host, so it must name the origin, not this edge.
-              proxy_set_header Host 127.0.0.1:9000;
               # Viewer credentials stay at the edge: the origin is read anonymously, and a shared cache
-              # must never hold a response made for one viewer.
+              # must never hold a response made for one viewer. CORS is the edge's job, so the origin
+              # never sees Origin. An identity Accept-Encoding keeps a compressing origin from filling
+              # the cache with gzip bodies that not every viewer can read.
+              proxy_set_header Connection "";
               proxy_set_header Authorization "";
               proxy_set_header Cookie "";
-              # CORS is the edge's job, so the origin never sees Origin. An identity Accept-Encoding
-              # keeps a compressing origin from filling the cache with gzip bodies that not every viewer
-              # can read.
               proxy_set_header Origin "";
               proxy_set_header Accept-Encoding "";
+              # S3 routes path-style requests by Host, so it must name the origin, not this edge.
+              proxy_set_header Host 127.0.0.1:9000;
 
               # S3's own headers say how the bucket is run and mean nothing to a player; its CORS and
               # Vary headers would contradict the ones this edge sets.

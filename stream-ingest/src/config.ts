@@ -94,6 +94,15 @@ export const ingestConfigSchema = z
     rtmpPublishTimeoutMs: millis.default(DEFAULT_RTMP_LIMITS.publishTimeoutMs),
     /** Milliseconds an RTMP connection may stay silent. */
     rtmpIdleTimeoutMs: millis.default(DEFAULT_RTMP_LIMITS.idleTimeoutMs),
+    /**
+     * Secret the CDN edge sends its LL-HLS origin requests with (X-Hearth-Edge-Secret). With it,
+     * the origin answers only requests carrying it; without it, the origin serves public
+     * channels only, and private ones are read from S3 through their signed paths.
+     */
+    edgeSecret: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{32,256}$/, 'must be 32-256 letters and digits')
+      .optional(),
   })
   .refine(
     (config) => (config.rtmpsCertPath === undefined) === (config.rtmpsKeyPath === undefined),
@@ -176,6 +185,7 @@ const ingestEnvKeys: Record<string, keyof IngestConfig> = {
   INGEST_RTMP_HANDSHAKE_TIMEOUT_MS: 'rtmpHandshakeTimeoutMs',
   INGEST_RTMP_PUBLISH_TIMEOUT_MS: 'rtmpPublishTimeoutMs',
   INGEST_RTMP_IDLE_TIMEOUT_MS: 'rtmpIdleTimeoutMs',
+  INGEST_EDGE_SECRET: 'edgeSecret',
 };
 
 /** Settings of a standalone ingest node process: its link to the api and its own HTTP port. */

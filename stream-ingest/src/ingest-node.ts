@@ -133,6 +133,7 @@ export class IngestNode {
         maxBlockedRequests: DEFAULT_MAX_BLOCKED_REQUESTS,
         windowSegments: this.#config.liveWindowSegments,
         onRequest: (kind) => this.#metrics.originRequests.inc({ kind }),
+        edgeSecret: this.#config.edgeSecret,
       },
       this.#logger,
     );

@@ -1,6 +1,6 @@
 import type http from 'node:http';
-import { cacheRuleFor } from '@hearth/cdn-config';
-import type { Logger } from '@hearth/server-common';
+import { EDGE_SECRET_HEADER, PRIVATE_KEY_PREFIX, cacheRuleFor } from '@hearth/cdn-config';
+import { secretMatches, type Logger } from '@hearth/server-common';
 import type { CutSegment, LivePart } from './part-cutter';
 import { LivePlaylist, PLAYLIST_NAME, type LivePlaylistOptions } from './live-playlist';
 
@@ -12,6 +12,11 @@ export interface LiveOriginOptions {
   readonly windowSegments: number;
   /** Hears of every request the origin answers for a stream, by what was asked. */
   readonly onRequest?: (kind: OriginRequestKind) => void;
+  /**
+   * The secret the CDN edge sends in X-Hearth-Edge-Secret: with it, requests without it are
+   * refused; without it, private streams are never served (the edge reads them from S3).
+   */
+  readonly edgeSecret?: string | undefined;
 }
 
 /** What a request to the origin asked for. */
@@ -198,6 +203,10 @@ export class LiveOrigin {
       return true;
     }
     const [, prefix, master, rendition, file] = match;
+    if (!this.#admits(request, prefix!)) {
+      respond(response, 403, 'only the CDN edge may ask');
+      return true;
+    }
     const stream = this.#streams.get(prefix!);
     if (master && stream?.masterPlaylist) {
       this.#options.onRequest?.('master');
@@ -212,6 +221,15 @@ export class LiveOrigin {
     if (file === PLAYLIST_NAME) this.#servePlaylist(stream, rendition!, url!, request, response);
     else this.#serveMedia(stream, rendition!, file!, request, response);
     return true;
+  }
+
+  // Private streams need the edge's secret, which the edge sends only after checking a signed
+  // path; with a secret configured, every request needs it.
+  #admits(request: http.IncomingMessage, prefix: string): boolean {
+    const secret = this.#options.edgeSecret;
+    if (secret === undefined) return !prefix.startsWith(`${PRIVATE_KEY_PREFIX}/`);
+    const presented = request.headers[EDGE_SECRET_HEADER];
+    return secretMatches(typeof presented === 'string' ? presented : undefined, secret);
   }
 
   #servePlaylist(

@@ -16,20 +16,28 @@ afterEach(async () => {
   server = undefined;
 });
 
-// An origin on loopback serving one stream under live/c with renditions a and b, segments of
-// `segmentSeconds` made of three parts each.
-async function startOrigin(options: { maxBlockedRequests?: number; segmentSeconds?: number } = {}) {
+// An origin on loopback serving one stream under `prefix` (live/c by default) with renditions a
+// and b, segments of `segmentSeconds` made of three parts each.
+async function startOrigin(
+  options: {
+    maxBlockedRequests?: number;
+    segmentSeconds?: number;
+    prefix?: string;
+    edgeSecret?: string;
+  } = {},
+) {
   const requests: OriginRequestKind[] = [];
   const origin = new LiveOrigin(
     {
       maxBlockedRequests: options.maxBlockedRequests ?? 100,
       windowSegments: 4,
       onRequest: (kind) => requests.push(kind),
+      edgeSecret: options.edgeSecret,
     },
     silentLogger,
   );
   const segmentSeconds = options.segmentSeconds ?? 1;
-  const stream = origin.open('live/c', {
+  const stream = origin.open(options.prefix ?? 'live/c', {
     streamId: 's1',
     segmentSeconds,
     renditions: [
@@ -223,6 +231,37 @@ describe('LiveOrigin', () => {
     await get(`${base}/live/c/a/index.m3u8?_HLS_msn=0&_HLS_part=0`);
     await get(`${base}/live/c/a/s1-0.0.m4s`);
     expect(requests).toEqual(['master', 'playlist', 'blocking-playlist', 'media']);
+  });
+
+  it('with an edge secret, only requests that carry it are answered; the others get 403', async () => {
+    const secret = 'edge_secret_'.repeat(4);
+    const { base, writer, requests } = await startOrigin({ edgeSecret: secret });
+    writer.advance(2);
+    const playlist = `${base}/live/c/a/index.m3u8`;
+    const asEdge = (value: string) =>
+      fetch(playlist, { headers: { 'x-hearth-edge-secret': value } });
+
+    expect((await get(playlist)).status).toBe(403);
+    expect((await asEdge(secret.slice(1))).status).toBe(403);
+    expect((await asEdge(`${secret}x`)).status).toBe(403);
+    expect((await get(`${base}/live/c/a/s1-0.0.m4s`)).status).toBe(403);
+    expect(requests).toEqual([]);
+    const answer = await asEdge(secret);
+    expect(answer.status).toBe(200);
+    expect(await answer.text()).toContain('#EXT-X-PART:');
+  });
+
+  it('without an edge secret, a private stream is never served, whatever the request carries', async () => {
+    const { base, writer, requests } = await startOrigin({ prefix: 'private/c' });
+    writer.advance(2);
+
+    expect((await get(`${base}/private/c/a/index.m3u8`)).status).toBe(403);
+    expect((await get(`${base}/private/c/master.m3u8`)).status).toBe(403);
+    const withHeader = await fetch(`${base}/private/c/a/s1-0.0.m4s`, {
+      headers: { 'x-hearth-edge-secret': 'anything_at_all_'.repeat(3) },
+    });
+    expect(withHeader.status).toBe(403);
+    expect(requests).toEqual([]);
   });
 
   it('random paths, methods and queries get an answer (200, 400, 404, 405 or 503), never a crash', async () => {

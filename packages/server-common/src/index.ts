@@ -13,3 +13,4 @@ export * from './ops-http';
 export * from './supervised-process';
 export * from './process-main';
 export * from './srtp';
+export * from './secrets';
