@@ -198,7 +198,9 @@ describe('HlsPublisher on s3rver', () => {
       keepVod: true,
       maxBacklogBytes: spool,
       concurrency: 1,
-      retry: { baseDelayMs: 50, maxDelayMs: 200 },
+      // A first retry waits longer than the outage below lasts, so no old segment is being sent
+      // again (which would keep it from being dropped) when the spool overflows.
+      retry: { baseDelayMs: 2000, maxDelayMs: 4000 },
     });
     const dropped = collect<{ key: string }>((listener) => hls.events.on('dropped', listener));
     const errors = collect<FailedInfo>((listener) => hls.events.on('error', listener));
