@@ -60,7 +60,18 @@ export function sendRtp(
       '0:v',
       ...(videoInput.includes('concat')
         ? ['-c:v', 'copy']
-        : ['-c:v', 'libvpx', '-deadline', 'realtime', '-b:v', '600k', '-g', '30']),
+        : [
+            '-c:v',
+            'libvpx',
+            '-deadline',
+            'realtime',
+            '-cpu-used',
+            '8',
+            '-b:v',
+            '600k',
+            '-g',
+            '30',
+          ]),
       '-ssrc',
       String(VIDEO_SSRC),
       '-payload_type',
