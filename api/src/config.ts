@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { grantSchema } from '@hearth/protocol';
 import { ConfigError, parseEnvConfig } from '@hearth/server-common';
-import { playbackSigningSecretSchema } from '@hearth/cdn-config';
+import { edgeSecretSchema, playbackSigningSecretSchema } from '@hearth/cdn-config';
 import {
   DEFAULT_DATABASE_CONNECT_TIMEOUT_MS,
   DEFAULT_DATABASE_STATEMENT_TIMEOUT_MS,
@@ -178,7 +178,7 @@ export const apiConfigSchema = z
      * Secret the CDN edge presents (header `X-Hearth-Edge-Secret`) to ask which ingest node is
      * the LL-HLS origin of a channel; without it, nobody may ask.
      */
-    edgeSecret: z.string().min(32).optional(),
+    edgeSecret: edgeSecretSchema.optional(),
     /** Port of a listener serving only `/metrics` and `/health`; none when unset. */
     metricsPort: z.coerce.number().int().min(0).max(65535).optional(),
     /** Address the metrics listener binds: loopback unless Prometheus scrapes from elsewhere. */

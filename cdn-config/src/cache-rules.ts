@@ -66,6 +66,13 @@ export function cacheRuleFor(key: string): CacheRule | undefined {
   return cacheRules.find((rule) => key.endsWith(rule.suffix));
 }
 
+/** The rule of a table with this name; throws when the table has none (a generator's bug). */
+export function cacheRuleNamed(rules: readonly CacheRule[], name: string): CacheRule {
+  const rule = rules.find((candidate) => candidate.name === name);
+  if (!rule) throw new TypeError(`the cache rule table has no ${name} rule`);
+  return rule;
+}
+
 // The values end up inside nginx and CloudFront configs, so they are held to a strict character
 // set that needs no quoting or escaping there.
 /** Schema one cache rule must satisfy before a config is generated from it. */

@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { cacheRules, cacheRuleTableSchema, isCompressible, type CacheRule } from './cache-rules';
+import {
+  cacheRuleNamed,
+  cacheRules,
+  cacheRuleTableSchema,
+  isCompressible,
+  type CacheRule,
+} from './cache-rules';
 import { PRIVATE_KEY_PREFIX } from './private-playback';
 import { s3ResponseHeaders } from './s3-headers';
 import { corsOriginSchema, parseOrThrow } from './validation';
@@ -242,19 +248,14 @@ function liveBehaviors(
   rules: readonly CacheRule[],
   policyId: CfnString,
 ): CloudFrontCacheBehavior[] {
-  const byName = (name: string) => {
-    const rule = rules.find((candidate) => candidate.name === name);
-    if (!rule) throw new TypeError(`the cache rule table has no ${name} rule`);
-    return rule;
-  };
-  const playlist = byName('media-playlist');
+  const playlist = cacheRuleNamed(rules, 'media-playlist');
   return [
     {
       PathPattern: 'live/*.m3u8',
       ...behaviorFor(playlist.edgeTtlSeconds, isCompressible(playlist), policyId, true),
     },
     ...['fmp4-segment', 'fmp4-init'].map((name) => {
-      const rule = byName(name);
+      const rule = cacheRuleNamed(rules, name);
       return {
         PathPattern: `live/*${rule.suffix}`,
         ...behaviorFor(rule.edgeTtlSeconds, false, policyId, true),

@@ -14,7 +14,8 @@ const durationSchema = z
 const listenHostSchema = z.union([z.ipv4(), z.ipv6(), z.literal('*')], {
   error: 'must be an IPv4 or IPv6 address, or *',
 });
-const edgeSecretSchema = z
+/** The edge's secret, shown to the api and to the LL-HLS origins: 32-256 letters and digits. */
+export const edgeSecretSchema = z
   .string()
   .regex(/^[A-Za-z0-9_-]{32,256}$/, 'must be 32-256 letters and digits');
 const originUrlSchema = z

@@ -1,4 +1,4 @@
-import type { CacheRule } from './cache-rules';
+import { cacheRuleNamed, type CacheRule } from './cache-rules';
 import {
   cachingDirectives,
   clearedOriginRequestHeaders,
@@ -6,6 +6,7 @@ import {
 } from './nginx-cache-locations';
 import {
   API_UPSTREAM,
+  EDGE_SECRET_HEADER,
   LIVE_UPSTREAM,
   NGINX_CACHE_ZONE,
   SIGNED_PATH_CHECKED,
@@ -60,20 +61,14 @@ function liveFallbacks(
     block(
       'location',
       [`@${FALLBACKS[scope].playlist}`],
-      [...guard, ...originFetch(ruleNamed(rules, 'media-playlist'), options)],
+      [...guard, ...originFetch(cacheRuleNamed(rules, 'media-playlist'), options)],
     ),
     block(
       'location',
       [`@${FALLBACKS[scope].media}`],
-      [...guard, ...originFetch(ruleNamed(rules, 'fmp4-segment'), options)],
+      [...guard, ...originFetch(cacheRuleNamed(rules, 'fmp4-segment'), options)],
     ),
   ];
-}
-
-function ruleNamed(rules: readonly CacheRule[], name: string): CacheRule {
-  const rule = rules.find((candidate) => candidate.name === name);
-  if (!rule) throw new TypeError(`the cache rule table has no ${name} rule`);
-  return rule;
 }
 
 /**
@@ -88,7 +83,7 @@ export function liveLocations(
 ): NginxNode[] {
   const prefix = scope === 'public' ? 'live' : PRIVATE_KEY_PREFIX;
   const internal = scope === 'private' ? [directive('internal')] : [];
-  const playlistRule = ruleNamed(rules, 'media-playlist');
+  const playlistRule = cacheRuleNamed(rules, 'media-playlist');
   const blockingQuery = '_HLS_msn=$arg__HLS_msn&_HLS_part=$arg__HLS_part';
   const channel = `^/${prefix}/(?<live_channel>${CHANNEL_NAME_PATTERN})`;
   // One origin for every stream, or the one the api names for the channel (auth_request).
@@ -106,7 +101,7 @@ export function liveLocations(
   const secret = options.liveOriginSecret
     ? [
         ...clearedOriginRequestHeaders(),
-        directive('proxy_set_header', 'X-Hearth-Edge-Secret', quote(options.liveOriginSecret)),
+        directive('proxy_set_header', EDGE_SECRET_HEADER, quote(options.liveOriginSecret)),
       ]
     : [];
   const lock = [
@@ -141,7 +136,7 @@ export function liveLocations(
         ...origin.find,
         directive('proxy_pass', `${origin.target}$uri`),
         ...secret,
-        ...cachingDirectives(ruleNamed(rules, 'fmp4-segment')),
+        ...cachingDirectives(cacheRuleNamed(rules, 'fmp4-segment')),
         ...lock,
         fallbackTo(FALLBACKS[scope].media),
       ],
@@ -170,7 +165,7 @@ function liveOriginLookup(
         directive('proxy_pass_request_body', 'off'),
         directive('proxy_set_header', 'Content-Length', quote('')),
         directive('proxy_set_header', 'Connection', quote('')),
-        directive('proxy_set_header', 'X-Hearth-Edge-Secret', quote(resolver.edgeSecret)),
+        directive('proxy_set_header', EDGE_SECRET_HEADER, quote(resolver.edgeSecret)),
         directive('proxy_cache', NGINX_CACHE_ZONE),
         directive('proxy_cache_key', 'live-origin/$live_channel'),
         directive('proxy_cache_valid', '204', '403', '1s'),

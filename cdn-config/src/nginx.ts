@@ -7,7 +7,6 @@ import {
 } from './nginx-cache-locations';
 import {
   API_UPSTREAM,
-  EDGE_SECRET_HEADER,
   LIVE_UPSTREAM,
   NGINX_CACHE_ZONE,
   S3_UPSTREAM,
@@ -37,7 +36,13 @@ import { s3ResponseHeaders } from './s3-headers';
 import { parseOrThrow } from './validation';
 
 /** The edge's options, their schema, and the header it sends its secret in. */
-export { EDGE_SECRET_HEADER, NGINX_CACHE_ZONE, nginxEdgeOptionsSchema, type NginxEdgeOptions };
+export {
+  EDGE_SECRET_HEADER,
+  NGINX_CACHE_ZONE,
+  edgeSecretSchema,
+  nginxEdgeOptionsSchema,
+  type NginxEdgeOptions,
+} from './nginx-edge-options';
 
 const ALLOWED_METHODS = 'GET, HEAD, OPTIONS';
 // Headers a player may send cross-origin: byte ranges and conditional requests.

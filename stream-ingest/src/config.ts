@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { edgeSecretSchema } from '@hearth/cdn-config';
 import { parseEnvConfig } from '@hearth/server-common';
 import { DEFAULT_BRIDGE_PORT_RANGE } from './bridge-input';
 import { DEFAULT_RTMP_LIMITS, type RtmpLimits } from './rtmp-guard';
@@ -99,10 +100,7 @@ export const ingestConfigSchema = z
      * the origin answers only requests carrying it; without it, the origin serves public
      * channels only, and private ones are read from S3 through their signed paths.
      */
-    edgeSecret: z
-      .string()
-      .regex(/^[A-Za-z0-9_-]{32,256}$/, 'must be 32-256 letters and digits')
-      .optional(),
+    edgeSecret: edgeSecretSchema.optional(),
   })
   .refine(
     (config) => (config.rtmpsCertPath === undefined) === (config.rtmpsKeyPath === undefined),

@@ -1,4 +1,5 @@
 import type { Context } from 'koa';
+import { EDGE_SECRET_HEADER } from '@hearth/cdn-config';
 import { AppError, secretMatches } from '@hearth/server-common';
 import type { ApiConfig } from '../config';
 import type { PlacementService } from '../nodes/placement-service';
@@ -16,7 +17,7 @@ export async function liveOriginFor(
   channel: string,
 ): Promise<string> {
   const expected = deps.config.edgeSecret;
-  if (expected === undefined || !secretMatches(ctx.get('x-hearth-edge-secret'), expected)) {
+  if (expected === undefined || !secretMatches(ctx.get(EDGE_SECRET_HEADER), expected)) {
     throw new AppError('forbidden', 'only the CDN edge may ask');
   }
   const nodeId = await deps.streams.liveNodeOf(channel);
