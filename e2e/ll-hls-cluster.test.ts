@@ -7,6 +7,7 @@ import { startTestApi, type TestApi } from '../api/test/support/server';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
 import { IngestNodeProcess } from './support/ingest-node';
 import { exited, publishLikeObs } from './support/obs';
+import { storagePlaylistEnded } from './support/ll-hls';
 import { eventually } from './support/wait';
 
 const CLUSTER_SECRET = 'e2e-ll-cluster-secret-0123456789abcdef0123456789abcdef';
@@ -36,17 +37,12 @@ beforeAll(async () => {
     streamUrls: { rtmpUrl: 'rtmp://127.0.0.1/live', playbackBaseUrl: edge.url },
   });
   workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-ll-cluster-'));
-  for (const nodeId of ['ingest-a', 'ingest-b']) {
-    nodes.push(
-      await IngestNodeProcess.start({
-        nodeId,
-        apiUrl: api.baseUrl,
-        clusterSecret: CLUSTER_SECRET,
-        workDir: path.join(workDir, nodeId),
-        env: { ...s3.ingestEnv(), INGEST_EDGE_SECRET: EDGE_SECRET },
-      }),
-    );
-  }
+  await IngestNodeProcess.startTwo(nodes, {
+    apiUrl: api.baseUrl,
+    clusterSecret: CLUSTER_SECRET,
+    workDir,
+    env: { ...s3.ingestEnv(), INGEST_EDGE_SECRET: EDGE_SECRET },
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -109,14 +105,6 @@ describe('LL-HLS with two ingest nodes', () => {
     expect((await fetch(direct)).status).toBe(403);
 
     expect(await exited(publisher)).toBe(0);
-    await eventually(
-      async () => {
-        const response = await fetch(media);
-        const text = response.ok ? await response.text() : '';
-        return text.trimEnd().endsWith('#EXT-X-ENDLIST') && !text.includes('#EXT-X-PART:');
-      },
-      30_000,
-      'S3’s final playlist once the stream ended',
-    );
+    await storagePlaylistEnded(media, 30_000);
   }, 90_000);
 });

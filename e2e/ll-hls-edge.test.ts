@@ -13,6 +13,7 @@ import { operator, sendJson } from '../api/test/support/sessions';
 import { TEST_BUCKET, TestS3Server } from '../stream-ingest/test/support/s3rver';
 import { launchChromium } from './support/browser';
 import { exited, publishLikeObs } from './support/obs';
+import { storagePlaylistEnded } from './support/ll-hls';
 import { eventually } from './support/wait';
 
 const CHANNEL = 'lowlat';
@@ -163,15 +164,7 @@ describe('LL-HLS through the nginx edge, the ingest node as origin', () => {
       30_000,
       'the stream to end',
     );
-    await eventually(
-      async () => {
-        const response = await fetch(media);
-        const text = response.ok ? await response.text() : '';
-        return text.trimEnd().endsWith('#EXT-X-ENDLIST') && !text.includes('#EXT-X-PART:');
-      },
-      15_000,
-      'S3’s final playlist on the edge',
-    );
+    await storagePlaylistEnded(media, 15_000);
   }, 90_000);
 
   it('a private channel’s LL-HLS comes through its signed path: playlists and parts from the origin, blocking reloads included; a forged signature is refused', async () => {

@@ -78,17 +78,12 @@ beforeAll(async () => {
     seconds: SOURCE_SECONDS,
     bitrate: '300k',
   });
-  for (const nodeId of ['ingest-a', 'ingest-b']) {
-    nodes.push(
-      await IngestNodeProcess.start({
-        nodeId,
-        apiUrl: api.baseUrl,
-        clusterSecret: CLUSTER_SECRET,
-        workDir: path.join(workDir, nodeId),
-        env: { ...s3.ingestEnv(), INGEST_SEGMENT_SECONDS: '1' },
-      }),
-    );
-  }
+  await IngestNodeProcess.startTwo(nodes, {
+    apiUrl: api.baseUrl,
+    clusterSecret: CLUSTER_SECRET,
+    workDir,
+    env: { ...s3.ingestEnv(), INGEST_SEGMENT_SECONDS: '1' },
+  });
   await eventually(
     async () => (await ingestNodes(api)).filter((node) => node.status === 'up').length === 2,
     15_000,

@@ -44,6 +44,31 @@ export class IngestNodeProcess {
     this.#exited = exited;
   }
 
+  /**
+   * Starts `ingest-a` and `ingest-b`, one after the other, each in its own folder under
+   * `workDir`, and adds them to `nodes` as they start (so a failed start still leaves the first
+   * one to be stopped).
+   */
+  static async startTwo(
+    nodes: IngestNodeProcess[],
+    options: {
+      apiUrl: string;
+      clusterSecret: string;
+      workDir: string;
+      env: Record<string, string>;
+    },
+  ): Promise<void> {
+    for (const nodeId of ['ingest-a', 'ingest-b']) {
+      nodes.push(
+        await IngestNodeProcess.start({
+          ...options,
+          nodeId,
+          workDir: path.join(options.workDir, nodeId),
+        }),
+      );
+    }
+  }
+
   /** Starts a node on free ports and resolves once it listens. */
   static async start(options: {
     nodeId: string;
